@@ -1,0 +1,53 @@
+//! Vigil's domain model, shared by every other crate. No I/O.
+//!
+//! - [`PersonId`]: a random 128-bit pseudonym, never derived from identity.
+//! - [`DeviceId`]: a device's name, as it appears in the base name of its SenML packs.
+//! - [`Metric`] and [`Value`]: what a reading measures, in fixed point with canonical units
+//!   (centi-°C, tenths of a beat per minute, tenths of a percent, micro-degrees, milliseconds).
+//! - [`Reading`]: one typed measurement of one device at one time.
+//! - [`AlertLevel`]: 0 / 1 / 2, OK / warning / critical, the seed contract's codes.
+//! - [`senml`]: parse, validate and sign SenML packs (RFC 8428, JSON and CBOR).
+//!
+//! ```ignore
+//! use vigil_core::{senml::{SignedPack, PackDraft}, DeviceId, DeviceKey, Metric, Value};
+//!
+//! let key = DeviceKey::generate();
+//! let device: DeviceId = "thermo-01".parse().unwrap();
+//! let mut draft = PackDraft::new(device.clone(), 7);
+//! draft.push_scalar(Metric::BodyTemperature, 1_700_000_000_000, 38.2);
+//! let bytes = draft.sign(&key).to_json();
+//!
+//! let pack = SignedPack::from_json(&bytes).unwrap();
+//! let readings = pack.verify(&key.public()).unwrap();
+//! assert_eq!(readings[0].value, Value::Scalar(3820));
+//! ```ignore
+
+mod ids;
+mod keys;
+mod level;
+mod metric;
+mod reading;
+pub mod senml;
+
+pub use ids::{DeviceId, IdError, PersonId};
+pub use keys::{DevicePublicKey, DeviceKey, KeyError};
+pub use level::AlertLevel;
+pub use metric::{Consciousness, GeoFix, Metric, Value};
+pub use reading::{Reading, TimestampMs};
+
+/// SHA-256 digest, used for evidence digests and content addresses.
+pub type Digest = [u8; 32];
+
+/// SHA-256 over `parts`, each prefixed by its length so that the split between parts is
+/// unambiguous; `domain` separates the purposes a digest is taken for.
+pub fn digest(domain: &str, parts: &[&[u8]]) -> Digest {
+    use sha2::{Digest as _, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update((domain.len() as u64).to_be_bytes());
+    hasher.update(domain.as_bytes());
+    for part in parts {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}

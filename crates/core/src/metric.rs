@@ -1,0 +1,177 @@
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// What a reading measures. Each metric has one canonical fixed-point unit, which is the only
+/// unit contracts ever see, so their arithmetic is integer and the same on every validator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Body temperature in hundredths of a degree Celsius (`3712` is 37.12 °C).
+    BodyTemperature,
+    /// Heart rate in tenths of a beat per minute (`725` is 72.5 /min).
+    HeartRate,
+    /// Respiration rate in tenths of a breath per minute.
+    RespirationRate,
+    /// Peripheral oxygen saturation in tenths of a percent (`975` is 97.5 %).
+    #[serde(rename = "spo2")]
+    SpO2,
+    /// Systolic blood pressure in whole mmHg.
+    SystolicBp,
+    /// Level of consciousness on the ACVPU scale, as a [`Consciousness`] code.
+    Consciousness,
+    /// Whether the person breathes supplemental oxygen: 1 yes, 0 no (NEWS2's "air or oxygen").
+    SupplementalOxygen,
+    /// Interval between two successive R peaks of the ECG, in milliseconds.
+    RrInterval,
+    /// A position fix: micro-degrees of latitude and longitude, accuracy in metres.
+    Position,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 9] = [
+        Metric::BodyTemperature,
+        Metric::HeartRate,
+        Metric::RespirationRate,
+        Metric::SpO2,
+        Metric::SystolicBp,
+        Metric::Consciousness,
+        Metric::SupplementalOxygen,
+        Metric::RrInterval,
+        Metric::Position,
+    ];
+
+    /// The name used in SenML records, in configuration files and on the command line.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::BodyTemperature => "body-temperature",
+            Metric::HeartRate => "heart-rate",
+            Metric::RespirationRate => "respiration-rate",
+            Metric::SpO2 => "spo2",
+            Metric::SystolicBp => "systolic-bp",
+            Metric::Consciousness => "consciousness",
+            Metric::SupplementalOxygen => "supplemental-oxygen",
+            Metric::RrInterval => "rr-interval",
+            Metric::Position => "position",
+        }
+    }
+
+    /// The canonical unit, as UCUM, with its fixed-point scale written out.
+    pub const fn canonical_unit(self) -> &'static str {
+        match self {
+            Metric::BodyTemperature => "cCel",
+            Metric::HeartRate => "beat/min x10",
+            Metric::RespirationRate => "1/min x10",
+            Metric::SpO2 => "% x10",
+            Metric::SystolicBp => "mm[Hg]",
+            Metric::Consciousness => "ACVPU code",
+            Metric::SupplementalOxygen => "boolean",
+            Metric::RrInterval => "ms",
+            Metric::Position => "udeg, m",
+        }
+    }
+
+    /// Values outside this closed range (canonical units) are rejected as implausible: they
+    /// come from a faulty or misplaced sensor, not from a living person. Positions are checked
+    /// by [`GeoFix::is_plausible`] instead.
+    pub const fn plausible_range(self) -> (i32, i32) {
+        match self {
+            Metric::BodyTemperature => (2_500, 4_500),
+            Metric::HeartRate => (200, 3_000),
+            Metric::RespirationRate => (20, 800),
+            Metric::SpO2 => (500, 1_000),
+            Metric::SystolicBp => (40, 300),
+            Metric::Consciousness => (0, 4),
+            Metric::SupplementalOxygen => (0, 1),
+            Metric::RrInterval => (200, 3_000),
+            Metric::Position => (i32::MIN, i32::MAX),
+        }
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown metric {s:?}"))
+    }
+}
+
+/// NEWS2's ACVPU scale. Codes are stable: they travel in SenML records and contract evidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum Consciousness {
+    Alert = 0,
+    NewConfusion = 1,
+    Voice = 2,
+    Pain = 3,
+    Unresponsive = 4,
+}
+
+impl Consciousness {
+    pub const fn from_code(code: i32) -> Option<Self> {
+        match code {
+            0 => Some(Self::Alert),
+            1 => Some(Self::NewConfusion),
+            2 => Some(Self::Voice),
+            3 => Some(Self::Pain),
+            4 => Some(Self::Unresponsive),
+            _ => None,
+        }
+    }
+}
+
+/// A position fix in fixed point. Micro-degrees keep about 0.11 m of resolution at the
+/// equator, well below GPS accuracy, and fit in an `i32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GeoFix {
+    pub lat_udeg: i32,
+    pub lon_udeg: i32,
+    /// Radius of the fix's uncertainty (the horizontal accuracy a GPS reports), in metres.
+    pub accuracy_m: u32,
+}
+
+impl GeoFix {
+    pub const LAT_UDEG_MAX: i32 = 90_000_000;
+    pub const LON_UDEG_MAX: i32 = 180_000_000;
+    pub const ACCURACY_M_MAX: u32 = 100_000;
+
+    pub fn is_plausible(&self) -> bool {
+        self.lat_udeg.abs() <= Self::LAT_UDEG_MAX
+            && self.lon_udeg.abs() <= Self::LON_UDEG_MAX
+            && self.accuracy_m <= Self::ACCURACY_M_MAX
+    }
+}
+
+/// A reading's value in its metric's canonical fixed-point unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Value {
+    Scalar(i32),
+    Position(GeoFix),
+}
+
+impl Value {
+    pub const fn scalar(&self) -> Option<i32> {
+        match self {
+            Value::Scalar(v) => Some(*v),
+            Value::Position(_) => None,
+        }
+    }
+
+    pub const fn position(&self) -> Option<GeoFix> {
+        match self {
+            Value::Position(fix) => Some(*fix),
+            Value::Scalar(_) => None,
+        }
+    }
+}

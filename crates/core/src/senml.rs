@@ -1,0 +1,1 @@
+//! SenML (work in progress)

@@ -1,0 +1,2 @@
+pub mod contracts;
+pub mod ecg;

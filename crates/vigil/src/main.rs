@@ -1,0 +1,60 @@
+//! `vigil`: the command-line program. A thin layer of argument parsing and glue over the
+//! library crates; every subcommand lives in its own module under `cmd/`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+#[derive(Parser)]
+#[command(name = "vigil", version, about = "Private real-time monitoring of people in home isolation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate monitor contracts against readings.
+    #[command(subcommand)]
+    Contracts(cmd::contracts::Command),
+    /// ECG: QRS detection, scoring against reference annotations, AF screening.
+    #[command(subcommand)]
+    Ecg(cmd::ecg::Command),
+    /// Benchmarks that print a table and a final machine-readable `key=value` line.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Monitor-contract evaluations per second (threshold, NEWS2, polygon geofence).
+    Contracts(cmd::contracts::BenchArgs),
+    /// QRS detection speed and accuracy, side by side with a Python reference detector.
+    Ecg(cmd::ecg::BenchArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Contracts(command) => cmd::contracts::run(command),
+        Command::Ecg(command) => cmd::ecg::run(command),
+        Command::Bench(BenchCommand::Contracts(args)) => cmd::contracts::bench(args),
+        Command::Bench(BenchCommand::Ecg(args)) => cmd::ecg::bench(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line per cause, outermost first, as ripgrep does.
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
