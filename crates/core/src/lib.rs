@@ -8,19 +8,23 @@
 //! - [`AlertLevel`]: 0 / 1 / 2, OK / warning / critical, the seed contract's codes.
 //! - [`senml`]: parse, validate and sign SenML packs (RFC 8428, JSON and CBOR).
 //!
-//! ```ignore
-//! use vigil_core::{senml::{SignedPack, PackDraft}, DeviceId, DeviceKey, Metric, Value};
+//! ```
+//! use vigil_core::senml::{PackDraft, UnverifiedPack};
+//! use vigil_core::{DeviceId, DeviceKey, Metric, Value};
 //!
+//! // On the device: 38.20 °C, signed with the device's key, sent as SenML JSON.
 //! let key = DeviceKey::generate();
 //! let device: DeviceId = "thermo-01".parse().unwrap();
-//! let mut draft = PackDraft::new(device.clone(), 7);
-//! draft.push_scalar(Metric::BodyTemperature, 1_700_000_000_000, 38.2);
+//! let mut draft = PackDraft::new(device, 7);
+//! draft.push(Metric::BodyTemperature, 1_700_000_000_000, Value::Scalar(3820));
 //! let bytes = draft.sign(&key).to_json();
 //!
-//! let pack = SignedPack::from_json(&bytes).unwrap();
-//! let readings = pack.verify(&key.public()).unwrap();
-//! assert_eq!(readings[0].value, Value::Scalar(3820));
-//! ```ignore
+//! // On the node: parse and validate, look up the enrolled key, verify.
+//! let pack = UnverifiedPack::from_json(&bytes).unwrap();
+//! assert_eq!(pack.sequence(), Some(7));
+//! let pack = pack.verify(&key.public()).unwrap();
+//! assert_eq!(pack.readings[0].value, Value::Scalar(3820));
+//! ```
 
 mod ids;
 mod keys;
@@ -30,7 +34,7 @@ mod reading;
 pub mod senml;
 
 pub use ids::{DeviceId, IdError, PersonId};
-pub use keys::{DevicePublicKey, DeviceKey, KeyError};
+pub use keys::{DeviceKey, DevicePublicKey, KeyError};
 pub use level::AlertLevel;
 pub use metric::{Consciousness, GeoFix, Metric, Value};
 pub use reading::{Reading, TimestampMs};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 /// unit contracts ever see, so their arithmetic is integer and the same on every validator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[repr(u8)]
 pub enum Metric {
     /// Body temperature in hundredths of a degree Celsius (`3712` is 37.12 °C).
     BodyTemperature,
@@ -41,6 +42,11 @@ impl Metric {
         Metric::RrInterval,
         Metric::Position,
     ];
+
+    /// A stable one-byte code for canonical encodings (signatures, digests). Never reuse one.
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
 
     /// The name used in SenML records, in configuration files and on the command line.
     pub const fn name(self) -> &'static str {

@@ -1,1 +1,0 @@
-//! SenML (work in progress)
