@@ -29,6 +29,7 @@
 mod ids;
 mod keys;
 mod level;
+pub mod merkle;
 mod metric;
 mod reading;
 pub mod senml;

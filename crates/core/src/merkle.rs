@@ -1,0 +1,149 @@
+//! A binary Merkle tree over SHA-256 in the shape of RFC 6962 §2.1 (Certificate Transparency):
+//! leaves and interior nodes hashed with distinct prefixes (so a leaf can never pass for a
+//! node), and an unbalanced tree split at the largest power of two below the size (so no leaf is
+//! duplicated and the tree is fixed by the leaf count alone). Used to anchor batches of health
+//! records and transactions by one root.
+
+use sha2::{Digest as _, Sha256};
+
+use crate::Digest;
+
+const LEAF_PREFIX: u8 = 0x00;
+const NODE_PREFIX: u8 = 0x01;
+
+/// The hash of one leaf's content.
+pub fn leaf_hash(content: &[u8]) -> Digest {
+    let mut hasher = Sha256::new();
+    hasher.update([LEAF_PREFIX]);
+    hasher.update(content);
+    hasher.finalize().into()
+}
+
+fn node_hash(left: &Digest, right: &Digest) -> Digest {
+    let mut hasher = Sha256::new();
+    hasher.update([NODE_PREFIX]);
+    hasher.update(left);
+    hasher.update(right);
+    hasher.finalize().into()
+}
+
+/// The root over leaf hashes, as RFC 6962's MTH; the empty tree's root is SHA-256 of nothing.
+pub fn root(leaves: &[Digest]) -> Digest {
+    match leaves {
+        [] => Sha256::digest([]).into(),
+        [leaf] => *leaf,
+        _ => {
+            let split = split_point(leaves.len());
+            node_hash(&root(&leaves[..split]), &root(&leaves[split..]))
+        }
+    }
+}
+
+/// The largest power of two strictly below `n` (n >= 2).
+fn split_point(n: usize) -> usize {
+    debug_assert!(n >= 2);
+    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// The audit path for leaf `index` (RFC 6962 §2.1.1), siblings from the leaf upwards.
+/// `None` if `index` is out of range.
+pub fn inclusion_proof(leaves: &[Digest], index: usize) -> Option<Vec<Digest>> {
+    if index >= leaves.len() {
+        return None;
+    }
+    let mut path = Vec::new();
+    let (mut lo, mut hi, mut at) = (0, leaves.len(), index);
+    // Walk down from the root, remembering the sibling subtree at each level.
+    let mut siblings = Vec::new();
+    while hi - lo > 1 {
+        let split = split_point(hi - lo);
+        if at < split {
+            siblings.push(root(&leaves[lo + split..hi]));
+            hi = lo + split;
+        } else {
+            siblings.push(root(&leaves[lo..lo + split]));
+            lo += split;
+            at -= split;
+        }
+    }
+    while let Some(sibling) = siblings.pop() {
+        path.push(sibling);
+    }
+    Some(path)
+}
+
+/// Recomputes the root from a leaf, its index, the tree size and its audit path
+/// (RFC 9162 §2.1.3.2).
+pub fn root_from_proof(
+    leaf: &Digest,
+    index: usize,
+    size: usize,
+    path: &[Digest],
+) -> Option<Digest> {
+    if index >= size {
+        return None;
+    }
+    let (mut fn_, mut sn) = (index, size - 1);
+    let mut hash = *leaf;
+    for sibling in path {
+        if sn == 0 {
+            return None;
+        }
+        if fn_ & 1 == 1 || fn_ == sn {
+            hash = node_hash(sibling, &hash);
+            while fn_ & 1 == 0 && fn_ != 0 {
+                fn_ >>= 1;
+                sn >>= 1;
+            }
+        } else {
+            hash = node_hash(&hash, sibling);
+        }
+        fn_ >>= 1;
+        sn >>= 1;
+    }
+    (sn == 0).then_some(hash)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn leaves(n: usize) -> Vec<Digest> {
+        (0..n as u32).map(|i| leaf_hash(&i.to_be_bytes())).collect()
+    }
+
+    #[test]
+    fn small_trees_have_the_rfc_6962_shape() {
+        let l = leaves(3);
+        assert_eq!(root(&l[..1]), l[0]);
+        assert_eq!(root(&l[..2]), node_hash(&l[0], &l[1]));
+        assert_eq!(root(&l), node_hash(&node_hash(&l[0], &l[1]), &l[2]));
+        assert_ne!(leaf_hash(b""), root(&[]));
+    }
+
+    #[test]
+    fn proofs_out_of_range_are_refused() {
+        let l = leaves(5);
+        assert!(inclusion_proof(&l, 5).is_none());
+        assert!(root_from_proof(&l[0], 5, 5, &[]).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn every_leaf_proves_and_no_other_leaf_does(n in 1usize..70, pick: prop::sample::Index) {
+            let l = leaves(n);
+            let expected = root(&l);
+            let index = pick.index(n);
+            let path = inclusion_proof(&l, index).expect("in range");
+            prop_assert_eq!(root_from_proof(&l[index], index, n, &path), Some(expected));
+            let wrong_leaf = leaf_hash(b"forged");
+            prop_assert_ne!(root_from_proof(&wrong_leaf, index, n, &path), Some(expected));
+            if n > 1 {
+                let other = (index + 1) % n;
+                prop_assert_ne!(root_from_proof(&l[index], other, n, &path), Some(expected));
+            }
+        }
+    }
+}
