@@ -1,0 +1,176 @@
+//! A reading as a FHIR R4 Observation (vital-signs profile where one exists). Pure.
+
+use serde_json::{Value as Json, json};
+use vigil_core::{Metric, PersonId, Reading, TimestampMs, Value};
+
+/// The pseudonym and device identifier systems used in `subject` and `device`.
+pub const PSEUDONYM_SYSTEM: &str = "urn:vigil:pseudonym";
+pub const DEVICE_SYSTEM: &str = "urn:vigil:device";
+/// Metrics without a LOINC vital-sign code are coded in Vigil's own system.
+pub const METRIC_SYSTEM: &str = "urn:vigil:metric";
+
+struct Coding {
+    loinc: Option<(&'static str, &'static str)>,
+    profile: Option<&'static str>,
+    ucum: &'static str,
+    divisor: f64,
+}
+
+fn coding(metric: Metric) -> Coding {
+    let vital = |loinc, display, profile, ucum, divisor| Coding {
+        loinc: Some((loinc, display)),
+        profile: Some(profile),
+        ucum,
+        divisor,
+    };
+    let local = |ucum, divisor| Coding {
+        loinc: None,
+        profile: None,
+        ucum,
+        divisor,
+    };
+    match metric {
+        Metric::BodyTemperature => vital("8310-5", "Body temperature", "bodytemp", "Cel", 100.0),
+        Metric::HeartRate => vital("8867-4", "Heart rate", "heartrate", "/min", 10.0),
+        Metric::RespirationRate => vital("9279-1", "Respiratory rate", "resprate", "/min", 10.0),
+        Metric::SpO2 => vital(
+            "59408-5",
+            "Oxygen saturation in Arterial blood by Pulse oximetry",
+            "oxygensat",
+            "%",
+            10.0,
+        ),
+        Metric::SystolicBp => vital(
+            "8480-6",
+            "Systolic blood pressure",
+            "vitalsigns",
+            "mm[Hg]",
+            1.0,
+        ),
+        Metric::RrInterval => local("ms", 1.0),
+        Metric::Consciousness | Metric::SupplementalOxygen => local("1", 1.0),
+        Metric::Position => local("deg", 1e6),
+    }
+}
+
+/// The Observation for one reading. `id` is the record's sequence number in the store.
+pub fn observation(id: u64, person: PersonId, reading: &Reading) -> Json {
+    let c = coding(reading.metric);
+    let mut codings = Vec::new();
+    if let Some((code, display)) = c.loinc {
+        codings.push(json!({"system": "http://loinc.org", "code": code, "display": display}));
+        if reading.metric == Metric::SpO2 {
+            codings.push(json!({"system": "http://loinc.org", "code": "2708-6",
+                "display": "Oxygen saturation in Arterial blood"}));
+        }
+    }
+    codings.push(json!({"system": METRIC_SYSTEM, "code": reading.metric.name()}));
+    let quantity = |value: f64, unit: &str| json!({"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit});
+    let mut observation = json!({
+        "resourceType": "Observation",
+        "id": id.to_string(),
+        "status": "final",
+        "code": {"coding": codings, "text": reading.metric.name()},
+        "subject": {"identifier": {"system": PSEUDONYM_SYSTEM, "value": person.to_string()}},
+        "device": {"identifier": {"system": DEVICE_SYSTEM, "value": reading.device.as_str()}},
+        "effectiveDateTime": rfc3339_utc(reading.time_ms),
+    });
+    if let Some(profile) = c.profile {
+        observation["meta"] =
+            json!({"profile": [format!("http://hl7.org/fhir/StructureDefinition/{profile}")]});
+        observation["category"] = json!([{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs", "display": "Vital Signs"}]}]);
+    }
+    match reading.value {
+        Value::Scalar(v) => {
+            observation["valueQuantity"] = quantity(f64::from(v) / c.divisor, c.ucum)
+        }
+        Value::Position(fix) => {
+            let component = |code: &str, value: Json| json!({"code": {"coding": [{"system": METRIC_SYSTEM, "code": code}]}, "valueQuantity": value});
+            observation["component"] = json!([
+                component("latitude", quantity(f64::from(fix.lat_udeg) / 1e6, "deg")),
+                component("longitude", quantity(f64::from(fix.lon_udeg) / 1e6, "deg")),
+                component("accuracy", quantity(f64::from(fix.accuracy_m), "m")),
+            ]);
+        }
+    }
+    observation
+}
+
+/// `YYYY-MM-DDThh:mm:ss.sssZ` from Unix milliseconds, without a clock or a date library
+/// (civil-from-days, H. Hinnant's algorithm).
+pub fn rfc3339_utc(time_ms: TimestampMs) -> String {
+    let days = time_ms.div_euclid(86_400_000);
+    let ms_of_day = time_ms.rem_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (h, m, s, ms) = (
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1_000 % 60,
+        ms_of_day % 1_000,
+    );
+    format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_core::GeoFix;
+
+    #[test]
+    fn dates_match_known_instants() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(rfc3339_utc(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_utc(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn temperature_is_a_vital_signs_observation_with_loinc_and_ucum() {
+        let person = PersonId::from_bytes([1; 16]);
+        let reading = Reading {
+            device: "thermo-01".parse().expect("valid"),
+            metric: Metric::BodyTemperature,
+            time_ms: 1_700_000_000_000,
+            value: Value::Scalar(3_825),
+        };
+        let o = observation(9, person, &reading);
+        assert_eq!(o["resourceType"], "Observation");
+        assert_eq!(o["code"]["coding"][0]["code"], "8310-5");
+        assert_eq!(o["valueQuantity"]["value"], 38.25);
+        assert_eq!(o["valueQuantity"]["code"], "Cel");
+        assert_eq!(o["category"][0]["coding"][0]["code"], "vital-signs");
+        assert_eq!(
+            o["meta"]["profile"][0],
+            "http://hl7.org/fhir/StructureDefinition/bodytemp"
+        );
+        assert_eq!(o["subject"]["identifier"]["value"], person.to_string());
+    }
+
+    #[test]
+    fn positions_are_components() {
+        let reading = Reading {
+            device: "phone-1".parse().expect("valid"),
+            metric: Metric::Position,
+            time_ms: 0,
+            value: Value::Position(GeoFix {
+                lat_udeg: 13_500_000,
+                lon_udeg: -2_250_000,
+                accuracy_m: 9,
+            }),
+        };
+        let o = observation(1, PersonId::from_bytes([2; 16]), &reading);
+        assert_eq!(o["component"][0]["valueQuantity"]["value"], 13.5);
+        assert_eq!(o["component"][1]["valueQuantity"]["value"], -2.25);
+        assert!(o.get("category").is_none());
+    }
+}

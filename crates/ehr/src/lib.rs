@@ -1,0 +1,629 @@
+//! Vigil's electronic health record: every accepted reading stored as a FHIR R4 Observation,
+//! encrypted with its person's data key, in SQLite; batches of records anchored on the ledger
+//! by a Merkle root; erasure by destroying the person's data key.
+//!
+//! ```
+//! use vigil_ehr::{Ehr, Identity, SecretKey};
+//! use vigil_core::{Metric, PersonId, Reading, Value};
+//!
+//! let mut ehr = Ehr::open_in_memory(SecretKey::random()).unwrap();
+//! let person = PersonId::random();
+//! ehr.register_person(person, &Identity { name: "A. Person".into(), ..Identity::default() }).unwrap();
+//! let reading = Reading {
+//!     device: "thermo-01".parse().unwrap(),
+//!     metric: Metric::BodyTemperature,
+//!     time_ms: 1_700_000_000_000,
+//!     value: Value::Scalar(3_820),
+//! };
+//! ehr.append(person, &[reading]).unwrap();
+//! let anchor = ehr.seal_batch().unwrap().expect("one record to anchor");
+//! // ... the node submits `anchor` to the ledger; later an auditor checks the store against it:
+//! let report = ehr.verify(&[anchor]).unwrap();
+//! assert!(report.is_intact());
+//! ```
+//!
+//! What the ledger sees: per batch, the Merkle root of its records' leaves and their count.
+//! A leaf hashes a record's ciphertext and metadata, not its plaintext, so verification needs
+//! no key and stays green after a person is erased.
+
+pub mod fhir;
+mod seal;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use vigil_core::{Digest, Metric, PersonId, Reading, TimestampMs, merkle};
+
+pub use seal::SecretKey;
+
+/// Unwrapped data keys kept in memory; beyond this the cache is emptied and refilled.
+const KEY_CACHE_MAX: usize = 100_000;
+/// Records returned by one read.
+pub const READ_LIMIT_MAX: usize = 10_000;
+
+const DATA_KEY_DOMAIN: &[u8] = b"vigil/ehr/data-key/v1";
+const IDENTITY_DOMAIN: &[u8] = b"vigil/ehr/identity/v1";
+const RECORD_DOMAIN: &[u8] = b"vigil/ehr/record/v1";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EhrError {
+    #[error("health record database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("person {0} is not registered in the health record")]
+    UnknownPerson(PersonId),
+    #[error("person {0} is already registered")]
+    AlreadyRegistered(PersonId),
+    #[error("person {0} was erased: their data key is destroyed")]
+    Erased(PersonId),
+    #[error(
+        "stored data does not decrypt for person {0}: the record was altered or the master key is wrong"
+    )]
+    Undecryptable(PersonId),
+    #[error("the access could not be logged on the ledger, so it was refused: {0}")]
+    AccessNotLogged(String),
+    #[error("read limit {0} is over the maximum of {READ_LIMIT_MAX}")]
+    LimitTooLarge(usize),
+    #[error(
+        "anchors must cover consecutive records from 1: anchor {index} starts at {first_seq}, expected {expected}"
+    )]
+    AnchorsNotContiguous {
+        index: usize,
+        first_seq: u64,
+        expected: u64,
+    },
+}
+
+/// A person's real identity. Stored only here, encrypted, and linked only by pseudonym.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub name: String,
+    pub address: String,
+    pub phone: String,
+}
+
+/// What the ledger records for one batch of records: which records (`first_seq`, `count`) and
+/// the Merkle root over their leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    pub first_seq: u64,
+    pub count: u64,
+    pub root: Digest,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessKind {
+    Identity,
+    Records,
+}
+
+/// One read of a person's data, to be logged on the ledger before the data is released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessEvent {
+    /// Who read: the identity's public key or name as the node authenticates it.
+    pub accessor: String,
+    pub person: PersonId,
+    pub kind: AccessKind,
+    pub time_ms: TimestampMs,
+}
+
+/// Where reads are logged. The node's implementation submits a ledger transaction; a read is
+/// refused if logging fails, so no read goes unrecorded.
+pub trait AccessLog {
+    fn record(&mut self, event: &AccessEvent) -> Result<(), String>;
+}
+
+/// What `verify` found. Problems are listed per record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Records covered by the anchors given.
+    pub anchored: u64,
+    /// Anchored records present and proven against their anchor.
+    pub verified: u64,
+    /// Records stored after the last anchor given, waiting for the next one.
+    pub pending: u64,
+    pub altered: Vec<u64>,
+    pub missing: Vec<u64>,
+    /// Records stored that no anchor covers although the store claims they were sealed.
+    pub extra: Vec<u64>,
+}
+
+impl VerifyReport {
+    pub fn is_intact(&self) -> bool {
+        self.altered.is_empty() && self.missing.is_empty() && self.extra.is_empty()
+    }
+}
+
+/// The health record store.
+pub struct Ehr {
+    db: Connection,
+    master: SecretKey,
+    keys: HashMap<PersonId, SecretKey>,
+}
+
+impl Ehr {
+    pub fn open(path: &Path, master: SecretKey) -> Result<Self, EhrError> {
+        Self::init(Connection::open(path)?, master)
+    }
+
+    pub fn open_in_memory(master: SecretKey) -> Result<Self, EhrError> {
+        Self::init(Connection::open_in_memory()?, master)
+    }
+
+    fn init(db: Connection, master: SecretKey) -> Result<Self, EhrError> {
+        // WAL for concurrent readers; secure_delete so an erased key's bytes are overwritten in
+        // the file rather than left in a free page.
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = NORMAL;
+             PRAGMA secure_delete = ON;
+             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT OR IGNORE INTO meta VALUES ('next_seq', 1), ('sealed_through', 0);
+             CREATE TABLE IF NOT EXISTS data_keys (
+                 person BLOB PRIMARY KEY, nonce BLOB NOT NULL, wrapped BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS identities (
+                 person BLOB PRIMARY KEY, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS records (
+                 seq INTEGER PRIMARY KEY, person BLOB NOT NULL, device TEXT NOT NULL,
+                 metric INTEGER NOT NULL, time_ms INTEGER NOT NULL,
+                 nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, proof BLOB);
+             CREATE INDEX IF NOT EXISTS records_by_person ON records (person, time_ms);
+             CREATE TABLE IF NOT EXISTS anchors (
+                 first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, root BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS access_log (
+                 accessor TEXT NOT NULL, person BLOB NOT NULL, kind TEXT NOT NULL,
+                 time_ms INTEGER NOT NULL);",
+        )?;
+        Ok(Self {
+            db,
+            master,
+            keys: HashMap::new(),
+        })
+    }
+
+    /// Creates the person's data key and stores their identity encrypted under it.
+    pub fn register_person(
+        &mut self,
+        person: PersonId,
+        identity: &Identity,
+    ) -> Result<(), EhrError> {
+        let known: bool = self.db.query_row(
+            "SELECT EXISTS (SELECT 1 FROM identities WHERE person = ?1)",
+            [person.as_bytes()],
+            |row| row.get(0),
+        )?;
+        if known {
+            return Err(EhrError::AlreadyRegistered(person));
+        }
+        let data_key = SecretKey::random();
+        let (key_nonce, wrapped) = seal::seal(
+            &self.master,
+            &aad(DATA_KEY_DOMAIN, person, &[]),
+            &data_key.0,
+        );
+        let plaintext = serde_json::to_vec(identity).unwrap_or_default();
+        let (nonce, ciphertext) =
+            seal::seal(&data_key, &aad(IDENTITY_DOMAIN, person, &[]), &plaintext);
+        let tx = self.db.transaction()?;
+        tx.execute(
+            "INSERT INTO data_keys VALUES (?1, ?2, ?3)",
+            params![person.as_bytes(), key_nonce, wrapped],
+        )?;
+        tx.execute(
+            "INSERT INTO identities VALUES (?1, ?2, ?3)",
+            params![person.as_bytes(), nonce, ciphertext],
+        )?;
+        tx.commit()?;
+        self.keys.insert(person, data_key);
+        Ok(())
+    }
+
+    fn data_key(&mut self, person: PersonId) -> Result<SecretKey, EhrError> {
+        if let Some(key) = self.keys.get(&person) {
+            return Ok(key.clone());
+        }
+        let row: Option<(Vec<u8>, Vec<u8>)> = self
+            .db
+            .query_row(
+                "SELECT nonce, wrapped FROM data_keys WHERE person = ?1",
+                [person.as_bytes()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let Some((nonce, wrapped)) = row else {
+            let registered: bool = self.db.query_row(
+                "SELECT EXISTS (SELECT 1 FROM identities WHERE person = ?1)",
+                [person.as_bytes()],
+                |row| row.get(0),
+            )?;
+            return Err(if registered {
+                EhrError::Erased(person)
+            } else {
+                EhrError::UnknownPerson(person)
+            });
+        };
+        let bytes = seal::open(
+            &self.master,
+            &nonce,
+            &aad(DATA_KEY_DOMAIN, person, &[]),
+            &wrapped,
+        )
+        .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+        .ok_or(EhrError::Undecryptable(person))?;
+        if self.keys.len() >= KEY_CACHE_MAX {
+            self.keys.clear();
+        }
+        let key = SecretKey::from_bytes(bytes);
+        self.keys.insert(person, key.clone());
+        Ok(key)
+    }
+
+    /// Stores readings of one person as encrypted Observations, all or none. Returns their
+    /// sequence numbers.
+    pub fn append(&mut self, person: PersonId, readings: &[Reading]) -> Result<Vec<u64>, EhrError> {
+        let key = self.data_key(person)?;
+        let tx = self.db.transaction()?;
+        let mut seq: u64 =
+            tx.query_row("SELECT value FROM meta WHERE name = 'next_seq'", [], |r| {
+                r.get(0)
+            })?;
+        let mut seqs = Vec::with_capacity(readings.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO records (seq, person, device, metric, time_ms, nonce, ciphertext)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for reading in readings {
+                let observation = fhir::observation(seq, person, reading);
+                let plaintext = serde_json::to_vec(&observation).unwrap_or_default();
+                let record_aad = record_aad(seq, person, reading.metric, reading.time_ms);
+                let (nonce, ciphertext) = seal::seal(&key, &record_aad, &plaintext);
+                insert.execute(params![
+                    seq,
+                    person.as_bytes(),
+                    reading.device.as_str(),
+                    reading.metric.code(),
+                    reading.time_ms,
+                    nonce,
+                    ciphertext
+                ])?;
+                seqs.push(seq);
+                seq += 1;
+            }
+        }
+        tx.execute("UPDATE meta SET value = ?1 WHERE name = 'next_seq'", [seq])?;
+        tx.commit()?;
+        Ok(seqs)
+    }
+
+    /// Closes the batch of records stored since the last anchor: computes their Merkle root,
+    /// stores each record's inclusion proof, and returns the anchor to submit to the ledger.
+    /// `None` when nothing was stored since.
+    pub fn seal_batch(&mut self) -> Result<Option<Anchor>, EhrError> {
+        let tx = self.db.transaction()?;
+        let sealed: u64 = tx.query_row(
+            "SELECT value FROM meta WHERE name = 'sealed_through'",
+            [],
+            |r| r.get(0),
+        )?;
+        let next: u64 =
+            tx.query_row("SELECT value FROM meta WHERE name = 'next_seq'", [], |r| {
+                r.get(0)
+            })?;
+        if next <= sealed + 1 {
+            return Ok(None);
+        }
+        let first_seq = sealed + 1;
+        let leaves = load_leaves(&tx, first_seq, next - 1)?;
+        let leaves: Vec<Digest> = leaves.into_iter().map(|(_, leaf)| leaf).collect();
+        // Records are only ever appended in this range, so every sequence number is present.
+        debug_assert_eq!(leaves.len() as u64, next - first_seq);
+        let root = merkle::root(&leaves);
+        {
+            let mut update = tx.prepare_cached("UPDATE records SET proof = ?1 WHERE seq = ?2")?;
+            for index in 0..leaves.len() {
+                let path = merkle::inclusion_proof(&leaves, index).unwrap_or_default();
+                update.execute(params![path.concat(), first_seq + index as u64])?;
+            }
+        }
+        let anchor = Anchor {
+            first_seq,
+            count: leaves.len() as u64,
+            root,
+        };
+        tx.execute(
+            "INSERT INTO anchors VALUES (?1, ?2, ?3)",
+            params![anchor.first_seq, anchor.count, anchor.root],
+        )?;
+        tx.execute(
+            "UPDATE meta SET value = ?1 WHERE name = 'sealed_through'",
+            [next - 1],
+        )?;
+        tx.commit()?;
+        Ok(Some(anchor))
+    }
+
+    /// The anchors this store sealed, in order.
+    pub fn sealed_anchors(&self) -> Result<Vec<Anchor>, EhrError> {
+        let mut query = self
+            .db
+            .prepare("SELECT first_seq, count, root FROM anchors ORDER BY first_seq")?;
+        let anchors = query.query_map([], |row| {
+            let root: Vec<u8> = row.get(2)?;
+            Ok(Anchor {
+                first_seq: row.get(0)?,
+                count: row.get(1)?,
+                root: root.try_into().unwrap_or([0; 32]),
+            })
+        })?;
+        Ok(anchors.collect::<Result<_, _>>()?)
+    }
+
+    /// Checks every stored record against the anchors recorded on the ledger, which must cover
+    /// consecutive records from the first. Needs no data key, so erased people still verify.
+    pub fn verify(&self, anchors: &[Anchor]) -> Result<VerifyReport, EhrError> {
+        let mut report = VerifyReport::default();
+        let mut expected = 1;
+        for (index, anchor) in anchors.iter().enumerate() {
+            if anchor.first_seq != expected {
+                return Err(EhrError::AnchorsNotContiguous {
+                    index,
+                    first_seq: anchor.first_seq,
+                    expected,
+                });
+            }
+            expected = anchor.first_seq.saturating_add(anchor.count);
+            self.verify_batch(anchor, &mut report)?;
+        }
+        let sealed: u64 = self.db.query_row(
+            "SELECT value FROM meta WHERE name = 'sealed_through'",
+            [],
+            |r| r.get(0),
+        )?;
+        let mut later = self
+            .db
+            .prepare("SELECT seq FROM records WHERE seq >= ?1 ORDER BY seq")?;
+        for seq in later.query_map([expected], |row| row.get::<_, u64>(0))? {
+            let seq = seq?;
+            if seq <= sealed {
+                report.extra.push(seq);
+            } else {
+                report.pending += 1;
+            }
+        }
+        Ok(report)
+    }
+
+    fn verify_batch(&self, anchor: &Anchor, report: &mut VerifyReport) -> Result<(), EhrError> {
+        let last = anchor.first_seq + anchor.count.saturating_sub(1);
+        report.anchored += anchor.count;
+        let rows = load_leaves(&self.db, anchor.first_seq, last)?;
+        let complete = rows.len() as u64 == anchor.count;
+        let leaves: Vec<Digest> = rows.iter().map(|(_, leaf)| *leaf).collect();
+        if complete && merkle::root(&leaves) == anchor.root {
+            report.verified += anchor.count;
+            return Ok(());
+        }
+        // Something differs: find which records, each by its own stored inclusion proof.
+        let present: HashMap<u64, Digest> = rows.into_iter().collect();
+        let mut proofs = self
+            .db
+            .prepare_cached("SELECT proof FROM records WHERE seq = ?1")?;
+        for seq in anchor.first_seq..=last {
+            let Some(leaf) = present.get(&seq) else {
+                report.missing.push(seq);
+                continue;
+            };
+            let proof: Option<Vec<u8>> = proofs.query_row([seq], |row| row.get(0))?;
+            let path: Vec<Digest> = proof
+                .unwrap_or_default()
+                .chunks_exact(32)
+                .map(|chunk| chunk.try_into().unwrap_or([0; 32]))
+                .collect();
+            let index = (seq - anchor.first_seq) as usize;
+            let proven = merkle::root_from_proof(leaf, index, anchor.count as usize, &path);
+            if proven == Some(anchor.root) {
+                report.verified += 1;
+            } else {
+                report.altered.push(seq);
+            }
+        }
+        Ok(())
+    }
+
+    /// A person's identity, released only once the access is logged.
+    pub fn read_identity(
+        &mut self,
+        accessor: &str,
+        person: PersonId,
+        time_ms: TimestampMs,
+        log: &mut dyn AccessLog,
+    ) -> Result<Identity, EhrError> {
+        let key = self.data_key(person)?;
+        let (nonce, ciphertext): (Vec<u8>, Vec<u8>) = self
+            .db
+            .query_row(
+                "SELECT nonce, ciphertext FROM identities WHERE person = ?1",
+                [person.as_bytes()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?
+            .ok_or(EhrError::UnknownPerson(person))?;
+        let plaintext = seal::open(
+            &key,
+            &nonce,
+            &aad(IDENTITY_DOMAIN, person, &[]),
+            &ciphertext,
+        )
+        .ok_or(EhrError::Undecryptable(person))?;
+        let identity =
+            serde_json::from_slice(&plaintext).map_err(|_| EhrError::Undecryptable(person))?;
+        self.log_access(accessor, person, AccessKind::Identity, time_ms, log)?;
+        Ok(identity)
+    }
+
+    /// A person's Observations with effective time in `[from_ms, to_ms)`, oldest first, at most
+    /// `limit`; released only once the access is logged.
+    pub fn read_observations(
+        &mut self,
+        accessor: &str,
+        person: PersonId,
+        (from_ms, to_ms): (TimestampMs, TimestampMs),
+        limit: usize,
+        time_ms: TimestampMs,
+        log: &mut dyn AccessLog,
+    ) -> Result<Vec<serde_json::Value>, EhrError> {
+        if limit > READ_LIMIT_MAX {
+            return Err(EhrError::LimitTooLarge(limit));
+        }
+        let key = self.data_key(person)?;
+        let mut query = self.db.prepare_cached(
+            "SELECT seq, metric, time_ms, nonce, ciphertext FROM records
+             WHERE person = ?1 AND time_ms >= ?2 AND time_ms < ?3 ORDER BY time_ms, seq LIMIT ?4",
+        )?;
+        let rows = query.query_map(
+            params![person.as_bytes(), from_ms, to_ms, limit as i64],
+            |row| {
+                Ok((
+                    row.get::<_, u64>(0)?,
+                    row.get::<_, u8>(1)?,
+                    row.get::<_, i64>(2)?,
+                    row.get::<_, Vec<u8>>(3)?,
+                    row.get::<_, Vec<u8>>(4)?,
+                ))
+            },
+        )?;
+        let mut observations = Vec::new();
+        for row in rows {
+            let (seq, metric, time, nonce, ciphertext) = row?;
+            let metric = Metric::ALL
+                .into_iter()
+                .find(|m| m.code() == metric)
+                .ok_or(EhrError::Undecryptable(person))?;
+            let plaintext = seal::open(
+                &key,
+                &nonce,
+                &record_aad(seq, person, metric, time),
+                &ciphertext,
+            )
+            .ok_or(EhrError::Undecryptable(person))?;
+            observations.push(
+                serde_json::from_slice(&plaintext).map_err(|_| EhrError::Undecryptable(person))?,
+            );
+        }
+        drop(query);
+        self.log_access(accessor, person, AccessKind::Records, time_ms, log)?;
+        Ok(observations)
+    }
+
+    fn log_access(
+        &mut self,
+        accessor: &str,
+        person: PersonId,
+        kind: AccessKind,
+        time_ms: TimestampMs,
+        log: &mut dyn AccessLog,
+    ) -> Result<(), EhrError> {
+        let event = AccessEvent {
+            accessor: accessor.to_owned(),
+            person,
+            kind,
+            time_ms,
+        };
+        log.record(&event).map_err(EhrError::AccessNotLogged)?;
+        let kind = match kind {
+            AccessKind::Identity => "identity",
+            AccessKind::Records => "records",
+        };
+        self.db.execute(
+            "INSERT INTO access_log VALUES (?1, ?2, ?3, ?4)",
+            params![accessor, person.as_bytes(), kind, time_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Destroys the person's data key: their identity and records become unreadable for good,
+    /// while their ciphertexts, and so every anchor, still verify.
+    pub fn erase_person(&mut self, person: PersonId) -> Result<(), EhrError> {
+        let deleted = self.db.execute(
+            "DELETE FROM data_keys WHERE person = ?1",
+            [person.as_bytes()],
+        )?;
+        self.keys.remove(&person);
+        if deleted == 0 {
+            // Erasing twice is fine; erasing someone never registered is a mistake.
+            let registered: bool = self.db.query_row(
+                "SELECT EXISTS (SELECT 1 FROM identities WHERE person = ?1)",
+                [person.as_bytes()],
+                |row| row.get(0),
+            )?;
+            if !registered {
+                return Err(EhrError::UnknownPerson(person));
+            }
+        }
+        // Push the overwritten pages out of the write-ahead log too.
+        self.db
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+fn aad(domain: &[u8], person: PersonId, rest: &[u8]) -> Vec<u8> {
+    [domain, person.as_bytes(), rest].concat()
+}
+
+/// Binds a record's ciphertext to its row: moving it to another sequence number, person,
+/// metric or time makes it fail to decrypt.
+fn record_aad(seq: u64, person: PersonId, metric: Metric, time_ms: TimestampMs) -> Vec<u8> {
+    let mut rest = Vec::with_capacity(17);
+    rest.extend_from_slice(&seq.to_be_bytes());
+    rest.push(metric.code());
+    rest.extend_from_slice(&time_ms.to_be_bytes());
+    aad(RECORD_DOMAIN, person, &rest)
+}
+
+/// Leaves of records `first..=last` that are present, in order. A leaf covers every stored
+/// column of the record, so any change to a stored byte changes it.
+fn load_leaves(db: &Connection, first: u64, last: u64) -> Result<Vec<(u64, Digest)>, EhrError> {
+    let mut query = db.prepare_cached(
+        "SELECT seq, person, device, metric, time_ms, nonce, ciphertext FROM records
+         WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+    )?;
+    let rows = query.query_map([first, last], |row| {
+        let seq: u64 = row.get(0)?;
+        // Hash each column with its storage type, so a tampered column of an unexpected type
+        // is reported as altered rather than failing the whole verification.
+        let mut content = Vec::with_capacity(256);
+        for column in 1..7 {
+            match row.get_ref(column)? {
+                ValueRef::Null => content.push(0),
+                ValueRef::Integer(i) => {
+                    content.push(1);
+                    content.extend_from_slice(&i.to_be_bytes());
+                }
+                ValueRef::Real(f) => {
+                    content.push(2);
+                    content.extend_from_slice(&f.to_bits().to_be_bytes());
+                }
+                ValueRef::Text(bytes) => push_bytes(&mut content, 3, bytes),
+                ValueRef::Blob(bytes) => push_bytes(&mut content, 4, bytes),
+            }
+        }
+        let digest = vigil_core::digest("vigil/ehr/leaf/v1", &[&seq.to_be_bytes(), &content]);
+        Ok((seq, merkle::leaf_hash(&digest)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn push_bytes(content: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    content.push(tag);
+    content.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+    content.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,269 @@
+use vigil_core::{Metric, PersonId, Reading, Value};
+
+use super::*;
+
+const T0_MS: i64 = 1_700_000_000_000;
+
+#[derive(Default)]
+struct MemoryLog {
+    events: Vec<AccessEvent>,
+    refuse: bool,
+}
+
+impl AccessLog for MemoryLog {
+    fn record(&mut self, event: &AccessEvent) -> Result<(), String> {
+        if self.refuse {
+            return Err("ledger unreachable".into());
+        }
+        self.events.push(event.clone());
+        Ok(())
+    }
+}
+
+fn temperature(centi: i32, offset_ms: i64) -> Reading {
+    Reading {
+        device: "thermo-01".parse().expect("valid"),
+        metric: Metric::BodyTemperature,
+        time_ms: T0_MS + offset_ms,
+        value: Value::Scalar(centi),
+    }
+}
+
+fn identity() -> Identity {
+    Identity {
+        name: "Somchai Jaidee".into(),
+        address: "12 Sukhumvit Soi 4".into(),
+        phone: "+66 81 234 5678".into(),
+    }
+}
+
+fn store_with(readings: usize) -> (Ehr, PersonId) {
+    let mut ehr = Ehr::open_in_memory(SecretKey::random()).expect("opens");
+    let person = PersonId::random();
+    ehr.register_person(person, &identity()).expect("registers");
+    let batch: Vec<_> = (0..readings)
+        .map(|i| temperature(3_700 + i as i32, i as i64 * 1_000))
+        .collect();
+    ehr.append(person, &batch).expect("appends");
+    (ehr, person)
+}
+
+#[test]
+fn reads_decrypt_observations_and_are_logged() {
+    let (mut ehr, person) = store_with(5);
+    let mut log = MemoryLog::default();
+    let observations = ehr
+        .read_observations(
+            "doctor-7",
+            person,
+            (T0_MS + 1_000, T0_MS + 4_000),
+            100,
+            T0_MS + 9,
+            &mut log,
+        )
+        .expect("reads");
+    let values: Vec<_> = observations
+        .iter()
+        .map(|o| o["valueQuantity"]["value"].clone())
+        .collect();
+    assert_eq!(values, [37.01, 37.02, 37.03]);
+    assert_eq!(
+        log.events,
+        [AccessEvent {
+            accessor: "doctor-7".into(),
+            person,
+            kind: AccessKind::Records,
+            time_ms: T0_MS + 9
+        }]
+    );
+    assert_eq!(
+        ehr.read_identity("cdcp-1", person, T0_MS, &mut log)
+            .expect("reads"),
+        identity()
+    );
+    assert_eq!(log.events.len(), 2);
+}
+
+#[test]
+fn a_read_that_cannot_be_logged_is_refused() {
+    let (mut ehr, person) = store_with(2);
+    let mut log = MemoryLog {
+        refuse: true,
+        ..MemoryLog::default()
+    };
+    assert!(matches!(
+        ehr.read_observations("x", person, (0, i64::MAX), 10, 0, &mut log),
+        Err(EhrError::AccessNotLogged(_))
+    ));
+    assert!(matches!(
+        ehr.read_identity("x", person, 0, &mut log),
+        Err(EhrError::AccessNotLogged(_))
+    ));
+    assert!(matches!(
+        ehr.read_observations(
+            "x",
+            person,
+            (0, i64::MAX),
+            READ_LIMIT_MAX + 1,
+            0,
+            &mut MemoryLog::default()
+        ),
+        Err(EhrError::LimitTooLarge(_))
+    ));
+}
+
+#[test]
+fn unknown_and_duplicate_people_are_errors() {
+    let (mut ehr, person) = store_with(0);
+    assert!(matches!(
+        ehr.register_person(person, &identity()),
+        Err(EhrError::AlreadyRegistered(_))
+    ));
+    let stranger = PersonId::random();
+    assert!(matches!(
+        ehr.append(stranger, &[temperature(3_700, 0)]),
+        Err(EhrError::UnknownPerson(_))
+    ));
+    assert!(matches!(
+        ehr.erase_person(stranger),
+        Err(EhrError::UnknownPerson(_))
+    ));
+}
+
+#[test]
+fn sealed_batches_verify_and_later_records_are_pending() {
+    let (mut ehr, person) = store_with(7);
+    let first = ehr.seal_batch().expect("seals").expect("a batch");
+    assert_eq!((first.first_seq, first.count), (1, 7));
+    ehr.append(person, &[temperature(3_800, 10_000)])
+        .expect("appends");
+    let second = ehr.seal_batch().expect("seals").expect("a batch");
+    assert_eq!((second.first_seq, second.count), (8, 1));
+    assert_eq!(ehr.seal_batch().expect("seals"), None);
+    ehr.append(person, &[temperature(3_810, 11_000)])
+        .expect("appends");
+
+    let report = ehr.verify(&[first, second]).expect("verifies");
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(
+        (report.anchored, report.verified, report.pending),
+        (8, 8, 1)
+    );
+    assert_eq!(ehr.sealed_anchors().expect("reads"), [first, second]);
+    // An anchor list with a hole is a caller error, not a verdict on the store.
+    assert!(matches!(
+        ehr.verify(&[second]),
+        Err(EhrError::AnchorsNotContiguous { .. })
+    ));
+}
+
+#[test]
+fn altered_missing_and_extra_records_are_named() {
+    let (mut ehr, person) = store_with(9);
+    let anchor = ehr.seal_batch().expect("seals").expect("a batch");
+
+    // Flip one byte of record 3's ciphertext, move record 5 to another time, drop record 8.
+    ehr.db
+        .execute(
+            "UPDATE records SET ciphertext = CAST(ciphertext AS BLOB) || x'00' WHERE seq = 3",
+            [],
+        )
+        .expect("tampers");
+    ehr.db
+        .execute("UPDATE records SET time_ms = time_ms + 1 WHERE seq = 5", [])
+        .expect("tampers");
+    ehr.db
+        .execute("DELETE FROM records WHERE seq = 8", [])
+        .expect("tampers");
+    let report = ehr.verify(&[anchor]).expect("verifies");
+    assert_eq!(report.altered, [3, 5]);
+    assert_eq!(report.missing, [8]);
+    assert_eq!(report.verified, 6);
+    assert!(!report.is_intact());
+
+    // A record smuggled in after the last anchor while the store claims it was sealed.
+    ehr.append(person, &[temperature(3_700, 99_000)])
+        .expect("appends");
+    ehr.db
+        .execute(
+            "UPDATE meta SET value = 10 WHERE name = 'sealed_through'",
+            [],
+        )
+        .expect("tampers");
+    assert_eq!(ehr.verify(&[anchor]).expect("verifies").extra, [10]);
+}
+
+#[test]
+fn erasure_makes_data_unreadable_and_leaves_verification_green() {
+    let (mut ehr, person) = store_with(4);
+    let anchor = ehr.seal_batch().expect("seals").expect("a batch");
+    ehr.erase_person(person).expect("erases");
+    ehr.erase_person(person).expect("erasing twice is fine");
+    let mut log = MemoryLog::default();
+    assert!(matches!(
+        ehr.read_observations("x", person, (0, i64::MAX), 10, 0, &mut log),
+        Err(EhrError::Erased(_))
+    ));
+    assert!(matches!(
+        ehr.read_identity("x", person, 0, &mut log),
+        Err(EhrError::Erased(_))
+    ));
+    assert!(matches!(
+        ehr.append(person, &[temperature(3_700, 0)]),
+        Err(EhrError::Erased(_))
+    ));
+    assert!(log.events.is_empty());
+    assert!(ehr.verify(&[anchor]).expect("verifies").is_intact());
+}
+
+#[test]
+fn the_file_holds_no_plaintext_and_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ehr.sqlite");
+    let master = SecretKey::random();
+    let person = PersonId::random();
+    {
+        let mut ehr = Ehr::open(&path, master.clone()).expect("opens");
+        ehr.register_person(person, &identity()).expect("registers");
+        ehr.append(person, &[temperature(3_912, 0)])
+            .expect("appends");
+        ehr.seal_batch().expect("seals");
+    }
+    let mut ehr = Ehr::open(&path, master.clone()).expect("reopens");
+    ehr.append(person, &[temperature(3_913, 1_000)])
+        .expect("appends");
+    let anchors = ehr.sealed_anchors().expect("reads");
+    let report = ehr.verify(&anchors).expect("verifies");
+    assert_eq!((report.verified, report.pending), (1, 1));
+    let observations = ehr
+        .read_observations("x", person, (0, i64::MAX), 10, 0, &mut MemoryLog::default())
+        .expect("reads");
+    assert_eq!(observations.len(), 2);
+    assert_eq!(observations[1]["id"], "2");
+    drop(ehr);
+
+    let mut bytes = std::fs::read(&path).expect("reads file");
+    if let Ok(wal) = std::fs::read(dir.path().join("ehr.sqlite-wal")) {
+        bytes.extend(wal);
+    }
+    for secret in [
+        "Somchai",
+        "Sukhumvit",
+        "+66 81",
+        "39.12",
+        "8310-5",
+        "Observation",
+    ] {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret:?} stored in clear"
+        );
+    }
+
+    // The wrong master key opens nothing.
+    let mut wrong = Ehr::open(&path, SecretKey::random()).expect("opens");
+    assert!(matches!(
+        wrong.read_identity("x", person, 0, &mut MemoryLog::default()),
+        Err(EhrError::Undecryptable(_))
+    ));
+}
