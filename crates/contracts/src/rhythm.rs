@@ -1,0 +1,244 @@
+//! Heart rhythm: tachycardia and bradycardia from the heart rate (a [`ThresholdParams`] on
+//! `heart-rate`), and an irregular-rhythm cue from RR intervals.
+//!
+//! # Irregularity measure
+//!
+//! Over the last `window` RR intervals (oldest first) `rr[0..n]`, count the successive
+//! differences `|rr[i] - rr[i-1]|` above `delta_ms` and express them in per-mille of the `n - 1`
+//! differences, rounded down: an integer pNNx (pNN50 with `delta_ms = 50`). The rhythm is
+//! irregular when the window is full and the measure reaches `irregular_permille`. An RR
+//! interval arriving more than `max_gap_ms` after the previous one empties the window first: a
+//! difference across a gap in the recording says nothing about the rhythm. This is a screening
+//! cue, not a diagnosis; the ECG crate's AF screening (Tateno & Glass) can feed it later.
+
+use serde::{Deserialize, Serialize};
+use vigil_core::{AlertLevel, Metric, TimestampMs};
+
+use crate::canon::{Canonical, Encoder};
+use crate::error::{ParamError, StepError};
+use crate::threshold::{ThresholdParams, ThresholdReason, ThresholdState};
+
+/// Smallest and largest irregularity window, in RR intervals.
+pub const WINDOW_MIN: u16 = 4;
+pub const WINDOW_MAX: u16 = 256;
+/// RR intervals this contract accepts, in ms (core's plausibility range is narrower).
+pub const RR_MS_MIN: i32 = 1;
+pub const RR_MS_MAX: i32 = 10_000;
+/// Longest gap between successive RR intervals before the window restarts.
+pub const GAP_MS_MAX: u32 = 600_000;
+
+fn warning() -> AlertLevel {
+    AlertLevel::Warning
+}
+fn default_gap() -> u32 {
+    5_000
+}
+
+/// The irregular-rhythm part of a heart-rhythm instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IrregularityParams {
+    pub window: u16,
+    pub delta_ms: u16,
+    pub irregular_permille: u16,
+    #[serde(default = "warning")]
+    pub level: AlertLevel,
+    #[serde(default = "default_gap")]
+    pub max_gap_ms: u32,
+}
+
+/// Parameters of a heart-rhythm instance: at least one of `rate` and `irregularity`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartRhythmParams {
+    /// Brady- and tachycardia bands on `heart-rate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<ThresholdParams>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irregularity: Option<IrregularityParams>,
+}
+
+/// State of a heart-rhythm instance.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HeartRhythmState {
+    pub rate: ThresholdState,
+    /// The latest RR intervals in ms, oldest first, at most `window` of them.
+    pub rr_ms: Vec<u16>,
+    pub last_rr_ms: Option<TimestampMs>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct HeartRhythmReason {
+    /// Set when the input was a heart rate.
+    pub rate: Option<ThresholdReason>,
+    /// The level of the rate part, in force.
+    pub rate_level: AlertLevel,
+    /// The irregularity measure, once the window is full.
+    pub irregular_permille: Option<u16>,
+    pub irregular: bool,
+}
+
+/// The irregularity measure of `rr` (per-mille of successive differences above `delta_ms`).
+pub fn irregularity_permille(rr: &[u16], delta_ms: u16) -> Option<u16> {
+    if rr.len() < 2 {
+        return None;
+    }
+    let above = rr
+        .windows(2)
+        .filter(|w| w[0].abs_diff(w[1]) > delta_ms)
+        .count();
+    // `above <= len - 1`, so the ratio is at most 1000.
+    Some((above * 1000 / (rr.len() - 1)) as u16)
+}
+
+impl HeartRhythmParams {
+    pub(crate) fn validate(&self) -> Result<(), ParamError> {
+        if self.rate.is_none() && self.irregularity.is_none() {
+            return Err(ParamError::invalid(
+                "rate",
+                "a heart-rhythm contract needs rate, irregularity or both",
+            ));
+        }
+        if let Some(rate) = &self.rate {
+            if rate.metric != Metric::HeartRate {
+                return Err(ParamError::Metric {
+                    kind: "heart-rhythm rate",
+                    metric: rate.metric,
+                });
+            }
+            rate.validate("rate.")?;
+        }
+        if let Some(irr) = &self.irregularity {
+            ParamError::check_range(
+                "irregularity.window",
+                i64::from(irr.window),
+                i64::from(WINDOW_MIN),
+                i64::from(WINDOW_MAX),
+            )?;
+            ParamError::check_range(
+                "irregularity.irregular_permille",
+                i64::from(irr.irregular_permille),
+                1,
+                1000,
+            )?;
+            ParamError::check_range("irregularity.level", i64::from(irr.level.code()), 1, 2)?;
+            ParamError::check_range(
+                "irregularity.max_gap_ms",
+                i64::from(irr.max_gap_ms),
+                1,
+                i64::from(GAP_MS_MAX),
+            )?;
+        }
+        Ok(())
+    }
+
+    pub fn accepts(&self, metric: Metric) -> bool {
+        (metric == Metric::HeartRate && self.rate.is_some())
+            || (metric == Metric::RrInterval && self.irregularity.is_some())
+    }
+
+    fn rhythm(&self, state: &HeartRhythmState) -> (Option<u16>, bool, AlertLevel) {
+        let Some(irr) = &self.irregularity else {
+            return (None, false, AlertLevel::Ok);
+        };
+        if state.rr_ms.len() < usize::from(irr.window) {
+            return (None, false, AlertLevel::Ok);
+        }
+        let permille = irregularity_permille(&state.rr_ms, irr.delta_ms);
+        let irregular = permille.is_some_and(|p| p >= irr.irregular_permille);
+        (
+            permille,
+            irregular,
+            if irregular { irr.level } else { AlertLevel::Ok },
+        )
+    }
+
+    /// The level of a state: the worse of the rate and the rhythm.
+    pub(crate) fn level(&self, state: &HeartRhythmState) -> AlertLevel {
+        state.rate.level.max(self.rhythm(state).2)
+    }
+
+    pub(crate) fn step_reading(
+        &self,
+        state: &mut HeartRhythmState,
+        metric: Metric,
+        value: i32,
+        time_ms: TimestampMs,
+    ) -> Result<HeartRhythmReason, StepError> {
+        let mut rate = None;
+        match (metric, &self.rate, &self.irregularity) {
+            (Metric::HeartRate, Some(params), _) => {
+                rate = Some(params.step(&mut state.rate, value, time_ms)?);
+            }
+            (Metric::RrInterval, _, Some(irr)) => {
+                if !(RR_MS_MIN..=RR_MS_MAX).contains(&value) {
+                    return Err(StepError::ValueOutOfRange {
+                        metric,
+                        value,
+                        min: RR_MS_MIN,
+                        max: RR_MS_MAX,
+                    });
+                }
+                if let Some(last_ms) = state.last_rr_ms {
+                    if time_ms < last_ms {
+                        return Err(StepError::OutOfOrder { time_ms, last_ms });
+                    }
+                    if time_ms.saturating_sub(last_ms) > i64::from(irr.max_gap_ms) {
+                        state.rr_ms.clear();
+                    }
+                }
+                state.last_rr_ms = Some(time_ms);
+                let window = usize::from(irr.window);
+                if state.rr_ms.len() >= window {
+                    let excess = state.rr_ms.len() + 1 - window;
+                    state.rr_ms.drain(..excess);
+                }
+                // RR_MS_MAX < u16::MAX.
+                state.rr_ms.push(value as u16);
+            }
+            _ => {
+                return Err(StepError::UnexpectedMetric {
+                    kind: "heart-rhythm",
+                    metric,
+                });
+            }
+        }
+        let (irregular_permille, irregular, _) = self.rhythm(state);
+        Ok(HeartRhythmReason {
+            rate,
+            rate_level: state.rate.level,
+            irregular_permille,
+            irregular,
+        })
+    }
+}
+
+impl Canonical for IrregularityParams {
+    fn encode(&self, e: &mut Encoder) {
+        e.u16(self.window)
+            .u16(self.delta_ms)
+            .u16(self.irregular_permille)
+            .u8(self.level.code())
+            .u32(self.max_gap_ms);
+    }
+}
+
+impl Canonical for HeartRhythmParams {
+    fn encode(&self, e: &mut Encoder) {
+        e.opt(self.rate.as_ref(), |e, r| r.encode(e));
+        e.opt(self.irregularity.as_ref(), |e, r| r.encode(e));
+    }
+}
+
+impl Canonical for HeartRhythmState {
+    fn encode(&self, e: &mut Encoder) {
+        e.value(&self.rate);
+        e.len(self.rr_ms.len());
+        for rr in &self.rr_ms {
+            e.u16(*rr);
+        }
+        e.opt(self.last_rr_ms, |e, v| {
+            e.i64(v);
+        });
+    }
+}
