@@ -35,12 +35,16 @@ use std::path::Path;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use vigil_core::{Digest, Metric, PersonId, Reading, TimestampMs, merkle};
+use vigil_core::{DeviceId, Digest, Metric, PersonId, Reading, TimestampMs, merkle};
 
 pub use seal::SecretKey;
 
 /// Unwrapped data keys kept in memory; beyond this the cache is emptied and refilled.
 const KEY_CACHE_MAX: usize = 100_000;
+/// A device's packs may arrive out of order by up to this many sequence numbers (a master
+/// device re-sending its outbox after a network loss); older ones are refused, which bounds
+/// what must be remembered to tell a replay from a late pack.
+pub const REPLAY_WINDOW: u64 = 4_096;
 /// Records returned by one read.
 pub const READ_LIMIT_MAX: usize = 10_000;
 
@@ -65,6 +69,16 @@ pub enum EhrError {
     Undecryptable(PersonId),
     #[error("the access could not be logged on the ledger, so it was refused: {0}")]
     AccessNotLogged(String),
+    #[error("pack {sequence} of device {device} was already accepted (replay)")]
+    Replayed { device: DeviceId, sequence: u64 },
+    #[error(
+        "pack {sequence} of device {device} is older than the replay window (latest accepted: {highest})"
+    )]
+    TooOld {
+        device: DeviceId,
+        sequence: u64,
+        highest: u64,
+    },
     #[error("read limit {0} is over the maximum of {READ_LIMIT_MAX}")]
     LimitTooLarge(usize),
     #[error(
@@ -172,6 +186,11 @@ impl Ehr {
                  metric INTEGER NOT NULL, time_ms INTEGER NOT NULL,
                  nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, proof BLOB);
              CREATE INDEX IF NOT EXISTS records_by_person ON records (person, time_ms);
+             CREATE TABLE IF NOT EXISTS accepted_packs (
+                 device TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (device, seq))
+                 WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS device_highest (
+                 device TEXT PRIMARY KEY, seq INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS anchors (
                  first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, root BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS access_log (
@@ -263,39 +282,65 @@ impl Ehr {
     }
 
     /// Stores readings of one person as encrypted Observations, all or none. Returns their
-    /// sequence numbers.
+    /// sequence numbers in the store.
     pub fn append(&mut self, person: PersonId, readings: &[Reading]) -> Result<Vec<u64>, EhrError> {
         let key = self.data_key(person)?;
         let tx = self.db.transaction()?;
-        let mut seq: u64 =
-            tx.query_row("SELECT value FROM meta WHERE name = 'next_seq'", [], |r| {
-                r.get(0)
-            })?;
-        let mut seqs = Vec::with_capacity(readings.len());
+        let seqs = insert_records(&tx, &key, person, readings)?;
+        tx.commit()?;
+        Ok(seqs)
+    }
+
+    /// Stores the readings of a device's pack exactly once: the pack's sequence number is
+    /// recorded in the same transaction as its readings, so a pack re-sent after a crash or a
+    /// lost acknowledgement is refused as a replay, never stored twice.
+    pub fn append_pack(
+        &mut self,
+        person: PersonId,
+        device: &DeviceId,
+        sequence: u64,
+        readings: &[Reading],
+    ) -> Result<Vec<u64>, EhrError> {
+        let key = self.data_key(person)?;
+        let tx = self.db.transaction()?;
+        let highest: Option<u64> = tx
+            .query_row(
+                "SELECT seq FROM device_highest WHERE device = ?1",
+                [device.as_str()],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if let Some(highest) = highest
+            && sequence.saturating_add(REPLAY_WINDOW) <= highest
         {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO records (seq, person, device, metric, time_ms, nonce, ciphertext)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for reading in readings {
-                let observation = fhir::observation(seq, person, reading);
-                let plaintext = serde_json::to_vec(&observation).unwrap_or_default();
-                let record_aad = record_aad(seq, person, reading.metric, reading.time_ms);
-                let (nonce, ciphertext) = seal::seal(&key, &record_aad, &plaintext);
-                insert.execute(params![
-                    seq,
-                    person.as_bytes(),
-                    reading.device.as_str(),
-                    reading.metric.code(),
-                    reading.time_ms,
-                    nonce,
-                    ciphertext
-                ])?;
-                seqs.push(seq);
-                seq += 1;
-            }
+            return Err(EhrError::TooOld {
+                device: device.clone(),
+                sequence,
+                highest,
+            });
         }
-        tx.execute("UPDATE meta SET value = ?1 WHERE name = 'next_seq'", [seq])?;
+        let inserted = tx.execute(
+            "INSERT OR IGNORE INTO accepted_packs VALUES (?1, ?2)",
+            params![device.as_str(), sequence],
+        )?;
+        if inserted == 0 {
+            return Err(EhrError::Replayed {
+                device: device.clone(),
+                sequence,
+            });
+        }
+        if highest.is_none_or(|highest| sequence > highest) {
+            tx.execute(
+                "INSERT OR REPLACE INTO device_highest VALUES (?1, ?2)",
+                params![device.as_str(), sequence],
+            )?;
+            // Forget what the window no longer needs.
+            tx.execute(
+                "DELETE FROM accepted_packs WHERE device = ?1 AND seq + ?2 <= ?3",
+                params![device.as_str(), REPLAY_WINDOW, sequence],
+            )?;
+        }
+        let seqs = insert_records(&tx, &key, person, readings)?;
         tx.commit()?;
         Ok(seqs)
     }
@@ -570,6 +615,41 @@ impl Ehr {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
+}
+
+fn insert_records(
+    tx: &rusqlite::Transaction<'_>,
+    key: &SecretKey,
+    person: PersonId,
+    readings: &[Reading],
+) -> Result<Vec<u64>, EhrError> {
+    let mut seq: u64 = tx.query_row("SELECT value FROM meta WHERE name = 'next_seq'", [], |r| {
+        r.get(0)
+    })?;
+    let mut seqs = Vec::with_capacity(readings.len());
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO records (seq, person, device, metric, time_ms, nonce, ciphertext)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for reading in readings {
+        let observation = fhir::observation(seq, person, reading);
+        let plaintext = serde_json::to_vec(&observation).unwrap_or_default();
+        let record_aad = record_aad(seq, person, reading.metric, reading.time_ms);
+        let (nonce, ciphertext) = seal::seal(key, &record_aad, &plaintext);
+        insert.execute(params![
+            seq,
+            person.as_bytes(),
+            reading.device.as_str(),
+            reading.metric.code(),
+            reading.time_ms,
+            nonce,
+            ciphertext
+        ])?;
+        seqs.push(seq);
+        seq += 1;
+    }
+    tx.execute("UPDATE meta SET value = ?1 WHERE name = 'next_seq'", [seq])?;
+    Ok(seqs)
 }
 
 fn aad(domain: &[u8], person: PersonId, rest: &[u8]) -> Vec<u8> {

@@ -267,3 +267,58 @@ fn the_file_holds_no_plaintext_and_survives_a_restart() {
         Err(EhrError::Undecryptable(_))
     ));
 }
+
+#[test]
+fn each_pack_is_stored_exactly_once_even_out_of_order() {
+    let (mut ehr, person) = store_with(0);
+    let device: vigil_core::DeviceId = "thermo-01".parse().expect("valid");
+    let pack = [temperature(3_700, 0)];
+    assert_eq!(
+        ehr.append_pack(person, &device, 10, &pack).expect("new"),
+        [1]
+    );
+    assert!(matches!(
+        ehr.append_pack(person, &device, 10, &pack),
+        Err(EhrError::Replayed { .. })
+    ));
+    // A late pack inside the window is new; the same again is a replay.
+    assert_eq!(
+        ehr.append_pack(person, &device, 9, &pack)
+            .expect("late but new"),
+        [2]
+    );
+    assert!(matches!(
+        ehr.append_pack(person, &device, 9, &pack),
+        Err(EhrError::Replayed { .. })
+    ));
+    // Another device's numbering is independent.
+    let other: vigil_core::DeviceId = "oxi-01".parse().expect("valid");
+    assert_eq!(
+        ehr.append_pack(person, &other, 10, &pack)
+            .expect("other device"),
+        [3]
+    );
+    // Far ahead, then something older than the window.
+    ehr.append_pack(person, &device, 10 + REPLAY_WINDOW, &pack)
+        .expect("new");
+    assert!(matches!(
+        ehr.append_pack(person, &device, 10, &pack),
+        Err(EhrError::TooOld { .. })
+    ));
+    // The oldest sequence still inside the window, never seen: accepted once.
+    assert_eq!(
+        ehr.append_pack(person, &device, 11, &pack)
+            .expect("inside the window"),
+        [5]
+    );
+    assert!(matches!(
+        ehr.append_pack(person, &device, 11, &pack),
+        Err(EhrError::Replayed { .. })
+    ));
+    // Nothing refused was stored.
+    let stored: u64 = ehr
+        .db
+        .query_row("SELECT COUNT(*) FROM records", [], |r| r.get(0))
+        .expect("counts");
+    assert_eq!(stored, 5);
+}
