@@ -1,0 +1,498 @@
+//! The application that commonware consensus drives: it proposes blocks from the mempool,
+//! verifies peers' blocks (hash link, height, every signature, every transaction, the state
+//! root), and applies finalized blocks in order.
+//!
+//! It plugs into `commonware_consensus::marshal::standard::Inline`, which turns an
+//! [`Application`] into the simplex `Automaton`/`Relay`/`Reporter`, gossips whole blocks,
+//! persists finalized blocks with their finalization certificates, and backfills blocks a
+//! validator missed. This module never orders anything: it only builds and judges blocks.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use commonware_actor::Feedback;
+use commonware_codec::EncodeSize as _;
+use commonware_consensus::{
+    Application, Reporter,
+    marshal::{Update, ancestry::Ancestry},
+    simplex::{scheme::ed25519::Scheme, types::Context},
+};
+use commonware_cryptography::{Digested, Digestible as _, ed25519::PublicKey, sha256::Digest};
+use commonware_runtime::Clock;
+use commonware_utils::{Acknowledgement as _, sync::Mutex};
+use futures::{StreamExt as _, channel::mpsc};
+use rand_core::CryptoRng;
+use tracing::{debug, error, warn};
+
+use crate::block::{BLOCK_BYTES_MAX, BLOCK_TXS_MAX, Block, Header};
+use crate::mempool::{AdmitError, Mempool};
+use crate::state::{Layer, Rejection, State, execute_block};
+use crate::tx::{Hash, Tx, TxId, verify_batch};
+
+/// Unfinalized ancestors a validator will fetch and execute to judge one block.
+pub const ANCESTRY_WALK_MAX: usize = 256;
+/// Finalized blocks queued for one subscriber; a subscriber that falls this far behind is
+/// disconnected (it can re-read from storage) rather than slowing the validator down.
+pub const SUBSCRIBER_QUEUE_MAX: usize = 4096;
+/// Transactions waiting to be gossiped to peers.
+pub const GOSSIP_QUEUE_MAX: usize = 200_000;
+
+/// A deliberate fault for tests: a proposer that breaks the rules.
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub enum ProposerFault {
+    /// Append this transaction to every block without applying it (the state root then
+    /// ignores it): honest validators must reject the block.
+    InjectTx(Tx),
+}
+
+/// Block-building limits.
+#[derive(Clone, Debug)]
+pub struct BlockLimits {
+    pub txs_max: usize,
+    pub bytes_max: usize,
+}
+
+impl Default for BlockLimits {
+    fn default() -> Self {
+        BlockLimits {
+            txs_max: BLOCK_TXS_MAX,
+            bytes_max: BLOCK_BYTES_MAX / 2,
+        }
+    }
+}
+
+struct Pending {
+    height: u64,
+    parent: Digest,
+    timestamp_ms: u64,
+    layer: Arc<Layer>,
+}
+
+/// The validator's view of the chain, shared by the consensus-facing application, the
+/// finalizer and the client API.
+pub(crate) struct Chain {
+    pub(crate) state: State,
+    tip: Digest,
+    tip_timestamp_ms: u64,
+    pending: HashMap<Digest, Pending>,
+    pub(crate) mempool: Mempool,
+    subscribers: Vec<mpsc::Sender<Arc<Block>>>,
+    pub(crate) gossip_out: VecDeque<Tx>,
+    /// Set if a finalized block does not apply: the validator stops applying blocks.
+    diverged: Option<String>,
+    limits: BlockLimits,
+    fault: Option<ProposerFault>,
+}
+
+impl Chain {
+    pub(crate) fn new(genesis: State, genesis_block: &Block, limits: BlockLimits) -> Chain {
+        Chain {
+            state: genesis,
+            tip: genesis_block.digest(),
+            tip_timestamp_ms: genesis_block.header().timestamp_ms,
+            pending: HashMap::new(),
+            mempool: Mempool::default(),
+            subscribers: Vec::new(),
+            gossip_out: VecDeque::new(),
+            diverged: None,
+            limits,
+            fault: None,
+        }
+    }
+
+    pub(crate) fn set_fault(&mut self, fault: Option<ProposerFault>) {
+        self.fault = fault;
+    }
+
+    /// The unfinalized layers from the finalized tip up to `digest` (oldest first), with the
+    /// height and timestamp of `digest`; `None` if `digest` is not known (or on a dead fork).
+    fn layers_to(&self, digest: &Digest) -> Option<(Vec<Arc<Layer>>, u64, u64)> {
+        let mut layers = Vec::new();
+        let mut cursor = *digest;
+        let mut top: Option<(u64, u64)> = None;
+        loop {
+            if cursor == self.tip {
+                layers.reverse();
+                let (height, ts) = top.unwrap_or((self.state.height(), self.tip_timestamp_ms));
+                return Some((layers, height, ts));
+            }
+            let pending = self.pending.get(&cursor)?;
+            if pending.height <= self.state.height() {
+                return None;
+            }
+            top.get_or_insert((pending.height, pending.timestamp_ms));
+            layers.push(pending.layer.clone());
+            cursor = pending.parent;
+        }
+    }
+
+    /// Apply a finalized block (in height order). Duplicates from a redelivery are ignored.
+    pub(crate) fn finalize(&mut self, block: &Arc<Block>) {
+        if self.diverged.is_some() {
+            return;
+        }
+        let height = block.height();
+        if height <= self.state.height() {
+            return;
+        }
+        if height != self.state.height() + 1 || block.header().parent != self.tip {
+            self.diverge(format!(
+                "finalized block {height} does not extend tip {} at {}",
+                self.tip,
+                self.state.height()
+            ));
+            return;
+        }
+        let layer = match self.pending.get(&block.digest()) {
+            Some(pending) => pending.layer.clone(),
+            None => match execute_block(&self.state, &[], height, block.txs()) {
+                Ok(layer) => Arc::new(layer),
+                Err((index, rejection)) => {
+                    self.diverge(format!(
+                        "finalized block {height} transaction {index} rejected: {rejection}"
+                    ));
+                    return;
+                }
+            },
+        };
+        if layer.root != block.header().state_root {
+            self.diverge(format!("finalized block {height} state root mismatch"));
+            return;
+        }
+        self.state.merge(&layer);
+        self.tip = block.digest();
+        self.tip_timestamp_ms = block.header().timestamp_ms;
+        let finalized = self.state.height();
+        self.pending.retain(|_, p| p.height > finalized);
+        let view = self.state.view();
+        let signers: Vec<(PublicKey, u64)> = block
+            .txs()
+            .iter()
+            .map(|tx| (tx.signer().clone(), view.next_nonce(tx.signer())))
+            .collect();
+        self.mempool
+            .prune(signers.iter().map(|(signer, next)| (signer, *next)));
+        self.subscribers
+            .retain_mut(|s| s.try_send(block.clone()).is_ok());
+    }
+
+    fn diverge(&mut self, reason: String) {
+        error!(%reason, "ledger diverged from the finalized chain; applying no more blocks");
+        self.diverged = Some(reason);
+    }
+
+    pub(crate) fn diverged(&self) -> Option<&str> {
+        self.diverged.as_deref()
+    }
+
+    pub(crate) fn subscribe(&mut self) -> mpsc::Receiver<Arc<Block>> {
+        let (sender, receiver) = mpsc::channel(SUBSCRIBER_QUEUE_MAX);
+        self.subscribers.push(sender);
+        receiver
+    }
+
+    /// Admit transactions whose signatures are checked; optionally queue them for gossip.
+    pub(crate) fn admit(&mut self, tx: Tx, gossip: bool) -> Result<TxId, AdmitError> {
+        let id = tx.id();
+        let next = self.state.view().next_nonce(tx.signer());
+        if gossip && self.gossip_out.len() < GOSSIP_QUEUE_MAX {
+            self.gossip_out.push_back(tx.clone());
+        }
+        self.mempool.admit(tx, next)?;
+        Ok(id)
+    }
+
+    pub(crate) fn tip(&self) -> (u64, Digest) {
+        (self.state.height(), self.tip)
+    }
+}
+
+/// The [`Application`] handed to marshal's `Inline` wrapper.
+#[derive(Clone)]
+pub struct LedgerApp {
+    chain: Arc<Mutex<Chain>>,
+}
+
+impl LedgerApp {
+    pub(crate) fn new(chain: Arc<Mutex<Chain>>) -> LedgerApp {
+        LedgerApp { chain }
+    }
+
+    /// Make sure the state after `top` is known, fetching and executing unfinalized ancestors
+    /// from `ancestry` (which yields `top` first, then its parent, ...). Returns false if `top`
+    /// is on a dead fork, an ancestor does not apply, or the walk is too long.
+    async fn ensure_executed(
+        &self,
+        top: &Digested<Block>,
+        mut ancestry: impl Ancestry<Block>,
+    ) -> bool {
+        let mut missing: Vec<Arc<Block>> = Vec::new();
+        let mut cursor = top.digest();
+        loop {
+            {
+                let chain = self.chain.lock();
+                if chain.layers_to(&cursor).is_some() {
+                    break;
+                }
+                let finalized = chain.state.height();
+                if let Some(last) = missing.last()
+                    && last.height() <= finalized
+                {
+                    return false; // walked below the finalized tip without meeting it
+                }
+            }
+            if missing.len() >= ANCESTRY_WALK_MAX {
+                warn!(height = top.height_u64(), "ancestry too long to execute");
+                return false;
+            }
+            // Skip the stream forward to `cursor`.
+            let next = loop {
+                match ancestry.next().await {
+                    Some(block) if block.digest() == cursor => break Some(block),
+                    Some(_) => continue,
+                    None => break None,
+                }
+            };
+            let Some(block) = next else {
+                return false;
+            };
+            cursor = block.inner().header().parent;
+            missing.push(Arc::new(block.inner().clone()));
+        }
+        // Execute the missing blocks from the oldest.
+        let mut chain = self.chain.lock();
+        for block in missing.iter().rev() {
+            let parent = block.header().parent;
+            let Some((layers, parent_height, _)) = chain.layers_to(&parent) else {
+                return false;
+            };
+            if block.height() != parent_height + 1 {
+                return false;
+            }
+            match execute_block(&chain.state, &layers, block.height(), block.txs()) {
+                Ok(layer) if layer.root == block.header().state_root => {
+                    chain.pending.insert(
+                        block.digest(),
+                        Pending {
+                            height: block.height(),
+                            parent,
+                            timestamp_ms: block.header().timestamp_ms,
+                            layer: Arc::new(layer),
+                        },
+                    );
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+}
+
+trait HeightU64 {
+    fn height_u64(&self) -> u64;
+}
+impl HeightU64 for Digested<Block> {
+    fn height_u64(&self) -> u64 {
+        self.inner().height()
+    }
+}
+
+impl<E> Application<E> for LedgerApp
+where
+    E: Clock + CryptoRng + Send + Sync + 'static,
+{
+    type SigningScheme = Scheme;
+    type Context = Context<Digest, PublicKey>;
+    type Block = Block;
+    type Input = ();
+
+    async fn propose(
+        &mut self,
+        (runtime, _context): (E, Self::Context),
+        ancestry: impl Ancestry<Self::Block>,
+        _input: (),
+    ) -> Option<Digested<Self::Block>> {
+        let parent = ancestry.peek()?.clone();
+        if !self.ensure_executed(&parent, ancestry).await {
+            return None;
+        }
+        let now_ms = runtime
+            .current()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as u64;
+        let mut guard = self.chain.lock();
+        let chain = &mut *guard;
+        let (layers, parent_height, parent_ts) = chain.layers_to(&parent.digest())?;
+        let height = parent_height + 1;
+        let mut view = crate::state::View::new(&chain.state, &layers, height);
+        let limits = chain.limits.clone();
+        let fill = chain
+            .mempool
+            .fill(&mut view, limits.txs_max, limits.bytes_max);
+        let layer = view.finish();
+        let mut txs = fill.txs;
+        if let Some(ProposerFault::InjectTx(tx)) = &chain.fault {
+            txs.push(tx.clone());
+        }
+        let block = Block::new(
+            height,
+            parent.digest(),
+            now_ms.max(parent_ts),
+            txs,
+            layer.root,
+        );
+        debug!(height, txs = block.txs().len(), "proposing");
+        chain.pending.insert(
+            block.digest(),
+            Pending {
+                height,
+                parent: parent.digest(),
+                timestamp_ms: block.header().timestamp_ms,
+                layer: Arc::new(layer),
+            },
+        );
+        let digest = block.digest();
+        Some(Digested::precomputed(block, digest))
+    }
+
+    async fn verify(
+        &mut self,
+        (mut runtime, _context): (E, Self::Context),
+        ancestry: impl Ancestry<Self::Block>,
+    ) -> bool {
+        let Some(block) = ancestry.peek().cloned() else {
+            return false;
+        };
+        let verdict = self.judge(&mut runtime, &block, ancestry).await;
+        if let Err(reason) = &verdict {
+            warn!(height = block.inner().height(), %reason, "rejecting block");
+        }
+        verdict.is_ok()
+    }
+}
+
+/// Why a proposed block is invalid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BlockError {
+    #[error("transactions do not match the header's count or root")]
+    BodyMismatch,
+    #[error("block too large: {0} bytes")]
+    TooLarge(usize),
+    #[error("parent unknown, on a dead fork, or does not apply")]
+    Parent,
+    #[error("height {got} does not follow the parent's {parent}")]
+    Height { parent: u64, got: u64 },
+    #[error("timestamp earlier than the parent's")]
+    Timestamp,
+    #[error("transaction {0} has an invalid signature")]
+    Signature(usize),
+    #[error("transaction {index} rejected: {rejection}")]
+    Rejected { index: usize, rejection: Rejection },
+    #[error("state root does not match the execution")]
+    StateRoot,
+}
+
+impl LedgerApp {
+    async fn judge<R: CryptoRng>(
+        &self,
+        rng: &mut R,
+        block: &Digested<Block>,
+        mut ancestry: impl Ancestry<Block>,
+    ) -> Result<(), BlockError> {
+        let inner = block.inner();
+        let header: &Header = inner.header();
+        if !inner.body_matches() {
+            return Err(BlockError::BodyMismatch);
+        }
+        let size = inner.encode_size();
+        if size > BLOCK_BYTES_MAX {
+            return Err(BlockError::TooLarge(size));
+        }
+        // Signatures first (no lock held): skip those already checked on mempool admission.
+        let (chain_id, unchecked): (Hash, Vec<(usize, &Tx)>) = {
+            let chain = self.chain.lock();
+            let unchecked = inner
+                .txs()
+                .iter()
+                .enumerate()
+                .filter(|(_, tx)| !chain.mempool.contains_exact(tx))
+                .collect();
+            (*chain.state.chain_id(), unchecked)
+        };
+        let refs: Vec<&Tx> = unchecked.iter().map(|(_, tx)| *tx).collect();
+        if let Some(bad) = verify_batch(rng, &chain_id, &refs).first() {
+            return Err(BlockError::Signature(unchecked[*bad].0));
+        }
+        // The parent: the second element of the ancestry.
+        let _ = ancestry.next().await;
+        let parent_ancestry = ancestry.clone();
+        let Some(parent) = ancestry.peek().cloned() else {
+            return Err(BlockError::Parent);
+        };
+        if parent.digest() != header.parent {
+            return Err(BlockError::Parent);
+        }
+        if !self.ensure_executed(&parent, parent_ancestry).await {
+            return Err(BlockError::Parent);
+        }
+        let mut chain = self.chain.lock();
+        let (layers, parent_height, parent_ts) =
+            chain.layers_to(&header.parent).ok_or(BlockError::Parent)?;
+        if header.height != parent_height + 1 {
+            return Err(BlockError::Height {
+                parent: parent_height,
+                got: header.height,
+            });
+        }
+        if header.timestamp_ms < parent_ts {
+            return Err(BlockError::Timestamp);
+        }
+        let layer = execute_block(&chain.state, &layers, header.height, inner.txs())
+            .map_err(|(index, rejection)| BlockError::Rejected { index, rejection })?;
+        if layer.root != header.state_root {
+            return Err(BlockError::StateRoot);
+        }
+        chain.pending.insert(
+            block.digest(),
+            Pending {
+                height: header.height,
+                parent: header.parent,
+                timestamp_ms: header.timestamp_ms,
+                layer: Arc::new(layer),
+            },
+        );
+        Ok(())
+    }
+}
+
+/// Receives finalized blocks from marshal, in height order, and applies them.
+#[derive(Clone)]
+pub struct Finalizer {
+    chain: Arc<Mutex<Chain>>,
+}
+
+impl Finalizer {
+    pub(crate) fn new(chain: Arc<Mutex<Chain>>) -> Finalizer {
+        Finalizer { chain }
+    }
+}
+
+impl Reporter for Finalizer {
+    type Activity = Update<Block>;
+
+    fn report(&mut self, activity: Self::Activity) -> Feedback {
+        match activity {
+            Update::Block(block, ack) => {
+                let block = block.inner_shared();
+                self.chain.lock().finalize(&block);
+                ack.acknowledge();
+            }
+            Update::Tip(..) => {}
+        }
+        Feedback::Ok
+    }
+}

@@ -1,0 +1,24 @@
+//! Vigil's consortium ledger, built on commonware.
+//!
+//! - [`tx`]: signed, canonically encoded, replay-protected transactions (roles, people, devices,
+//!   contract instances, alerts and their lifecycle, EHR anchors and access log, statistics).
+//! - [`state`]: the deterministic state machine, its permission table and typed rejections,
+//!   and the chained state commitment carried in every block header.
+//! - [`block`]: blocks, headers, Merkle inclusion proofs of transactions.
+//!
+//! Consensus is `commonware-consensus` simplex with Ed25519 validator signatures; this crate
+//! supplies blocks and checks them, and never orders anything itself.
+
+pub mod app;
+pub mod block;
+pub mod mempool;
+pub mod node;
+pub mod read;
+pub mod sim;
+pub mod state;
+pub mod tx;
+
+#[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
+mod state_tests;

@@ -1,0 +1,554 @@
+//! Wiring one validator: simplex consensus, marshal (block gossip, finalized storage,
+//! backfill), transaction gossip, and the [`Ledger`] handle that clients use.
+//!
+//! The same code runs on the deterministic runtime with the simulated network (tests,
+//! `vigil bench ledger`) and on the tokio runtime with authenticated networking (`vigil node`):
+//! the caller registers six channels and hands them over as [`Channels`].
+
+use std::num::{NonZeroU16, NonZeroU64, NonZeroUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Buf as _;
+use bytes::Bytes;
+use commonware_codec::{EncodeSize as _, ReadExt as _, Write as _};
+use commonware_consensus::{
+    marshal::{
+        self, Identifier,
+        core::{Actor as MarshalActor, Mailbox as MarshalMailbox},
+        standard::{Inline, Standard},
+    },
+    simplex::{
+        self,
+        config::{ForwardPolicy, SkipBudget, SkipPolicy},
+        elector::RoundRobin,
+        scheme::ed25519::Scheme,
+        types::Finalization,
+    },
+    types::{Epoch, FixedEpocher, Height, ViewDelta},
+};
+use commonware_cryptography::{
+    Digested, Signer as _,
+    certificate::ConstantProvider,
+    ed25519::{PrivateKey, PublicKey},
+    sha256::{Digest, Sha256},
+};
+use commonware_p2p::{Blocker, Provider, Receiver, Recipients, Sender};
+use commonware_parallel::Sequential;
+use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef};
+use commonware_storage::archive::{Archive as _, Identifier as ArchiveId, immutable};
+use commonware_utils::{NZDuration, NZU16, NZU64, NZUsize, ordered::Set, sync::Mutex};
+use futures::channel::mpsc;
+use rand_core::CryptoRng;
+use tracing::{info, warn};
+
+use crate::app::{BlockLimits, Chain, Finalizer, LedgerApp, ProposerFault};
+use crate::block::{BLOCK_BYTES_MAX, Block};
+use crate::mempool::AdmitError;
+use crate::state::{Rejection, State};
+use crate::tx::{Hash, Tx, TxId, verify_batch};
+
+/// Namespace of consensus votes and certificates.
+pub const CONSENSUS_NAMESPACE: &[u8] = b"_VIGIL_LEDGER_CONSENSUS_V1";
+/// Transactions in one gossip message.
+pub const GOSSIP_BATCH_TXS_MAX: usize = 2048;
+/// How often queued transactions are gossiped.
+pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(20);
+/// Largest message on any ledger channel: a block at its bound plus framing.
+pub const MESSAGE_BYTES_MAX: u32 = (BLOCK_BYTES_MAX + 64 * 1024) as u32;
+
+/// Channel numbers; every validator must use the same.
+pub mod channel {
+    pub const VOTES: u64 = 0;
+    pub const CERTIFICATES: u64 = 1;
+    pub const RESOLVER: u64 = 2;
+    pub const BACKFILL: u64 = 3;
+    pub const BLOCKS: u64 = 4;
+    pub const TXS: u64 = 5;
+}
+
+/// Where a validator reads and writes each kind of message.
+pub struct Channels<S, R> {
+    pub votes: (S, R),
+    pub certificates: (S, R),
+    pub resolver: (S, R),
+    pub backfill: (S, R),
+    pub blocks: (S, R),
+    pub txs: (S, R),
+}
+
+/// Consensus timeouts. Shorter timeouts skip a crashed leader's views sooner.
+#[derive(Clone, Debug)]
+pub struct Timing {
+    pub leader_timeout: Duration,
+    pub certification_timeout: Duration,
+    pub timeout_retry: Duration,
+    pub skip_timeout: Duration,
+    pub fetch_timeout: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            leader_timeout: Duration::from_millis(500),
+            certification_timeout: Duration::from_millis(1000),
+            timeout_retry: Duration::from_millis(1000),
+            skip_timeout: Duration::from_millis(1500),
+            fetch_timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+/// The genesis of a ledger: the validator set, the initial state and block, and the chain id
+/// that every transaction signature binds to.
+#[derive(Clone)]
+pub struct Genesis {
+    pub chain_id: Hash,
+    pub validators: Set<PublicKey>,
+    pub state: State,
+    pub block: Block,
+}
+
+impl Genesis {
+    /// Build a genesis from the validator set and the initial roles.
+    pub fn new(
+        validators: Vec<PublicKey>,
+        roles: &[(PublicKey, crate::tx::Role)],
+        label: &str,
+    ) -> Genesis {
+        let validators = Set::from_iter_dedup(validators);
+        let mut material = Vec::new();
+        (label.len() as u32).write(&mut material);
+        material.extend_from_slice(label.as_bytes());
+        for v in validators.iter() {
+            v.write(&mut material);
+        }
+        let mut sorted: Vec<_> = roles.to_vec();
+        sorted.sort();
+        for (k, r) in &sorted {
+            k.write(&mut material);
+            material.push(r.code());
+        }
+        let chain_id = vigil_core::digest("vigil/ledger/chain-id/v1", &[&material]);
+        let state = State::genesis(chain_id, roles);
+        let block = Block::genesis(state.root());
+        Genesis {
+            chain_id,
+            validators,
+            state,
+            block,
+        }
+    }
+
+    /// A verifier of finalization certificates for this validator set.
+    pub fn certificate_verifier(&self) -> Scheme {
+        Scheme::verifier(CONSENSUS_NAMESPACE, self.validators.clone())
+    }
+}
+
+/// Everything one validator needs to start.
+pub struct ValidatorConfig {
+    pub key: PrivateKey,
+    pub genesis: Genesis,
+    /// Storage partitions are named with this prefix.
+    pub partition_prefix: String,
+    pub timing: Timing,
+    pub limits: BlockLimits,
+    #[doc(hidden)]
+    pub fault: Option<ProposerFault>,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmitError {
+    #[error("invalid signature")]
+    Signature,
+    #[error("rejected by the finalized state: {0}")]
+    Rejected(Rejection),
+    #[error("not admitted: {0}")]
+    Admit(#[from] AdmitError),
+}
+
+/// The client-facing handle of a running validator.
+#[derive(Clone)]
+pub struct Ledger {
+    chain: Arc<Mutex<Chain>>,
+    chain_id: Hash,
+    marshal: MarshalMailbox<Scheme, Standard<Block>>,
+}
+
+impl Ledger {
+    pub fn chain_id(&self) -> Hash {
+        self.chain_id
+    }
+
+    /// Submit transactions: signatures are batch-verified, each is checked against the
+    /// finalized state's permission table and nonce, admitted to the mempool and gossiped.
+    pub fn submit_many<R: CryptoRng>(
+        &self,
+        rng: &mut R,
+        txs: Vec<Tx>,
+    ) -> Vec<Result<TxId, SubmitError>> {
+        let refs: Vec<&Tx> = txs.iter().collect();
+        let bad = verify_batch(rng, &self.chain_id, &refs);
+        let mut chain = self.chain.lock();
+        txs.into_iter()
+            .enumerate()
+            .map(|(i, tx)| {
+                if bad.contains(&i) {
+                    return Err(SubmitError::Signature);
+                }
+                let view = chain.state.view();
+                let kind = tx.kind();
+                let roles = view.role_set(tx.signer());
+                if !kind.allowed_roles().iter().any(|r| roles.contains(*r)) {
+                    return Err(SubmitError::Rejected(Rejection::Unauthorized {
+                        kind,
+                        needed: kind.allowed_roles(),
+                    }));
+                }
+                Ok(chain.admit(tx, true)?)
+            })
+            .collect()
+    }
+
+    /// Submit one transaction (see [`Ledger::submit_many`]).
+    pub fn submit<R: CryptoRng>(&self, rng: &mut R, tx: Tx) -> Result<TxId, SubmitError> {
+        self.submit_many(rng, vec![tx])
+            .pop()
+            .unwrap_or(Err(SubmitError::Signature))
+    }
+
+    /// Finalized blocks from now on, in height order. The queue is bounded
+    /// ([`crate::app::SUBSCRIBER_QUEUE_MAX`]); a subscriber that lags further is dropped.
+    pub fn subscribe(&self) -> mpsc::Receiver<Arc<Block>> {
+        self.chain.lock().subscribe()
+    }
+
+    /// Height and digest of the last finalized block applied to the state.
+    pub fn finalized(&self) -> (u64, Digest) {
+        self.chain.lock().tip()
+    }
+
+    /// The signer's next nonce in the finalized state.
+    pub fn next_nonce(&self, signer: &PublicKey) -> u64 {
+        self.chain.lock().state.view().next_nonce(signer)
+    }
+
+    /// Pending transactions in the mempool.
+    pub fn mempool_len(&self) -> usize {
+        self.chain.lock().mempool.len()
+    }
+
+    /// Run `f` on the finalized state (for reads; see [`crate::read`]).
+    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.chain.lock().state)
+    }
+
+    /// Set when a finalized block failed to apply (a bug or a Byzantine quorum).
+    pub fn diverged(&self) -> Option<String> {
+        self.chain.lock().diverged().map(str::to_owned)
+    }
+
+    /// A finalized block by height, from storage.
+    pub async fn block(&self, height: u64) -> Option<Arc<Block>> {
+        self.marshal
+            .get_block(Identifier::Height(Height::new(height)))
+            .await
+            .map(|b| b.inner_shared())
+    }
+
+    /// The finalization certificate stored for a height, if that block was finalized directly
+    /// (an ancestor finalized through a descendant has none of its own).
+    pub async fn finalization(&self, height: u64) -> Option<Finalization<Scheme, Digest>> {
+        self.marshal.get_finalization(Height::new(height)).await
+    }
+
+    #[doc(hidden)]
+    pub fn set_fault(&self, fault: Option<ProposerFault>) {
+        self.chain.lock().set_fault(fault);
+    }
+}
+
+/// Storage partitions for a validator's finalized blocks and certificates.
+pub fn archive_config<C>(prefix: &str, name: &str, codec_config: C) -> immutable::Config<C> {
+    const PAGE_SIZE: NonZeroU16 = NZU16!(4096);
+    const PAGE_CACHE_PAGES: NonZeroUsize = NZUsize!(256);
+    immutable::Config {
+        metadata_partition: format!("{prefix}-{name}-metadata"),
+        freezer_table_partition: format!("{prefix}-{name}-freezer-table"),
+        freezer_table_initial_size: 1024,
+        freezer_table_resize_frequency: 4,
+        freezer_table_resize_chunk_size: 1024,
+        freezer_key_partition: format!("{prefix}-{name}-freezer-key"),
+        freezer_key_page_cache: CacheRef::new(PAGE_SIZE, PAGE_CACHE_PAGES),
+        freezer_value_partition: format!("{prefix}-{name}-freezer-value"),
+        freezer_value_target_size: 64 * 1024 * 1024,
+        freezer_value_compression: None,
+        ordinal_partition: format!("{prefix}-{name}-ordinal"),
+        items_per_section: NZU64!(1024),
+        codec_config,
+        replay_buffer: NZUsize!(1024 * 1024),
+        freezer_key_write_buffer: NZUsize!(1024 * 1024),
+        freezer_value_write_buffer: NZUsize!(1024 * 1024),
+        ordinal_write_buffer: NZUsize!(1024 * 1024),
+    }
+}
+
+/// Partition names of the two archives (used by `vigil ledger verify` too).
+pub const BLOCKS_ARCHIVE: &str = "finalized-blocks";
+pub const CERTIFICATES_ARCHIVE: &str = "finalizations-by-height";
+
+/// Epochs never end: the validator set is fixed by the genesis.
+const EPOCH_LENGTH: NonZeroU64 = NZU64!(1 << 62);
+
+/// Start a validator. Returns the client handle and the handle of its root task: aborting
+/// that task stops (crashes) every task of the validator.
+pub async fn start<E, S, R, C, B>(
+    context: E,
+    config: ValidatorConfig,
+    channels: Channels<S, R>,
+    peer_provider: C,
+    blocker: B,
+) -> Ledger
+where
+    E: Clock + CryptoRng + Spawner + Storage + Metrics,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+    C: Provider<PublicKey = PublicKey> + Clone,
+    B: Blocker<PublicKey = PublicKey> + Clone,
+{
+    let ValidatorConfig {
+        key,
+        genesis,
+        partition_prefix: prefix,
+        timing,
+        limits,
+        fault,
+    } = config;
+    let me = key.public_key();
+    let scheme = Scheme::signer(CONSENSUS_NAMESPACE, genesis.validators.clone(), key)
+        .expect("the validator key is in the genesis validator set");
+
+    // Finalized storage, then the state rebuilt from it.
+    let finalizations: immutable::Archive<E, Digest, Finalization<Scheme, Digest>> =
+        immutable::Archive::init(
+            context.child("finalizations"),
+            archive_config(
+                &prefix,
+                CERTIFICATES_ARCHIVE,
+                <Scheme as commonware_cryptography::certificate::Verifier>::certificate_codec_config_unbounded(),
+            ),
+        )
+        .await
+        .expect("open the certificates archive");
+    let blocks: immutable::Archive<E, Digest, Arc<Block>> = immutable::Archive::init(
+        context.child("blocks"),
+        archive_config(&prefix, BLOCKS_ARCHIVE, ()),
+    )
+    .await
+    .expect("open the blocks archive");
+    let mut chain = Chain::new(genesis.state.clone(), &genesis.block, limits);
+    chain.set_fault(fault);
+    let mut height = 1u64;
+    while let Ok(Some(block)) = blocks.get(ArchiveId::Index(height)).await {
+        chain.finalize(&block);
+        height += 1;
+    }
+    if height > 1 {
+        info!(%me, height = height - 1, "state rebuilt from finalized blocks");
+    }
+    let chain = Arc::new(Mutex::new(chain));
+
+    // Marshal: block dissemination, finalized storage, backfill.
+    let epocher = FixedEpocher::new(EPOCH_LENGTH);
+    let mailbox_size = NZUsize!(1024);
+    let marshal_config = marshal::Config {
+        provider: ConstantProvider::new(scheme.clone()),
+        epocher: epocher.clone(),
+        start: marshal::Start::Genesis(Digested::precomputed(
+            genesis.block.clone(),
+            genesis.block.digest(),
+        )),
+        partition_prefix: format!("{prefix}-marshal"),
+        mailbox_size,
+        view_retention: ViewDelta::new(64),
+        prunable_items_per_section: NZU64!(64),
+        page_cache: CacheRef::new(NZU16!(4096), NZUsize!(256)),
+        replay_buffer: NZUsize!(1024 * 1024),
+        key_write_buffer: NZUsize!(1024 * 1024),
+        value_write_buffer: NZUsize!(1024 * 1024),
+        block_codec_config: (),
+        max_repair: NZUsize!(16),
+        max_pending_acks: NZUsize!(16),
+        strategy: Sequential,
+    };
+    let (resolver_rx, resolver) = marshal::resolver::p2p::init(
+        context.child("backfill"),
+        marshal::resolver::p2p::Config {
+            public_key: me.clone(),
+            peer_provider: peer_provider.clone(),
+            blocker: blocker.clone(),
+            mailbox_size,
+            fetch_timeout: NZDuration!(Duration::from_secs(2)),
+            fetch_retry_delay: Duration::from_millis(100),
+            priority_requests: false,
+            priority_responses: false,
+        },
+        channels.backfill,
+    );
+    let (broadcast_engine, buffer) = commonware_broadcast::buffered::Engine::new(
+        context.child("broadcast"),
+        commonware_broadcast::buffered::Config {
+            public_key: me.clone(),
+            mailbox_size,
+            deque_size: 16,
+            priority: false,
+            codec_config: (),
+            peer_provider: peer_provider.clone(),
+            strategy: Sequential,
+        },
+    );
+    broadcast_engine.start(channels.blocks);
+    let (actor, marshal_mailbox, _floor) = MarshalActor::<_, Standard<Block>, _, _, _, _, _>::init(
+        context.child("marshal"),
+        finalizations,
+        blocks,
+        marshal_config,
+    )
+    .await;
+    actor.start(
+        Finalizer::new(chain.clone()),
+        buffer,
+        (resolver_rx, resolver),
+    );
+
+    // Consensus.
+    let app = Inline::new(
+        context.child("application"),
+        LedgerApp::new(chain.clone()),
+        marshal_mailbox.clone(),
+        epocher,
+    );
+    let engine = simplex::Engine::new(
+        context.child("consensus"),
+        simplex::config::Config {
+            scheme,
+            elector: RoundRobin::<Sha256>::default(),
+            blocker,
+            automaton: app.clone(),
+            relay: app.clone(),
+            reporter: app,
+            strategy: Sequential,
+            partition: format!("{prefix}-consensus"),
+            mailbox_size,
+            epoch: Epoch::zero(),
+            floor: simplex::config::Floor::Genesis(genesis.block.digest()),
+            replay_buffer: NZUsize!(1024 * 1024),
+            write_buffer: NZUsize!(1024 * 1024),
+            page_cache: CacheRef::new(NZU16!(4096), NZUsize!(256)),
+            leader_timeout: timing.leader_timeout,
+            certification_timeout: timing.certification_timeout,
+            timeout_retry: timing.timeout_retry,
+            view_retention: ViewDelta::new(64),
+            skip: SkipPolicy::Enabled {
+                timeout: timing.skip_timeout,
+                budget: SkipBudget::Participants,
+            },
+            fetch_timeout: commonware_utils::NonZeroDuration::new(timing.fetch_timeout)
+                .unwrap_or(NZDuration!(Duration::from_secs(1))),
+            fetch_retry_delay: Duration::from_millis(100),
+            forward: ForwardPolicy::SilentVoters,
+            track_historical_votes: false,
+        },
+    );
+    engine.start(channels.votes, channels.certificates, channels.resolver);
+
+    // Transaction gossip.
+    let ledger = Ledger {
+        chain: chain.clone(),
+        chain_id: genesis.chain_id,
+        marshal: marshal_mailbox,
+    };
+    spawn_gossip(
+        context.child("gossip"),
+        chain,
+        genesis.chain_id,
+        channels.txs,
+    );
+    ledger
+}
+
+fn spawn_gossip<E, S, R>(
+    context: E,
+    chain: Arc<Mutex<Chain>>,
+    chain_id: Hash,
+    (mut sender, mut receiver): (S, R),
+) -> Handle<()>
+where
+    E: Clock + CryptoRng + Spawner,
+    S: Sender<PublicKey = PublicKey>,
+    R: Receiver<PublicKey = PublicKey>,
+{
+    let out_chain = chain.clone();
+    context.child("out").spawn(move |context| async move {
+        loop {
+            context.sleep(GOSSIP_INTERVAL).await;
+            loop {
+                let batch: Vec<Tx> = {
+                    let mut chain = out_chain.lock();
+                    let n = chain.gossip_out.len().min(GOSSIP_BATCH_TXS_MAX);
+                    chain.gossip_out.drain(..n).collect()
+                };
+                if batch.is_empty() {
+                    break;
+                }
+                let mut message =
+                    Vec::with_capacity(batch.iter().map(|t| t.encode_size()).sum::<usize>() + 4);
+                (batch.len() as u32).write(&mut message);
+                for tx in &batch {
+                    tx.write(&mut message);
+                }
+                let _ = sender.send(Recipients::All, Bytes::from(message), false);
+            }
+        }
+    });
+    context.child("in").spawn(move |mut context| async move {
+        loop {
+            let Ok((peer, message)) = receiver.recv().await else {
+                return;
+            };
+            let txs = match decode_gossip(message.into()) {
+                Ok(txs) => txs,
+                Err(reason) => {
+                    warn!(%peer, %reason, "malformed transaction gossip");
+                    continue;
+                }
+            };
+            let refs: Vec<&Tx> = txs.iter().collect();
+            let bad = verify_batch(&mut context, &chain_id, &refs);
+            let mut chain = chain.lock();
+            for (i, tx) in txs.into_iter().enumerate() {
+                if !bad.contains(&i) {
+                    let _ = chain.admit(tx, false);
+                }
+            }
+        }
+    })
+}
+
+fn decode_gossip(mut message: Bytes) -> Result<Vec<Tx>, commonware_codec::Error> {
+    let count = u32::read(&mut message)? as usize;
+    if count > GOSSIP_BATCH_TXS_MAX {
+        return Err(commonware_codec::Error::InvalidLength(count));
+    }
+    let mut txs = Vec::with_capacity(count);
+    for _ in 0..count {
+        txs.push(Tx::read(&mut message)?);
+    }
+    if message.has_remaining() {
+        return Err(commonware_codec::Error::ExtraData(message.remaining()));
+    }
+    Ok(txs)
+}

@@ -1,0 +1,945 @@
+//! The state machine: deterministic application of transactions, roles and lifecycles.
+//!
+//! [`State`] is the finalized state. Blocks that are proposed or verified but not yet final are
+//! executed into a [`Layer`] (the writes of one block) on top of the finalized state and the
+//! layers of their unfinalized ancestors, so a fork costs only its own writes and nothing is
+//! cloned. Finalizing a block merges its layer into [`State`].
+//!
+//! # State commitment
+//!
+//! Every block header carries `state_root`, chained over the writes each block makes:
+//!
+//! ```text
+//! root(genesis) = H("vigil/ledger/state-genesis/v1", canonical genesis state)
+//! root(h)       = H("vigil/ledger/state/v1", root(h-1), h, H(writes of block h, in order))
+//! ```
+//!
+//! A write is `(table tag, canonical key, canonical value)`. Since the state after block `h` is a
+//! function of the genesis state and the write sequences, equal roots mean equal states (under
+//! SHA-256 collision resistance), and an implementation that diverges by one write is caught at
+//! the next block. The root costs O(writes) per block, not O(state). It does not give
+//! per-entry proofs of current state; inclusion proofs are per transaction (see
+//! [`crate::block`]).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use commonware_cryptography::ed25519::PublicKey;
+use sha2::{Digest as _, Sha256};
+use vigil_core::{AlertLevel, DeviceId, PersonId};
+
+use crate::tx::{
+    AlertId, Deployment, Hash, InstanceId, OrderKind, QueryId, Role, RoleSet, Tx, TxBody, TxKind,
+};
+
+/// Monitor kinds compiled into every node. A deployment of any other kind is rejected.
+/// TODO(contracts): take this list (and parameter validation) from `vigil-contracts`.
+pub const CONTRACT_KINDS: &[&str] = &[
+    "threshold",
+    "news2",
+    "geofence",
+    "no-signal",
+    "heart-rhythm",
+];
+/// Orders recorded on one alert at most.
+pub const ORDERS_PER_ALERT_MAX: usize = 32;
+
+/// Why a transaction was rejected. Every rule of the state machine has its variant.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    #[error("bad nonce: expected {expected}, got {got}")]
+    BadNonce { expected: u64, got: u64 },
+    #[error("signer may not submit {kind:?}: needs one of {needed:?}")]
+    Unauthorized {
+        kind: TxKind,
+        needed: &'static [Role],
+    },
+    #[error("identity already holds role {0:?}")]
+    RoleAlreadyHeld(Role),
+    #[error("identity does not hold role {0:?}")]
+    RoleNotHeld(Role),
+    #[error("the last admin cannot lose the admin role")]
+    LastAdmin,
+    #[error("person is already registered")]
+    PersonExists,
+    #[error("unknown person")]
+    UnknownPerson,
+    #[error("device id is already enrolled (or was, and was revoked)")]
+    DeviceExists,
+    #[error("unknown device")]
+    UnknownDevice,
+    #[error("device is revoked")]
+    DeviceRevoked,
+    #[error("device public key is not a valid Ed25519 point")]
+    InvalidDeviceKey,
+    #[error("device is enrolled for another person")]
+    DevicePersonMismatch,
+    #[error("unknown contract kind {0:?}")]
+    UnknownContractKind(String),
+    #[error("contract instance already exists")]
+    InstanceExists,
+    #[error("unknown contract instance")]
+    UnknownInstance,
+    #[error("contract instance is terminated")]
+    InstanceTerminated,
+    #[error("a replacement must watch the same person")]
+    ReplaceAcrossPersons,
+    #[error("level 0 (ok) is not an alert")]
+    AlertLevelOk,
+    #[error("unknown alert")]
+    UnknownAlert,
+    #[error("alert is resolved")]
+    AlertResolved,
+    #[error("alert is not open (already acknowledged)")]
+    AlertNotOpen,
+    #[error("alert already carries {ORDERS_PER_ALERT_MAX} orders")]
+    TooManyOrders,
+    #[error("an EHR anchor covers at least one entry")]
+    EmptyAnchor,
+    #[error("anchor time range is reversed")]
+    AnchorTimeRange,
+    #[error("a statistics query needs a non-empty specification")]
+    EmptyQuery,
+    #[error("unknown statistics query")]
+    UnknownQuery,
+    #[error("this verifying node already gave a verdict on the query")]
+    DuplicateVerdict,
+}
+
+/// Lifecycle of an alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum AlertStatus {
+    Open = 0,
+    Acknowledged = 1,
+    Resolved = 2,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonRecord {
+    pub registered_height: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceRecord {
+    pub person: PersonId,
+    pub public_key: [u8; 32],
+    pub active: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstanceRecord {
+    pub deployment: Deployment,
+    pub active: bool,
+    pub deployed_height: u64,
+    pub replaced_by: Option<InstanceId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderRecord {
+    pub kind: OrderKind,
+    pub note: Option<Hash>,
+    pub by: PublicKey,
+    pub height: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertRecord {
+    pub instance: InstanceId,
+    pub person: PersonId,
+    pub level: AlertLevel,
+    pub reading_time_ms: i64,
+    pub evidence: Hash,
+    pub raised_by: PublicKey,
+    pub raised_height: u64,
+    pub status: AlertStatus,
+    pub orders: Vec<OrderRecord>,
+    pub resolution_note: Option<Hash>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnchorRecord {
+    pub root: Hash,
+    pub count: u32,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub by: PublicKey,
+    pub height: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRecord {
+    pub who: PublicKey,
+    pub person: PersonId,
+    pub record: Hash,
+    pub height: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryRecord {
+    pub querier: PublicKey,
+    pub spec_digest: Hash,
+    pub height: u64,
+    pub verdicts: u32,
+    pub valid_verdicts: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerdictRecord {
+    pub all_valid: bool,
+    pub bitmap_digest: Hash,
+    pub height: u64,
+}
+
+macro_rules! tables {
+    ($( $field:ident / $put:ident : $key:ty => $value:ty = $tag:literal ),* $(,)?) => {
+        /// One set of tables: the whole finalized state, or the writes of one block.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct Tables {
+            $( pub $field: BTreeMap<$key, $value>, )*
+        }
+
+        impl Tables {
+            fn merge_from(&mut self, other: &Tables) {
+                $( for (k, v) in &other.$field { self.$field.insert(k.clone(), v.clone()); } )*
+            }
+
+            /// Number of entries over all tables.
+            pub fn len(&self) -> usize {
+                0 $( + self.$field.len() )*
+            }
+
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            fn write_canonical(&self, out: &mut Vec<u8>) {
+                $(
+                    for (k, v) in &self.$field {
+                        out.push($tag);
+                        k.canon(out);
+                        v.canon(out);
+                    }
+                )*
+            }
+        }
+
+        /// Reads through the layers (newest first), then the finalized state.
+        impl<'a> View<'a> {
+            $(
+                pub fn $field(&self, key: &$key) -> Option<&$value> {
+                    if let Some(v) = self.current.tables.$field.get(key) {
+                        return Some(v);
+                    }
+                    for layer in self.below.iter().rev() {
+                        if let Some(v) = layer.tables.$field.get(key) {
+                            return Some(v);
+                        }
+                    }
+                    self.base.tables.$field.get(key)
+                }
+            )*
+        }
+
+        /// Writes go to the current layer and into the write-set digest.
+        impl<'a> View<'a> {
+            $(
+                fn $put(&mut self) -> PutHandle<'_, $key, $value> {
+                    PutHandle { map: &mut self.current.tables.$field, writes: &mut self.writes, tag: $tag }
+                }
+            )*
+        }
+    };
+}
+
+struct PutHandle<'a, K, V> {
+    map: &'a mut BTreeMap<K, V>,
+    writes: &'a mut Sha256,
+    tag: u8,
+}
+
+impl<K: Ord + Canon, V: Canon> PutHandle<'_, K, V> {
+    fn put(self, key: K, value: V) {
+        let mut buf = Vec::with_capacity(128);
+        buf.push(self.tag);
+        key.canon(&mut buf);
+        value.canon(&mut buf);
+        self.writes.update((buf.len() as u32).to_be_bytes());
+        self.writes.update(&buf);
+        self.map.insert(key, value);
+    }
+}
+
+/// Which byte string a value contributes to the state commitment.
+trait Canon {
+    fn canon(&self, out: &mut Vec<u8>);
+}
+
+impl Canon for PublicKey {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_ref());
+    }
+}
+impl Canon for u64 {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_be_bytes());
+    }
+}
+impl Canon for RoleSet {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.push(self.0);
+    }
+}
+impl Canon for PersonId {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self.as_bytes());
+    }
+}
+impl Canon for DeviceId {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.push(self.as_str().len() as u8);
+        out.extend_from_slice(self.as_str().as_bytes());
+    }
+}
+impl Canon for InstanceId {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+    }
+}
+impl Canon for crate::tx::TxId {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.0);
+    }
+}
+impl Canon for (QueryId, PublicKey) {
+    fn canon(&self, out: &mut Vec<u8>) {
+        self.0.canon(out);
+        self.1.canon(out);
+    }
+}
+impl Canon for Option<Hash> {
+    fn canon(&self, out: &mut Vec<u8>) {
+        match self {
+            None => out.push(0),
+            Some(h) => {
+                out.push(1);
+                out.extend_from_slice(h);
+            }
+        }
+    }
+}
+impl Canon for PersonRecord {
+    fn canon(&self, out: &mut Vec<u8>) {
+        self.registered_height.canon(out);
+    }
+}
+impl Canon for DeviceRecord {
+    fn canon(&self, out: &mut Vec<u8>) {
+        self.person.canon(out);
+        out.extend_from_slice(&self.public_key);
+        out.push(self.active as u8);
+    }
+}
+impl Canon for InstanceRecord {
+    fn canon(&self, out: &mut Vec<u8>) {
+        use commonware_codec::Write as _;
+        self.deployment.write(out);
+        out.push(self.active as u8);
+        self.deployed_height.canon(out);
+        self.replaced_by.map(|i| i.0).canon(out);
+    }
+}
+impl Canon for AlertRecord {
+    fn canon(&self, out: &mut Vec<u8>) {
+        self.instance.canon(out);
+        self.person.canon(out);
+        out.push(self.level.code());
+        out.extend_from_slice(&self.reading_time_ms.to_be_bytes());
+        out.extend_from_slice(&self.evidence);
+        self.raised_by.canon(out);
+        self.raised_height.canon(out);
+        out.push(self.status as u8);
+        out.extend_from_slice(&(self.orders.len() as u32).to_be_bytes());
+        for order in &self.orders {
+            out.push(order.kind as u8);
+            order.note.canon(out);
+            order.by.canon(out);
+            order.height.canon(out);
+        }
+        self.resolution_note.canon(out);
+    }
+}
+impl Canon for AnchorRecord {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.root);
+        out.extend_from_slice(&self.count.to_be_bytes());
+        out.extend_from_slice(&self.from_ms.to_be_bytes());
+        out.extend_from_slice(&self.to_ms.to_be_bytes());
+        self.by.canon(out);
+        self.height.canon(out);
+    }
+}
+impl Canon for AccessRecord {
+    fn canon(&self, out: &mut Vec<u8>) {
+        self.who.canon(out);
+        self.person.canon(out);
+        out.extend_from_slice(&self.record);
+        self.height.canon(out);
+    }
+}
+impl Canon for QueryRecord {
+    fn canon(&self, out: &mut Vec<u8>) {
+        self.querier.canon(out);
+        out.extend_from_slice(&self.spec_digest);
+        self.height.canon(out);
+        out.extend_from_slice(&self.verdicts.to_be_bytes());
+        out.extend_from_slice(&self.valid_verdicts.to_be_bytes());
+    }
+}
+impl Canon for VerdictRecord {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.push(self.all_valid as u8);
+        out.extend_from_slice(&self.bitmap_digest);
+        self.height.canon(out);
+    }
+}
+
+tables! {
+    roles / put_role: PublicKey => RoleSet = 1,
+    nonces / put_nonce_entry: PublicKey => u64 = 2,
+    persons / put_person: PersonId => PersonRecord = 3,
+    devices / put_device: DeviceId => DeviceRecord = 4,
+    instances / put_instance: InstanceId => InstanceRecord = 5,
+    alerts / put_alert: AlertId => AlertRecord = 6,
+    anchors / put_anchor: u64 => AnchorRecord = 7,
+    accesses / put_access: u64 => AccessRecord = 8,
+    queries / put_query: QueryId => QueryRecord = 9,
+    verdicts / put_verdict: (QueryId, PublicKey) => VerdictRecord = 10,
+    counters / put_counter: u64 => u64 = 11,
+}
+
+// Keys of the `counters` table.
+const COUNTER_ADMINS: u64 = 0;
+const COUNTER_ANCHORS: u64 = 1;
+const COUNTER_ACCESSES: u64 = 2;
+
+/// The writes of one executed block.
+#[derive(Clone, Debug, Default)]
+pub struct Layer {
+    pub tables: Tables,
+    pub height: u64,
+    pub root: Hash,
+}
+
+/// The finalized state of the ledger.
+#[derive(Clone, Debug)]
+pub struct State {
+    chain_id: Hash,
+    height: u64,
+    root: Hash,
+    tables: Tables,
+}
+
+impl State {
+    /// The genesis state: initial roles only.
+    pub fn genesis(chain_id: Hash, roles: &[(PublicKey, Role)]) -> State {
+        let mut tables = Tables::default();
+        let mut admins = 0u64;
+        for (identity, role) in roles {
+            let set = tables.roles.entry(identity.clone()).or_default();
+            if !set.contains(*role) && *role == Role::Admin {
+                admins += 1;
+            }
+            *set = set.with(*role);
+        }
+        tables.counters.insert(COUNTER_ADMINS, admins);
+        let mut canonical = Vec::new();
+        canonical.extend_from_slice(&chain_id);
+        tables.write_canonical(&mut canonical);
+        let root = vigil_core::digest("vigil/ledger/state-genesis/v1", &[&canonical]);
+        State {
+            chain_id,
+            height: 0,
+            root,
+            tables,
+        }
+    }
+
+    pub fn chain_id(&self) -> &Hash {
+        &self.chain_id
+    }
+    /// Height of the last block merged into this state (0 = genesis).
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+    /// State commitment at [`State::height`].
+    pub fn root(&self) -> Hash {
+        self.root
+    }
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// A read-only view of the finalized state (no layers).
+    pub fn view(&self) -> View<'_> {
+        View::new(self, &[], self.height + 1)
+    }
+
+    /// Merge the layer of the next block. Panics if the layer is not for the next height: the
+    /// caller keeps blocks in order (an out-of-order merge is a bug, not an input error).
+    pub fn merge(&mut self, layer: &Layer) {
+        assert_eq!(
+            layer.height,
+            self.height + 1,
+            "layers merge in height order"
+        );
+        self.tables.merge_from(&layer.tables);
+        self.height = layer.height;
+        self.root = layer.root;
+    }
+
+    /// Canonical digest of the whole state (O(state)): for audits and tests, not per block.
+    pub fn full_digest(&self) -> Hash {
+        let mut canonical = Vec::new();
+        canonical.extend_from_slice(&self.chain_id);
+        self.tables.write_canonical(&mut canonical);
+        vigil_core::digest("vigil/ledger/state-full/v1", &[&canonical])
+    }
+}
+
+/// Reads through layers onto the finalized state, and executes transactions into a new layer.
+pub struct View<'a> {
+    base: &'a State,
+    below: &'a [Arc<Layer>],
+    current: Layer,
+    writes: Sha256,
+}
+
+impl<'a> View<'a> {
+    /// A view over `base` and the unfinalized `below` layers (oldest first), executing the
+    /// block at `height`.
+    pub fn new(base: &'a State, below: &'a [Arc<Layer>], height: u64) -> View<'a> {
+        View {
+            base,
+            below,
+            current: Layer {
+                tables: Tables::default(),
+                height,
+                root: [0; 32],
+            },
+            writes: Sha256::new(),
+        }
+    }
+
+    pub fn chain_id(&self) -> &Hash {
+        &self.base.chain_id
+    }
+
+    /// State commitment below the block being executed.
+    pub fn parent_root(&self) -> Hash {
+        self.below.last().map_or(self.base.root, |l| l.root)
+    }
+
+    pub fn role_set(&self, identity: &PublicKey) -> RoleSet {
+        self.roles(identity).copied().unwrap_or_default()
+    }
+
+    pub fn has_role(&self, identity: &PublicKey, role: Role) -> bool {
+        self.role_set(identity).contains(role)
+    }
+
+    /// The nonce the signer's next transaction must carry.
+    pub fn next_nonce(&self, signer: &PublicKey) -> u64 {
+        self.nonces(signer).copied().unwrap_or(0)
+    }
+
+    fn counter(&self, key: u64) -> u64 {
+        self.counters(&key).copied().unwrap_or(0)
+    }
+
+    /// Check `tx` against the state without changing anything.
+    pub fn check(&self, tx: &Tx) -> Result<(), Rejection> {
+        self.plan(tx).map(|_| ())
+    }
+
+    /// Apply `tx` (its signature already checked) or reject it, leaving the view unchanged.
+    pub fn apply(&mut self, tx: &Tx) -> Result<(), Rejection> {
+        let writes = self.plan(tx)?;
+        let height = self.current.height;
+        let signer = tx.signer().clone();
+        self.put_nonce(signer, tx.nonce() + 1);
+        for write in writes {
+            self.perform(write, height);
+        }
+        Ok(())
+    }
+
+    /// Finish the block: its layer with the chained state root.
+    pub fn finish(self) -> Layer {
+        let parent_root = self.parent_root();
+        let writes: [u8; 32] = self.writes.finalize().into();
+        let mut layer = self.current;
+        layer.root = vigil_core::digest(
+            "vigil/ledger/state/v1",
+            &[&parent_root, &layer.height.to_be_bytes(), &writes],
+        );
+        layer
+    }
+
+    fn put_nonce(&mut self, signer: PublicKey, nonce: u64) {
+        self.put_nonce_entry().put(signer, nonce);
+    }
+
+    /// Validate `tx` completely and return the writes it makes; nothing is written here, so a
+    /// rejected transaction leaves no trace.
+    fn plan(&self, tx: &Tx) -> Result<Vec<Write>, Rejection> {
+        let expected = self.next_nonce(tx.signer());
+        if tx.nonce() != expected {
+            return Err(Rejection::BadNonce {
+                expected,
+                got: tx.nonce(),
+            });
+        }
+        let kind = tx.kind();
+        let roles = self.role_set(tx.signer());
+        let needed = kind.allowed_roles();
+        if !needed.iter().any(|r| roles.contains(*r)) {
+            return Err(Rejection::Unauthorized { kind, needed });
+        }
+        let signer = tx.signer().clone();
+        let mut writes = Vec::with_capacity(2);
+        match tx.body() {
+            TxBody::GrantRole { identity, role } => {
+                let set = self.role_set(identity);
+                if set.contains(*role) {
+                    return Err(Rejection::RoleAlreadyHeld(*role));
+                }
+                writes.push(Write::Role(identity.clone(), set.with(*role)));
+                if *role == Role::Admin {
+                    writes.push(Write::Counter(
+                        COUNTER_ADMINS,
+                        self.counter(COUNTER_ADMINS) + 1,
+                    ));
+                }
+            }
+            TxBody::RevokeRole { identity, role } => {
+                let set = self.role_set(identity);
+                if !set.contains(*role) {
+                    return Err(Rejection::RoleNotHeld(*role));
+                }
+                if *role == Role::Admin {
+                    let admins = self.counter(COUNTER_ADMINS);
+                    if admins <= 1 {
+                        return Err(Rejection::LastAdmin);
+                    }
+                    writes.push(Write::Counter(COUNTER_ADMINS, admins - 1));
+                }
+                writes.push(Write::Role(identity.clone(), set.without(*role)));
+            }
+            TxBody::RegisterPerson { person } => {
+                if self.persons(person).is_some() {
+                    return Err(Rejection::PersonExists);
+                }
+                writes.push(Write::Person(*person));
+            }
+            TxBody::EnrollDevice {
+                person,
+                device,
+                public_key,
+            } => {
+                if self.persons(person).is_none() {
+                    return Err(Rejection::UnknownPerson);
+                }
+                if self.devices(device).is_some() {
+                    return Err(Rejection::DeviceExists);
+                }
+                if vigil_core::DevicePublicKey::from_bytes(public_key).is_err() {
+                    return Err(Rejection::InvalidDeviceKey);
+                }
+                writes.push(Write::Device(
+                    device.clone(),
+                    DeviceRecord {
+                        person: *person,
+                        public_key: *public_key,
+                        active: true,
+                    },
+                ));
+            }
+            TxBody::RevokeDevice { device } => {
+                let record = self.devices(device).ok_or(Rejection::UnknownDevice)?;
+                if !record.active {
+                    return Err(Rejection::DeviceRevoked);
+                }
+                let mut record = record.clone();
+                record.active = false;
+                writes.push(Write::Device(device.clone(), record));
+            }
+            TxBody::DeployInstance { deployment } => {
+                self.check_deployment(deployment)?;
+                writes.push(Write::Deploy(deployment.clone()));
+            }
+            TxBody::TerminateInstance { instance } => {
+                let record = self.active_instance(instance)?;
+                let mut record = record.clone();
+                record.active = false;
+                writes.push(Write::Instance(*instance, record));
+            }
+            TxBody::ReplaceInstance { old, new } => {
+                let record = self.active_instance(old)?;
+                if record.deployment.person != new.person {
+                    return Err(Rejection::ReplaceAcrossPersons);
+                }
+                self.check_deployment(new)?;
+                let mut record = record.clone();
+                record.active = false;
+                record.replaced_by = Some(new.instance_id());
+                writes.push(Write::Instance(*old, record));
+                writes.push(Write::Deploy(new.clone()));
+            }
+            TxBody::Alert {
+                instance,
+                level,
+                reading_time_ms,
+                evidence,
+            } => {
+                if *level == AlertLevel::Ok {
+                    return Err(Rejection::AlertLevelOk);
+                }
+                let record = self.active_instance(instance)?;
+                let device = self
+                    .devices(&record.deployment.device)
+                    .ok_or(Rejection::UnknownDevice)?;
+                if !device.active {
+                    return Err(Rejection::DeviceRevoked);
+                }
+                writes.push(Write::Alert(
+                    tx.id(),
+                    AlertRecord {
+                        instance: *instance,
+                        person: record.deployment.person,
+                        level: *level,
+                        reading_time_ms: *reading_time_ms,
+                        evidence: *evidence,
+                        raised_by: signer,
+                        raised_height: self.current.height,
+                        status: AlertStatus::Open,
+                        orders: Vec::new(),
+                        resolution_note: None,
+                    },
+                ));
+            }
+            TxBody::Acknowledge { alert } => {
+                let record = self.alerts(alert).ok_or(Rejection::UnknownAlert)?;
+                match record.status {
+                    AlertStatus::Open => {}
+                    AlertStatus::Acknowledged => return Err(Rejection::AlertNotOpen),
+                    AlertStatus::Resolved => return Err(Rejection::AlertResolved),
+                }
+                let mut record = record.clone();
+                record.status = AlertStatus::Acknowledged;
+                writes.push(Write::Alert(*alert, record));
+            }
+            TxBody::Order { alert, kind, note } => {
+                let record = self.alerts(alert).ok_or(Rejection::UnknownAlert)?;
+                if record.status == AlertStatus::Resolved {
+                    return Err(Rejection::AlertResolved);
+                }
+                if record.orders.len() >= ORDERS_PER_ALERT_MAX {
+                    return Err(Rejection::TooManyOrders);
+                }
+                let mut record = record.clone();
+                record.orders.push(OrderRecord {
+                    kind: *kind,
+                    note: *note,
+                    by: signer,
+                    height: self.current.height,
+                });
+                writes.push(Write::Alert(*alert, record));
+            }
+            TxBody::Resolve { alert, note } => {
+                let record = self.alerts(alert).ok_or(Rejection::UnknownAlert)?;
+                if record.status == AlertStatus::Resolved {
+                    return Err(Rejection::AlertResolved);
+                }
+                let mut record = record.clone();
+                record.status = AlertStatus::Resolved;
+                record.resolution_note = *note;
+                writes.push(Write::Alert(*alert, record));
+            }
+            TxBody::EhrAnchor {
+                root,
+                count,
+                from_ms,
+                to_ms,
+            } => {
+                if *count == 0 {
+                    return Err(Rejection::EmptyAnchor);
+                }
+                if from_ms > to_ms {
+                    return Err(Rejection::AnchorTimeRange);
+                }
+                let seq = self.counter(COUNTER_ANCHORS);
+                writes.push(Write::Anchor(
+                    seq,
+                    AnchorRecord {
+                        root: *root,
+                        count: *count,
+                        from_ms: *from_ms,
+                        to_ms: *to_ms,
+                        by: signer,
+                        height: self.current.height,
+                    },
+                ));
+                writes.push(Write::Counter(COUNTER_ANCHORS, seq + 1));
+            }
+            TxBody::EhrAccess { person, record } => {
+                if self.persons(person).is_none() {
+                    return Err(Rejection::UnknownPerson);
+                }
+                let seq = self.counter(COUNTER_ACCESSES);
+                writes.push(Write::Access(
+                    seq,
+                    AccessRecord {
+                        who: signer,
+                        person: *person,
+                        record: *record,
+                        height: self.current.height,
+                    },
+                ));
+                writes.push(Write::Counter(COUNTER_ACCESSES, seq + 1));
+            }
+            TxBody::StatsQuery { spec } => {
+                if spec.is_empty() {
+                    return Err(Rejection::EmptyQuery);
+                }
+                writes.push(Write::Query(
+                    tx.id(),
+                    QueryRecord {
+                        querier: signer,
+                        spec_digest: vigil_core::digest("vigil/ledger/query-spec/v1", &[spec]),
+                        height: self.current.height,
+                        verdicts: 0,
+                        valid_verdicts: 0,
+                    },
+                ));
+            }
+            TxBody::ProofVerdict {
+                query,
+                bitmap,
+                all_valid,
+            } => {
+                let record = self.queries(query).ok_or(Rejection::UnknownQuery)?;
+                let key = (*query, signer);
+                if self.verdicts(&key).is_some() {
+                    return Err(Rejection::DuplicateVerdict);
+                }
+                let mut record = record.clone();
+                record.verdicts += 1;
+                record.valid_verdicts += *all_valid as u32;
+                writes.push(Write::Query(*query, record));
+                writes.push(Write::Verdict(
+                    key,
+                    VerdictRecord {
+                        all_valid: *all_valid,
+                        bitmap_digest: vigil_core::digest("vigil/ledger/verdict/v1", &[bitmap]),
+                        height: self.current.height,
+                    },
+                ));
+            }
+        }
+        Ok(writes)
+    }
+
+    fn check_deployment(&self, deployment: &Deployment) -> Result<(), Rejection> {
+        if !CONTRACT_KINDS.contains(&deployment.kind.as_str()) {
+            return Err(Rejection::UnknownContractKind(deployment.kind.clone()));
+        }
+        if self.persons(&deployment.person).is_none() {
+            return Err(Rejection::UnknownPerson);
+        }
+        let device = self
+            .devices(&deployment.device)
+            .ok_or(Rejection::UnknownDevice)?;
+        if !device.active {
+            return Err(Rejection::DeviceRevoked);
+        }
+        if device.person != deployment.person {
+            return Err(Rejection::DevicePersonMismatch);
+        }
+        if self.instances(&deployment.instance_id()).is_some() {
+            return Err(Rejection::InstanceExists);
+        }
+        Ok(())
+    }
+
+    fn active_instance(&self, instance: &InstanceId) -> Result<&InstanceRecord, Rejection> {
+        let record = self.instances(instance).ok_or(Rejection::UnknownInstance)?;
+        if !record.active {
+            return Err(Rejection::InstanceTerminated);
+        }
+        Ok(record)
+    }
+
+    fn perform(&mut self, write: Write, height: u64) {
+        match write {
+            Write::Role(k, v) => self.put_role().put(k, v),
+            Write::Counter(k, v) => self.put_counter().put(k, v),
+            Write::Person(p) => self.put_person().put(
+                p,
+                PersonRecord {
+                    registered_height: height,
+                },
+            ),
+            Write::Device(k, v) => self.put_device().put(k, v),
+            Write::Deploy(deployment) => {
+                let id = deployment.instance_id();
+                self.put_instance().put(
+                    id,
+                    InstanceRecord {
+                        deployment,
+                        active: true,
+                        deployed_height: height,
+                        replaced_by: None,
+                    },
+                )
+            }
+            Write::Instance(k, v) => self.put_instance().put(k, v),
+            Write::Alert(k, v) => self.put_alert().put(k, v),
+            Write::Anchor(k, v) => self.put_anchor().put(k, v),
+            Write::Access(k, v) => self.put_access().put(k, v),
+            Write::Query(k, v) => self.put_query().put(k, v),
+            Write::Verdict(k, v) => self.put_verdict().put(k, v),
+        }
+    }
+}
+
+/// One planned write of a transaction.
+enum Write {
+    Role(PublicKey, RoleSet),
+    Counter(u64, u64),
+    Person(PersonId),
+    Device(DeviceId, DeviceRecord),
+    Deploy(Deployment),
+    Instance(InstanceId, InstanceRecord),
+    Alert(AlertId, AlertRecord),
+    Anchor(u64, AnchorRecord),
+    Access(u64, AccessRecord),
+    Query(QueryId, QueryRecord),
+    Verdict((QueryId, PublicKey), VerdictRecord),
+}
+
+/// Execute `txs` as the block at `height` over `base` and the unfinalized layers `below`.
+/// Every transaction must apply: the first rejection is returned with its index.
+pub fn execute_block(
+    base: &State,
+    below: &[Arc<Layer>],
+    height: u64,
+    txs: &[Tx],
+) -> Result<Layer, (usize, Rejection)> {
+    let mut view = View::new(base, below, height);
+    for (i, tx) in txs.iter().enumerate() {
+        view.apply(tx).map_err(|r| (i, r))?;
+    }
+    Ok(view.finish())
+}

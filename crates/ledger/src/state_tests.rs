@@ -1,0 +1,929 @@
+//! State-machine tests: every permission rule and every rejection.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
+use vigil_core::{AlertLevel, DeviceId, DeviceKey, PersonId};
+
+use crate::state::{AlertStatus, Layer, Rejection, State, View, execute_block};
+use crate::tx::{Deployment, OrderKind, Role, Tx, TxBody, TxId, TxKind, tests::sample_bodies};
+
+const CHAIN: [u8; 32] = [42; 32];
+
+/// A ledger state plus the keys that act on it; applies one transaction per block.
+struct World {
+    state: State,
+    nonces: HashMap<Vec<u8>, u64>,
+    admin: PrivateKey,
+    operator: PrivateKey,
+    gateway: PrivateKey,
+    doctor: PrivateKey,
+    auditor: PrivateKey,
+    verifier: PrivateKey,
+    nobody: PrivateKey,
+}
+
+impl World {
+    fn new() -> World {
+        let admin = PrivateKey::from_seed(1);
+        let world = World {
+            state: State::genesis(CHAIN, &[(admin.public_key(), Role::Admin)]),
+            nonces: HashMap::new(),
+            admin,
+            operator: PrivateKey::from_seed(2),
+            gateway: PrivateKey::from_seed(3),
+            doctor: PrivateKey::from_seed(4),
+            auditor: PrivateKey::from_seed(5),
+            verifier: PrivateKey::from_seed(6),
+            nobody: PrivateKey::from_seed(7),
+        };
+        let mut world = world;
+        for (key, role) in [
+            (world.operator.clone(), Role::CdcpOperator),
+            (world.gateway.clone(), Role::Gateway),
+            (world.doctor.clone(), Role::Doctor),
+            (world.auditor.clone(), Role::Auditor),
+            (world.verifier.clone(), Role::VerifyingNode),
+        ] {
+            let admin = world.admin.clone();
+            world
+                .run(
+                    &admin,
+                    TxBody::GrantRole {
+                        identity: key.public_key(),
+                        role,
+                    },
+                )
+                .expect("grant");
+        }
+        world
+    }
+
+    fn sign(&mut self, key: &PrivateKey, body: TxBody) -> Tx {
+        let nonce = self.nonces.entry(key.public_key().to_vec()).or_insert(0);
+        Tx::sign(key, &CHAIN, *nonce, body)
+    }
+
+    /// Apply one transaction as its own block; on success the signer's nonce advances.
+    fn run(&mut self, key: &PrivateKey, body: TxBody) -> Result<TxId, Rejection> {
+        let tx = self.sign(key, body);
+        self.submit(&tx)
+    }
+
+    fn submit(&mut self, tx: &Tx) -> Result<TxId, Rejection> {
+        assert!(tx.verify_signature(&CHAIN));
+        let layer = execute_block(
+            &self.state,
+            &[],
+            self.state.height() + 1,
+            std::slice::from_ref(tx),
+        )
+        .map_err(|(_, r)| r)?;
+        self.state.merge(&layer);
+        *self.nonces.entry(tx.signer().to_vec()).or_insert(0) = tx.nonce() + 1;
+        Ok(tx.id())
+    }
+
+    fn view(&self) -> View<'_> {
+        self.state.view()
+    }
+
+    /// A registered person with an enrolled device and a deployed threshold instance.
+    fn monitored(&mut self, n: u8) -> (PersonId, DeviceId, Deployment) {
+        let person = PersonId::from_bytes([n; 16]);
+        let device: DeviceId = format!("thermo-{n}").parse().expect("valid");
+        let operator = self.operator.clone();
+        self.run(&operator, TxBody::RegisterPerson { person })
+            .expect("register");
+        self.run(
+            &operator,
+            TxBody::EnrollDevice {
+                person,
+                device: device.clone(),
+                public_key: DeviceKey::from_seed([n; 32]).public().to_bytes(),
+            },
+        )
+        .expect("enroll");
+        let deployment = Deployment {
+            person,
+            device: device.clone(),
+            kind: "threshold".into(),
+            params: Bytes::from(vec![n]),
+        };
+        self.run(
+            &operator,
+            TxBody::DeployInstance {
+                deployment: deployment.clone(),
+            },
+        )
+        .expect("deploy");
+        (person, device, deployment)
+    }
+
+    fn alert(&mut self, deployment: &Deployment) -> TxId {
+        let gateway = self.gateway.clone();
+        self.run(
+            &gateway,
+            TxBody::Alert {
+                instance: deployment.instance_id(),
+                level: AlertLevel::Critical,
+                reading_time_ms: 1_000,
+                evidence: [9; 32],
+            },
+        )
+        .expect("alert")
+    }
+}
+
+#[test]
+fn permission_table_is_enforced_for_every_kind() {
+    // For every kind: a signer holding none of the allowed roles is rejected as Unauthorized
+    // (before any lifecycle check), and a signer holding one is not.
+    for body in sample_bodies() {
+        let kind = body.kind();
+        let mut world = World::new();
+        let nobody = world.nobody.clone();
+        let tx = world.sign(&nobody, body.clone());
+        assert_eq!(
+            world.view().check(&tx),
+            Err(Rejection::Unauthorized {
+                kind,
+                needed: kind.allowed_roles()
+            }),
+            "{kind:?}"
+        );
+        // Every role outside the allowed set is refused too.
+        for role in Role::ALL {
+            if kind.allowed_roles().contains(&role) {
+                continue;
+            }
+            let mut world = World::new();
+            let holder = PrivateKey::from_seed(100 + role.code() as u64);
+            let admin = world.admin.clone();
+            world
+                .run(
+                    &admin,
+                    TxBody::GrantRole {
+                        identity: holder.public_key(),
+                        role,
+                    },
+                )
+                .expect("grant");
+            let tx = world.sign(&holder, body.clone());
+            assert!(
+                matches!(world.view().check(&tx), Err(Rejection::Unauthorized { .. })),
+                "{kind:?} by {role:?}"
+            );
+        }
+        for role in kind.allowed_roles() {
+            let mut world = World::new();
+            let holder = PrivateKey::from_seed(200 + role.code() as u64);
+            let admin = world.admin.clone();
+            if *role != Role::Admin {
+                world
+                    .run(
+                        &admin,
+                        TxBody::GrantRole {
+                            identity: holder.public_key(),
+                            role: *role,
+                        },
+                    )
+                    .expect("grant");
+            }
+            let key = if *role == Role::Admin { admin } else { holder };
+            let tx = world.sign(&key, body.clone());
+            assert!(
+                !matches!(world.view().check(&tx), Err(Rejection::Unauthorized { .. })),
+                "{kind:?} by {role:?}"
+            );
+        }
+    }
+    assert_eq!(TxKind::ALL.len(), sample_bodies().len());
+}
+
+#[test]
+fn nonces_prevent_replay_and_reordering() {
+    let mut world = World::new();
+    let operator = world.operator.clone();
+    let tx = world.sign(
+        &operator,
+        TxBody::RegisterPerson {
+            person: PersonId::from_bytes([1; 16]),
+        },
+    );
+    world.submit(&tx).expect("first time");
+    assert_eq!(
+        world.submit(&tx),
+        Err(Rejection::BadNonce {
+            expected: 1,
+            got: 0
+        })
+    );
+    let ahead = Tx::sign(
+        &operator,
+        &CHAIN,
+        5,
+        TxBody::RegisterPerson {
+            person: PersonId::from_bytes([2; 16]),
+        },
+    );
+    assert_eq!(
+        world.submit(&ahead),
+        Err(Rejection::BadNonce {
+            expected: 1,
+            got: 5
+        })
+    );
+}
+
+#[test]
+fn roles_grant_revoke_and_last_admin() {
+    let mut world = World::new();
+    let admin = world.admin.clone();
+    let doctor = world.doctor.public_key();
+    assert_eq!(
+        world.run(
+            &admin,
+            TxBody::GrantRole {
+                identity: doctor.clone(),
+                role: Role::Doctor
+            }
+        ),
+        Err(Rejection::RoleAlreadyHeld(Role::Doctor))
+    );
+    world
+        .run(
+            &admin,
+            TxBody::RevokeRole {
+                identity: doctor.clone(),
+                role: Role::Doctor,
+            },
+        )
+        .expect("revoke");
+    assert_eq!(
+        world.run(
+            &admin,
+            TxBody::RevokeRole {
+                identity: doctor.clone(),
+                role: Role::Doctor
+            }
+        ),
+        Err(Rejection::RoleNotHeld(Role::Doctor))
+    );
+    // The revoked doctor can no longer query.
+    let key = world.doctor.clone();
+    assert!(matches!(
+        world.run(
+            &key,
+            TxBody::StatsQuery {
+                spec: Bytes::from_static(b"q")
+            }
+        ),
+        Err(Rejection::Unauthorized { .. })
+    ));
+    assert_eq!(
+        world.run(
+            &admin,
+            TxBody::RevokeRole {
+                identity: admin.public_key(),
+                role: Role::Admin
+            }
+        ),
+        Err(Rejection::LastAdmin)
+    );
+    // With a second admin, the first may step down.
+    world
+        .run(
+            &admin,
+            TxBody::GrantRole {
+                identity: doctor.clone(),
+                role: Role::Admin,
+            },
+        )
+        .expect("second admin");
+    world
+        .run(
+            &admin,
+            TxBody::RevokeRole {
+                identity: admin.public_key(),
+                role: Role::Admin,
+            },
+        )
+        .expect("step down");
+    assert!(!world.view().has_role(&admin.public_key(), Role::Admin));
+}
+
+#[test]
+fn people_and_devices_lifecycle() {
+    let mut world = World::new();
+    let operator = world.operator.clone();
+    let person = PersonId::from_bytes([1; 16]);
+    let device: DeviceId = "ox-1".parse().expect("valid");
+    let public_key = DeviceKey::from_seed([1; 32]).public().to_bytes();
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::EnrollDevice {
+                person,
+                device: device.clone(),
+                public_key
+            }
+        ),
+        Err(Rejection::UnknownPerson)
+    );
+    world
+        .run(&operator, TxBody::RegisterPerson { person })
+        .expect("register");
+    assert_eq!(
+        world.run(&operator, TxBody::RegisterPerson { person }),
+        Err(Rejection::PersonExists)
+    );
+    // A y-coordinate with no point on the curve: not a valid key.
+    let bad_key = (2u8..=255)
+        .map(|y| {
+            let mut bytes = [0u8; 32];
+            bytes[0] = y;
+            bytes
+        })
+        .find(|bytes| vigil_core::DevicePublicKey::from_bytes(bytes).is_err())
+        .expect("some small y is off the curve");
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::EnrollDevice {
+                person,
+                device: device.clone(),
+                public_key: bad_key
+            }
+        ),
+        Err(Rejection::InvalidDeviceKey)
+    );
+    world
+        .run(
+            &operator,
+            TxBody::EnrollDevice {
+                person,
+                device: device.clone(),
+                public_key,
+            },
+        )
+        .expect("enroll");
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::EnrollDevice {
+                person,
+                device: device.clone(),
+                public_key
+            }
+        ),
+        Err(Rejection::DeviceExists)
+    );
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::RevokeDevice {
+                device: "other".parse().expect("valid")
+            }
+        ),
+        Err(Rejection::UnknownDevice)
+    );
+    world
+        .run(
+            &operator,
+            TxBody::RevokeDevice {
+                device: device.clone(),
+            },
+        )
+        .expect("revoke");
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::RevokeDevice {
+                device: device.clone()
+            }
+        ),
+        Err(Rejection::DeviceRevoked)
+    );
+    // Revocation is permanent for the id.
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::EnrollDevice {
+                person,
+                device,
+                public_key
+            }
+        ),
+        Err(Rejection::DeviceExists)
+    );
+}
+
+#[test]
+fn contract_instances_lifecycle() {
+    let mut world = World::new();
+    let operator = world.operator.clone();
+    let (person, device, deployment) = world.monitored(1);
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::DeployInstance {
+                deployment: deployment.clone()
+            }
+        ),
+        Err(Rejection::InstanceExists)
+    );
+    let mut unknown_kind = deployment.clone();
+    unknown_kind.kind = "astrology".into();
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::DeployInstance {
+                deployment: unknown_kind
+            }
+        ),
+        Err(Rejection::UnknownContractKind("astrology".into()))
+    );
+    let mut stranger = deployment.clone();
+    stranger.person = PersonId::from_bytes([99; 16]);
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::DeployInstance {
+                deployment: stranger
+            }
+        ),
+        Err(Rejection::UnknownPerson)
+    );
+    let mut no_device = deployment.clone();
+    no_device.device = "ghost".parse().expect("valid");
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::DeployInstance {
+                deployment: no_device
+            }
+        ),
+        Err(Rejection::UnknownDevice)
+    );
+    // Someone else's device.
+    let (other_person, _, _) = world.monitored(2);
+    let mut mismatched = deployment.clone();
+    mismatched.person = other_person;
+    mismatched.params = Bytes::from_static(b"x");
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::DeployInstance {
+                deployment: mismatched
+            }
+        ),
+        Err(Rejection::DevicePersonMismatch)
+    );
+    // Replace: same person only; the old one ends, the new one starts.
+    let mut replacement = deployment.clone();
+    replacement.params = Bytes::from_static(b"new thresholds");
+    let mut cross = replacement.clone();
+    cross.person = other_person;
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::ReplaceInstance {
+                old: deployment.instance_id(),
+                new: cross
+            }
+        ),
+        Err(Rejection::ReplaceAcrossPersons)
+    );
+    world
+        .run(
+            &operator,
+            TxBody::ReplaceInstance {
+                old: deployment.instance_id(),
+                new: replacement.clone(),
+            },
+        )
+        .expect("replace");
+    let view = world.view();
+    let old = view.instances(&deployment.instance_id()).expect("kept");
+    assert!(!old.active);
+    assert_eq!(old.replaced_by, Some(replacement.instance_id()));
+    assert!(
+        view.instances(&replacement.instance_id())
+            .expect("new")
+            .active
+    );
+    // One person's replacement leaves another's instance alone.
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::TerminateInstance {
+                instance: deployment.instance_id()
+            }
+        ),
+        Err(Rejection::InstanceTerminated)
+    );
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::TerminateInstance {
+                instance: crate::tx::InstanceId([0; 32])
+            }
+        ),
+        Err(Rejection::UnknownInstance)
+    );
+    world
+        .run(
+            &operator,
+            TxBody::TerminateInstance {
+                instance: replacement.instance_id(),
+            },
+        )
+        .expect("terminate");
+    // Revoked device: no more deployments on it.
+    world
+        .run(
+            &operator,
+            TxBody::RevokeDevice {
+                device: device.clone(),
+            },
+        )
+        .expect("revoke");
+    let mut after = deployment.clone();
+    after.params = Bytes::from_static(b"later");
+    assert_eq!(
+        world.run(&operator, TxBody::DeployInstance { deployment: after }),
+        Err(Rejection::DeviceRevoked)
+    );
+    let _ = person;
+}
+
+#[test]
+fn alert_lifecycle_and_orders_only_on_unresolved_alerts() {
+    let mut world = World::new();
+    let operator = world.operator.clone();
+    let gateway = world.gateway.clone();
+    let (_, device, deployment) = world.monitored(1);
+    assert_eq!(
+        world.run(
+            &gateway,
+            TxBody::Alert {
+                instance: deployment.instance_id(),
+                level: AlertLevel::Ok,
+                reading_time_ms: 0,
+                evidence: [0; 32]
+            }
+        ),
+        Err(Rejection::AlertLevelOk)
+    );
+    assert_eq!(
+        world.run(
+            &gateway,
+            TxBody::Alert {
+                instance: crate::tx::InstanceId([1; 32]),
+                level: AlertLevel::Warning,
+                reading_time_ms: 0,
+                evidence: [0; 32]
+            }
+        ),
+        Err(Rejection::UnknownInstance)
+    );
+    let alert = world.alert(&deployment);
+    assert_eq!(
+        world.view().alerts(&alert).expect("recorded").status,
+        AlertStatus::Open
+    );
+    let unknown = TxId([0; 32]);
+    assert_eq!(
+        world.run(&operator, TxBody::Acknowledge { alert: unknown }),
+        Err(Rejection::UnknownAlert)
+    );
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::Order {
+                alert: unknown,
+                kind: OrderKind::Call,
+                note: None
+            }
+        ),
+        Err(Rejection::UnknownAlert)
+    );
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::Resolve {
+                alert: unknown,
+                note: None
+            }
+        ),
+        Err(Rejection::UnknownAlert)
+    );
+    world
+        .run(&operator, TxBody::Acknowledge { alert })
+        .expect("ack");
+    assert_eq!(
+        world.run(&operator, TxBody::Acknowledge { alert }),
+        Err(Rejection::AlertNotOpen)
+    );
+    world
+        .run(
+            &operator,
+            TxBody::Order {
+                alert,
+                kind: OrderKind::ReturnToQuarantineArea,
+                note: Some([3; 32]),
+            },
+        )
+        .expect("order");
+    for _ in 1..crate::state::ORDERS_PER_ALERT_MAX {
+        world
+            .run(
+                &operator,
+                TxBody::Order {
+                    alert,
+                    kind: OrderKind::Call,
+                    note: None,
+                },
+            )
+            .expect("order");
+    }
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::Order {
+                alert,
+                kind: OrderKind::Call,
+                note: None
+            }
+        ),
+        Err(Rejection::TooManyOrders)
+    );
+    world
+        .run(&operator, TxBody::Resolve { alert, note: None })
+        .expect("resolve");
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::Order {
+                alert,
+                kind: OrderKind::HospitalTransfer,
+                note: None
+            }
+        ),
+        Err(Rejection::AlertResolved)
+    );
+    assert_eq!(
+        world.run(&operator, TxBody::Resolve { alert, note: None }),
+        Err(Rejection::AlertResolved)
+    );
+    assert_eq!(
+        world.run(&operator, TxBody::Acknowledge { alert }),
+        Err(Rejection::AlertResolved)
+    );
+    // Terminated instance and revoked device raise nothing.
+    let (_, _, second) = world.monitored(2);
+    world
+        .run(
+            &operator,
+            TxBody::TerminateInstance {
+                instance: second.instance_id(),
+            },
+        )
+        .expect("terminate");
+    assert_eq!(
+        world.run(
+            &gateway,
+            TxBody::Alert {
+                instance: second.instance_id(),
+                level: AlertLevel::Warning,
+                reading_time_ms: 0,
+                evidence: [0; 32]
+            }
+        ),
+        Err(Rejection::InstanceTerminated)
+    );
+    world
+        .run(&operator, TxBody::RevokeDevice { device })
+        .expect("revoke");
+    assert_eq!(
+        world.run(
+            &gateway,
+            TxBody::Alert {
+                instance: deployment.instance_id(),
+                level: AlertLevel::Warning,
+                reading_time_ms: 0,
+                evidence: [0; 32]
+            }
+        ),
+        Err(Rejection::DeviceRevoked)
+    );
+}
+
+#[test]
+fn anchors_access_log_queries_and_verdicts() {
+    let mut world = World::new();
+    let gateway = world.gateway.clone();
+    let doctor = world.doctor.clone();
+    let auditor = world.auditor.clone();
+    let verifier = world.verifier.clone();
+    let anchor = |count, from_ms, to_ms| TxBody::EhrAnchor {
+        root: [1; 32],
+        count,
+        from_ms,
+        to_ms,
+    };
+    assert_eq!(
+        world.run(&gateway, anchor(0, 0, 1)),
+        Err(Rejection::EmptyAnchor)
+    );
+    assert_eq!(
+        world.run(&gateway, anchor(3, 5, 1)),
+        Err(Rejection::AnchorTimeRange)
+    );
+    world.run(&gateway, anchor(3, 0, 1)).expect("anchor");
+    world.run(&gateway, anchor(4, 1, 2)).expect("anchor");
+    assert_eq!(world.view().anchors(&1).expect("second").count, 4);
+
+    let (person, _, _) = world.monitored(1);
+    assert_eq!(
+        world.run(
+            &auditor,
+            TxBody::EhrAccess {
+                person: PersonId::from_bytes([77; 16]),
+                record: [0; 32]
+            }
+        ),
+        Err(Rejection::UnknownPerson)
+    );
+    world
+        .run(
+            &auditor,
+            TxBody::EhrAccess {
+                person,
+                record: [2; 32],
+            },
+        )
+        .expect("logged");
+    assert_eq!(
+        world.view().accesses(&0).expect("logged").who,
+        auditor.public_key()
+    );
+
+    assert_eq!(
+        world.run(&doctor, TxBody::StatsQuery { spec: Bytes::new() }),
+        Err(Rejection::EmptyQuery)
+    );
+    let query = world
+        .run(
+            &doctor,
+            TxBody::StatsQuery {
+                spec: Bytes::from_static(b"mean rr 2020"),
+            },
+        )
+        .expect("query");
+    let verdict = |query| TxBody::ProofVerdict {
+        query,
+        bitmap: Bytes::from_static(&[1]),
+        all_valid: true,
+    };
+    assert_eq!(
+        world.run(&verifier, verdict(TxId([5; 32]))),
+        Err(Rejection::UnknownQuery)
+    );
+    world.run(&verifier, verdict(query)).expect("verdict");
+    assert_eq!(
+        world.run(&verifier, verdict(query)),
+        Err(Rejection::DuplicateVerdict)
+    );
+    let record = world.view().queries(&query).expect("query").clone();
+    assert_eq!((record.verdicts, record.valid_verdicts), (1, 1));
+}
+
+#[test]
+fn a_rejected_transaction_leaves_no_trace_and_blocks_are_all_or_nothing() {
+    let mut world = World::new();
+    let operator = world.operator.clone();
+    let before = (world.state.root(), world.state.full_digest());
+    let good = world.sign(
+        &operator,
+        TxBody::RegisterPerson {
+            person: PersonId::from_bytes([1; 16]),
+        },
+    );
+    let bad = Tx::sign(
+        &operator,
+        &CHAIN,
+        1,
+        TxBody::Acknowledge {
+            alert: TxId([0; 32]),
+        },
+    );
+    let result = execute_block(&world.state, &[], world.state.height() + 1, &[good, bad]);
+    assert_eq!(result.err(), Some((1, Rejection::UnknownAlert)));
+    assert_eq!((world.state.root(), world.state.full_digest()), before);
+}
+
+#[test]
+fn layers_stack_and_roots_are_deterministic() {
+    // Execute two blocks as layers (unfinalized), then merge; compare with direct execution.
+    let world = World::new();
+    let operator = world.operator.clone();
+    let nonce = 0;
+    let tx1 = Tx::sign(
+        &operator,
+        &CHAIN,
+        nonce,
+        TxBody::RegisterPerson {
+            person: PersonId::from_bytes([1; 16]),
+        },
+    );
+    let tx2 = Tx::sign(
+        &operator,
+        &CHAIN,
+        nonce + 1,
+        TxBody::RegisterPerson {
+            person: PersonId::from_bytes([2; 16]),
+        },
+    );
+    let h = world.state.height();
+    let l1 =
+        Arc::new(execute_block(&world.state, &[], h + 1, std::slice::from_ref(&tx1)).expect("b1"));
+    // The second block sees the first through its layer: registering person 1 again fails.
+    let dup = Tx::sign(
+        &operator,
+        &CHAIN,
+        nonce + 1,
+        TxBody::RegisterPerson {
+            person: PersonId::from_bytes([1; 16]),
+        },
+    );
+    assert_eq!(
+        execute_block(&world.state, std::slice::from_ref(&l1), h + 2, &[dup]).err(),
+        Some((0, Rejection::PersonExists))
+    );
+    let l2: Layer = execute_block(
+        &world.state,
+        std::slice::from_ref(&l1),
+        h + 2,
+        std::slice::from_ref(&tx2),
+    )
+    .expect("b2");
+    let mut merged = world.state.clone();
+    merged.merge(&l1);
+    merged.merge(&l2);
+
+    let mut direct = World::new().state;
+    let d1 = execute_block(&direct, &[], h + 1, &[tx1]).expect("d1");
+    direct.merge(&d1);
+    let d2 = execute_block(&direct, &[], h + 2, &[tx2]).expect("d2");
+    direct.merge(&d2);
+    assert_eq!(merged.root(), direct.root());
+    assert_eq!(merged.full_digest(), direct.full_digest());
+    assert_ne!(merged.root(), world.state.root());
+}
+
+#[test]
+fn reads_are_checked_against_the_readers_roles() {
+    use crate::read::{Answer, Query, ReadError, read};
+    let mut world = World::new();
+    let (person, _, deployment) = world.monitored(1);
+    let alert = world.alert(&deployment);
+    let operator = world.operator.public_key();
+    let gateway = world.gateway.public_key();
+    let auditor = world.auditor.public_key();
+    let nobody = world.nobody.public_key();
+    let state = &world.state;
+    let by_person = Query::AlertsByPerson(person);
+    match read(state, &operator, &by_person) {
+        Ok(Answer::Alerts(alerts)) => assert_eq!(alerts[0].0, alert),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        read(state, &gateway, &by_person),
+        Err(ReadError::Forbidden(_))
+    ));
+    assert!(matches!(
+        read(state, &nobody, &by_person),
+        Err(ReadError::Forbidden(_))
+    ));
+    assert!(matches!(
+        read(state, &gateway, &Query::InstancesByPerson(person)),
+        Ok(Answer::Instances(i)) if i.len() == 1
+    ));
+    assert!(matches!(
+        read(state, &operator, &Query::Accesses { from: 0 }),
+        Err(ReadError::Forbidden(_))
+    ));
+    assert!(read(state, &auditor, &Query::Accesses { from: 0 }).is_ok());
+    assert!(matches!(
+        read(state, &auditor, &Query::AlertsByTime { from_ms: 0, to_ms: 1_001 }),
+        Ok(Answer::Alerts(a)) if a.len() == 1
+    ));
+    assert!(matches!(
+        read(state, &auditor, &Query::AlertsByTime { from_ms: 1_001, to_ms: 2_000 }),
+        Ok(Answer::Alerts(a)) if a.is_empty()
+    ));
+}
