@@ -168,6 +168,11 @@ impl UnverifiedPack {
         self.sequence
     }
 
+    /// Whether the pack carries both a sequence number and a signature to check.
+    pub fn is_signed(&self) -> bool {
+        self.sequence.is_some() && self.signature.is_some()
+    }
+
     /// Checks the signature against the key enrolled for [`Self::device`].
     pub fn verify(self, key: &DevicePublicKey) -> Result<SignedPack, PackError> {
         let (Some(sequence), Some(signature)) = (self.sequence, self.signature) else {

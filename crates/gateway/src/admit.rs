@@ -1,0 +1,338 @@
+//! Admission of a device's pack: everything that can be decided without storage. Pure logic:
+//! the enrolled devices come through [`DeviceDirectory`], which the node backs with the
+//! ledger's finalized state.
+
+use serde::{Deserialize, Serialize};
+use vigil_core::senml::{Format, PackError, SignedPack, UnverifiedPack};
+use vigil_core::{DeviceId, DevicePublicKey, PersonId};
+
+/// Why a pack was refused; the code is stable and is what metrics count by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Rejection {
+    TooLarge,
+    Malformed,
+    InvalidReading,
+    Unsigned,
+    UnknownDevice,
+    RevokedDevice,
+    /// The topic or URL names another person than the one the device is enrolled for.
+    WrongPerson,
+    BadSignature,
+    Replayed,
+    TooOld,
+    /// The node could not store the pack (its database failed); the device should retry.
+    Unavailable,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 11] = [
+        Rejection::TooLarge,
+        Rejection::Malformed,
+        Rejection::InvalidReading,
+        Rejection::Unsigned,
+        Rejection::UnknownDevice,
+        Rejection::RevokedDevice,
+        Rejection::WrongPerson,
+        Rejection::BadSignature,
+        Rejection::Replayed,
+        Rejection::TooOld,
+        Rejection::Unavailable,
+    ];
+
+    pub const fn code(self) -> &'static str {
+        match self {
+            Rejection::TooLarge => "too_large",
+            Rejection::Malformed => "malformed",
+            Rejection::InvalidReading => "invalid_reading",
+            Rejection::Unsigned => "unsigned",
+            Rejection::UnknownDevice => "unknown_device",
+            Rejection::RevokedDevice => "revoked_device",
+            Rejection::WrongPerson => "wrong_person",
+            Rejection::BadSignature => "bad_signature",
+            Rejection::Replayed => "replayed",
+            Rejection::TooOld => "too_old",
+            Rejection::Unavailable => "unavailable",
+        }
+    }
+
+    /// The HTTP status for this rejection on the HTTP ingestion route.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Rejection::TooLarge => 413,
+            Rejection::Malformed | Rejection::InvalidReading => 422,
+            Rejection::Unsigned | Rejection::BadSignature => 401,
+            Rejection::UnknownDevice | Rejection::RevokedDevice | Rejection::WrongPerson => 403,
+            Rejection::Replayed | Rejection::TooOld => 409,
+            Rejection::Unavailable => 503,
+        }
+    }
+
+    /// Whether re-sending the same pack later can succeed. A master device drops a pack from its
+    /// outbox on a final rejection and keeps it on a transient one.
+    pub const fn is_final(self) -> bool {
+        !matches!(self, Rejection::Unavailable)
+    }
+}
+
+/// A refusal: the stable reason and a message that names what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{} ({message})", reason.code())]
+pub struct Rejected {
+    pub reason: Rejection,
+    pub message: String,
+}
+
+impl Rejected {
+    pub fn new(reason: Rejection, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<PackError> for Rejected {
+    fn from(error: PackError) -> Self {
+        let reason = match &error {
+            PackError::TooLarge { .. } => Rejection::TooLarge,
+            PackError::Malformed { .. } | PackError::Empty => Rejection::Malformed,
+            PackError::Unsigned => Rejection::Unsigned,
+            PackError::BadSignature { .. } => Rejection::BadSignature,
+            _ => Rejection::InvalidReading,
+        };
+        Rejected::new(reason, error.to_string())
+    }
+}
+
+/// What the ledger says about an enrolled device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnrolledDevice {
+    pub person: PersonId,
+    pub key: DevicePublicKey,
+    pub revoked: bool,
+}
+
+pub trait DeviceDirectory {
+    fn device(&self, id: &DeviceId) -> Option<EnrolledDevice>;
+}
+
+/// A pack that passed every check that needs no storage. Whether it is new (not a replay)
+/// is decided where it is stored, atomically with storing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    pub person: PersonId,
+    pub pack: SignedPack,
+}
+
+/// SenML CBOR packs start with an array header (major type 4); JSON with `[` after optional
+/// whitespace. Anything else is parsed as JSON and refused with JSON's error.
+pub fn detect_format(bytes: &[u8]) -> Format {
+    match bytes.first() {
+        Some(0x80..=0x9f) => Format::Cbor,
+        _ => Format::Json,
+    }
+}
+
+/// Parses, validates and authenticates a pack. `claimed_person` is the person named by the
+/// topic or URL it arrived on, which must be the one the device is enrolled for.
+pub fn admit(
+    directory: &dyn DeviceDirectory,
+    bytes: &[u8],
+    claimed_person: Option<PersonId>,
+) -> Result<Admitted, Rejected> {
+    let pack = UnverifiedPack::parse(bytes, detect_format(bytes))?;
+    if !pack.is_signed() {
+        return Err(PackError::Unsigned.into());
+    }
+    let device = pack.device().clone();
+    let enrolled = directory.device(&device).ok_or_else(|| {
+        Rejected::new(
+            Rejection::UnknownDevice,
+            format!("device {device} is not enrolled"),
+        )
+    })?;
+    if enrolled.revoked {
+        return Err(Rejected::new(
+            Rejection::RevokedDevice,
+            format!("device {device} was revoked"),
+        ));
+    }
+    if let Some(claimed) = claimed_person
+        && claimed != enrolled.person
+    {
+        return Err(Rejected::new(
+            Rejection::WrongPerson,
+            format!("device {device} is not enrolled for person {claimed}"),
+        ));
+    }
+    let pack = pack.verify(&enrolled.key)?;
+    Ok(Admitted {
+        person: enrolled.person,
+        pack,
+    })
+}
+
+/// The node's answer to one pack, published on the device's reply topic or returned over HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The pack's sequence number when it could be read.
+    pub sequence: Option<u64>,
+    pub accepted: bool,
+    /// Readings stored (0 when refused).
+    pub stored: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Rejected>,
+}
+
+impl Reply {
+    pub fn accepted(sequence: u64, stored: usize) -> Self {
+        Self {
+            sequence: Some(sequence),
+            accepted: true,
+            stored,
+            error: None,
+        }
+    }
+
+    pub fn rejected(sequence: Option<u64>, error: Rejected) -> Self {
+        Self {
+            sequence,
+            accepted: false,
+            stored: 0,
+            error: Some(error),
+        }
+    }
+}
+
+/// The sequence number of a pack, if it can be read at all; used to address a rejection to
+/// the pack it concerns.
+pub fn peek_sequence(bytes: &[u8]) -> Option<u64> {
+    UnverifiedPack::parse(bytes, detect_format(bytes))
+        .ok()
+        .and_then(|pack| pack.sequence())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use vigil_core::senml::PackDraft;
+    use vigil_core::{DeviceKey, Metric, Value};
+
+    use super::*;
+
+    struct Directory(HashMap<DeviceId, EnrolledDevice>);
+
+    impl DeviceDirectory for Directory {
+        fn device(&self, id: &DeviceId) -> Option<EnrolledDevice> {
+            self.0.get(id).copied()
+        }
+    }
+
+    fn setup() -> (Directory, DeviceKey, PersonId, DeviceId) {
+        let key = DeviceKey::from_seed([3; 32]);
+        let person = PersonId::from_bytes([9; 16]);
+        let device: DeviceId = "thermo-01".parse().expect("valid");
+        let entry = EnrolledDevice {
+            person,
+            key: key.public(),
+            revoked: false,
+        };
+        (
+            Directory(HashMap::from([(device.clone(), entry)])),
+            key,
+            person,
+            device,
+        )
+    }
+
+    fn pack(key: &DeviceKey, device: &DeviceId) -> SignedPack {
+        let mut draft = PackDraft::new(device.clone(), 5);
+        draft.push(
+            Metric::BodyTemperature,
+            1_700_000_000_000,
+            Value::Scalar(3_790),
+        );
+        draft.sign(key)
+    }
+
+    #[test]
+    fn enrolled_signed_packs_are_admitted_as_json_and_cbor() {
+        let (directory, key, person, device) = setup();
+        let signed = pack(&key, &device);
+        for bytes in [signed.to_json(), signed.to_cbor()] {
+            let admitted = admit(&directory, &bytes, Some(person)).expect("admitted");
+            assert_eq!(
+                admitted,
+                Admitted {
+                    person,
+                    pack: signed.clone()
+                }
+            );
+            assert_eq!(peek_sequence(&bytes), Some(5));
+        }
+    }
+
+    #[test]
+    fn each_refusal_has_its_reason() {
+        let (mut directory, key, person, device) = setup();
+        let reason = |directory: &Directory, bytes: &[u8], claimed| {
+            admit(directory, bytes, claimed)
+                .expect_err("refused")
+                .reason
+        };
+        let good = pack(&key, &device).to_json();
+        assert_eq!(
+            reason(&directory, &vec![b'['; 70_000], None),
+            Rejection::TooLarge
+        );
+        assert_eq!(reason(&directory, b"{not json", None), Rejection::Malformed);
+        assert_eq!(
+            reason(&directory, &[0x81, 0xff], None),
+            Rejection::Malformed
+        );
+        let nan_unit =
+            br#"[{"bn":"thermo-01:","bt":1700000000,"n":"body-temperature","u":"bpm","v":3}]"#;
+        assert_eq!(
+            reason(&directory, nan_unit, None),
+            Rejection::InvalidReading
+        );
+        let unsigned =
+            br#"[{"bn":"thermo-01:","bt":1700000000,"n":"body-temperature","u":"Cel","v":37}]"#;
+        assert_eq!(reason(&directory, unsigned, None), Rejection::Unsigned);
+        let stranger: DeviceId = "oxi-9".parse().expect("valid");
+        assert_eq!(
+            reason(&directory, &pack(&key, &stranger).to_json(), None),
+            Rejection::UnknownDevice
+        );
+        assert_eq!(
+            reason(&directory, &good, Some(PersonId::from_bytes([1; 16]))),
+            Rejection::WrongPerson
+        );
+        let forged = pack(&DeviceKey::from_seed([4; 32]), &device).to_json();
+        assert_eq!(
+            reason(&directory, &forged, Some(person)),
+            Rejection::BadSignature
+        );
+        if let Some(entry) = directory.0.get_mut(&device) {
+            entry.revoked = true;
+        }
+        assert_eq!(
+            reason(&directory, &good, Some(person)),
+            Rejection::RevokedDevice
+        );
+    }
+
+    #[test]
+    fn codes_and_statuses_are_distinct_and_client_errors() {
+        let codes: std::collections::HashSet<_> = Rejection::ALL.iter().map(|r| r.code()).collect();
+        assert_eq!(codes.len(), Rejection::ALL.len());
+        for rejection in Rejection::ALL {
+            let status = rejection.http_status();
+            assert!((400..600).contains(&status));
+            assert_eq!(rejection.is_final(), status < 500);
+        }
+    }
+}

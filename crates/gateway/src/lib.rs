@@ -1,0 +1,13 @@
+//! Ingestion: how signed packs get from a master device into the node.
+//!
+//! - [`admit`]: parse, validate and authenticate a pack against the enrolled devices (pure).
+//! - [`mqtt`]: the embedded MQTT broker (or an external one) and the ingestion loop.
+//! - [`outbox`]: the master device's durable outbox and its MQTT publisher.
+//! - [`topic`]: the topic layout.
+
+pub mod admit;
+pub mod mqtt;
+pub mod outbox;
+pub mod topic;
+
+pub use admit::{Admitted, DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply, admit};

@@ -1,0 +1,409 @@
+//! The master device's side: signed packs wait in a durable SQLite outbox until the node has
+//! answered them, so readings survive a restart of the phone or gateway and a loss of network.
+//! A pack leaves the outbox only on the node's reply: accepted, or refused for a reason that
+//! re-sending cannot fix (a replay counts as delivered: the node already has it).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rumqttc::{Event, MqttOptions, Packet, QoS};
+use rusqlite::{Connection, OptionalExtension, params};
+use vigil_core::senml::PackDraft;
+use vigil_core::{DeviceId, DeviceKey, PersonId};
+
+use crate::admit::{Rejection, Reply};
+use crate::mqtt::MQTT_PAYLOAD_BYTES_MAX;
+use crate::topic;
+
+/// Packs published but not yet answered, at most.
+pub const IN_FLIGHT_MAX: usize = 256;
+/// Replies buffered between the MQTT thread and the uploader.
+const REPLY_QUEUE_MAX: usize = 4_096;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OutboxError {
+    #[error("outbox database: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("MQTT client: {0}")]
+    Client(#[from] rumqttc::ClientError),
+    #[error("pack of {0} readings is empty or too large to send")]
+    PackSize(usize),
+}
+
+/// One pack waiting for the node's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub person: PersonId,
+    pub device: DeviceId,
+    pub sequence: u64,
+    pub payload: Vec<u8>,
+}
+
+pub struct Outbox {
+    db: Connection,
+}
+
+impl Outbox {
+    pub fn open(path: &Path) -> Result<Self, OutboxError> {
+        Self::init(Connection::open(path)?)
+    }
+
+    pub fn open_in_memory() -> Result<Self, OutboxError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(db: Connection) -> Result<Self, OutboxError> {
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             CREATE TABLE IF NOT EXISTS sequences (device TEXT PRIMARY KEY, next INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS outbox (
+                 device TEXT NOT NULL, seq INTEGER NOT NULL, person BLOB NOT NULL,
+                 payload BLOB NOT NULL, PRIMARY KEY (device, seq));
+             CREATE TABLE IF NOT EXISTS refused (
+                 device TEXT NOT NULL, seq INTEGER NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL);",
+        )?;
+        Ok(Self { db })
+    }
+
+    /// Signs the readings as the device's next pack and stores it, in one transaction: a
+    /// sequence number is never used twice, even across a crash.
+    pub fn enqueue(
+        &mut self,
+        person: PersonId,
+        key: &DeviceKey,
+        build: impl FnOnce(&mut PackDraft),
+        device: &DeviceId,
+    ) -> Result<u64, OutboxError> {
+        let tx = self.db.transaction()?;
+        let sequence: u64 = tx
+            .query_row(
+                "SELECT next FROM sequences WHERE device = ?1",
+                [device.as_str()],
+                |row| row.get(0),
+            )
+            .optional()?
+            .unwrap_or(1);
+        let mut draft = PackDraft::new(device.clone(), sequence);
+        build(&mut draft);
+        let payload = draft.sign(key).to_json();
+        if payload.len() > vigil_core::senml::PACK_BYTES_MAX {
+            return Err(OutboxError::PackSize(payload.len()));
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO sequences VALUES (?1, ?2)",
+            params![device.as_str(), sequence + 1],
+        )?;
+        tx.execute(
+            "INSERT INTO outbox VALUES (?1, ?2, ?3, ?4)",
+            params![device.as_str(), sequence, person.as_bytes(), payload],
+        )?;
+        tx.commit()?;
+        Ok(sequence)
+    }
+
+    /// The oldest packs still waiting, at most `limit`.
+    pub fn pending(&self, limit: usize) -> Result<Vec<Pending>, OutboxError> {
+        let mut query = self.db.prepare_cached(
+            "SELECT device, seq, person, payload FROM outbox ORDER BY rowid LIMIT ?1",
+        )?;
+        let rows = query.query_map([limit as i64], |row| {
+            let device: String = row.get(0)?;
+            let person: Vec<u8> = row.get(2)?;
+            Ok((
+                device,
+                row.get::<_, u64>(1)?,
+                person,
+                row.get::<_, Vec<u8>>(3)?,
+            ))
+        })?;
+        let mut pending = Vec::new();
+        for row in rows {
+            let (device, sequence, person, payload) = row?;
+            // Rows are only written by `enqueue`, from valid values; skip any that are not.
+            let (Ok(device), Ok(person)) = (device.parse(), <[u8; 16]>::try_from(person)) else {
+                continue;
+            };
+            pending.push(Pending {
+                person: PersonId::from_bytes(person),
+                device,
+                sequence,
+                payload,
+            });
+        }
+        Ok(pending)
+    }
+
+    pub fn len(&self) -> Result<usize, OutboxError> {
+        Ok(self
+            .db
+            .query_row("SELECT COUNT(*) FROM outbox", [], |row| {
+                row.get::<_, i64>(0)
+            })? as usize)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, OutboxError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Applies the node's reply to the pack it answers. Returns whether the pack left the
+    /// outbox.
+    pub fn apply_reply(&mut self, device: &DeviceId, reply: &Reply) -> Result<bool, OutboxError> {
+        let Some(sequence) = reply.sequence else {
+            return Ok(false);
+        };
+        let done = match &reply.error {
+            None => true,
+            Some(error) if error.reason == Rejection::Replayed => true,
+            Some(error) if error.reason.is_final() => {
+                self.db.execute(
+                    "INSERT INTO refused VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        device.as_str(),
+                        sequence,
+                        error.reason.code(),
+                        error.message
+                    ],
+                )?;
+                true
+            }
+            Some(_) => false,
+        };
+        if done {
+            self.db.execute(
+                "DELETE FROM outbox WHERE device = ?1 AND seq = ?2",
+                params![device.as_str(), sequence],
+            )?;
+        }
+        Ok(done)
+    }
+
+    /// Packs the node refused for good, with the reason, for the person or an engineer to see.
+    pub fn refused(&self) -> Result<Vec<(DeviceId, u64, String)>, OutboxError> {
+        let mut query = self
+            .db
+            .prepare("SELECT device, seq, reason FROM refused ORDER BY rowid")?;
+        let rows = query.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?))
+        })?;
+        let mut refused = Vec::new();
+        for row in rows {
+            let (device, seq, reason) = row?;
+            if let Ok(device) = device.parse() {
+                refused.push((device, seq, reason));
+            }
+        }
+        Ok(refused)
+    }
+}
+
+/// What one [`Uploader::flush`] achieved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushReport {
+    /// Packs the node accepted (or already had).
+    pub delivered: usize,
+    /// Packs the node refused for good.
+    pub refused: usize,
+    /// Packs still waiting when the flush ended.
+    pub remaining: usize,
+}
+
+/// Sends the outbox over MQTT and applies the node's replies.
+pub struct Uploader {
+    client: rumqttc::Client,
+    replies: mpsc::Receiver<(String, Vec<u8>)>,
+    /// Reply topics to (re)subscribe on every connection: the session is clean.
+    reply_topics: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Uploader {
+    /// Starts connecting to the node's broker; the connection is re-established on its own
+    /// after a loss, and packs wait in the outbox meanwhile.
+    pub fn connect(host: &str, port: u16, client_id: &str) -> Self {
+        let mut options = MqttOptions::new(client_id, host, port);
+        options
+            .set_keep_alive(Duration::from_secs(15))
+            .set_max_packet_size(MQTT_PAYLOAD_BYTES_MAX + 1024, MQTT_PAYLOAD_BYTES_MAX + 1024)
+            .set_clean_session(true);
+        let (client, mut connection) = rumqttc::Client::new(options, IN_FLIGHT_MAX * 2);
+        let (sender, replies) = mpsc::sync_channel(REPLY_QUEUE_MAX);
+        let reply_topics: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let resubscriber = client.clone();
+        let topics = reply_topics.clone();
+        thread::spawn(move || {
+            for event in connection.iter() {
+                match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let topics = topics.lock().map(|t| t.clone()).unwrap_or_default();
+                        for topic in topics {
+                            let _ = resubscriber.try_subscribe(topic, QoS::AtLeastOnce);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(publish))) => {
+                        if sender
+                            .send((publish.topic, publish.payload.to_vec()))
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    // The event loop reconnects on the next poll; don't spin meanwhile.
+                    Err(_) => thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        });
+        Self {
+            client,
+            replies,
+            reply_topics,
+        }
+    }
+
+    fn subscribe_replies(&self, person: PersonId, device: &DeviceId) {
+        let topic = topic::reply(person, device);
+        let new = self
+            .reply_topics
+            .lock()
+            .map(|mut t| t.insert(topic.clone()))
+            .unwrap_or(false);
+        if new {
+            let _ = self.client.try_subscribe(topic, QoS::AtLeastOnce);
+        }
+    }
+
+    /// Publishes waiting packs and applies the replies until the outbox is empty or `deadline`
+    /// passes. A pack not answered within `resend_after` is published again.
+    pub fn flush(
+        &mut self,
+        outbox: &mut Outbox,
+        deadline: Instant,
+        resend_after: Duration,
+    ) -> Result<FlushReport, OutboxError> {
+        let mut report = FlushReport::default();
+        let mut sent_at: HashMap<(DeviceId, u64), Instant> = HashMap::new();
+        loop {
+            let pending = outbox.pending(IN_FLIGHT_MAX)?;
+            if pending.is_empty() || Instant::now() >= deadline {
+                report.remaining = outbox.len()?;
+                return Ok(report);
+            }
+            for pack in pending {
+                let key = (pack.device.clone(), pack.sequence);
+                if sent_at
+                    .get(&key)
+                    .is_some_and(|at| at.elapsed() < resend_after)
+                {
+                    continue;
+                }
+                self.subscribe_replies(pack.person, &pack.device);
+                // A full request queue or a lost connection only delays the pack.
+                let _ = self.client.try_publish(
+                    topic::uplink(pack.person, &pack.device),
+                    QoS::AtLeastOnce,
+                    false,
+                    pack.payload,
+                );
+                sent_at.insert(key, Instant::now());
+            }
+            let mut next = self.replies.recv_timeout(Duration::from_millis(50)).ok();
+            while let Some((reply_topic, payload)) = next {
+                if let (Some((_, device)), Ok(reply)) = (
+                    topic::parse_reply(&reply_topic),
+                    serde_json::from_slice::<Reply>(&payload),
+                ) && outbox.apply_reply(&device, &reply)?
+                {
+                    if reply.accepted
+                        || reply
+                            .error
+                            .as_ref()
+                            .is_some_and(|e| e.reason == Rejection::Replayed)
+                    {
+                        report.delivered += 1;
+                    } else {
+                        report.refused += 1;
+                    }
+                }
+                next = self.replies.try_recv().ok();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vigil_core::{Metric, Value};
+
+    use super::*;
+    use crate::admit::Rejected;
+
+    fn device() -> DeviceId {
+        "oxi-1".parse().expect("valid")
+    }
+
+    fn enqueue(outbox: &mut Outbox, key: &DeviceKey, spo2: i32) -> u64 {
+        outbox
+            .enqueue(
+                PersonId::from_bytes([5; 16]),
+                key,
+                |draft| {
+                    draft.push(Metric::SpO2, 1_700_000_000_000, Value::Scalar(spo2));
+                },
+                &device(),
+            )
+            .expect("enqueues")
+    }
+
+    #[test]
+    fn sequences_survive_a_restart_and_replies_empty_the_outbox() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("outbox.sqlite");
+        let key = DeviceKey::from_seed([1; 32]);
+        {
+            let mut outbox = Outbox::open(&path).expect("opens");
+            assert_eq!(enqueue(&mut outbox, &key, 970), 1);
+            assert_eq!(enqueue(&mut outbox, &key, 971), 2);
+        }
+        let mut outbox = Outbox::open(&path).expect("reopens");
+        assert_eq!(enqueue(&mut outbox, &key, 972), 3);
+        let pending = outbox.pending(10).expect("reads");
+        assert_eq!(
+            pending.iter().map(|p| p.sequence).collect::<Vec<_>>(),
+            [1, 2, 3]
+        );
+
+        assert!(
+            outbox
+                .apply_reply(&device(), &Reply::accepted(1, 1))
+                .expect("applies")
+        );
+        let replayed = Rejected::new(Rejection::Replayed, "already accepted");
+        assert!(
+            outbox
+                .apply_reply(&device(), &Reply::rejected(Some(2), replayed))
+                .expect("applies")
+        );
+        let busy = Rejected::new(Rejection::Unavailable, "database busy");
+        assert!(
+            !outbox
+                .apply_reply(&device(), &Reply::rejected(Some(3), busy))
+                .expect("applies")
+        );
+        assert_eq!(outbox.len().expect("counts"), 1);
+        let bad = Rejected::new(Rejection::InvalidReading, "spo2 over 100 %");
+        assert!(
+            outbox
+                .apply_reply(&device(), &Reply::rejected(Some(3), bad))
+                .expect("applies")
+        );
+        assert!(outbox.is_empty().expect("counts"));
+        assert_eq!(
+            outbox.refused().expect("reads"),
+            [(device(), 3, "invalid_reading".to_owned())]
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! Real MQTT on 127.0.0.1: the embedded broker, the ingestion loop, and a master device's
+//! outbox uploading through it.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{Event, MqttOptions, Packet, QoS};
+use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
+use vigil_gateway::mqtt::{MqttGateway, PackHandler};
+use vigil_gateway::outbox::{Outbox, Uploader};
+use vigil_gateway::{DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply, admit};
+
+struct Directory(HashMap<DeviceId, EnrolledDevice>);
+
+impl DeviceDirectory for Directory {
+    fn device(&self, id: &DeviceId) -> Option<EnrolledDevice> {
+        self.0.get(id).copied()
+    }
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    listener.local_addr().expect("has an address")
+}
+
+/// A node in miniature: admission, then an exactly-once store keyed by (device, sequence).
+fn handler(directory: Directory, stored: Arc<Mutex<HashSet<(DeviceId, u64)>>>) -> PackHandler {
+    Arc::new(
+        move |person: PersonId, _device: &DeviceId, payload: &[u8]| {
+            let admitted = match admit::admit(&directory, payload, Some(person)) {
+                Ok(admitted) => admitted,
+                Err(error) => return Reply::rejected(admit::peek_sequence(payload), error),
+            };
+            let pack = admitted.pack;
+            let new = stored
+                .lock()
+                .expect("lock")
+                .insert((pack.device.clone(), pack.sequence));
+            if new {
+                Reply::accepted(pack.sequence, pack.readings.len())
+            } else {
+                Reply::rejected(
+                    Some(pack.sequence),
+                    Rejected::new(Rejection::Replayed, "seen"),
+                )
+            }
+        },
+    )
+}
+
+#[test]
+fn packs_flow_through_the_embedded_broker_exactly_once_and_alerts_reach_the_person() {
+    let person = PersonId::from_bytes([7; 16]);
+    let device: DeviceId = "oxi-1".parse().expect("valid");
+    let key = DeviceKey::from_seed([2; 32]);
+    let impostor: DeviceId = "oxi-2".parse().expect("valid");
+    let directory = Directory(HashMap::from([
+        (
+            device.clone(),
+            EnrolledDevice {
+                person,
+                key: key.public(),
+                revoked: false,
+            },
+        ),
+        // Enrolled with another key than the one that signs its packs below.
+        (
+            impostor.clone(),
+            EnrolledDevice {
+                person,
+                key: DeviceKey::from_seed([3; 32]).public(),
+                revoked: false,
+            },
+        ),
+    ]));
+    let stored = Arc::new(Mutex::new(HashSet::new()));
+    let addr = free_port();
+    let gateway =
+        MqttGateway::embedded(addr, handler(directory, stored.clone())).expect("broker starts");
+
+    let mut outbox = Outbox::open_in_memory().expect("opens");
+    for i in 0..20 {
+        outbox
+            .enqueue(
+                person,
+                &key,
+                |d| {
+                    d.push(
+                        Metric::SpO2,
+                        1_700_000_000_000 + i * 1_000,
+                        Value::Scalar(960 + i as i32),
+                    );
+                },
+                &device,
+            )
+            .expect("enqueues");
+    }
+    outbox
+        .enqueue(
+            person,
+            &key,
+            |d| {
+                d.push(Metric::SpO2, 1_700_000_000_000, Value::Scalar(950));
+            },
+            &impostor,
+        )
+        .expect("enqueues");
+
+    let mut uploader = Uploader::connect("127.0.0.1", addr.port(), "phone-7");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let report = uploader
+        .flush(&mut outbox, deadline, Duration::from_millis(500))
+        .expect("flushes");
+    assert_eq!(
+        (report.delivered, report.refused, report.remaining),
+        (20, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(
+        outbox.refused().expect("reads"),
+        [(impostor, 1, "bad_signature".to_owned())]
+    );
+    let stored = stored.lock().expect("lock");
+    assert_eq!(stored.len(), 20);
+    assert!((1..=20).all(|seq| stored.contains(&(device.clone(), seq))));
+    drop(stored);
+
+    // The person's master device receives what the node pushes on its alert topic.
+    let mut options = MqttOptions::new("phone-7-alerts", "127.0.0.1", addr.port());
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut connection) = rumqttc::Client::new(options, 16);
+    client
+        .subscribe(vigil_gateway::topic::alerts(person), QoS::AtLeastOnce)
+        .expect("subscribes");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut published = false;
+    while Instant::now() < deadline {
+        match connection.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) if !published => {
+                gateway
+                    .publish_alert(person, br#"{"level":2}"#.to_vec())
+                    .expect("publishes");
+                published = true;
+            }
+            Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => {
+                assert_eq!(&publish.payload[..], br#"{"level":2}"#);
+                return;
+            }
+            _ => {}
+        }
+    }
+    panic!("the alert never reached the person's topic (subscribed: {published})");
+}
+
+#[test]
+fn garbage_on_the_uplink_gets_a_reply_naming_the_reason() {
+    let person = PersonId::from_bytes([8; 16]);
+    let device: DeviceId = "thermo-3".parse().expect("valid");
+    let addr = free_port();
+    let _gateway = MqttGateway::embedded(addr, handler(Directory(HashMap::new()), Arc::default()))
+        .expect("starts");
+    let mut options = MqttOptions::new("prober", "127.0.0.1", addr.port());
+    options.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut connection) = rumqttc::Client::new(options, 16);
+    client
+        .subscribe(
+            vigil_gateway::topic::reply(person, &device),
+            QoS::AtLeastOnce,
+        )
+        .expect("subscribes");
+    let cases: Vec<(Vec<u8>, Rejection)> = vec![
+        (b"not json at all".to_vec(), Rejection::Malformed),
+        (vec![0x9f, 0xff, 0x00], Rejection::Malformed),
+        (vec![b' '; 100_000], Rejection::TooLarge),
+        (
+            br#"[{"bn":"thermo-3:","bt":1700000000,"n":"body-temperature","u":"Cel","v":37}]"#
+                .to_vec(),
+            Rejection::Unsigned,
+        ),
+    ];
+    let mut expected = cases.iter().map(|(_, reason)| *reason).collect::<Vec<_>>();
+    let mut sent = false;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && !expected.is_empty() {
+        match connection.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) if !sent => {
+                for (payload, _) in &cases {
+                    client
+                        .publish(
+                            vigil_gateway::topic::uplink(person, &device),
+                            QoS::AtLeastOnce,
+                            false,
+                            payload.clone(),
+                        )
+                        .expect("publishes");
+                }
+                sent = true;
+            }
+            Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => {
+                let reply: Reply = serde_json::from_slice(&publish.payload).expect("a JSON reply");
+                assert!(!reply.accepted);
+                let reason = reply.error.expect("names an error").reason;
+                assert_eq!(reason, expected.remove(0));
+            }
+            _ => {}
+        }
+    }
+    assert!(expected.is_empty(), "no reply for {expected:?}");
+}
