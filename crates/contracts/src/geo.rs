@@ -63,7 +63,8 @@ pub fn cos_q30(lat_udeg: i32) -> i64 {
 
 /// Whole metres to plane units, rounded to nearest.
 pub fn metres_to_units(metres: u32) -> i64 {
-    (i64::from(metres) * UNITS_PER_METRE_Q32 + (1 << 31)) >> 32
+    // u32::MAX metres give about 3.9e10 units: the product needs i128, the result fits i64.
+    ((i128::from(metres) * i128::from(UNITS_PER_METRE_Q32) + (1 << 31)) >> 32) as i64
 }
 
 /// Plane units to whole metres, rounded to nearest (for reports).
