@@ -109,6 +109,7 @@ struct Timing {
     baseline_shift: u64,
     refine: usize,
     rr_max: u64,
+    delay_max: u64,
     second: u64,
 }
 
@@ -137,6 +138,7 @@ impl Timing {
             baseline_shift: samples(BASELINE_SHIFT_MS, sampling_hz) as u64,
             refine: samples(REFINE_MS, sampling_hz),
             rr_max: samples(RR_MAX_MS, sampling_hz) as u64,
+            delay_max: samples(DELAY_MAX_MS, sampling_hz) as u64,
             second: samples(1000.0, sampling_hz) as u64,
         }
     }
@@ -213,32 +215,47 @@ impl Levels {
     }
 }
 
-/// Streaming QRS detector for one ECG channel. See the [module documentation](self).
+/// One slot of the ring buffer: every stage's value at one sample index.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Input sample (clamped).
+    raw: i32,
+    /// After the first moving sum.
+    low_pass_1: i64,
+    /// After the second moving sum.
+    low_pass_2: i64,
+    /// Band-passed.
+    band_pass: i64,
+    /// Squared derivative of the band-passed signal.
+    squared: i64,
+}
+
+/// The filter pipeline: a ring buffer of [`Slot`]s and the running sums.
 #[derive(Debug, Clone)]
-pub struct QrsDetector {
-    timing: Timing,
-    /// Ring buffers indexed by `n & mask`.
+struct Filters {
+    /// Indexed by `n & mask`; its length is a power of two covering [`Timing::history`].
+    ring: Box<[Slot]>,
     mask: usize,
-    raw: Box<[i32]>,
-    low_pass_1: Box<[i64]>,
-    low_pass_2: Box<[i64]>,
-    band_pass: Box<[i64]>,
-    squared: Box<[i64]>,
-    /// Index of the next input sample.
-    n: u64,
     sum_1: i64,
     sum_2: i64,
     sum_high: i64,
     sum_squared: i64,
+}
+
+/// Peak finder and decision rules.
+#[derive(Debug, Clone)]
+struct Decision {
     // Peak finder on the integrated signal.
     last_integrated: i64,
     peak_max: i64,
     peak_at: u64,
     peak_active: bool,
+    /// Next sample at which [`Decision::events`] has something to do.
+    next_event: u64,
     // Refractory hold of the best recent peak.
     held: Option<Candidate>,
     held_until: u64,
-    // Decision state.
+    // Thresholds and history.
     learned: bool,
     energy: Levels,
     amplitude: Levels,
@@ -246,10 +263,22 @@ pub struct QrsDetector {
     last_qrs: Option<u64>,
     last_slope: i64,
     search_back: Option<Candidate>,
+    search_back_at: u64,
+    // Per-second maxima for learning and re-learning.
     second_started: u64,
     second_max: Candidate,
     second_maxima: [Candidate; RESET_S],
     seconds_counted: usize,
+}
+
+/// Streaming QRS detector for one ECG channel. See the [module documentation](self).
+#[derive(Debug, Clone)]
+pub struct QrsDetector {
+    timing: Timing,
+    /// Index of the next input sample.
+    n: u64,
+    filters: Filters,
+    decision: Decision,
 }
 
 impl QrsDetector {
@@ -262,46 +291,42 @@ impl QrsDetector {
         let size = timing.history().next_power_of_two();
         Ok(Self {
             timing,
-            mask: size - 1,
-            raw: vec![0; size].into(),
-            low_pass_1: vec![0; size].into(),
-            low_pass_2: vec![0; size].into(),
-            band_pass: vec![0; size].into(),
-            squared: vec![0; size].into(),
             n: 0,
-            sum_1: 0,
-            sum_2: 0,
-            sum_high: 0,
-            sum_squared: 0,
-            last_integrated: 0,
-            peak_max: 0,
-            peak_at: 0,
-            peak_active: false,
-            held: None,
-            held_until: 0,
-            learned: false,
-            energy: Levels::default(),
-            amplitude: Levels::default(),
-            rr: History::default(),
-            last_qrs: None,
-            last_slope: 0,
-            search_back: None,
-            second_started: 0,
-            second_max: Candidate::default(),
-            second_maxima: [Candidate::default(); RESET_S],
-            seconds_counted: 0,
+            filters: Filters {
+                ring: vec![Slot::default(); size].into(),
+                mask: size - 1,
+                sum_1: 0,
+                sum_2: 0,
+                sum_high: 0,
+                sum_squared: 0,
+            },
+            decision: Decision {
+                last_integrated: 0,
+                peak_max: 0,
+                peak_at: 0,
+                peak_active: false,
+                next_event: timing.second,
+                held: None,
+                held_until: u64::MAX,
+                learned: false,
+                energy: Levels::default(),
+                amplitude: Levels::default(),
+                rr: History::default(),
+                last_qrs: None,
+                last_slope: 0,
+                search_back: None,
+                search_back_at: u64::MAX,
+                second_started: 0,
+                second_max: Candidate::default(),
+                second_maxima: [Candidate::default(); RESET_S],
+                seconds_counted: 0,
+            },
         })
     }
 
-    /// Bytes of memory the detector holds (struct and ring buffers); constant for its lifetime.
+    /// Bytes of memory the detector holds (struct and ring buffer); constant for its lifetime.
     pub fn state_bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.raw.len() * std::mem::size_of::<i32>()
-            + (self.low_pass_1.len()
-                + self.low_pass_2.len()
-                + self.band_pass.len()
-                + self.squared.len())
-                * std::mem::size_of::<i64>()
+        std::mem::size_of::<Self>() + std::mem::size_of_val(&*self.filters.ring)
     }
 
     /// Number of samples pushed so far.
@@ -312,136 +337,112 @@ impl QrsDetector {
     /// Feeds samples (ADC units) and appends the beats decided so far to `beats`, in order.
     pub fn push(&mut self, samples: &[i32], beats: &mut Vec<Beat>) {
         let t = self.timing;
-        let mask = self.mask;
+        let f = &mut self.filters;
+        let d = &mut self.decision;
+        let mask = f.mask;
+        let ring = &mut *f.ring;
+        let (mut sum_1, mut sum_2, mut sum_high, mut sum_squared) =
+            (f.sum_1, f.sum_2, f.sum_high, f.sum_squared);
+        let mut last_integrated = d.last_integrated;
+        let mut n = self.n;
         for &input in samples {
-            let n = self.n as usize;
+            let i = n as usize;
             let x = input.clamp(-SAMPLE_ABS_MAX, SAMPLE_ABS_MAX);
-            // Band-pass: two moving sums (low-pass), then delayed input minus moving sum.
-            self.raw[n & mask] = x;
-            self.sum_1 += i64::from(x) - i64::from(self.raw[n.wrapping_sub(t.low_pass) & mask]);
-            self.low_pass_1[n & mask] = self.sum_1;
-            self.sum_2 += self.sum_1 - self.low_pass_1[n.wrapping_sub(t.low_pass) & mask];
-            self.low_pass_2[n & mask] = self.sum_2;
-            self.sum_high += self.sum_2 - self.low_pass_2[n.wrapping_sub(t.high_pass) & mask];
-            let centre = self.low_pass_2[n.wrapping_sub(t.high_pass_delay) & mask];
-            let band = (centre * t.high_pass as i64 - self.sum_high) >> t.band_pass_shift;
-            self.band_pass[n & mask] = band;
+            // Band-pass: two moving sums (low-pass), then delayed input minus moving average.
+            let old_low = ring[i.wrapping_sub(t.low_pass) & mask];
+            sum_1 += i64::from(x) - i64::from(old_low.raw);
+            sum_2 += sum_1 - old_low.low_pass_1;
+            sum_high += sum_2 - ring[i.wrapping_sub(t.high_pass) & mask].low_pass_2;
+            let centre = ring[i.wrapping_sub(t.high_pass_delay) & mask].low_pass_2;
+            let band = (centre * t.high_pass as i64 - sum_high) >> t.band_pass_shift;
             // Derivative, squaring, moving-window integration.
-            let slope = band - self.band_pass[n.wrapping_sub(t.derivative) & mask];
-            let square = slope * slope;
-            self.sum_squared += square - self.squared[n.wrapping_sub(t.integration) & mask];
-            self.squared[n & mask] = square;
-            let integrated = self.sum_squared;
+            let slope = band - ring[i.wrapping_sub(t.derivative) & mask].band_pass;
+            let squared = slope * slope;
+            sum_squared += squared - ring[i.wrapping_sub(t.integration) & mask].squared;
+            ring[i & mask] = Slot {
+                raw: x,
+                low_pass_1: sum_1,
+                low_pass_2: sum_2,
+                band_pass: band,
+                squared,
+            };
+            let integrated = sum_squared;
 
             // Peak finder (Hamilton's `Peak`): a maximum ends when the signal halves or after
             // the timeout.
-            if integrated > self.last_integrated && integrated > self.peak_max {
-                self.peak_max = integrated;
-                self.peak_at = self.n;
-                self.peak_active = true;
-            } else if self.peak_active
-                && (integrated < self.peak_max >> 1 || self.n - self.peak_at > t.peak_timeout)
+            if integrated > last_integrated && integrated > d.peak_max {
+                d.peak_max = integrated;
+                d.peak_at = n;
+                d.peak_active = true;
+            } else if d.peak_active
+                && (integrated < d.peak_max >> 1 || n - d.peak_at > t.peak_timeout)
             {
-                self.peak_active = false;
-                let candidate = self.examine(self.peak_at, self.peak_max, self.n);
-                self.peak_max = 0;
-                self.offer(candidate, beats);
+                d.peak_ended(&t, ring, mask, n, beats);
             }
-            self.last_integrated = integrated;
-            // The refractory hold ends: the held peak is the best in its neighbourhood.
-            if self.n == self.held_until
-                && let Some(candidate) = self.held.take()
-            {
-                self.classify(candidate, beats);
+            last_integrated = integrated;
+            if n >= d.next_event {
+                d.events(&t, n, beats);
             }
-            self.tick(beats);
-            self.n += 1;
+            n += 1;
         }
+        (f.sum_1, f.sum_2, f.sum_high, f.sum_squared) = (sum_1, sum_2, sum_high, sum_squared);
+        d.last_integrated = last_integrated;
+        self.n = n;
     }
 
-    /// Ends the signal: decides on the peak still held, as if its refractory hold had ended.
+    /// Ends the signal: decides on the peaks still pending, as if the signal had gone flat.
     pub fn finish(&mut self, beats: &mut Vec<Beat>) {
-        if self.peak_active {
-            self.peak_active = false;
-            let candidate = self.examine(self.peak_at, self.peak_max, self.n.saturating_sub(1));
-            self.peak_max = 0;
-            self.offer(candidate, beats);
+        let Some(latest) = self.n.checked_sub(1) else {
+            return;
+        };
+        let d = &mut self.decision;
+        if d.peak_active {
+            d.peak_ended(
+                &self.timing,
+                &self.filters.ring,
+                self.filters.mask,
+                latest,
+                beats,
+            );
         }
-        if let Some(candidate) = self.held.take() {
-            self.classify(candidate, beats);
+        if let Some(candidate) = d.held.take() {
+            d.classify(&self.timing, candidate, latest, beats);
         }
     }
+}
 
-    /// Features of the peak of the integrated signal at sample `at` (integrated time); `latest`
-    /// is the index of the most recent sample in the ring buffers.
-    fn examine(&self, at: u64, integrated: i64, latest: u64) -> Candidate {
-        let t = self.timing;
-        let mask = self.mask;
-        let at = at as usize;
-        // The squared derivative summed at `at` spans band-pass samples
-        // `at - integration - derivative + 1 ..= at`.
-        let start = at.saturating_sub(t.integration + t.derivative - 1);
-        let (mut amplitude, mut amplitude_at, mut slope) = (0i64, at, 0i64);
-        for i in start..=at {
-            let value = self.band_pass[i & mask];
-            if value.abs() > amplitude {
-                amplitude = value.abs();
-                amplitude_at = i;
-            }
-            if i >= t.derivative {
-                slope = slope.max((value - self.band_pass[(i - t.derivative) & mask]).abs());
-            }
-        }
-        // Back to input time; refine on the original signal around the band-pass maximum.
-        let centre = amplitude_at.saturating_sub(t.band_pass_delay);
-        let low = centre.saturating_sub(t.refine);
-        let high = (centre + t.refine).min(latest as usize);
-        let baseline = (i64::from(self.raw[low & mask]) + i64::from(self.raw[high & mask])) / 2;
-        let (mut best, mut r_peak) = (-1i64, centre);
-        let (mut up, mut up_at, mut down, mut down_at) = (0i64, 0usize, 0i64, 0usize);
-        for i in low..=high {
-            let value = i64::from(self.raw[i & mask]);
-            let deviation = (value - baseline).abs();
-            if deviation > best {
-                best = deviation;
-                r_peak = i;
-            }
-            if i >= t.derivative + low {
-                let d = value - i64::from(self.raw[(i - t.derivative) & mask]);
-                if d > up {
-                    (up, up_at) = (d, i);
-                } else if -d > down {
-                    (down, down_at) = (-d, i);
-                }
-            }
-        }
-        let qrs_shaped =
-            up > down >> 3 && down > up >> 3 && (up_at.abs_diff(down_at) as u64) < t.baseline_shift;
-        Candidate {
-            energy: isqrt(integrated),
-            amplitude,
-            slope,
-            r_peak: r_peak as u64,
-            qrs_shaped,
-        }
+impl Decision {
+    /// The current peak of the integrated signal has ended at sample `n`.
+    #[cold]
+    #[inline(never)]
+    fn peak_ended(
+        &mut self,
+        t: &Timing,
+        ring: &[Slot],
+        mask: usize,
+        n: u64,
+        beats: &mut Vec<Beat>,
+    ) {
+        self.peak_active = false;
+        let candidate = examine(t, ring, mask, self.peak_at, self.peak_max, n);
+        self.peak_max = 0;
+        self.offer(t, candidate, n, beats);
     }
 
     /// Refractory hold: keep the biggest peak until none bigger has come for a refractory period.
-    fn offer(&mut self, candidate: Candidate, beats: &mut Vec<Beat>) {
+    fn offer(&mut self, t: &Timing, candidate: Candidate, n: u64, beats: &mut Vec<Beat>) {
         match self.held {
-            Some(held) if candidate.energy <= held.energy => {}
-            Some(held) if candidate.r_peak >= held.r_peak + self.timing.refractory => {
+            Some(held) if candidate.energy <= held.energy => return,
+            Some(held) if candidate.r_peak >= held.r_peak + t.refractory => {
                 // A bigger peak, but far enough to be a beat of its own: decide on the old one.
                 self.held = None;
-                self.classify(held, beats);
-                self.held = Some(candidate);
-                self.held_until = self.n + self.timing.refractory;
+                self.classify(t, held, n, beats);
             }
-            _ => {
-                self.held = Some(candidate);
-                self.held_until = self.n + self.timing.refractory;
-            }
+            _ => {}
         }
+        self.held = Some(candidate);
+        self.held_until = n + t.refractory;
+        self.next_event = self.next_event.min(self.held_until);
     }
 
     fn threshold_passed(&self, c: &Candidate, halve: bool) -> bool {
@@ -451,7 +452,7 @@ impl QrsDetector {
     }
 
     /// Decision rules for a peak that survived its refractory hold.
-    fn classify(&mut self, c: Candidate, beats: &mut Vec<Beat>) {
+    fn classify(&mut self, t: &Timing, c: Candidate, n: u64, beats: &mut Vec<Beat>) {
         if c.energy > self.second_max.energy {
             self.second_max = c;
         }
@@ -459,81 +460,178 @@ impl QrsDetector {
             return;
         }
         let since_last = self.last_qrs.map(|last| c.r_peak.saturating_sub(last));
-        if since_last.is_some_and(|since| since < self.timing.refractory) {
+        if since_last.is_some_and(|since| since < t.refractory) {
             return;
         }
-        let t_wave = since_last.is_some_and(|since| since < self.timing.t_wave)
-            && c.slope < self.last_slope / 2;
+        let t_wave =
+            since_last.is_some_and(|since| since < t.t_wave) && c.slope < self.last_slope / 2;
         if !t_wave && self.threshold_passed(&c, false) {
-            self.accept(c, false, beats);
-        } else {
-            self.energy.noise.push(c.energy);
-            self.amplitude.noise.push(c.amplitude);
-            let late = since_last.is_none_or(|since| since >= self.timing.t_wave);
-            if late && self.search_back.is_none_or(|best| c.energy > best.energy) {
-                self.search_back = Some(c);
-            }
+            self.accept(t, c, false, n, beats);
+            return;
         }
+        self.energy.noise.push(c.energy);
+        self.amplitude.noise.push(c.amplitude);
+        let late = since_last.is_none_or(|since| since >= t.t_wave);
+        if late && self.search_back.is_none_or(|best| c.energy > best.energy) {
+            self.search_back = Some(c);
+        }
+        // Thresholds and candidate changed: a search-back already due is checked again now.
+        self.next_event = self.next_event.min(self.search_back_at.max(n));
     }
 
-    fn accept(&mut self, c: Candidate, search_back: bool, beats: &mut Vec<Beat>) {
+    fn accept(
+        &mut self,
+        t: &Timing,
+        c: Candidate,
+        search_back: bool,
+        n: u64,
+        beats: &mut Vec<Beat>,
+    ) {
         self.energy.qrs.push(c.energy);
         self.amplitude.qrs.push(c.amplitude);
         if let Some(last) = self.last_qrs {
-            self.rr
-                .push((c.r_peak - last).min(self.timing.rr_max) as i64);
+            self.rr.push((c.r_peak - last).min(t.rr_max) as i64);
         }
         self.last_qrs = Some(c.r_peak);
         self.last_slope = c.slope;
         self.search_back = None;
+        // Search back after 1.5 mean RR intervals (plus the integration window) without a QRS.
+        let rr = self.rr.mean() as u64;
+        self.search_back_at = c.r_peak + rr + rr / 2 + t.integration as u64 + 1;
         self.seconds_counted = 0;
-        self.second_started = self.n;
+        self.second_started = n;
         self.second_max = Candidate::default();
+        self.next_event = self.next_event.min(self.search_back_at.max(n + 1));
         beats.push(Beat {
             sample: c.r_peak,
             search_back,
         });
     }
 
-    /// Once per sample: search-back, and the per-second bookkeeping of learning and re-learning.
-    fn tick(&mut self, beats: &mut Vec<Beat>) {
-        if let (Some(last), Some(candidate)) = (self.last_qrs, self.search_back) {
-            let rr = self.rr.mean() as u64;
-            let limit = rr + rr / 2 + self.timing.integration as u64;
-            if self.n > last + limit && self.threshold_passed(&candidate, true) {
-                self.accept(candidate, true, beats);
+    /// Timed work: end of a refractory hold, search-back, per-second learning and re-learning.
+    #[cold]
+    #[inline(never)]
+    fn events(&mut self, t: &Timing, n: u64, beats: &mut Vec<Beat>) {
+        if n >= self.held_until {
+            self.held_until = u64::MAX;
+            if let Some(candidate) = self.held.take() {
+                self.classify(t, candidate, n, beats);
             }
         }
-        if self.n - self.second_started < self.timing.second {
-            return;
+        // A candidate re-checked long after its deadline is dropped rather than reported later
+        // than the delay bound.
+        if n >= self.search_back_at
+            && let Some(candidate) = self.search_back
+            && n - candidate.r_peak <= t.delay_max
+            && self.threshold_passed(&candidate, true)
+        {
+            self.accept(t, candidate, true, n, beats);
         }
-        self.second_started = self.n;
-        self.second_maxima[self.seconds_counted] = self.second_max;
-        self.second_max = Candidate::default();
-        self.seconds_counted += 1;
-        let needed = if self.learned { RESET_S } else { LEARN_S };
-        if self.seconds_counted >= needed {
-            let maxima = &self.second_maxima[..needed];
-            let mut energy = History::default();
-            let mut amplitude = History::default();
-            for i in 0..HISTORY {
-                energy.push(maxima[i % needed].energy);
-                amplitude.push(maxima[i % needed].amplitude);
+        if n - self.second_started >= t.second {
+            self.second_started = n;
+            self.second_maxima[self.seconds_counted] = self.second_max;
+            self.second_max = Candidate::default();
+            self.seconds_counted += 1;
+            let needed = if self.learned { RESET_S } else { LEARN_S };
+            if self.seconds_counted >= needed {
+                self.learn(t, needed);
             }
-            self.energy = Levels {
-                qrs: energy,
-                noise: History::default(),
-            };
-            self.amplitude = Levels {
-                qrs: amplitude,
-                noise: History::default(),
-            };
-            self.rr = History::filled(self.timing.second as i64);
-            self.last_qrs = None;
-            self.search_back = None;
-            self.learned = true;
-            self.seconds_counted = 0;
         }
+        // The next sample at which something is due (a search-back already due waits for the
+        // next classification, which calls for it again).
+        let search_back = if self.search_back_at > n {
+            self.search_back_at
+        } else {
+            u64::MAX
+        };
+        self.next_event = self
+            .held_until
+            .min(search_back)
+            .min(self.second_started + t.second);
+    }
+
+    /// (Re)starts the thresholds from the per-second maxima of the last `seconds` seconds.
+    fn learn(&mut self, t: &Timing, seconds: usize) {
+        let maxima = &self.second_maxima[..seconds];
+        let (mut energy, mut amplitude) = (History::default(), History::default());
+        for i in 0..HISTORY {
+            energy.push(maxima[i % seconds].energy);
+            amplitude.push(maxima[i % seconds].amplitude);
+        }
+        self.energy = Levels {
+            qrs: energy,
+            noise: History::default(),
+        };
+        self.amplitude = Levels {
+            qrs: amplitude,
+            noise: History::default(),
+        };
+        self.rr = History::filled(t.second as i64);
+        self.last_qrs = None;
+        self.search_back = None;
+        self.search_back_at = u64::MAX;
+        self.learned = true;
+        self.seconds_counted = 0;
+    }
+}
+
+/// Features of the peak of the integrated signal at sample `at`, of value `integrated`;
+/// `latest` is the index of the most recent sample in the ring buffer.
+fn examine(
+    t: &Timing,
+    ring: &[Slot],
+    mask: usize,
+    at: u64,
+    integrated: i64,
+    latest: u64,
+) -> Candidate {
+    let at = at as usize;
+    // The squared derivative summed at `at` spans band-pass samples
+    // `at - integration - derivative + 1 ..= at`.
+    let start = at.saturating_sub(t.integration + t.derivative - 1);
+    let (mut amplitude, mut amplitude_at, mut slope) = (0i64, at, 0i64);
+    for i in start..=at {
+        let value = ring[i & mask].band_pass;
+        if value.abs() > amplitude {
+            amplitude = value.abs();
+            amplitude_at = i;
+        }
+        if i >= t.derivative {
+            slope = slope.max((value - ring[(i - t.derivative) & mask].band_pass).abs());
+        }
+    }
+    // Back to input time; refine on the original signal around the band-pass maximum.
+    let centre = amplitude_at.saturating_sub(t.band_pass_delay);
+    let low = centre.saturating_sub(t.refine);
+    let high = (centre + t.refine).min(latest as usize);
+    let raw = |i: usize| i64::from(ring[i & mask].raw);
+    let baseline = (raw(low) + raw(high)) / 2;
+    let (mut best, mut r_peak) = (-1i64, centre);
+    let (mut up, mut up_at, mut down, mut down_at) = (0i64, 0usize, 0i64, 0usize);
+    for i in low..=high {
+        let value = raw(i);
+        let deviation = (value - baseline).abs();
+        if deviation > best {
+            best = deviation;
+            r_peak = i;
+        }
+        if i >= t.derivative + low {
+            let d = value - raw(i - t.derivative);
+            if d > up {
+                (up, up_at) = (d, i);
+            } else if -d > down {
+                (down, down_at) = (-d, i);
+            }
+        }
+    }
+    let qrs_shaped =
+        up > down >> 3 && down > up >> 3 && (up_at.abs_diff(down_at) as u64) < t.baseline_shift;
+    Candidate {
+        energy: isqrt(integrated),
+        amplitude,
+        slope,
+        r_peak: r_peak as u64,
+        qrs_shaped,
     }
 }
 

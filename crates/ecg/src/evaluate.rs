@@ -157,6 +157,8 @@ pub struct AfEvaluation {
     pub record: String,
     /// Counts.
     pub score: AfScore,
+    /// Sampling rate of the record.
+    pub sampling_hz: f64,
     /// Detected episodes.
     pub episodes: Vec<AfEpisode>,
 }
@@ -174,6 +176,7 @@ pub fn evaluate_af(record: &Path, channel: usize) -> Result<AfEvaluation, Evalua
     Ok(AfEvaluation {
         record: record_name(record),
         score: score::score_af(&reference.atrial_fibrillation, &intervals, start, len),
+        sampling_hz: fs,
         episodes,
     })
 }

@@ -1,0 +1,160 @@
+//! Accuracy and streaming / batch equivalence on the shared MIT-BIH records. Skips, with a
+//! message, when the records are absent (set `VIGIL_MITDB` to point elsewhere).
+#![allow(clippy::unwrap_used)]
+
+use vigil_ecg::detect::DELAY_MAX_MS;
+use vigil_ecg::evaluate::{evaluate_af, evaluate_beats, list_records, mitdb_dir};
+use vigil_ecg::score::BeatScore;
+use vigil_ecg::wfdb::{Record, read_annotations};
+use vigil_ecg::{QrsDetector, detect};
+
+/// Acceptance of issue 3: gross Se and +P of at least 99.5 % over every record present.
+#[test]
+fn gross_sensitivity_and_positive_predictivity_at_least_99_5() {
+    let Some(dir) = mitdb_dir(env!("CARGO_MANIFEST_DIR")) else {
+        return;
+    };
+    let mut gross = BeatScore::default();
+    let names = list_records(&dir).unwrap();
+    for name in &names {
+        let evaluation = evaluate_beats(&dir.join(name), 0).unwrap();
+        let s = evaluation.score;
+        println!(
+            "{name}: TP {} FP {} FN {} Se {:.2} +P {:.2}",
+            s.true_positives,
+            s.false_positives,
+            s.false_negatives,
+            s.sensitivity_pct(),
+            s.positive_predictivity_pct()
+        );
+        gross += s;
+    }
+    let (se, ppv) = (gross.sensitivity_pct(), gross.positive_predictivity_pct());
+    println!(
+        "gross over {} records: {gross:?} Se {se:.3} +P {ppv:.3}",
+        names.len()
+    );
+    assert!(se >= 99.5 && ppv >= 99.5, "gross Se {se:.3} +P {ppv:.3}");
+}
+
+/// A deterministic chunk-size generator (xorshift).
+fn chunk_sizes(seed: u64, max: usize) -> impl FnMut() -> usize {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        1 + (state % max as u64) as usize
+    }
+}
+
+#[test]
+fn streaming_in_random_chunks_equals_batch_on_records() {
+    let Some(dir) = mitdb_dir(env!("CARGO_MANIFEST_DIR")) else {
+        return;
+    };
+    for name in ["108", "203", "207", "104"] {
+        let path = dir.join(name);
+        if !path.with_extension("hea").exists() {
+            continue;
+        }
+        let record = Record::open(&path).unwrap();
+        let fs = record.sampling_frequency_hz();
+        let signal = &record.signals[0];
+        let batch = detect(signal, fs).unwrap();
+        assert!(
+            batch.windows(2).all(|pair| pair[0].sample < pair[1].sample),
+            "{name}: beats out of order"
+        );
+        for (seed, max) in [(1u64, 7usize), (2, 500), (3, 70_000)] {
+            let mut next = chunk_sizes(seed, max);
+            let mut detector = QrsDetector::new(fs).unwrap();
+            let mut streamed = Vec::new();
+            let mut rest = &signal[..];
+            while !rest.is_empty() {
+                let (chunk, tail) = rest.split_at(next().min(rest.len()));
+                detector.push(chunk, &mut streamed);
+                rest = tail;
+            }
+            detector.finish(&mut streamed);
+            assert_eq!(streamed, batch, "record {name}, seed {seed}");
+        }
+    }
+}
+
+/// Every beat is reported within `DELAY_MAX_MS` of its R peak, sample by sample.
+#[test]
+fn streaming_delay_is_bounded_on_records() {
+    let Some(dir) = mitdb_dir(env!("CARGO_MANIFEST_DIR")) else {
+        return;
+    };
+    for name in ["108", "203"] {
+        let path = dir.join(name);
+        if !path.with_extension("hea").exists() {
+            continue;
+        }
+        let record = Record::open(&path).unwrap();
+        let fs = record.sampling_frequency_hz();
+        let bound = (DELAY_MAX_MS * fs / 1000.0).ceil() as u64;
+        let mut detector = QrsDetector::new(fs).unwrap();
+        let bytes = detector.state_bytes();
+        let mut beats = Vec::new();
+        let mut worst = 0;
+        for (n, &sample) in record.signals[0].iter().enumerate() {
+            let before = beats.len();
+            detector.push(&[sample], &mut beats);
+            for beat in &beats[before..] {
+                worst = worst.max(n as u64 - beat.sample);
+            }
+        }
+        assert_eq!(detector.state_bytes(), bytes, "state must not grow");
+        println!("{name}: worst reporting delay {worst} samples, bound {bound}");
+        assert!(worst <= bound, "{name}: delay {worst} > {bound}");
+    }
+}
+
+#[test]
+fn af_is_found_in_af_records() {
+    let Some(dir) = mitdb_dir(env!("CARGO_MANIFEST_DIR")) else {
+        return;
+    };
+    for name in ["201", "203", "217"] {
+        let path = dir.join(name);
+        if !path.with_extension("hea").exists() {
+            continue;
+        }
+        let evaluation = evaluate_af(&path, 0).unwrap();
+        let s = evaluation.score;
+        println!(
+            "{name}: AF duration Se {:.1} Sp {:.1}",
+            s.duration_sensitivity_pct(),
+            s.duration_specificity_pct()
+        );
+        assert!(
+            s.af_samples > 0 && s.duration_sensitivity_pct() > 60.0,
+            "{name}: {s:?}"
+        );
+    }
+}
+
+#[test]
+fn annotations_carry_rhythm_labels() {
+    let Some(dir) = mitdb_dir(env!("CARGO_MANIFEST_DIR")) else {
+        return;
+    };
+    let path = dir.join("201");
+    if !path.with_extension("atr").exists() {
+        return;
+    }
+    let annotations = read_annotations(&path, "atr").unwrap();
+    assert!(
+        annotations
+            .iter()
+            .any(|a| a.aux.as_deref() == Some("(AFIB"))
+    );
+    assert!(
+        annotations
+            .windows(2)
+            .all(|pair| pair[0].sample <= pair[1].sample)
+    );
+}
