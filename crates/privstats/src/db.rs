@@ -1,0 +1,1 @@
+//! DP database (in progress).

@@ -1,0 +1,107 @@
+//! Exponential ElGamal on Ristretto255: Enc_X(m; r) = (K, C) = (r·G, m·G + r·X).
+//!
+//! C is a Pedersen commitment to m under generators (G, X), which is what lets Bulletproofs
+//! range proofs (with `PedersenGens { B: G, B_blinding: X }`) speak about the plaintext directly.
+
+use std::ops::{Add, AddAssign};
+
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE as G_TABLE;
+use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::Identity;
+use rand_core::{CryptoRng, RngCore};
+
+use crate::encoding::{Canonical, Reader, Writer};
+use crate::error::Result;
+
+/// An exponential-ElGamal ciphertext.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ciphertext {
+    /// r·G.
+    pub k: RistrettoPoint,
+    /// m·G + r·X.
+    pub c: RistrettoPoint,
+}
+
+impl Ciphertext {
+    /// The encryption of 0 with randomness 0: the neutral element of homomorphic addition.
+    pub fn zero() -> Self {
+        Self {
+            k: RistrettoPoint::identity(),
+            c: RistrettoPoint::identity(),
+        }
+    }
+
+    /// Encrypts `m` under `key` with the given randomness.
+    pub fn encrypt_with(key: &RistrettoPoint, m: u64, r: &Scalar) -> Self {
+        Self {
+            k: r * G_TABLE,
+            c: &Scalar::from(m) * G_TABLE + r * key,
+        }
+    }
+
+    /// Encrypts `m` under `key` with fresh randomness; returns the randomness too (the prover
+    /// needs it for the proofs).
+    pub fn encrypt<R: RngCore + CryptoRng>(
+        key: &RistrettoPoint,
+        m: u64,
+        rng: &mut R,
+    ) -> (Self, Scalar) {
+        let r = Scalar::random(rng);
+        (Self::encrypt_with(key, m, &r), r)
+    }
+
+    /// Byte size of the canonical encoding.
+    pub const ENCODED_LEN: usize = 64;
+}
+
+impl Add for Ciphertext {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            k: self.k + o.k,
+            c: self.c + o.c,
+        }
+    }
+}
+
+impl AddAssign for Ciphertext {
+    fn add_assign(&mut self, o: Self) {
+        self.k += o.k;
+        self.c += o.c;
+    }
+}
+
+impl Canonical for Ciphertext {
+    fn write(&self, w: &mut Writer) {
+        w.point(&self.k).point(&self.c);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(Self {
+            k: r.point()?,
+            c: r.point()?,
+        })
+    }
+}
+
+/// A plain ElGamal key pair (the querier's).
+pub struct KeyPair {
+    secret: Scalar,
+    /// y·G.
+    pub public: RistrettoPoint,
+}
+
+impl KeyPair {
+    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        let secret = Scalar::random(rng);
+        Self {
+            public: &secret * G_TABLE,
+            secret,
+        }
+    }
+
+    /// m·G = C − y·K for a ciphertext under this key.
+    pub fn decrypt_to_point(&self, ct: &Ciphertext) -> RistrettoPoint {
+        ct.c - self.secret * ct.k
+    }
+}

@@ -1,0 +1,343 @@
+//! Verifying nodes: check every DP's range and well-formedness proofs, recompute every server's
+//! aggregation, verify every key-switch share, and produce a [`Verdict`] — a bitmap over named
+//! checks — for the ledger.
+//!
+//! Batching: the well-formedness proofs of all DPs go into one multiscalar multiplication, and so
+//! do all key-switch proofs (random linear combination; on failure each is re-checked to name
+//! the culprit). Each DP's digits share one *aggregated* Bulletproof, which is the batching
+//! Bulletproofs 5 exposes; proofs of different DPs are verified separately, spread over threads
+//! (bulletproofs 5 has no public API to merge several proofs' verification equations, and we do
+//! not re-implement its verifier).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use curve25519_dalek::ristretto::RistrettoPoint;
+
+use crate::dp::DpResponse;
+use crate::elgamal::Ciphertext;
+use crate::encoding::{Canonical, Reader, Writer, digest};
+use crate::error::{Error, Result};
+use crate::keys::{CollectiveKey, ServerId};
+use crate::query::{DPS_MAX, DpId, Query};
+use crate::server::{KeySwitchShare, ServerAggregate, keyswitch_context, sum_responses, total};
+use crate::sigma::WellFormedProof;
+
+/// Namespace for signing verdicts on the ledger (the ledger signs [`Verdict::to_bytes`]).
+pub const VERDICT_NAMESPACE: &[u8] = b"vigil-privstats/verdict/v1";
+
+/// One named check of a verdict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Check {
+    /// The DP's response is for this query, from a DP the query names, once, with the right
+    /// number of ciphertexts.
+    Response(DpId),
+    /// The DP's aggregated range proof.
+    Range(DpId),
+    /// The DP's well-formedness proof.
+    WellFormed(DpId),
+    /// The server's aggregate equals the recomputed sum of exactly the responses sent to it.
+    Aggregate(ServerId),
+    /// The server's key-switch share and proof.
+    KeySwitch(ServerId),
+    /// At least t valid key-switch shares.
+    Threshold,
+}
+
+impl Check {
+    fn write(&self, w: &mut Writer) {
+        let (tag, id) = match *self {
+            Check::Response(d) => (1, d),
+            Check::Range(d) => (2, d),
+            Check::WellFormed(d) => (3, d),
+            Check::Aggregate(s) => (4, s),
+            Check::KeySwitch(s) => (5, s),
+            Check::Threshold => (6, 0),
+        };
+        w.u8(tag).u32(id);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(match (r.u8()?, r.u32()?) {
+            (1, d) => Check::Response(d),
+            (2, d) => Check::Range(d),
+            (3, d) => Check::WellFormed(d),
+            (4, s) => Check::Aggregate(s),
+            (5, s) => Check::KeySwitch(s),
+            (6, 0) => Check::Threshold,
+            _ => return Err(Error::Decode("check tag")),
+        })
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Check::Response(d) => write!(f, "response of DP {d}"),
+            Check::Range(d) => write!(f, "range proof of DP {d}"),
+            Check::WellFormed(d) => write!(f, "well-formedness proof of DP {d}"),
+            Check::Aggregate(s) => write!(f, "aggregate of server {s}"),
+            Check::KeySwitch(s) => write!(f, "key-switch proof of server {s}"),
+            Check::Threshold => write!(f, "threshold of valid key-switch shares"),
+        }
+    }
+}
+
+/// A verifying node's verdict on one query: goes on the ledger, signed under
+/// [`VERDICT_NAMESPACE`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub query_id: [u8; 32],
+    /// Index of the verifying node.
+    pub verifier: u32,
+    /// Digest of every DP response checked, in DP order (audit).
+    pub responses_digest: [u8; 32],
+    /// Digest of what the querier uses: the server aggregates and the key-switch shares.
+    pub result_digest: [u8; 32],
+    /// The checks, in a deterministic order.
+    pub checks: Vec<Check>,
+    /// Bit i set ⇔ check i passed.
+    pub bitmap: Vec<u8>,
+}
+
+impl Verdict {
+    pub fn passed(&self, i: usize) -> bool {
+        self.bitmap
+            .get(i / 8)
+            .is_some_and(|b| b >> (i % 8) & 1 == 1)
+    }
+
+    /// The checks that failed.
+    pub fn failures(&self) -> Vec<Check> {
+        self.checks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.passed(*i))
+            .map(|(_, c)| *c)
+            .collect()
+    }
+
+    pub fn all_good(&self) -> bool {
+        !self.checks.is_empty() && self.failures().is_empty()
+    }
+}
+
+impl Canonical for Verdict {
+    fn write(&self, w: &mut Writer) {
+        w.fixed(&self.query_id)
+            .u32(self.verifier)
+            .fixed(&self.responses_digest)
+            .fixed(&self.result_digest);
+        w.seq_len(self.checks.len());
+        for c in &self.checks {
+            c.write(w);
+        }
+        w.bytes(&self.bitmap);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let query_id = r.fixed()?;
+        let verifier = r.u32()?;
+        let responses_digest = r.fixed()?;
+        let result_digest = r.fixed()?;
+        let n = r.seq_len()?;
+        if n > 4 * DPS_MAX + 256 {
+            return Err(Error::Decode("too many checks"));
+        }
+        let checks = (0..n).map(|_| Check::read(r)).collect::<Result<Vec<_>>>()?;
+        let bitmap = r.bytes()?.to_vec();
+        if bitmap.len() != n.div_ceil(8) {
+            return Err(Error::Decode("bitmap length"));
+        }
+        Ok(Self {
+            query_id,
+            verifier,
+            responses_digest,
+            result_digest,
+            checks,
+            bitmap,
+        })
+    }
+}
+
+/// Digest of the server aggregates and key-switch shares, sorted by server: what a verdict
+/// vouches for and what the querier decrypts.
+pub fn result_digest(
+    query_id: &[u8; 32],
+    aggregates: &[ServerAggregate],
+    shares: &[KeySwitchShare],
+) -> [u8; 32] {
+    let mut w = Writer::new();
+    w.fixed(query_id);
+    let mut a: Vec<_> = aggregates.iter().collect();
+    a.sort_by_key(|a| a.server);
+    w.seq_len(a.len());
+    for x in a {
+        x.write(&mut w);
+    }
+    let mut s: Vec<_> = shares.iter().collect();
+    s.sort_by_key(|s| s.server);
+    w.seq_len(s.len());
+    for x in s {
+        x.write(&mut w);
+    }
+    digest(b"vigil-privstats/result/v1", &w.finish())
+}
+
+/// What a verifying node receives for one query.
+pub struct Evidence<'a> {
+    pub query: &'a Query,
+    pub key: &'a CollectiveKey,
+    /// Responses as the DPs sent them to the verifying nodes.
+    pub responses: &'a [DpResponse],
+    pub aggregates: &'a [ServerAggregate],
+    pub shares: &'a [KeySwitchShare],
+}
+
+/// Worker threads for range-proof verification (a limit on everything).
+pub const VERIFY_THREADS_MAX: usize = 8;
+
+/// Verifies everything and returns the verdict. `threads` bounds the parallelism of range-proof
+/// verification.
+pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
+    let query = ev.query;
+    let query_id = query.id();
+    let key_id = ev.key.id();
+    let digits = query.digits();
+    let mut results: BTreeMap<Check, bool> = BTreeMap::new();
+    let key_ok = ev.key.verify().is_ok() && key_id == query.key_id;
+
+    // 1. Responses: admissibility, then range proofs (threads) and well-formedness (one batch).
+    let asked: BTreeSet<DpId> = query.dps.iter().copied().collect();
+    let mut by_dp: BTreeMap<DpId, &DpResponse> = BTreeMap::new();
+    let mut duplicate: BTreeSet<DpId> = BTreeSet::new();
+    for r in ev.responses {
+        if by_dp.insert(r.dp, r).is_some() {
+            duplicate.insert(r.dp);
+        }
+    }
+    let admissible: Vec<&DpResponse> = by_dp
+        .values()
+        .copied()
+        .filter(|r| {
+            let ok = key_ok
+                && r.query_id == query_id
+                && asked.contains(&r.dp)
+                && !duplicate.contains(&r.dp)
+                && r.ciphertexts.len() == query.padded_digits()
+                && r.server >= 1
+                && r.server as usize <= ev.key.servers;
+            results.insert(Check::Response(r.dp), ok);
+            ok
+        })
+        .collect();
+    let range_ok = verify_ranges(&admissible, ev.key, threads);
+    let contexts: Vec<Vec<u8>> = admissible.iter().map(|r| r.context(&key_id)).collect();
+    let items: Vec<(&WellFormedProof, Vec<u8>, &[Ciphertext])> = admissible
+        .iter()
+        .zip(contexts)
+        .map(|(r, c)| (&r.wellformed, c, r.ciphertexts.as_slice()))
+        .collect();
+    let wf_ok = WellFormedProof::verify_batch(&ev.key.key, &items);
+    for ((r, range), wf) in admissible.iter().zip(range_ok).zip(wf_ok) {
+        results.insert(Check::Range(r.dp), range);
+        results.insert(Check::WellFormed(r.dp), wf);
+    }
+
+    // 2. Aggregation: each server's claim equals the sum of exactly the responses sent to it.
+    let mut servers: BTreeSet<ServerId> = by_dp.values().map(|r| r.server).collect();
+    servers.extend(ev.aggregates.iter().map(|a| a.server));
+    for s in servers {
+        let claims: Vec<&ServerAggregate> =
+            ev.aggregates.iter().filter(|a| a.server == s).collect();
+        let sent: Vec<&DpResponse> = by_dp.values().copied().filter(|r| r.server == s).collect();
+        let ok = match claims.as_slice() {
+            [a] => {
+                let dps: Vec<DpId> = sent.iter().map(|r| r.dp).collect();
+                a.query_id == query_id
+                    && a.dps == dps
+                    && a.sum == sum_responses(digits, sent.iter().copied())
+            }
+            _ => false,
+        };
+        results.insert(Check::Aggregate(s), ok);
+    }
+
+    // 3. Key switching against the recomputed total.
+    let tot = total(digits, ev.aggregates);
+    let k: Vec<RistrettoPoint> = tot.iter().map(|ct| ct.k).collect();
+    let mut seen = BTreeSet::new();
+    let contexts: Vec<Vec<u8>> = ev
+        .shares
+        .iter()
+        .map(|s| keyswitch_context(&query_id, &key_id, s.server))
+        .collect();
+    let vks: Vec<Option<RistrettoPoint>> = ev
+        .shares
+        .iter()
+        .map(|s| ev.key.verification_key(s.server).ok())
+        .collect();
+    let mut batch = Vec::new();
+    let mut batch_servers = Vec::new();
+    for ((s, ctx), vk) in ev.shares.iter().zip(&contexts).zip(&vks) {
+        let admissible = s.query_id == query_id && s.share.len() == digits && seen.insert(s.server);
+        match vk {
+            Some(vk) if admissible => {
+                batch.push((&s.proof, s.statement(ctx, &query.querier, vk, &k)));
+                batch_servers.push(s.server);
+            }
+            _ => {
+                results.insert(Check::KeySwitch(s.server), false);
+            }
+        }
+    }
+    let ks_ok = crate::sigma::KeySwitchProof::verify_batch(&batch);
+    let mut valid = 0;
+    for (s, ok) in batch_servers.into_iter().zip(ks_ok) {
+        valid += usize::from(ok);
+        results.insert(Check::KeySwitch(s), ok);
+    }
+    results.insert(Check::Threshold, valid >= ev.key.threshold);
+
+    let mut w = Writer::new();
+    for r in by_dp.values() {
+        w.fixed(&r.digest());
+    }
+    let responses_digest = digest(b"vigil-privstats/responses/v1", &w.finish());
+    let checks: Vec<Check> = results.keys().copied().collect();
+    let mut bitmap = vec![0u8; checks.len().div_ceil(8)];
+    for (i, ok) in results.values().enumerate() {
+        if *ok {
+            bitmap[i / 8] |= 1 << (i % 8);
+        }
+    }
+    Verdict {
+        query_id,
+        verifier,
+        responses_digest,
+        result_digest: result_digest(&query_id, ev.aggregates, ev.shares),
+        checks,
+        bitmap,
+    }
+}
+
+fn verify_ranges(responses: &[&DpResponse], key: &CollectiveKey, threads: usize) -> Vec<bool> {
+    let threads = threads.clamp(1, VERIFY_THREADS_MAX);
+    if threads == 1 || responses.len() < 2 {
+        return responses.iter().map(|r| r.verify_range(key)).collect();
+    }
+    let chunk = responses.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = responses
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|r| r.verify_range(key))
+                        .collect::<Vec<bool>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("verifier thread panicked"))
+            .collect()
+    })
+}

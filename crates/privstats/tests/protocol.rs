@@ -1,0 +1,442 @@
+//! End-to-end protocol tests: exactness against plaintext, cheating caught, threshold.
+
+use proptest::prelude::*;
+use vigil_privstats::dp::{DpResponse, PlainAnswer};
+use vigil_privstats::elgamal::{Ciphertext, KeyPair};
+use vigil_privstats::encoding::Canonical;
+use vigil_privstats::keys::{DkgParams, KeyGenReceiver, deal};
+use vigil_privstats::network::Network;
+use vigil_privstats::querier::{Aggregates, DecryptionTable, Querier, StatResult};
+use vigil_privstats::query::{DpId, Metric, Query, Statistic};
+use vigil_privstats::verify::{Check, Verdict};
+use vigil_privstats::{Error, ServerId};
+
+fn rng() -> rand::rngs::ThreadRng {
+    rand::thread_rng()
+}
+
+fn querier() -> Querier {
+    // 2^12 · 2^9 = 2^21: enough for the small test data.
+    Querier::new(KeyPair::generate(&mut rng()), DecryptionTable::new(12, 9))
+}
+
+fn query(
+    net: &Network,
+    q: &Querier,
+    statistic: Statistic,
+    dps: Vec<DpId>,
+    edges: Vec<u32>,
+) -> Query {
+    Query {
+        nonce: 7,
+        querier: q.keypair.public,
+        key_id: net.key.id(),
+        metric: Metric::Rr,
+        statistic,
+        from_s: 0,
+        to_s: 86_400,
+        cohort: vec![],
+        dps,
+        edges,
+    }
+}
+
+fn answers(values: &[Vec<u16>], edges: &[u32]) -> Vec<(DpId, PlainAnswer)> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, vs)| {
+            let mut a = PlainAnswer {
+                bins: vec![0; edges.len().saturating_sub(1)],
+                ..Default::default()
+            };
+            for v in vs {
+                a.add_value(u64::from(*v), 1, edges);
+            }
+            (i as DpId + 1, a)
+        })
+        .collect()
+}
+
+struct Run {
+    responses: Vec<DpResponse>,
+    aggregates: Vec<vigil_privstats::server::ServerAggregate>,
+    shares: Vec<vigil_privstats::server::KeySwitchShare>,
+}
+
+fn run(net: &Network, q: &Query, a: &[(DpId, PlainAnswer)]) -> Run {
+    let mut r = rng();
+    let responses = net.respond(q, a, &mut r).expect("respond");
+    let aggregates = net.aggregate(q, &responses).expect("aggregate");
+    let shares = net.key_switch(q, &aggregates, &mut r);
+    Run {
+        responses,
+        aggregates,
+        shares,
+    }
+}
+
+fn verdicts(net: &Network, q: &Query, run: &Run) -> Vec<Verdict> {
+    net.verify(q, &run.responses, &run.aggregates, &run.shares)
+}
+
+fn failures(v: &[Verdict]) -> Vec<Check> {
+    v[0].failures()
+}
+
+fn plain(values: &[Vec<u16>], edges: &[u32]) -> Aggregates {
+    let all: Vec<u128> = values.iter().flatten().map(|v| u128::from(*v)).collect();
+    let bins = edges
+        .windows(2)
+        .map(|w| {
+            all.iter()
+                .filter(|&&v| v >= u128::from(w[0]) && v < u128::from(w[1]))
+                .count() as u128
+        })
+        .collect();
+    Aggregates {
+        count: all.len() as u128,
+        sum: all.iter().sum(),
+        sumsq: all.iter().map(|v| v * v).sum(),
+        bins: if edges.is_empty() { vec![] } else { bins },
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    /// Every statistic equals the plaintext computation exactly.
+    #[test]
+    fn results_equal_plaintext(
+        values in prop::collection::vec(prop::collection::vec(200u16..2500, 0..40), 1..4),
+        stat in 0usize..9,
+    ) {
+        let mut r = rng();
+        let net = Network::new(2, 3, 1, &mut r).expect("network");
+        let q = querier();
+        let edges: Vec<u32> = vec![0, 400, 600, 800, 1000, 1500, 4096];
+        let statistic = [Statistic::Count, Statistic::Sum, Statistic::Mean, Statistic::Variance, Statistic::StdDev,
+            Statistic::Histogram, Statistic::Quantile(500), Statistic::Min, Statistic::Max][stat];
+        let needs_bins = stat >= 5;
+        let e = if needs_bins { edges.clone() } else { vec![] };
+        let dps = (1..=values.len() as DpId).collect();
+        let query = query(&net, &q, statistic, dps, e.clone());
+        let a = answers(&values, &e);
+        let run = run(&net, &query, &a);
+        let v = verdicts(&net, &query, &run);
+        let (agg, stat) = q.result(&query, &net.key, &run.aggregates, &run.shares, &v, 1).expect("accepted");
+        let p = plain(&values, &e);
+        prop_assert_eq!(agg.count, p.count);
+        match statistic {
+            Statistic::Count => {}
+            Statistic::Sum | Statistic::Mean => prop_assert_eq!(agg.sum, p.sum),
+            Statistic::Variance | Statistic::StdDev => {
+                prop_assert_eq!((agg.sum, agg.sumsq), (p.sum, p.sumsq));
+            }
+            _ => prop_assert_eq!(&agg.bins, &p.bins),
+        }
+        let all: Vec<u32> = values.iter().flatten().map(|v| u32::from(*v)).collect();
+        match stat {
+            StatResult::Mean { sum, count, .. } => prop_assert_eq!((sum, count), (p.sum, p.count)),
+            StatResult::Variance { numerator, .. } => prop_assert_eq!(numerator, p.count * p.sumsq - p.sum * p.sum),
+            StatResult::Min(bin) => {
+                let m = all.iter().min();
+                prop_assert_eq!(bin.is_some(), m.is_some());
+                if let (Some((lo, hi)), Some(m)) = (bin, m) { prop_assert!(lo <= *m && *m < hi); }
+            }
+            StatResult::Max(bin) => {
+                if let (Some((lo, hi)), Some(m)) = (bin, all.iter().max()) { prop_assert!(lo <= *m && *m < hi); }
+            }
+            StatResult::Quantile { bin, .. } => {
+                let mut s = all.clone();
+                s.sort_unstable();
+                if let Some((lo, hi)) = bin {
+                    let median = s[s.len().div_ceil(2) - 1];
+                    prop_assert!(lo <= median && median < hi, "median {} not in [{}, {})", median, lo, hi);
+                } else {
+                    prop_assert!(s.is_empty());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn setup(statistic: Statistic) -> (Network, Querier, Query, Vec<(DpId, PlainAnswer)>) {
+    let net = Network::new(2, 3, 2, &mut rng()).expect("network");
+    let q = querier();
+    let values = vec![
+        vec![700, 800, 900],
+        vec![600, 1200],
+        vec![1000],
+        vec![850, 860],
+    ];
+    let query = query(&net, &q, statistic, vec![1, 2, 3, 4], vec![]);
+    let a = answers(&values, &[]);
+    (net, q, query, a)
+}
+
+#[test]
+fn honest_run_is_accepted_by_all_verifiers() {
+    let (net, q, query, a) = setup(Statistic::Variance);
+    let run = run(&net, &query, &a);
+    let v = verdicts(&net, &query, &run);
+    assert!(v.iter().all(Verdict::all_good));
+    let (agg, _) = q
+        .result(&query, &net.key, &run.aggregates, &run.shares, &v, 2)
+        .expect("accepted");
+    assert_eq!((agg.count, agg.sum), (8, 6910));
+    // Verdicts round-trip through their canonical encoding.
+    assert_eq!(Verdict::from_bytes(&v[0].to_bytes()).expect("decode"), v[0]);
+}
+
+#[test]
+fn dp_encrypting_out_of_range_value_is_caught() {
+    let (net, q, query, a) = setup(Statistic::Mean);
+    let mut run = run(&net, &query, &a);
+    // DP 2 claims a count digit of 2^16 + 5 (what a DP would do to inflate its weight).
+    let mut digits = a[1].1.digits(&query).expect("digits");
+    digits[0] = (1 << 16) + 5;
+    let bad = DpResponse::encrypt_digits(
+        &query,
+        &net.key,
+        2,
+        run.responses[1].server,
+        &digits,
+        &mut rng(),
+    );
+    // Bulletproofs may refuse to prove it at all; if it proves, the proof must not verify.
+    if let Ok(bad) = bad {
+        run.responses[1] = bad;
+        run.aggregates = net.aggregate(&query, &run.responses).expect("aggregate");
+        run.shares = net.key_switch(&query, &run.aggregates, &mut rng());
+        let v = verdicts(&net, &query, &run);
+        assert_eq!(failures(&v), vec![Check::Range(2)]);
+        let err = q
+            .result(&query, &net.key, &run.aggregates, &run.shares, &v, 1)
+            .expect_err("rejected");
+        assert!(err.to_string().contains("range proof of DP 2"), "{err}");
+    }
+    // An honest DP refuses outright.
+    let mut huge = PlainAnswer::default();
+    huge.add_value(4000, 600_000, &[]);
+    assert!(matches!(
+        DpResponse::create(&query, &net.key, 1, 1, &huge, &mut rng()),
+        Err(Error::OutOfRange(_))
+    ));
+}
+
+#[test]
+fn malformed_ciphertext_is_caught() {
+    let (net, q, query, a) = setup(Statistic::Mean);
+    let mut run = run(&net, &query, &a);
+    // DP 3 replaces K of one ciphertext: C still commits to an in-range value (the range proof
+    // passes) but the ciphertext no longer decrypts to it.
+    let r = &mut run.responses[2];
+    r.ciphertexts[1].k += curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    run.aggregates = net.aggregate(&query, &run.responses).expect("aggregate");
+    run.shares = net.key_switch(&query, &run.aggregates, &mut rng());
+    let v = verdicts(&net, &query, &run);
+    assert_eq!(failures(&v), vec![Check::WellFormed(3)]);
+    assert!(
+        q.result(&query, &net.key, &run.aggregates, &run.shares, &v, 1)
+            .is_err()
+    );
+}
+
+#[test]
+fn server_dropping_a_dp_is_caught() {
+    let (net, q, query, a) = setup(Statistic::Mean);
+    let mut run = run(&net, &query, &a);
+    let victim = run.responses[0].clone();
+    let s = victim.server;
+    let agg = run
+        .aggregates
+        .iter_mut()
+        .find(|x| x.server == s)
+        .expect("server aggregate");
+    let kept: Vec<&DpResponse> = run
+        .responses
+        .iter()
+        .filter(|r| r.server == s && r.dp != victim.dp)
+        .collect();
+    *agg = net.servers[s as usize - 1]
+        .aggregate(&query, &kept)
+        .expect("aggregate");
+    run.shares = net.key_switch(&query, &run.aggregates, &mut rng());
+    let v = verdicts(&net, &query, &run);
+    assert_eq!(failures(&v), vec![Check::Aggregate(s)]);
+    assert!(
+        q.result(&query, &net.key, &run.aggregates, &run.shares, &v, 1)
+            .is_err()
+    );
+}
+
+#[test]
+fn server_altering_a_ciphertext_is_caught() {
+    let (net, q, query, a) = setup(Statistic::Mean);
+    let mut run = run(&net, &query, &a);
+    // Server adds an encryption of 1,000 to the sum digit (and key-switches its altered total).
+    let x = net.key.key;
+    run.aggregates[0].sum[2] += Ciphertext::encrypt(&x, 1000, &mut rng()).0;
+    run.shares = net.key_switch(&query, &run.aggregates, &mut rng());
+    let s = run.aggregates[0].server;
+    let v = verdicts(&net, &query, &run);
+    assert_eq!(failures(&v), vec![Check::Aggregate(s)]);
+    assert!(
+        q.result(&query, &net.key, &run.aggregates, &run.shares, &v, 1)
+            .is_err()
+    );
+}
+
+#[test]
+fn wrong_key_switch_share_is_caught() {
+    let (net, q, query, a) = setup(Statistic::Mean);
+    let mut run = run(&net, &query, &a);
+    run.shares[1].share[0].c += curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    let bad = run.shares[1].server;
+    let v = verdicts(&net, &query, &run);
+    assert_eq!(failures(&v), vec![Check::KeySwitch(bad)]);
+    let err = q
+        .result(&query, &net.key, &run.aggregates, &run.shares, &v, 1)
+        .expect_err("rejected");
+    assert!(
+        err.to_string()
+            .contains(&format!("key-switch proof of server {bad}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn one_of_three_servers_offline_still_correct() {
+    for down in 1..=3 as ServerId {
+        let (mut net, q, query, a) = setup(Statistic::Variance);
+        net.offline = vec![down];
+        let run = run(&net, &query, &a);
+        assert_eq!(run.shares.len(), 2);
+        assert!(run.responses.iter().all(|r| r.server != down));
+        let v = verdicts(&net, &query, &run);
+        let (agg, _) = q
+            .result(&query, &net.key, &run.aggregates, &run.shares, &v, 2)
+            .expect("accepted");
+        assert_eq!((agg.count, agg.sum, agg.sumsq), (8, 6910, 6_202_100));
+    }
+}
+
+#[test]
+fn two_of_three_servers_offline_is_below_threshold() {
+    let (mut net, q, query, a) = setup(Statistic::Mean);
+    net.offline = vec![1, 3];
+    let run = run(&net, &query, &a);
+    let v = verdicts(&net, &query, &run);
+    assert_eq!(failures(&v), vec![Check::Threshold]);
+    assert!(
+        q.result(&query, &net.key, &run.aggregates, &run.shares, &v, 1)
+            .is_err()
+    );
+    assert!(matches!(
+        q.decrypt(&query, &net.key, &run.aggregates, &run.shares),
+        Err(Error::BelowThreshold { .. })
+    ));
+}
+
+#[test]
+fn replayed_response_for_another_query_is_caught() {
+    let (net, _q, query, a) = setup(Statistic::Mean);
+    let other = Query {
+        nonce: 8,
+        ..query.clone()
+    };
+    let mut run = run(&net, &query, &a);
+    let mut replay = net.respond(&other, &a[..1], &mut rng()).expect("respond");
+    replay[0].query_id = query.id();
+    run.responses[0] = replay.remove(0);
+    run.aggregates = net.aggregate(&query, &run.responses).expect("aggregate");
+    run.shares = net.key_switch(&query, &run.aggregates, &mut rng());
+    let v = verdicts(&net, &query, &run);
+    let f = failures(&v);
+    assert!(
+        f.contains(&Check::Range(1)) && f.contains(&Check::WellFormed(1)),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn beyond_table_is_an_error_never_zero() {
+    let t = DecryptionTable::new(4, 2);
+    let g = curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    let p = |m: u64| curve25519_dalek::scalar::Scalar::from(m) * g;
+    assert_eq!(
+        t.decrypt_batch(&[p(0), p(1), p(63), p(17)])
+            .expect("in range"),
+        vec![0, 1, 63, 17]
+    );
+    assert!(matches!(
+        t.decrypt_batch(&[p(5), p(64)]),
+        Err(Error::Undecryptable {
+            index: 1,
+            bound: 64
+        })
+    ));
+}
+
+#[test]
+fn dkg_bad_share_is_named_and_resolved_by_reveal() {
+    let mut r = rng();
+    let params = DkgParams::new([9; 32], 2, 3).expect("params");
+    let dealt: Vec<_> = (1..=3)
+        .map(|i| deal(&params, i, &mut r).expect("deal"))
+        .collect();
+    let mut rx = KeyGenReceiver::new(params, 2).expect("receiver");
+    let mut tampered = dealt[0].1[1].clone();
+    tampered.value += curve25519_dalek::scalar::Scalar::ONE;
+    let complaint = rx
+        .receive(&dealt[0].0, &tampered)
+        .expect("public part ok")
+        .expect("complaint");
+    assert_eq!((complaint.dealer, complaint.receiver), (1, 2));
+    // The dealer reveals the true share; anyone can check it.
+    rx.resolve(&dealt[0].0, &dealt[0].1[1])
+        .expect("valid reveal");
+    for (d, s) in &dealt[1..] {
+        assert!(rx.receive(d, &s[1]).expect("ok").is_none());
+    }
+    let qualified: Vec<_> = dealt.iter().map(|(d, _)| d.clone()).collect();
+    let key = rx.finish(&qualified).expect("key");
+    key.collective.verify().expect("publishable key verifies");
+    let decoded = vigil_privstats::keys::CollectiveKey::from_bytes(&key.collective.to_bytes())
+        .expect("decode");
+    assert_eq!(decoded, key.collective);
+    // A dealing whose proof of knowledge is for another dealer index is rejected.
+    let mut stolen = dealt[2].0.clone();
+    stolen.dealer = 1;
+    assert!(matches!(
+        stolen.verify_public(&params),
+        Err(Error::BadDealing(1))
+    ));
+}
+
+#[test]
+fn wire_types_round_trip() {
+    let (net, _q, query, a) = setup(Statistic::Histogram);
+    let _ = a;
+    let query = Query {
+        edges: vec![300, 600, 900, 4096],
+        ..query
+    };
+    assert_eq!(Query::from_bytes(&query.to_bytes()).expect("decode"), query);
+    let a = answers(&[vec![500, 700]], &query.edges);
+    let resp = net
+        .respond(
+            &Query {
+                dps: vec![1],
+                ..query.clone()
+            },
+            &a,
+            &mut rng(),
+        )
+        .expect("respond");
+    let back = DpResponse::from_bytes(&resp[0].to_bytes()).expect("decode");
+    assert_eq!(back.to_bytes(), resp[0].to_bytes());
+    assert!(DpResponse::from_bytes(&resp[0].to_bytes()[1..]).is_err());
+}
