@@ -10,6 +10,7 @@
 //! supplies blocks and checks them, and never orders anything itself.
 
 pub mod app;
+pub mod bench;
 pub mod block;
 pub mod mempool;
 pub mod node;

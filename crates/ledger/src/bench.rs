@@ -1,0 +1,253 @@
+//! Throughput and latency of alert transactions through 4 validators on the simulated network
+//! (`vigil bench ledger`). Time is simulated: CPU cost does not advance the clock, so the
+//! figures measure the protocol (rounds, links, block sizes), not this machine.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use commonware_cryptography::Signer as _;
+use commonware_p2p::simulated::Link;
+use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _, deterministic};
+use futures::StreamExt as _;
+use vigil_core::{AlertLevel, DeviceId, DeviceKey, PersonId};
+
+use crate::sim::{Cluster, ClusterConfig, Keys};
+use crate::tx::{Deployment, Tx, TxBody, TxId};
+
+/// Bench parameters.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub seed: u64,
+    /// Alerts submitted in total.
+    pub alerts: usize,
+    /// Alerts submitted per second of simulated time.
+    pub rate_per_s: usize,
+    /// One-way link latency: mean and jitter.
+    pub latency_ms: u64,
+    pub jitter_ms: u64,
+    pub gateways: usize,
+    pub people: usize,
+}
+
+impl Default for BenchConfig {
+    fn default() -> Self {
+        BenchConfig {
+            seed: 0,
+            alerts: 20_000,
+            rate_per_s: 10_000,
+            latency_ms: 35,
+            jitter_ms: 8,
+            gateways: 8,
+            people: 16,
+        }
+    }
+}
+
+/// What the bench measured.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub alerts: usize,
+    pub blocks: u64,
+    pub seconds: f64,
+    pub tx_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+fn setup_txs(keys: &Keys, chain_id: &[u8; 32], people: usize) -> (Vec<Tx>, Vec<Deployment>) {
+    let mut txs = Vec::new();
+    let mut deployments = Vec::new();
+    let mut nonce = 0;
+    let mut sign = |body| {
+        let tx = Tx::sign(&keys.operator, chain_id, nonce, body);
+        nonce += 1;
+        tx
+    };
+    for i in 0..people {
+        let person = PersonId::from_bytes([
+            (i % 256) as u8,
+            (i / 256) as u8,
+            1,
+            2,
+            3,
+            4,
+            5,
+            6,
+            7,
+            8,
+            9,
+            10,
+            11,
+            12,
+            13,
+            14,
+        ]);
+        let device: DeviceId = format!("bench-{i}").parse().expect("valid id");
+        let mut seed = [7u8; 32];
+        seed[0] = i as u8;
+        txs.push(sign(TxBody::RegisterPerson { person }));
+        txs.push(sign(TxBody::EnrollDevice {
+            person,
+            device: device.clone(),
+            public_key: DeviceKey::from_seed(seed).public().to_bytes(),
+        }));
+        let deployment = Deployment {
+            person,
+            device,
+            kind: "threshold".into(),
+            params: Bytes::from_static(b"bench"),
+        };
+        txs.push(sign(TxBody::DeployInstance {
+            deployment: deployment.clone(),
+        }));
+        deployments.push(deployment);
+    }
+    (txs, deployments)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms_since(a: SystemTime, b: SystemTime) -> f64 {
+    b.duration_since(a).unwrap_or_default().as_secs_f64() * 1000.0
+}
+
+/// Run the simulated bench.
+pub fn simulated(config: BenchConfig) -> BenchReport {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let runtime = deterministic::Config::new()
+        .with_seed(config.seed)
+        .with_timeout(Some(Duration::from_secs(3600)));
+    deterministic::Runner::new(runtime).start(move |context| async move {
+        let cluster_config = ClusterConfig {
+            link: Link {
+                latency: Duration::from_millis(config.latency_ms),
+                jitter: Duration::from_millis(config.jitter_ms),
+                success_rate: commonware_utils::probability!(1.0),
+            },
+            ..ClusterConfig::default()
+        };
+        let keys = Keys::new(4, config.gateways);
+        let mut cluster = Cluster::new(context, cluster_config, keys).await;
+        cluster.start_all().await;
+        let chain_id = cluster.genesis.chain_id;
+        let (setup, deployments) = setup_txs(&cluster.keys, &chain_id, config.people);
+        let ledger = cluster.ledger(0).expect("running").clone();
+        let mut rng = cluster.context().child("client");
+        let operator = cluster.keys.operator.public_key();
+        for r in ledger.submit_many(&mut rng, setup.clone()) {
+            r.expect("setup admitted");
+        }
+        while ledger.next_nonce(&operator) < setup.len() as u64 {
+            cluster.context().sleep(Duration::from_millis(50)).await;
+        }
+        // Sign every alert up front (signing is the devices' and gateways' work, not ours).
+        let per_gateway = config.alerts.div_ceil(config.gateways);
+        let mut alerts: Vec<Tx> = Vec::with_capacity(config.alerts);
+        for n in 0..per_gateway {
+            for (g, gateway) in cluster.keys.gateways.iter().enumerate() {
+                if alerts.len() >= config.alerts {
+                    break;
+                }
+                let deployment = &deployments[(n + g) % deployments.len()];
+                alerts.push(Tx::sign(
+                    gateway,
+                    &chain_id,
+                    n as u64,
+                    TxBody::Alert {
+                        instance: deployment.instance_id(),
+                        level: AlertLevel::Critical,
+                        reading_time_ms: n as i64,
+                        evidence: [g as u8; 32],
+                    },
+                ));
+            }
+        }
+        // Finalization times, observed at validator 1.
+        let mut finalized = cluster.ledger(1).expect("running").subscribe();
+        let clock = cluster.context().child("observer");
+        let (done_tx, done_rx) = futures::channel::oneshot::channel();
+        let wanted: usize = alerts.len();
+        clock.spawn(move |context| async move {
+            let mut times: HashMap<TxId, SystemTime> = HashMap::with_capacity(wanted);
+            let mut blocks = 0u64;
+            while times.len() < wanted {
+                let Some(block) = finalized.next().await else {
+                    break;
+                };
+                blocks += 1;
+                let now = context.current();
+                for tx in block.txs() {
+                    times.insert(tx.id(), now);
+                }
+            }
+            let _ = done_tx.send((times, blocks));
+        });
+        // Submit at the configured rate, in 10 ms ticks, round robin over the validators.
+        const TICK: Duration = Duration::from_millis(10);
+        let per_tick = (config.rate_per_s / 100).max(1);
+        let mut submitted: HashMap<TxId, SystemTime> = HashMap::with_capacity(alerts.len());
+        let start = cluster.context().current();
+        for (i, chunk) in alerts.chunks(per_tick).enumerate() {
+            let now = cluster.context().current();
+            let target = cluster.ledger(i % cluster.len()).expect("running");
+            for tx in chunk {
+                submitted.insert(tx.id(), now);
+            }
+            for r in target.submit_many(&mut rng, chunk.to_vec()) {
+                r.expect("alert admitted");
+            }
+            cluster.context().sleep(TICK).await;
+        }
+        let (times, blocks) = done_rx.await.expect("observer");
+        let end = times.values().max().copied().unwrap_or(start);
+        let mut latencies: Vec<f64> = submitted
+            .iter()
+            .filter_map(|(id, t)| times.get(id).map(|f| ms_since(*t, *f)))
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let seconds = ms_since(start, end) / 1000.0;
+        let report = BenchReport {
+            alerts: latencies.len(),
+            blocks,
+            seconds,
+            tx_per_s: latencies.len() as f64 / seconds.max(f64::EPSILON),
+            p50_ms: percentile(&latencies, 0.50),
+            p99_ms: percentile(&latencies, 0.99),
+        };
+        let _ = sender.send(report);
+    });
+    receiver.recv().expect("bench report")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_submitted_alert_is_finalized_and_measured() {
+        let report = simulated(BenchConfig {
+            alerts: 2_000,
+            rate_per_s: 4_000,
+            ..BenchConfig::default()
+        });
+        assert_eq!(report.alerts, 2_000);
+        assert!(report.p50_ms > 0.0 && report.p50_ms <= report.p99_ms);
+        assert!(report.tx_per_s > 0.0);
+    }
+
+    /// The full-size run behind `vigil bench ledger` (simulated mode): `cargo test -p
+    /// vigil-ledger --release bench_full -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn bench_full() {
+        let report = simulated(BenchConfig::default());
+        println!("{report:?}");
+    }
+}
