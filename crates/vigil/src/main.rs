@@ -33,6 +33,8 @@ enum BenchCommand {
     Contracts(cmd::contracts::BenchArgs),
     /// QRS detection speed and accuracy, side by side with a Python reference detector.
     Ecg(cmd::ecg::BenchArgs),
+    /// Alert transactions/s and submit-to-finalized latency of 4 ledger validators.
+    Ledger(cmd::ledger::BenchArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -41,6 +43,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ecg(command) => cmd::ecg::run(command),
         Command::Bench(BenchCommand::Contracts(args)) => cmd::contracts::bench(args),
         Command::Bench(BenchCommand::Ecg(args)) => cmd::ecg::bench(args),
+        Command::Bench(BenchCommand::Ledger(args)) => cmd::ledger::bench(args),
     }
 }
 

@@ -1,2 +1,3 @@
 pub mod contracts;
 pub mod ecg;
+pub mod ledger;
