@@ -12,7 +12,10 @@
 pub mod app;
 pub mod bench;
 pub mod block;
+pub mod keys;
+pub mod local;
 pub mod mempool;
+pub mod net;
 pub mod node;
 pub mod read;
 pub mod sim;
