@@ -25,7 +25,7 @@ const PYTHON_INSTALL: &str = "python3 -m pip install wfdb";
 /// Samples per `push` in the streaming benchmark: 0.1 s at 360 Hz, a gateway's packet.
 const STREAM_CHUNK: usize = 36;
 /// Timed repetitions per record; the fastest counts (the machine is shared).
-const BENCH_REPEAT: usize = 3;
+const BENCH_REPEAT: usize = 5;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -87,7 +87,16 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn records_of(dir: &Path, records: &[String]) -> anyhow::Result<Vec<String>> {
+/// The directory and record names to use. `vigil ecg score 108 203` (no DIR, but records of the
+/// default directory) is read as records, not as a directory named `108`.
+fn records_of(dir: &Path, records: &[String]) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    let default = Path::new(DEFAULT_DIR);
+    let first = dir.to_string_lossy().into_owned();
+    if !dir.is_dir() && default.join(format!("{first}.hea")).exists() {
+        let mut names = vec![first];
+        names.extend(records.iter().cloned());
+        return Ok((default.to_path_buf(), names));
+    }
     let names = if records.is_empty() {
         list_records(dir)?
     } else {
@@ -98,7 +107,7 @@ fn records_of(dir: &Path, records: &[String]) -> anyhow::Result<Vec<String>> {
         "no annotated WFDB records in {}",
         dir.display()
     );
-    Ok(names)
+    Ok((dir.to_path_buf(), names))
 }
 
 #[derive(Serialize)]
@@ -142,7 +151,7 @@ fn detect_command(record: &Path, channel: usize, json: bool) -> anyhow::Result<(
         "hrv": hrv::hrv_stats(&rr),
         "af_episodes": vigil_ecg::af::detect_episodes(&peaks, fs),
     });
-    serde_json::to_writer_pretty(&mut out, &value)?;
+    serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(out.flush()?)
 }
@@ -150,8 +159,9 @@ fn detect_command(record: &Path, channel: usize, json: bool) -> anyhow::Result<(
 fn score_command(args: &ScoreArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut gross = BeatScore::default();
-    for name in records_of(&args.dir, &args.records)? {
-        let evaluation = evaluate_beats(&args.dir.join(&name), args.channel)?;
+    let (dir, names) = records_of(&args.dir, &args.records)?;
+    for name in names {
+        let evaluation = evaluate_beats(&dir.join(&name), args.channel)?;
         gross += evaluation.score;
         rows.push(evaluation);
     }
@@ -192,8 +202,9 @@ fn af_command(args: &ScoreArgs) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut gross = AfScore::default();
     let mut af_records = AfScore::default();
-    for name in records_of(&args.dir, &args.records)? {
-        let evaluation = evaluate_af(&args.dir.join(&name), args.channel)?;
+    let (dir, names) = records_of(&args.dir, &args.records)?;
+    for name in names {
+        let evaluation = evaluate_af(&dir.join(&name), args.channel)?;
         gross += evaluation.score;
         if evaluation.score.af_samples > 0 {
             af_records += evaluation.score;
@@ -265,11 +276,11 @@ fn score_peaks(reference: &Reference, peaks: &[u64], fs: f64) -> BeatScore {
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
-    let names = records_of(&args.dir, &args.records)?;
+    let (dir, names) = records_of(&args.dir, &args.records)?;
     let mut rows = Vec::new();
     let mut state_bytes = 0;
     for name in &names {
-        let path = args.dir.join(name);
+        let path = dir.join(name);
         let record = Record::open(&path)?;
         let fs = record.sampling_frequency_hz();
         let signal = record.signals.first().context("record without signals")?;
@@ -312,7 +323,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let python_status = if args.no_python {
         "skipped".to_string()
     } else {
-        match run_xqrs(&args.dir, &names) {
+        match run_xqrs(&dir, &names) {
             Ok(results) => {
                 for (row, (peaks, seconds)) in rows.iter_mut().zip(results) {
                     row.python = Some((score_peaks(&row.reference, &peaks, row.fs), seconds));
