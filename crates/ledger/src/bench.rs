@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use commonware_cryptography::Signer as _;
 use commonware_p2p::simulated::Link;
 use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _, deterministic};
@@ -92,12 +91,16 @@ fn setup_txs(keys: &Keys, chain_id: &[u8; 32], people: usize) -> (Vec<Tx>, Vec<D
             device: device.clone(),
             public_key: DeviceKey::from_seed(seed).public().to_bytes(),
         }));
-        let deployment = Deployment {
+        let deployment = Deployment::new(
             person,
             device,
-            kind: "threshold".into(),
-            params: Bytes::from_static(b"bench"),
-        };
+            &vigil_contracts::Params::Threshold(vigil_contracts::ThresholdParams::seed(
+                vigil_core::Metric::BodyTemperature,
+                3500,
+                3750,
+                50,
+            )),
+        );
         txs.push(sign(TxBody::DeployInstance {
             deployment: deployment.clone(),
         }));

@@ -32,14 +32,14 @@ use crate::tx::{
     AlertId, Deployment, Hash, InstanceId, OrderKind, QueryId, Role, RoleSet, Tx, TxBody, TxKind,
 };
 
-/// Monitor kinds compiled into every node. A deployment of any other kind is rejected.
-/// TODO(contracts): take this list (and parameter validation) from `vigil-contracts`.
+/// Monitor kinds compiled into every node (`vigil_contracts::Kind` names). A deployment of any
+/// other kind is rejected; the parameters are then checked by [`Deployment::contract_params`].
 pub const CONTRACT_KINDS: &[&str] = &[
-    "threshold",
-    "news2",
-    "geofence",
-    "no-signal",
-    "heart-rhythm",
+    vigil_contracts::Kind::Threshold.name(),
+    vigil_contracts::Kind::News2.name(),
+    vigil_contracts::Kind::Geofence.name(),
+    vigil_contracts::Kind::NoSignal.name(),
+    vigil_contracts::Kind::HeartRhythm.name(),
 ];
 /// Orders recorded on one alert at most.
 pub const ORDERS_PER_ALERT_MAX: usize = 32;
@@ -77,6 +77,8 @@ pub enum Rejection {
     DevicePersonMismatch,
     #[error("unknown contract kind {0:?}")]
     UnknownContractKind(String),
+    #[error("contract parameters: {0}")]
+    ContractParams(crate::tx::ParamsError),
     #[error("contract instance already exists")]
     InstanceExists,
     #[error("unknown contract instance")]
@@ -855,6 +857,9 @@ impl<'a> View<'a> {
         if !CONTRACT_KINDS.contains(&deployment.kind.as_str()) {
             return Err(Rejection::UnknownContractKind(deployment.kind.clone()));
         }
+        deployment
+            .contract_params()
+            .map_err(Rejection::ContractParams)?;
         if self.persons(&deployment.person).is_none() {
             return Err(Rejection::UnknownPerson);
         }

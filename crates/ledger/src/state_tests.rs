@@ -8,9 +8,31 @@ use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use vigil_core::{AlertLevel, DeviceId, DeviceKey, PersonId};
 
 use crate::state::{AlertStatus, Layer, Rejection, State, View, execute_block};
-use crate::tx::{Deployment, OrderKind, Role, Tx, TxBody, TxId, TxKind, tests::sample_bodies};
+use crate::tx::{
+    Deployment, OrderKind, ParamsError, Role, Tx, TxBody, TxId, TxKind, tests::sample_bodies,
+};
 
 const CHAIN: [u8; 32] = [42; 32];
+
+/// Valid threshold parameters, distinct for each `n`.
+fn threshold(n: u8) -> vigil_contracts::Params {
+    vigil_contracts::Params::Threshold(vigil_contracts::ThresholdParams::seed(
+        vigil_core::Metric::BodyTemperature,
+        3500,
+        3800 + i32::from(n),
+        50,
+    ))
+}
+
+/// The ledger encoding of [`threshold`].
+fn threshold_bytes(n: u8) -> Bytes {
+    Deployment::new(
+        PersonId::from_bytes([0; 16]),
+        "x".parse().expect("id"),
+        &threshold(n),
+    )
+    .params
+}
 
 /// A ledger state plus the keys that act on it; applies one transaction per block.
 struct World {
@@ -106,12 +128,7 @@ impl World {
             },
         )
         .expect("enroll");
-        let deployment = Deployment {
-            person,
-            device: device.clone(),
-            kind: "threshold".into(),
-            params: Bytes::from(vec![n]),
-        };
+        let deployment = Deployment::new(person, device.clone(), &threshold(n));
         self.run(
             &operator,
             TxBody::DeployInstance {
@@ -446,6 +463,60 @@ fn contract_instances_lifecycle() {
         ),
         Err(Rejection::UnknownContractKind("astrology".into()))
     );
+    // Parameters: JSON of vigil_contracts::Params, canonical, of the declared kind, valid.
+    let params_rejections = [
+        (Bytes::from_static(b"not json"), "json"),
+        (
+            Bytes::from(
+                String::from_utf8(threshold_bytes(203).to_vec())
+                    .expect("utf8")
+                    .replacen('{', "{ ", 1),
+            ),
+            "canonical",
+        ),
+        (
+            Bytes::from(
+                serde_json::to_vec(&vigil_contracts::Params::Threshold(
+                    vigil_contracts::ThresholdParams::seed(
+                        vigil_core::Metric::BodyTemperature,
+                        3800,
+                        3500,
+                        50,
+                    ),
+                ))
+                .expect("json"),
+            ),
+            "invalid",
+        ),
+    ];
+    for (params, why) in params_rejections {
+        let mut bad = deployment.clone();
+        bad.params = params;
+        let result = world.run(&operator, TxBody::DeployInstance { deployment: bad });
+        let expected = match why {
+            "json" => matches!(result, Err(Rejection::ContractParams(ParamsError::Json(_)))),
+            "canonical" => result == Err(Rejection::ContractParams(ParamsError::NotCanonical)),
+            _ => matches!(
+                result,
+                Err(Rejection::ContractParams(ParamsError::Invalid(_)))
+            ),
+        };
+        assert!(expected, "{why}: {result:?}");
+    }
+    let mut wrong_kind = deployment.clone();
+    wrong_kind.kind = "news2".into();
+    assert_eq!(
+        world.run(
+            &operator,
+            TxBody::DeployInstance {
+                deployment: wrong_kind
+            }
+        ),
+        Err(Rejection::ContractParams(ParamsError::KindMismatch {
+            declared: "news2".into(),
+            params: "threshold",
+        }))
+    );
     let mut stranger = deployment.clone();
     stranger.person = PersonId::from_bytes([99; 16]);
     assert_eq!(
@@ -472,7 +543,7 @@ fn contract_instances_lifecycle() {
     let (other_person, _, _) = world.monitored(2);
     let mut mismatched = deployment.clone();
     mismatched.person = other_person;
-    mismatched.params = Bytes::from_static(b"x");
+    mismatched.params = threshold_bytes(200);
     assert_eq!(
         world.run(
             &operator,
@@ -484,7 +555,7 @@ fn contract_instances_lifecycle() {
     );
     // Replace: same person only; the old one ends, the new one starts.
     let mut replacement = deployment.clone();
-    replacement.params = Bytes::from_static(b"new thresholds");
+    replacement.params = threshold_bytes(201);
     let mut cross = replacement.clone();
     cross.person = other_person;
     assert_eq!(
@@ -552,7 +623,7 @@ fn contract_instances_lifecycle() {
         )
         .expect("revoke");
     let mut after = deployment.clone();
-    after.params = Bytes::from_static(b"later");
+    after.params = threshold_bytes(202);
     assert_eq!(
         world.run(&operator, TxBody::DeployInstance { deployment: after }),
         Err(Rejection::DeviceRevoked)

@@ -168,12 +168,68 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// A deployment of `params` (from `vigil-contracts`) on one device of one person: `kind` is
+    /// the parameters' kind name and `params` their serde JSON encoding, the only encoding
+    /// the state machine accepts (see [`Deployment::contract_params`]).
+    pub fn new(person: PersonId, device: DeviceId, params: &vigil_contracts::Params) -> Deployment {
+        Deployment {
+            person,
+            device,
+            kind: params.kind().name().to_owned(),
+            params: Bytes::from(encode_params(params)),
+        }
+    }
+
+    /// The contract parameters carried by this deployment, checked: JSON of
+    /// `vigil_contracts::Params` in its canonical form (exactly what `serde_json::to_vec`
+    /// produces, so one set of parameters has one encoding and one instance address), of the
+    /// declared kind, and valid for that kind (`Params::validate`).
+    pub fn contract_params(&self) -> Result<vigil_contracts::Params, ParamsError> {
+        let params: vigil_contracts::Params =
+            serde_json::from_slice(&self.params).map_err(|e| ParamsError::Json(e.to_string()))?;
+        if encode_params(&params) != self.params.as_ref() {
+            return Err(ParamsError::NotCanonical);
+        }
+        let kind = params.kind().name();
+        if kind != self.kind {
+            return Err(ParamsError::KindMismatch {
+                declared: self.kind.clone(),
+                params: kind,
+            });
+        }
+        params
+            .validate()
+            .map_err(|e| ParamsError::Invalid(e.to_string()))?;
+        Ok(params)
+    }
+
     /// Digest of the canonical deployment: the instance's address.
     pub fn instance_id(&self) -> InstanceId {
         let mut buf = Vec::with_capacity(self.encode_size());
         self.write(&mut buf);
         InstanceId(vigil_core::digest("vigil/ledger/instance/v1", &[&buf]))
     }
+}
+
+fn encode_params(params: &vigil_contracts::Params) -> Vec<u8> {
+    serde_json::to_vec(params).expect("contract parameters serialize")
+}
+
+/// Why a deployment's parameters were refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParamsError {
+    #[error("parameters are not JSON of vigil_contracts::Params: {0}")]
+    Json(String),
+    #[error("parameters are not in canonical form (serde_json::to_vec of the parsed value)")]
+    NotCanonical,
+    #[error("deployment declares kind {declared:?} but its parameters are {params:?}")]
+    KindMismatch {
+        declared: String,
+        params: &'static str,
+    },
+    #[error("invalid parameters: {0}")]
+    Invalid(String),
 }
 
 /// Typed order issued by CDCP staff on an alert.
