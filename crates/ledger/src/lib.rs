@@ -12,6 +12,7 @@
 pub mod app;
 pub mod bench;
 pub mod block;
+pub mod config;
 pub mod keys;
 pub mod local;
 pub mod mempool;

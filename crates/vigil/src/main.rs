@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 mod cmd;
 
 #[derive(Parser)]
-#[command(name = "vigil", version, about = "Private real-time monitoring of people in home isolation")]
+#[command(
+    name = "vigil",
+    version,
+    about = "Private real-time monitoring of people in home isolation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,6 +26,10 @@ enum Command {
     /// ECG: QRS detection, scoring against reference annotations, AF screening.
     #[command(subcommand)]
     Ecg(cmd::ecg::Command),
+    /// Write a fresh Ed25519 identity (validator, admin, gateway, …) to a key file.
+    Keygen(cmd::keygen::KeygenArgs),
+    /// Run one ledger validator over authenticated p2p (`--config node.toml`).
+    Node(cmd::node::NodeArgs),
     /// Benchmarks that print a table and a final machine-readable `key=value` line.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -41,6 +49,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Contracts(command) => cmd::contracts::run(command),
         Command::Ecg(command) => cmd::ecg::run(command),
+        Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Node(args) => cmd::node::run(args),
         Command::Bench(BenchCommand::Contracts(args)) => cmd::contracts::bench(args),
         Command::Bench(BenchCommand::Ecg(args)) => cmd::ecg::bench(args),
         Command::Bench(BenchCommand::Ledger(args)) => cmd::ledger::bench(args),

@@ -1,3 +1,5 @@
 pub mod contracts;
 pub mod ecg;
+pub mod keygen;
 pub mod ledger;
+pub mod node;
