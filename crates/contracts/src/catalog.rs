@@ -261,6 +261,7 @@ pub enum AlertChange {
 /// An alert after a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlertUpdate {
+    #[serde(flatten)]
     pub change: AlertChange,
     pub alert: Alert,
 }
