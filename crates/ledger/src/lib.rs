@@ -22,6 +22,7 @@ pub mod read;
 pub mod sim;
 pub mod state;
 pub mod tx;
+pub mod verify;
 
 #[cfg(test)]
 mod sim_tests;

@@ -28,6 +28,9 @@ enum Command {
     Ecg(cmd::ecg::Command),
     /// Write a fresh Ed25519 identity (validator, admin, gateway, …) to a key file.
     Keygen(cmd::keygen::KeygenArgs),
+    /// Consortium ledger tools (`verify DIR`).
+    #[command(subcommand)]
+    Ledger(cmd::ledger::Command),
     /// Run one ledger validator over authenticated p2p (`--config node.toml`).
     Node(cmd::node::NodeArgs),
     /// Benchmarks that print a table and a final machine-readable `key=value` line.
@@ -51,6 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ecg(command) => cmd::ecg::run(command),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Node(args) => cmd::node::run(args),
+        Command::Ledger(command) => cmd::ledger::run(command),
         Command::Bench(BenchCommand::Contracts(args)) => cmd::contracts::bench(args),
         Command::Bench(BenchCommand::Ecg(args)) => cmd::ecg::bench(args),
         Command::Bench(BenchCommand::Ledger(args)) => cmd::ledger::bench(args),
