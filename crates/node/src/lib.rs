@@ -1,0 +1,500 @@
+//! Vigil's node: one process that joins ingestion (MQTT and HTTP), the encrypted health
+//! record, the monitor contracts and the ledger, and serves the HTTP API, the live alert
+//! stream and Prometheus metrics.
+//!
+//! A reading's way through: a pack arrives (MQTT uplink or `POST /api/packs/{person}`) →
+//! [`vigil_gateway::admit`] (syntax, units, enrolled device, signature) → the EHR stores it
+//! exactly once (its sequence number in the same SQLite transaction) → the [`monitor`]
+//! evaluates the person's contract instances → a level above 0 becomes an `Alert`
+//! transaction signed by the node's gateway identity → once finalized, it is pushed to
+//! operators (SSE) and to the person (MQTT), and each finalized block triggers the EHR anchor
+//! of the records accepted since the previous one.
+
+pub mod api;
+pub mod metrics;
+pub mod monitor;
+mod openapi;
+pub mod signer;
+pub mod users;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt as _;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use tokio::sync::broadcast;
+use vigil_core::{DeviceId, PersonId, TimestampMs};
+use vigil_ehr::{Ehr, EhrError, SecretKey};
+use vigil_gateway::mqtt::MqttGateway;
+use vigil_gateway::{DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply};
+use vigil_ledger::block::Block;
+use vigil_ledger::node::Ledger;
+use vigil_ledger::state::AlertStatus;
+use vigil_ledger::tx::{TxBody, TxId};
+
+use crate::metrics::{NodeMetrics, TransportLabel};
+use crate::monitor::{AlertDraft, Monitor};
+use crate::signer::Signer;
+use crate::users::Users;
+
+/// Live events buffered per subscriber of the alert stream; a slower subscriber skips ahead.
+pub const LIVE_EVENTS_QUEUE_MAX: usize = 4_096;
+/// Alerts awaiting finalization whose arrival time is remembered for the latency metric.
+const PENDING_ALERTS_MAX: usize = 100_000;
+/// How often time-driven contracts (no-signal, durations) are advanced.
+const TICK_PERIOD: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    #[error("health record: {0}")]
+    Ehr(#[from] EhrError),
+    #[error("MQTT: {0}")]
+    Mqtt(#[from] vigil_gateway::mqtt::MqttError),
+    #[error("HTTP listener on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Where the node's MQTT side lives.
+#[derive(Clone, Debug)]
+pub enum MqttMode {
+    /// The embedded broker, listening here (127.0.0.1 by default).
+    Embedded(SocketAddr),
+    /// An external broker such as mosquitto, as a client.
+    External {
+        host: String,
+        port: u16,
+    },
+    Disabled,
+}
+
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub mqtt: MqttMode,
+    /// Wraps every person's data key in the health record.
+    pub ehr_master_key: SecretKey,
+    /// The node's own identity (role `gateway` on the ledger): it signs alerts, EHR anchors.
+    pub gateway: Signer,
+    pub users: Users,
+}
+
+/// What the live stream carries.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum LiveEvent {
+    /// A finalized alert. `reason` (which names values) is present only on the node that
+    /// evaluated it, and is sent only to staff.
+    Alert {
+        id: String,
+        person: PersonId,
+        instance: String,
+        level: u8,
+        reading_time_ms: TimestampMs,
+        height: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<serde_json::Value>,
+    },
+    /// A finalized change of an alert's status.
+    AlertStatus {
+        id: String,
+        person: PersonId,
+        status: &'static str,
+        height: u64,
+    },
+    /// A finalized block.
+    Block { height: u64, txs: usize },
+}
+
+impl LiveEvent {
+    /// The person the event concerns, to filter a patient's stream.
+    pub fn person(&self) -> Option<PersonId> {
+        match self {
+            LiveEvent::Alert { person, .. } | LiveEvent::AlertStatus { person, .. } => {
+                Some(*person)
+            }
+            LiveEvent::Block { .. } => None,
+        }
+    }
+}
+
+pub fn status_name(status: AlertStatus) -> &'static str {
+    match status {
+        AlertStatus::Open => "open",
+        AlertStatus::Acknowledged => "acknowledged",
+        AlertStatus::Resolved => "resolved",
+    }
+}
+
+pub(crate) struct PendingAlert {
+    received: Instant,
+    reason: serde_json::Value,
+}
+
+/// The running node, shared by its tasks and request handlers.
+pub struct Node {
+    pub(crate) ledger: Ledger,
+    pub(crate) gateway: Signer,
+    pub(crate) ehr: Mutex<Ehr>,
+    pub(crate) monitor: Mutex<Monitor>,
+    pub(crate) metrics: NodeMetrics,
+    pub(crate) events: broadcast::Sender<LiveEvent>,
+    pub(crate) users: RwLock<Users>,
+    pub(crate) pending: Mutex<HashMap<TxId, PendingAlert>>,
+    mqtt: Mutex<Option<Arc<MqttGateway>>>,
+    last_anchor_ms: Mutex<TimestampMs>,
+}
+
+/// Reads enrolled devices from the ledger's finalized state.
+struct LedgerDirectory<'a>(&'a Ledger);
+
+impl DeviceDirectory for LedgerDirectory<'_> {
+    fn device(&self, id: &DeviceId) -> Option<EnrolledDevice> {
+        self.0.with_state(|state| {
+            let record = state.tables().devices.get(id)?;
+            Some(EnrolledDevice {
+                person: record.person,
+                key: vigil_core::DevicePublicKey::from_bytes(&record.public_key).ok()?,
+                revoked: !record.active,
+            })
+        })
+    }
+}
+
+pub fn now_ms() -> TimestampMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as TimestampMs)
+}
+
+impl Node {
+    /// Opens the health record, rebuilds the catalog from the finalized state, and starts the
+    /// MQTT side, the finalized-block follower, the contract ticker and the HTTP server. Runs on
+    /// the caller's tokio runtime. Returns once the HTTP listener is bound.
+    pub async fn start(
+        ledger: Ledger,
+        config: NodeConfig,
+    ) -> Result<(Arc<Node>, SocketAddr), NodeError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let ehr = Ehr::open(&config.data_dir.join("ehr.sqlite"), config.ehr_master_key)?;
+        let mut monitor = Monitor::new();
+        ledger.with_state(|state| monitor.load_active(state));
+        let (events, _) = broadcast::channel(LIVE_EVENTS_QUEUE_MAX);
+        let node = Arc::new(Node {
+            ledger,
+            gateway: config.gateway,
+            ehr: Mutex::new(ehr),
+            monitor: Mutex::new(monitor),
+            metrics: NodeMetrics::new(),
+            events,
+            users: RwLock::new(config.users),
+            pending: Mutex::new(HashMap::new()),
+            mqtt: Mutex::new(None),
+            last_anchor_ms: Mutex::new(now_ms()),
+        });
+
+        let handler_node = node.clone();
+        let handler: vigil_gateway::mqtt::PackHandler =
+            Arc::new(move |person, _device, payload| {
+                handler_node.ingest(Some(person), payload, "mqtt")
+            });
+        let mqtt = match &config.mqtt {
+            MqttMode::Embedded(addr) => Some(MqttGateway::embedded(*addr, handler)?),
+            MqttMode::External { host, port } => {
+                Some(MqttGateway::external(host, *port, "vigil-node", handler)?)
+            }
+            MqttMode::Disabled => None,
+        };
+        *node.mqtt.lock() = mqtt.map(Arc::new);
+
+        tokio::spawn(follow_finalized(node.clone()));
+        tokio::spawn(tick_contracts(node.clone()));
+
+        let listener = tokio::net::TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| NodeError::Listen {
+                addr: config.http_listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| NodeError::Listen {
+            addr: config.http_listen,
+            source,
+        })?;
+        let app = api::router(node.clone());
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!(%error, "HTTP server stopped");
+            }
+        });
+        Ok((node, addr))
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn gateway_identity(&self) -> &Signer {
+        &self.gateway
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
+        self.mqtt.lock().as_ref().and_then(|m| m.listen_addr())
+    }
+
+    /// Adds an API user at run time (the demo creates its logins this way).
+    pub fn add_user(&self, token: &str, principal: users::Principal) {
+        self.users.write().insert(token, principal);
+    }
+
+    /// Records stored since the last anchor, anchored or not: for tests and `vigil ehr verify`.
+    pub fn verify_ehr(&self) -> Result<vigil_ehr::VerifyReport, EhrError> {
+        let anchors = self.ledger.with_state(ledger_anchors);
+        self.ehr.lock().verify(&anchors)
+    }
+
+    pub fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// The whole ingestion path for one pack; never panics, always answers.
+    pub fn ingest(
+        &self,
+        claimed_person: Option<PersonId>,
+        bytes: &[u8],
+        transport: &'static str,
+    ) -> Reply {
+        let received = Instant::now();
+        let admitted =
+            match vigil_gateway::admit(&LedgerDirectory(&self.ledger), bytes, claimed_person) {
+                Ok(admitted) => admitted,
+                Err(error) => {
+                    self.metrics.reject(error.reason);
+                    return Reply::rejected(vigil_gateway::admit::peek_sequence(bytes), error);
+                }
+            };
+        let person = admitted.person;
+        let pack = admitted.pack;
+        let stored =
+            self.ehr
+                .lock()
+                .append_pack(person, &pack.device, pack.sequence, &pack.readings);
+        if let Err(error) = stored {
+            let reason = match error {
+                EhrError::Replayed { .. } => Rejection::Replayed,
+                EhrError::TooOld { .. } => Rejection::TooOld,
+                EhrError::UnknownPerson(_) | EhrError::Erased(_) => Rejection::UnknownDevice,
+                _ => Rejection::Unavailable,
+            };
+            self.metrics.reject(reason);
+            return Reply::rejected(
+                Some(pack.sequence),
+                Rejected::new(reason, error.to_string()),
+            );
+        }
+        self.metrics
+            .readings_accepted
+            .get_or_create(&TransportLabel { transport })
+            .inc_by(pack.readings.len() as u64);
+        let drafts = self.monitor.lock().evaluate(person, &pack.readings);
+        for draft in drafts {
+            self.submit_alert(draft, received);
+        }
+        Reply::accepted(pack.sequence, pack.readings.len())
+    }
+
+    fn submit_alert(&self, draft: AlertDraft, received: Instant) {
+        let body = TxBody::Alert {
+            instance: draft.instance,
+            level: draft.level,
+            reading_time_ms: draft.reading_time_ms,
+            evidence: draft.evidence,
+        };
+        match self.gateway.submit(&self.ledger, body) {
+            Ok(id) => {
+                self.metrics.alerts_submitted.inc();
+                let mut pending = self.pending.lock();
+                if pending.len() >= PENDING_ALERTS_MAX {
+                    pending.clear();
+                }
+                pending.insert(
+                    id,
+                    PendingAlert {
+                        received,
+                        reason: draft.reason,
+                    },
+                );
+            }
+            Err(error) => tracing::warn!(instance = %draft.instance, %error, "alert not submitted"),
+        }
+    }
+
+    fn on_finalized(&self, block: &Block) {
+        let height = block.height();
+        self.metrics.ledger_height.set(height as i64);
+        self.monitor.lock().apply_finalized(block);
+        for tx in block.txs() {
+            let id = tx.id();
+            match tx.body() {
+                TxBody::Alert {
+                    instance,
+                    level,
+                    reading_time_ms,
+                    ..
+                } => {
+                    let person = self
+                        .ledger
+                        .with_state(|s| s.tables().alerts.get(&id).map(|a| a.person));
+                    let Some(person) = person else { continue };
+                    let pending = self.pending.lock().remove(&id);
+                    if let Some(pending) = &pending {
+                        self.metrics
+                            .alert_latency
+                            .observe(pending.received.elapsed().as_secs_f64());
+                    }
+                    let event = LiveEvent::Alert {
+                        id: hex::encode(id.0),
+                        person,
+                        instance: instance.to_string(),
+                        level: level.code(),
+                        reading_time_ms: *reading_time_ms,
+                        height,
+                        reason: pending.map(|p| p.reason),
+                    };
+                    self.push_to_person(person, &event);
+                    let _ = self.events.send(event);
+                }
+                TxBody::Acknowledge { alert }
+                | TxBody::Order { alert, .. }
+                | TxBody::Resolve { alert, .. } => {
+                    let record = self
+                        .ledger
+                        .with_state(|s| s.tables().alerts.get(alert).cloned());
+                    let Some(record) = record else { continue };
+                    if matches!(tx.body(), TxBody::Resolve { .. }) {
+                        self.monitor.lock().resolve(&record.instance, now_ms());
+                    }
+                    let event = LiveEvent::AlertStatus {
+                        id: hex::encode(alert.0),
+                        person: record.person,
+                        status: status_name(record.status),
+                        height,
+                    };
+                    self.push_to_person(record.person, &event);
+                    let _ = self.events.send(event);
+                }
+                _ => {}
+            }
+        }
+        let _ = self.events.send(LiveEvent::Block {
+            height,
+            txs: block.txs().len(),
+        });
+        self.anchor_ehr();
+    }
+
+    fn push_to_person(&self, person: PersonId, event: &LiveEvent) {
+        let mqtt = self.mqtt.lock().clone();
+        if let Some(mqtt) = mqtt {
+            let mut event = event.clone();
+            if let LiveEvent::Alert { reason, .. } = &mut event {
+                *reason = None;
+            }
+            let payload = serde_json::to_vec(&event).unwrap_or_default();
+            if let Err(error) = mqtt.publish_alert(person, payload) {
+                tracing::warn!(%error, "alert not pushed to the person");
+            }
+        }
+    }
+
+    /// Seals the records accepted since the last anchor and submits their Merkle root.
+    fn anchor_ehr(&self) {
+        let sealed = self.ehr.lock().seal_batch();
+        let anchor = match sealed {
+            Ok(Some(anchor)) => anchor,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(%error, "could not seal the health record batch");
+                return;
+            }
+        };
+        let to_ms = now_ms();
+        let from_ms = std::mem::replace(&mut *self.last_anchor_ms.lock(), to_ms);
+        let body = TxBody::EhrAnchor {
+            root: anchor.root,
+            count: u32::try_from(anchor.count).unwrap_or(u32::MAX),
+            from_ms,
+            to_ms,
+        };
+        match self.gateway.submit(&self.ledger, body) {
+            Ok(_) => {
+                self.metrics.ehr_records_anchored.inc_by(anchor.count);
+            }
+            Err(error) => tracing::error!(%error, "EHR anchor not submitted"),
+        }
+    }
+}
+
+async fn follow_finalized(node: Arc<Node>) {
+    let mut blocks = node.ledger.subscribe();
+    while let Some(block) = blocks.next().await {
+        let node = node.clone();
+        // Applying a block touches SQLite: keep it off the async workers.
+        let _ = tokio::task::spawn_blocking(move || node.on_finalized(&block)).await;
+    }
+    tracing::error!("finalized-block subscription ended");
+}
+
+async fn tick_contracts(node: Arc<Node>) {
+    let mut interval = tokio::time::interval(TICK_PERIOD);
+    loop {
+        interval.tick().await;
+        let drafts = node.monitor.lock().tick(now_ms());
+        for draft in drafts {
+            node.submit_alert(draft, Instant::now());
+        }
+    }
+}
+
+/// The EHR anchors recorded on the ledger, in order, as the health record checks them: each
+/// covers the records following the previous one's.
+pub fn ledger_anchors(state: &vigil_ledger::state::State) -> Vec<vigil_ehr::Anchor> {
+    let mut next = 1;
+    state
+        .tables()
+        .anchors
+        .values()
+        .map(|record| {
+            let anchor = vigil_ehr::Anchor {
+                first_seq: next,
+                count: u64::from(record.count),
+                root: record.root,
+            };
+            next += u64::from(record.count);
+            anchor
+        })
+        .collect()
+}
+
+/// Paths inside a node's data directory.
+pub fn ehr_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("ehr.sqlite")
+}

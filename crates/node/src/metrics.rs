@@ -1,0 +1,112 @@
+//! Prometheus metrics at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use vigil_gateway::Rejection;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransportLabel {
+    pub transport: &'static str,
+}
+
+pub struct NodeMetrics {
+    registry: Registry,
+    pub readings_accepted: Family<TransportLabel, Counter>,
+    pub packs_rejected: Family<ReasonLabel, Counter>,
+    pub alerts_submitted: Counter,
+    /// Seconds from a pack's arrival to its alert's finalization.
+    pub alert_latency: Histogram,
+    pub ledger_height: Gauge,
+    pub ehr_records_anchored: Counter,
+}
+
+impl NodeMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vigil");
+        let readings_accepted = Family::<TransportLabel, Counter>::default();
+        let packs_rejected = Family::<ReasonLabel, Counter>::default();
+        let alerts_submitted = Counter::default();
+        let buckets = [
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let alert_latency = Histogram::new(buckets);
+        let ledger_height = Gauge::default();
+        let ehr_records_anchored = Counter::default();
+        registry.register(
+            "readings_accepted",
+            "Readings accepted and stored",
+            readings_accepted.clone(),
+        );
+        registry.register(
+            "packs_rejected",
+            "Packs refused, by reason",
+            packs_rejected.clone(),
+        );
+        registry.register(
+            "alerts_submitted",
+            "Alert transactions submitted",
+            alerts_submitted.clone(),
+        );
+        registry.register(
+            "alert_latency_seconds",
+            "From a pack's arrival to its alert's finalization",
+            alert_latency.clone(),
+        );
+        registry.register(
+            "ledger_height",
+            "Height of the last finalized block",
+            ledger_height.clone(),
+        );
+        registry.register(
+            "ehr_records_anchored",
+            "Health records anchored on the ledger",
+            ehr_records_anchored.clone(),
+        );
+        // Every reason appears from the start, so a dashboard sees zeros rather than gaps.
+        for reason in Rejection::ALL {
+            let _ = packs_rejected.get_or_create(&ReasonLabel {
+                reason: reason.code(),
+            });
+        }
+        Self {
+            registry,
+            readings_accepted,
+            packs_rejected,
+            alerts_submitted,
+            alert_latency,
+            ledger_height,
+            ehr_records_anchored,
+        }
+    }
+
+    pub fn reject(&self, reason: Rejection) {
+        self.packs_rejected
+            .get_or_create(&ReasonLabel {
+                reason: reason.code(),
+            })
+            .inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,161 @@
+//! The node's copy of the contract catalog, kept in step with the ledger's finalized
+//! deployments, and the decision of which evaluations become alert transactions.
+
+use std::collections::HashMap;
+
+use vigil_contracts::{AlertChange, Catalog, Deployment, Evaluation, InstanceId, Params};
+use vigil_core::{AlertLevel, Digest, PersonId, Reading, TimestampMs};
+use vigil_ledger::block::Block;
+use vigil_ledger::tx::{Deployment as LedgerDeployment, InstanceId as LedgerInstanceId, TxBody};
+
+/// An alert to submit: which ledger instance, what level, when, and the digest of the evidence
+/// that re-executes it. The reason stays off the ledger (it names values) and goes only to the
+/// operators' live feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AlertDraft {
+    pub instance: LedgerInstanceId,
+    pub person: PersonId,
+    pub level: AlertLevel,
+    pub reading_time_ms: TimestampMs,
+    pub evidence: Digest,
+    pub reason: serde_json::Value,
+}
+
+/// The contracts deployment a ledger deployment stands for: its parameters are the JSON of
+/// [`vigil_contracts::Params`], bound to the ledger deployment's person and device.
+pub fn contract_deployment(deployment: &LedgerDeployment) -> Option<Deployment> {
+    let params: Params = serde_json::from_slice(&deployment.params).ok()?;
+    Some(Deployment {
+        person: deployment.person,
+        device: Some(deployment.device.clone()),
+        nonce: 0,
+        params,
+    })
+}
+
+#[derive(Default)]
+pub struct Monitor {
+    catalog: Catalog,
+    to_contract: HashMap<LedgerInstanceId, InstanceId>,
+    to_ledger: HashMap<InstanceId, LedgerInstanceId>,
+}
+
+impl Monitor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn instances(&self) -> usize {
+        self.catalog.len()
+    }
+
+    /// Deploys every instance active in the finalized state (at start-up).
+    pub fn load_active(&mut self, state: &vigil_ledger::state::State) {
+        for record in state.tables().instances.values() {
+            if record.active {
+                self.deploy(&record.deployment);
+            }
+        }
+    }
+
+    /// Mirrors a finalized block's deployments, terminations and alert closures.
+    pub fn apply_finalized(&mut self, block: &Block) {
+        for tx in block.txs() {
+            match tx.body() {
+                TxBody::DeployInstance { deployment } => self.deploy(deployment),
+                TxBody::TerminateInstance { instance } => self.terminate(instance),
+                TxBody::ReplaceInstance { old, new } => {
+                    self.terminate(old);
+                    self.deploy(new);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn deploy(&mut self, deployment: &LedgerDeployment) {
+        let ledger_id = deployment.instance_id();
+        let Some(contract) = contract_deployment(deployment) else {
+            tracing::warn!(instance = %ledger_id, "finalized deployment has parameters this node cannot read");
+            return;
+        };
+        match self.catalog.deploy(contract) {
+            Ok(id) => {
+                self.to_contract.insert(ledger_id, id);
+                self.to_ledger.insert(id, ledger_id);
+            }
+            Err(error) => {
+                tracing::warn!(instance = %ledger_id, %error, "finalized deployment refused by the catalog")
+            }
+        }
+    }
+
+    fn terminate(&mut self, instance: &LedgerInstanceId) {
+        if let Some(id) = self.to_contract.remove(instance) {
+            self.to_ledger.remove(&id);
+            let _ = self.catalog.terminate(&id);
+        }
+    }
+
+    /// A finalized resolution closes the instance's alert in the catalog too, so the next
+    /// excursion raises a new one.
+    pub fn resolve(&mut self, instance: &LedgerInstanceId, at_ms: TimestampMs) {
+        if let Some(id) = self.to_contract.get(instance) {
+            let _ = self.catalog.resolve(id, at_ms);
+        }
+    }
+
+    /// Evaluates a person's new readings; returns the alerts to submit.
+    pub fn evaluate(&mut self, person: PersonId, readings: &[Reading]) -> Vec<AlertDraft> {
+        let mut drafts = Vec::new();
+        for reading in readings {
+            for evaluation in self.catalog.evaluate(&person, reading) {
+                drafts.extend(self.draft(person, reading.time_ms, evaluation));
+            }
+        }
+        drafts
+    }
+
+    /// Advances time-driven contracts (no-signal, durations) to `now_ms`.
+    pub fn tick(&mut self, now_ms: TimestampMs) -> Vec<AlertDraft> {
+        let evaluations = match self.catalog.tick(now_ms) {
+            Ok(evaluations) => evaluations,
+            Err(error) => {
+                tracing::warn!(%error, "catalog tick refused");
+                return Vec::new();
+            }
+        };
+        evaluations
+            .into_iter()
+            .filter_map(|evaluation| {
+                let person = self.catalog.deployment(&evaluation.instance)?.person;
+                self.draft(person, now_ms, evaluation)
+            })
+            .collect()
+    }
+
+    fn draft(
+        &self,
+        person: PersonId,
+        time_ms: TimestampMs,
+        evaluation: Evaluation,
+    ) -> Option<AlertDraft> {
+        let update = evaluation.alert?;
+        if !matches!(
+            update.change,
+            AlertChange::Raised | AlertChange::Escalated { .. }
+        ) {
+            return None;
+        }
+        let outcome = evaluation.outcome.ok()?;
+        let (_, evidence) = evaluation.evidence?;
+        Some(AlertDraft {
+            instance: *self.to_ledger.get(&evaluation.instance)?,
+            person,
+            level: outcome.level,
+            reading_time_ms: time_ms,
+            evidence,
+            reason: serde_json::to_value(&outcome.reason).unwrap_or_default(),
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! An identity that signs ledger transactions, with the nonce bookkeeping that lets it have
+//! several transactions in flight.
+
+use commonware_codec::{Encode as _, ReadExt as _};
+use commonware_cryptography::Signer as _;
+use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
+use parking_lot::Mutex;
+use vigil_ledger::node::{Ledger, SubmitError};
+use vigil_ledger::tx::{Tx, TxBody, TxId};
+
+/// A key the node signs with: its own gateway identity, or a staff member's on whose behalf
+/// the API acts after authenticating them.
+pub struct Signer {
+    key: PrivateKey,
+    public: PublicKey,
+    /// The next nonce to use; never below the finalized state's.
+    next_nonce: Mutex<u64>,
+}
+
+impl Signer {
+    pub fn new(key: PrivateKey) -> Self {
+        let public = key.public_key();
+        Self {
+            key,
+            public,
+            next_nonce: Mutex::new(0),
+        }
+    }
+
+    /// A fresh key from the operating system's random source.
+    pub fn generate() -> Self {
+        let mut seed = [0u8; 32];
+        getrandom::getrandom(&mut seed).expect("operating system random source unavailable");
+        // Any 32 bytes are a valid Ed25519 secret key (RFC 8032 §5.1.5 hashes them).
+        Self::from_bytes(&seed).expect("32 bytes decode as an Ed25519 private key")
+    }
+
+    pub fn public(&self) -> &PublicKey {
+        &self.public
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.key.encode().to_vec()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let mut buf = bytes::Bytes::copy_from_slice(bytes);
+        PrivateKey::read(&mut buf).ok().map(Self::new)
+    }
+
+    /// Signs `body` with the next nonce and submits it. The nonce is taken and the submission
+    /// made under one lock, and given back if the ledger refuses the transaction, so a refusal
+    /// never leaves a gap that would stall this identity's later transactions.
+    pub fn submit(&self, ledger: &Ledger, body: TxBody) -> Result<TxId, SubmitError> {
+        let mut next = self.next_nonce.lock();
+        let nonce = (*next).max(ledger.next_nonce(&self.public));
+        let tx = Tx::sign(&self.key, &ledger.chain_id(), nonce, body);
+        let result = ledger.submit(&mut rand::rng(), tx);
+        if result.is_ok() {
+            *next = nonce + 1;
+        }
+        result
+    }
+
+    /// Like [`Signer::submit`], but first checks the transaction against the finalized state,
+    /// so that a staff action the ledger would refuse (resolving a resolved alert, deploying on
+    /// an unknown device) is answered at once with the ledger's reason instead of being
+    /// accepted into the mempool and dropped at proposal. Actions that depend on a transaction
+    /// not yet finalized are refused too: the API acts on what staff can see, which is final.
+    pub fn submit_checked(&self, ledger: &Ledger, body: TxBody) -> Result<TxId, SubmitError> {
+        let probe = Tx::sign(
+            &self.key,
+            &ledger.chain_id(),
+            ledger.next_nonce(&self.public),
+            body.clone(),
+        );
+        ledger
+            .with_state(|state| state.view().check(&probe))
+            .map_err(SubmitError::Rejected)?;
+        self.submit(ledger, body)
+    }
+}
