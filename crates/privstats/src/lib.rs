@@ -41,6 +41,7 @@ pub mod keys;
 pub mod network;
 pub mod querier;
 pub mod query;
+pub mod runner;
 pub mod server;
 pub mod sigma;
 pub mod verify;
