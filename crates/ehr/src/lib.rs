@@ -142,7 +142,7 @@ pub struct VerifyReport {
     pub pending: u64,
     pub altered: Vec<u64>,
     pub missing: Vec<u64>,
-    /// Records stored that no anchor covers although the store claims they were sealed.
+    /// Records under sequence numbers the store never assigned (written behind its back).
     pub extra: Vec<u64>,
 }
 
@@ -424,17 +424,19 @@ impl Ehr {
             expected = anchor.first_seq.saturating_add(anchor.count);
             self.verify_batch(anchor, &mut report)?;
         }
-        let sealed: u64 = self.db.query_row(
-            "SELECT value FROM meta WHERE name = 'sealed_through'",
-            [],
-            |r| r.get(0),
-        )?;
+        // Records after the last anchor are pending (a coming block anchors them), unless the
+        // store never assigned their sequence number: then they were written behind its back.
+        let next: u64 =
+            self.db
+                .query_row("SELECT value FROM meta WHERE name = 'next_seq'", [], |r| {
+                    r.get(0)
+                })?;
         let mut later = self
             .db
             .prepare("SELECT seq FROM records WHERE seq >= ?1 ORDER BY seq")?;
         for seq in later.query_map([expected], |row| row.get::<_, u64>(0))? {
             let seq = seq?;
-            if seq <= sealed {
+            if seq >= next {
                 report.extra.push(seq);
             } else {
                 report.pending += 1;

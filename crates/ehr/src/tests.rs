@@ -181,16 +181,18 @@ fn altered_missing_and_extra_records_are_named() {
     assert_eq!(report.verified, 6);
     assert!(!report.is_intact());
 
-    // A record smuggled in after the last anchor while the store claims it was sealed.
+    // A record smuggled in behind the store's back, under a sequence number it never assigned.
     ehr.append(person, &[temperature(3_700, 99_000)])
         .expect("appends");
     ehr.db
         .execute(
-            "UPDATE meta SET value = 10 WHERE name = 'sealed_through'",
+            "INSERT INTO records SELECT seq + 50, person, device, metric, time_ms, nonce, ciphertext, NULL
+             FROM records WHERE seq = 10",
             [],
         )
         .expect("tampers");
-    assert_eq!(ehr.verify(&[anchor]).expect("verifies").extra, [10]);
+    let report = ehr.verify(&[anchor]).expect("verifies");
+    assert_eq!((report.extra, report.pending), (vec![60], 1));
 }
 
 #[test]

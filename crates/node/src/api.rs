@@ -530,6 +530,13 @@ async fn list_instances(
     caller: Caller,
     Query(q): Query<InstancesQuery>,
 ) -> ApiResult<Json<JsonValue>> {
+    // A patient may see their own instances (their thresholds and zones), nobody else's; the
+    // node reads them on the patient's behalf.
+    if let (Principal::Patient { person: own, .. }, Some(person)) = (&caller.0, q.person)
+        && *own != person
+    {
+        return Err(ApiError::forbidden(&[]));
+    }
     let instances: Vec<JsonValue> = match q.person {
         Some(person) => {
             match ledger_read(&node, &caller, LedgerQuery::InstancesByPerson(person))? {

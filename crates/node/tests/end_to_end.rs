@@ -7,13 +7,14 @@
 //! the operators' event stream and on the person's MQTT topic; acknowledge and resolve them;
 //! check the health record against its anchors; tamper with one record and see it caught.
 
-use std::net::{SocketAddr, TcpListener};
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::{T0_MS, WAIT, event_stream, free_port, http, next_event, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 use vigil_core::{DeviceId, DeviceKey, GeoFix, Metric, PersonId, Value as Reading};
 use vigil_gateway::outbox::{Outbox, Uploader};
@@ -22,102 +23,6 @@ use vigil_ledger::sim::Keys;
 use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, Node, NodeConfig};
-
-const WAIT: Duration = Duration::from_secs(40);
-const T0_MS: i64 = 1_700_000_000_000;
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-}
-
-/// One HTTP/1.1 request with `Connection: close`; returns the status and the JSON body.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.expect("writes");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.expect("reads");
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
-    (status, json)
-}
-
-/// Server-sent events of the alert stream, as parsed JSON.
-async fn event_stream(addr: SocketAddr, token: &str) -> mpsc::Receiver<Value> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    let request = format!(
-        "GET /api/alerts/stream HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("writes");
-    let (sender, receiver) = mpsc::channel(256);
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(data) = line.strip_prefix("data: ")
-                && let Ok(event) = serde_json::from_str::<Value>(data)
-                && sender.send(event).await.is_err()
-            {
-                return;
-            }
-        }
-    });
-    receiver
-}
-
-async fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn next_event(
-    events: &mut mpsc::Receiver<Value>,
-    what: &str,
-    matches: impl Fn(&Value) -> bool,
-) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let event = tokio::time::timeout_at(deadline, events.recv())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-            .expect("stream open");
-        if matches(&event) {
-            return event;
-        }
-    }
-}
 
 #[test]
 fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
