@@ -216,8 +216,49 @@ pub fn router(node: Shared) -> Router {
         .route("/api/alerts/{alert}/resolve", post(resolve))
         .route("/api/ledger/blocks", get(list_blocks))
         .route("/api/ledger/blocks/{height}", get(get_block))
+        .route("/", get(|| web_asset(Path("index.html".to_owned()))))
+        .route("/web/{*path}", get(web_asset))
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
         .with_state(node)
+}
+
+/// The dashboard (`web/`), embedded so that the binary is self-contained: name, type, body.
+const WEB_FILES: &[(&str, &str, &str)] = &[
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../../../web/index.html"),
+    ),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../../web/style.css"),
+    ),
+];
+
+/// `GET /` and `GET /web/{file}`: one of the embedded dashboard files, or 404.
+async fn web_asset(Path(path): Path<String>) -> Response {
+    match WEB_FILES.iter().find(|(name, _, _)| *name == path) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+                ),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => ApiError::not_found(format!("no dashboard file {path:?}")).into_response(),
+    }
 }
 
 async fn health(State(node): State<Shared>) -> Json<JsonValue> {

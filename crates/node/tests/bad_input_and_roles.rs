@@ -14,6 +14,9 @@ use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, Node, NodeConfig};
 
+/// A route, its body, and the status each token gets.
+type Route<'a> = (&'a str, &'a str, Option<serde_json::Value>, &'a [(&'a str, u16)]);
+
 fn pack(key: &DeviceKey, device: &DeviceId, sequence: u64, centi: i32) -> Vec<u8> {
     let mut draft = PackDraft::new(device.clone(), sequence);
     draft.push(
@@ -127,7 +130,7 @@ fn bad_input_is_refused_with_its_reason_and_roles_are_enforced_route_by_route() 
         let identity = format!("/api/people/{person}/identity");
         let instances = format!("/api/instances?person={person}");
         let alert = format!("/api/alerts/{}/acknowledge", "00".repeat(32));
-        let routes: Vec<(&str, &str, Option<serde_json::Value>, &[(&str, u16)])> = vec![
+        let routes: Vec<Route> = vec![
             ("GET", "/api/people", None, &[("op", 200), ("admin", 200), ("nobody", 403), ("patient", 403)]),
             ("POST", "/api/people", Some(json!({"name": "X"})), &[("nobody", 403), ("patient", 403)]),
             ("GET", &readings, None, &[("op", 200), ("patient", 200), ("stranger", 403), ("admin", 403), ("nobody", 403)]),
