@@ -367,7 +367,8 @@ impl TxKind {
             TxKind::Alert => &[Gateway],
             TxKind::Acknowledge | TxKind::Order | TxKind::Resolve => &[CdcpOperator],
             TxKind::EhrAnchor => &[Gateway],
-            TxKind::EhrAccess => &[CdcpOperator, Doctor, Auditor],
+            // A gateway logs the reads that a person makes of their own record.
+            TxKind::EhrAccess => &[CdcpOperator, Doctor, Auditor, Gateway],
             TxKind::StatsQuery => &[Doctor],
             TxKind::ProofVerdict => &[VerifyingNode],
         }
