@@ -33,6 +33,8 @@ enum Command {
     Ledger(cmd::ledger::Command),
     /// Run one ledger validator over authenticated p2p (`--config node.toml`).
     Node(cmd::node::NodeArgs),
+    /// Private statistics query over data providers (in-process servers, DPs, verifying nodes).
+    Query(cmd::privstats::QueryArgs),
     /// Benchmarks that print a table and a final machine-readable `key=value` line.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -46,6 +48,9 @@ enum BenchCommand {
     Ecg(cmd::ecg::BenchArgs),
     /// Alert transactions/s and submit-to-finalized latency of 4 ledger validators.
     Ledger(cmd::ledger::BenchArgs),
+    /// Private statistics: DP encryption + proofs, aggregation, key switching, verification,
+    /// decryption; Prio3 beside it.
+    Privstats(cmd::privstats::BenchArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -55,9 +60,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Node(args) => cmd::node::run(args),
         Command::Ledger(command) => cmd::ledger::run(command),
+        Command::Query(args) => cmd::privstats::query(args),
         Command::Bench(BenchCommand::Contracts(args)) => cmd::contracts::bench(args),
         Command::Bench(BenchCommand::Ecg(args)) => cmd::ecg::bench(args),
         Command::Bench(BenchCommand::Ledger(args)) => cmd::ledger::bench(args),
+        Command::Bench(BenchCommand::Privstats(args)) => cmd::privstats::bench(args),
     }
 }
 

@@ -3,3 +3,4 @@ pub mod ecg;
 pub mod keygen;
 pub mod ledger;
 pub mod node;
+pub mod privstats;
