@@ -337,6 +337,16 @@ impl Fleet {
         }
     }
 
+    /// Starts an episode now that lasts `duration_ms` (a short one ramps up quickly).
+    pub fn start_episode_for(&mut self, index: u32, kind: EpisodeKind, duration_ms: u64) {
+        let now = self.now_ms;
+        let mut episode = new_episode(&mut self.rng, kind, now);
+        episode.duration_ms = duration_ms.max(1);
+        if let Some(state) = self.states.get_mut(index as usize) {
+            state.episodes.push(episode);
+        }
+    }
+
     /// Temperature drift by time of day, in centi-degrees: a triangle wave, -30 at 05:00,
     /// +30 at 17:00.
     pub fn circadian_centi(time_of_day_ms: u64) -> f64 {

@@ -1,0 +1,609 @@
+//! `vigil demo`: a whole Vigil network in one process — 4 validators, the node (HTTP API,
+//! dashboard, embedded MQTT broker, health record) and a simulated fleet of people whose
+//! devices sign and publish readings. Everything lives under the data directory, so a restart
+//! resumes: the logins, the people and their devices are kept in `demo-state.json`.
+//!
+//! The consortium keys come from fixed seeds (`Keys::new`): fine for a demo, never for a
+//! deployment.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value as JsonValue, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use vigil_core::senml::PackDraft;
+use vigil_core::{DeviceId, DeviceKey, PersonId};
+use vigil_ledger::local::{LocalConfig, start_local};
+use vigil_ledger::sim::Keys;
+use vigil_ledger::tx::{Role, TxBody};
+use vigil_node::signer::Signer;
+use vigil_node::users::{Principal, Users, new_token};
+use vigil_node::{MqttMode, Node, NodeConfig, now_ms};
+use vigil_sim::{DeviceKind, EpisodeKind, Fleet, FleetConfig, HOME_RADIUS_M, PEOPLE_MAX, Person};
+
+const STATE_FILE: &str = "demo-state.json";
+/// How long setup waits for the ledger to finalize one phase.
+const PHASE_WAIT: Duration = Duration::from_secs(180);
+/// Real time between two simulator steps.
+const TICK: Duration = Duration::from_millis(250);
+/// Requests in flight at once while registering people.
+const SETUP_BATCH: usize = 50;
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Simulated people (each with a thermometer, a pulse oximeter and a phone).
+    #[arg(long, default_value_t = 200)]
+    pub people: u32,
+    /// Simulated seconds per real second (vital signs and episodes evolve this much faster).
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// HTTP port of the dashboard and API on 127.0.0.1; the MQTT broker takes the next one.
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Where the ledger, the health record and the demo's state are kept.
+    #[arg(long, default_value = "./vigil-demo-data")]
+    pub data_dir: PathBuf,
+    /// Stop after this many seconds (0: run until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    pub duration_s: u64,
+}
+
+/// What a restart reuses.
+#[derive(Serialize, Deserialize)]
+struct DemoState {
+    seed: u64,
+    ehr_master_key: String,
+    operator_token: String,
+    admin_token: String,
+    doctor_token: String,
+    doctor_key: String,
+    patient_token: String,
+    /// Pseudonyms of the simulated people, by fleet index.
+    people: Vec<PersonId>,
+}
+
+impl DemoState {
+    fn fresh() -> anyhow::Result<Self> {
+        let mut seed = [0u8; 8];
+        getrandom::getrandom(&mut seed).context("random source")?;
+        Ok(Self {
+            seed: u64::from_le_bytes(seed),
+            ehr_master_key: hex::encode(vigil_ehr::SecretKey::random().to_bytes()),
+            operator_token: new_token(),
+            admin_token: new_token(),
+            doctor_token: new_token(),
+            doctor_key: hex::encode(Signer::generate().to_bytes()),
+            patient_token: new_token(),
+            people: Vec::new(),
+        })
+    }
+
+    fn load_or_create(dir: &Path) -> anyhow::Result<(Self, bool)> {
+        let path = dir.join(STATE_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok((
+                serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", path.display()))?,
+                true,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((Self::fresh()?, false)),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn save(&self, dir: &Path) -> anyhow::Result<()> {
+        let path = dir.join(STATE_FILE);
+        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+        }
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+fn step(text: &str) {
+    println!("[demo] {text}");
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if !(args.speed > 0.0 && args.speed <= 10_000.0) {
+        bail!("--speed must be above 0 and at most 10000");
+    }
+    if args.people == 0 || args.people > PEOPLE_MAX {
+        bail!("--people must be between 1 and {PEOPLE_MAX}");
+    }
+    let Some(mqtt_port) = args.port.checked_add(1) else {
+        bail!("--port must leave room for the MQTT port after it");
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let (state, resumed) = DemoState::load_or_create(&data_dir)?;
+    state.save(&data_dir)?;
+    step(&format!(
+        "{} in {}",
+        if resumed {
+            "resuming the demo kept"
+        } else {
+            "starting a new demo"
+        },
+        data_dir.display()
+    ));
+    let runtime = cw_tokio::Config::new().with_storage_directory(data_dir.join("ledger"));
+    cw_tokio::Runner::new(runtime).start(|context| async move {
+        run_in_runtime(context, args, data_dir, state, mqtt_port).await
+    })
+}
+
+async fn run_in_runtime(
+    context: cw_tokio::Context,
+    args: DemoArgs,
+    data_dir: PathBuf,
+    mut state: DemoState,
+    mqtt_port: u16,
+) -> anyhow::Result<()> {
+    step(
+        "starting 4 validators on 127.0.0.1 (demo keys from fixed seeds: never use them for real)",
+    );
+    let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
+    let doctor = Arc::new(
+        hex::decode(&state.doctor_key)
+            .ok()
+            .and_then(|b| Signer::from_bytes(&b))
+            .context("the doctor key in the state file is damaged")?,
+    );
+    let mut users = Users::default();
+    let staff = |name: &str, signer: Arc<Signer>| Principal::Staff {
+        name: name.into(),
+        signer,
+    };
+    users.insert(
+        &state.operator_token,
+        staff(
+            "operator",
+            Signer::new(cluster.keys.operator.clone()).into(),
+        ),
+    );
+    users.insert(
+        &state.admin_token,
+        staff("admin", Signer::new(cluster.keys.admin.clone()).into()),
+    );
+    users.insert(&state.doctor_token, staff("doctor", doctor.clone()));
+    let mut ehr_key = [0u8; 32];
+    hex::decode_to_slice(&state.ehr_master_key, &mut ehr_key)
+        .context("the health record key in the state file is damaged")?;
+    let http_listen: SocketAddr = ([127, 0, 0, 1], args.port).into();
+    let config = NodeConfig {
+        data_dir: data_dir.join("node"),
+        http_listen,
+        mqtt: MqttMode::Embedded(([127, 0, 0, 1], mqtt_port).into()),
+        ehr_master_key: vigil_ehr::SecretKey::from_bytes(ehr_key),
+        gateway: Signer::new(cluster.keys.gateways[0].clone()),
+        users,
+    };
+    step(&format!(
+        "starting the node: HTTP on {http_listen}, MQTT on 127.0.0.1:{mqtt_port}"
+    ));
+    let (node, api) = Node::start(cluster.ledgers[0].clone(), config)
+        .await
+        .context("starting the node (is the port free? try --port)")?;
+
+    // The doctor's role, granted once by the admin.
+    let ledger = node.ledger().clone();
+    if !ledger.with_state(|s| s.view().has_role(doctor.public(), Role::Doctor)) {
+        let admin = Signer::new(cluster.keys.admin.clone());
+        admin
+            .submit(
+                &ledger,
+                TxBody::GrantRole {
+                    identity: doctor.public().clone(),
+                    role: Role::Doctor,
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("granting the doctor role: {e}"))?;
+    }
+
+    let fleet_config = FleetConfig::new(state.seed, args.people);
+    let mut fleet = Fleet::new(fleet_config);
+    setup_people(api, &node, &fleet, &mut state, &data_dir, args.people).await?;
+    let people: Vec<PersonId> = state.people[..args.people as usize].to_vec();
+    node.add_user(
+        &state.patient_token,
+        Principal::Patient {
+            name: fleet.person(0).map_or("patient".into(), |p| p.name.clone()),
+            person: people[0],
+        },
+    );
+
+    println!();
+    println!("  Vigil demo is running. Dashboard: http://{api}/");
+    println!(
+        "  Logins (bearer tokens; kept in {}):",
+        data_dir.join(STATE_FILE).display()
+    );
+    println!("    operator  {}", state.operator_token);
+    println!("    admin     {}", state.admin_token);
+    println!("    doctor    {}", state.doctor_token);
+    println!(
+        "    patient   {}  (person {})",
+        state.patient_token, people[0]
+    );
+    println!(
+        "  {} people, speed x{}; Ctrl-C stops (a restart with the same --data-dir resumes).",
+        people.len(),
+        args.speed
+    );
+    println!();
+
+    // A few scripted episodes so that alerts flow at once; random ones follow.
+    let scripted = [
+        (0, EpisodeKind::Fever, 5),
+        (1 % args.people, EpisodeKind::LeftHome, 10),
+        (2 % args.people, EpisodeKind::Desaturation, 6),
+    ];
+    for (index, kind, minutes) in scripted {
+        fleet.start_episode_for(index, kind, minutes * 60_000);
+    }
+
+    let stop = async {
+        if args.duration_s > 0 {
+            tokio::time::sleep(Duration::from_secs(args.duration_s)).await;
+        } else {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    };
+    tokio::select! {
+        result = simulate(node.clone(), fleet, people, args.speed) => result?,
+        () = stop => step("stopping"),
+    }
+    cluster.shutdown();
+    state.save(&data_dir)?;
+    step("stopped; the data directory is kept");
+    Ok(())
+}
+
+/// One HTTP/1.1 request to the node with `Connection: close`: the status and the JSON body.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &JsonValue,
+) -> anyhow::Result<(u16, JsonValue)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let body = body.to_string();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status line")?;
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(JsonValue::Null);
+    Ok((status, json))
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> (usize, usize)) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PHASE_WAIT;
+    let mut last_print = Instant::now();
+    loop {
+        let (have, want) = done();
+        if have >= want {
+            step(&format!("{what}: {have}/{want} finalized"));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what} ({have}/{want} finalized)");
+        }
+        if last_print.elapsed() > Duration::from_secs(3) {
+            step(&format!("{what}: {have}/{want} finalized…"));
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn post_all(
+    api: SocketAddr,
+    token: &str,
+    path: &str,
+    bodies: Vec<JsonValue>,
+) -> anyhow::Result<Vec<JsonValue>> {
+    let mut out = Vec::with_capacity(bodies.len());
+    for chunk in bodies.chunks(SETUP_BATCH) {
+        let requests = chunk.iter().map(|b| http(api, "POST", path, token, b));
+        for (result, body) in futures::future::join_all(requests)
+            .await
+            .into_iter()
+            .zip(chunk)
+        {
+            let (status, reply) = result?;
+            if status != 202 {
+                bail!("POST {path} {body} refused ({status}): {reply}");
+            }
+            out.push(reply);
+        }
+    }
+    Ok(out)
+}
+
+/// Registers whatever is missing: people (through the API, like an operator would), their
+/// devices and their contract instances. Idempotent: a restart only fills the gaps.
+async fn setup_people(
+    api: SocketAddr,
+    node: &Node,
+    fleet: &Fleet,
+    state: &mut DemoState,
+    data_dir: &Path,
+    count: u32,
+) -> anyhow::Result<()> {
+    let token = state.operator_token.clone();
+    let ledger = node.ledger().clone();
+    let missing = (count as usize).saturating_sub(state.people.len());
+    if missing > 0 {
+        step(&format!("registering {missing} people"));
+    }
+    while state.people.len() < count as usize {
+        let from = state.people.len() as u32;
+        let to = (from + SETUP_BATCH as u32).min(count);
+        let bodies = (from..to)
+            .map(|i| {
+                let p = fleet.person(i).context("person")?;
+                Ok(json!({"name": p.name, "address": format!("simulated home #{i}")}))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        for reply in post_all(api, &token, "/api/people", bodies).await? {
+            let person: PersonId = reply["person"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .context("the node answered without a pseudonym")?;
+            state.people.push(person);
+        }
+        state.save(data_dir)?;
+    }
+    let people: Vec<PersonId> = state.people[..count as usize].to_vec();
+    let want: HashSet<PersonId> = people.iter().copied().collect();
+    wait_for("people registered", || {
+        let have = ledger.with_state(|s| {
+            want.iter()
+                .filter(|p| s.tables().persons.contains_key(p))
+                .count()
+        });
+        (have, want.len())
+    })
+    .await?;
+
+    // Devices.
+    let enrolled: HashSet<String> =
+        ledger.with_state(|s| s.tables().devices.keys().map(ToString::to_string).collect());
+    let mut bodies = Vec::new();
+    for (i, person) in people.iter().enumerate() {
+        let p = fleet.person(i as u32).context("person")?;
+        for kind in DeviceKind::ALL {
+            let id = p.device_id(kind);
+            if !enrolled.contains(&id) {
+                let key = DeviceKey::from_seed(p.device_seed(kind));
+                bodies.push(
+                    json!({"person": person, "device": id, "public_key": key.public().to_string()}),
+                );
+            }
+        }
+    }
+    if !bodies.is_empty() {
+        step(&format!("enrolling {} devices", bodies.len()));
+        post_all(api, &token, "/api/devices", bodies).await?;
+    }
+    let devices_wanted = people.len() * DeviceKind::ALL.len();
+    let device_ids: HashSet<String> = (0..count)
+        .filter_map(|i| fleet.person(i))
+        .flat_map(|p| DeviceKind::ALL.map(|k| p.device_id(k)))
+        .collect();
+    wait_for("devices enrolled", || {
+        let have = ledger.with_state(|s| {
+            s.tables()
+                .devices
+                .keys()
+                .filter(|d| device_ids.contains(d.as_str()))
+                .count()
+        });
+        (have, devices_wanted)
+    })
+    .await?;
+
+    // Contract instances: people with none get the standard set.
+    let covered: HashSet<PersonId> = ledger.with_state(|s| {
+        s.tables()
+            .instances
+            .values()
+            .filter(|r| r.active)
+            .map(|r| r.deployment.person)
+            .collect()
+    });
+    let mut bodies = Vec::new();
+    for (i, person) in people.iter().enumerate() {
+        if covered.contains(person) {
+            continue;
+        }
+        let p = fleet.person(i as u32).context("person")?;
+        for (kind, params) in instances_for(p) {
+            bodies.push(json!({"person": person, "device": p.device_id(kind), "params": params}));
+        }
+    }
+    let per_person = instances_for(fleet.person(0).context("person")?).len();
+    if !bodies.is_empty() {
+        step(&format!("deploying {} contract instances", bodies.len()));
+        post_all(api, &token, "/api/instances", bodies).await?;
+    }
+    wait_for("contract instances deployed", || {
+        let have = ledger.with_state(|s| {
+            s.tables()
+                .instances
+                .values()
+                .filter(|r| r.active && want.contains(&r.deployment.person))
+                .count()
+        });
+        (have / per_person.max(1), people.len())
+    })
+    .await?;
+    Ok(())
+}
+
+/// The monitor contracts every simulated person gets: the seed's temperature band, SpO2 and
+/// heart-rate bands on the oximeter, a home geofence and a no-signal watch on the phone.
+/// Times are real time (readings carry wall-clock times).
+fn instances_for(p: &Person) -> Vec<(DeviceKind, JsonValue)> {
+    vec![
+        (
+            DeviceKind::Thermometer,
+            json!({"kind": "threshold", "metric": "body-temperature",
+                "critical_below": 3500, "warning_below": 3550,
+                "warning_above": 3750, "critical_above": 3850, "hysteresis": 20}),
+        ),
+        (
+            DeviceKind::Oximeter,
+            json!({"kind": "threshold", "metric": "spo2",
+                "warning_below": 940, "critical_below": 920, "hysteresis": 5}),
+        ),
+        (
+            DeviceKind::Oximeter,
+            json!({"kind": "threshold", "metric": "heart-rate",
+                "critical_below": 400, "warning_below": 500,
+                "warning_above": 1100, "critical_above": 1300, "repeat": 2, "hysteresis": 30}),
+        ),
+        (
+            DeviceKind::Phone,
+            json!({"kind": "geofence", "dwell_ms": 20000, "margin_m": 5, "accuracy_max_m": 200,
+                "zones": [{"name": "home", "rule": "keep-inside", "level": 2,
+                    "circle": {"lat_udeg": p.home.0, "lon_udeg": p.home.1, "radius_m": HOME_RADIUS_M}}]}),
+        ),
+        (
+            DeviceKind::Phone,
+            json!({"kind": "no-signal", "interval_ms": 120000, "grace_ms": 60000}),
+        ),
+    ]
+}
+
+#[derive(Default)]
+struct Counters {
+    packs: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// Runs the fleet until cancelled: each tick advances simulated time by `TICK × speed`, signs
+/// the packs due with each device's key and hands them to the node's ingestion path.
+async fn simulate(
+    node: Arc<Node>,
+    mut fleet: Fleet,
+    people: Vec<PersonId>,
+    speed: f64,
+) -> anyhow::Result<()> {
+    struct Device {
+        id: DeviceId,
+        key: DeviceKey,
+        next_seq: u64,
+    }
+    // Sequence numbers from the wall clock (×1000) stay above any used before a restart.
+    let first_seq = u64::try_from(now_ms()).unwrap_or(0).saturating_mul(1_000);
+    let mut devices: Vec<[Device; 3]> = Vec::with_capacity(people.len());
+    for p in fleet.people() {
+        let make = |kind: DeviceKind| -> anyhow::Result<Device> {
+            Ok(Device {
+                id: p.device_id(kind).parse().context("device id")?,
+                key: DeviceKey::from_seed(p.device_seed(kind)),
+                next_seq: first_seq,
+            })
+        };
+        devices.push([
+            make(DeviceKind::Thermometer)?,
+            make(DeviceKind::Oximeter)?,
+            make(DeviceKind::Phone)?,
+        ]);
+    }
+    let counters = Arc::new(Counters::default());
+    let mut alerts = node.subscribe();
+    let alert_count = Arc::new(AtomicU64::new(0));
+    let counted = alert_count.clone();
+    tokio::spawn(async move {
+        loop {
+            match alerts.recv().await {
+                Ok(vigil_node::LiveEvent::Alert { .. }) => {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    let dt_ms = ((TICK.as_millis() as f64) * speed).max(1.0) as u64;
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_report = Instant::now();
+    loop {
+        interval.tick().await;
+        let emissions = fleet.step(dt_ms);
+        let now = now_ms();
+        let mut packs = Vec::with_capacity(emissions.len());
+        for e in emissions {
+            let slot = match e.device {
+                DeviceKind::Thermometer => 0,
+                DeviceKind::Oximeter => 1,
+                DeviceKind::Phone => 2,
+            };
+            let device = &mut devices[e.person as usize][slot];
+            let seq = device.next_seq.max(u64::try_from(now).unwrap_or(0) * 1_000);
+            device.next_seq = seq + 1;
+            let mut draft = PackDraft::new(device.id.clone(), seq);
+            for (metric, value) in e.readings {
+                draft.push(metric, now, value);
+            }
+            packs.push((people[e.person as usize], draft.sign(&device.key).to_json()));
+        }
+        let ingest_node = node.clone();
+        let ingest_counters = counters.clone();
+        tokio::task::spawn_blocking(move || {
+            for (person, bytes) in packs {
+                let reply = ingest_node.ingest(Some(person), &bytes, "sim");
+                ingest_counters.packs.fetch_add(1, Ordering::Relaxed);
+                if reply.error.is_some() {
+                    ingest_counters.rejected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+        .await
+        .context("ingestion task")?;
+        if last_report.elapsed() >= Duration::from_secs(10) {
+            last_report = Instant::now();
+            let sim_min = fleet.now_ms() / 60_000;
+            step(&format!(
+                "simulated {}h{:02}: {} packs sent ({} refused), {} alerts finalized, ledger height {}",
+                sim_min / 60,
+                sim_min % 60,
+                counters.packs.load(Ordering::Relaxed),
+                counters.rejected.load(Ordering::Relaxed),
+                alert_count.load(Ordering::Relaxed),
+                node.ledger().finalized().0,
+            ));
+        }
+    }
+}
