@@ -15,7 +15,12 @@ use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, Node, NodeConfig};
 
 /// A route, its body, and the status each token gets.
-type Route<'a> = (&'a str, &'a str, Option<serde_json::Value>, &'a [(&'a str, u16)]);
+type Route<'a> = (
+    &'a str,
+    &'a str,
+    Option<serde_json::Value>,
+    &'a [(&'a str, u16)],
+);
 
 fn pack(key: &DeviceKey, device: &DeviceId, sequence: u64, centi: i32) -> Vec<u8> {
     let mut draft = PackDraft::new(device.clone(), sequence);
