@@ -81,7 +81,11 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     net.offline = args.offline.clone();
     net.verify_threads = 2;
     let (querier, _) = runner::default_querier();
-    let dps = if args.dps.is_empty() { (1..=10).collect() } else { args.dps.clone() };
+    let dps = if args.dps.is_empty() {
+        (1..=10).collect()
+    } else {
+        args.dps.clone()
+    };
     let mut q = runner::make_query(&net, &querier, statistic, metric, dps);
     q.from_s = args.from.unwrap_or(q.from_s);
     q.to_s = args.to.unwrap_or(q.to_s);
@@ -96,18 +100,45 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     for &dp in &q.dps {
         let (db, fresh) = runner::open_or_generate(&args.data, dp, args.rows)?;
         if fresh {
-            eprintln!("generated {}", runner::db_path(&args.data, dp, args.rows).display());
+            eprintln!(
+                "generated {}",
+                runner::db_path(&args.data, dp, args.rows).display()
+            );
         }
         dbs.insert(dp, db);
     }
-    let (m, from, to, cohort, edges) = (q.metric, q.from_s, q.to_s, q.cohort.clone(), q.edges.clone());
-    let out = runner::run(&net, &querier, &q, &mut |dp| dbs[&dp].answer(m, from, to, &cohort, &edges), 2)?;
+    let (m, from, to, cohort, edges) = (
+        q.metric,
+        q.from_s,
+        q.to_s,
+        q.cohort.clone(),
+        q.edges.clone(),
+    );
+    let out = runner::run(
+        &net,
+        &querier,
+        &q,
+        &mut |dp| dbs[&dp].answer(m, from, to, &cohort, &edges),
+        2,
+    )?;
     for v in &out.verdicts {
-        println!("verdict of verifying node {}: {} checks, all good: {}", v.verifier, v.checks.len(), v.all_good());
+        println!(
+            "verdict of verifying node {}: {} checks, all good: {}",
+            v.verifier,
+            v.checks.len(),
+            v.all_good()
+        );
     }
-    println!("count={} sum={} sumsq={}", out.aggregates.count, out.aggregates.sum, out.aggregates.sumsq);
+    println!(
+        "count={} sum={} sumsq={}",
+        out.aggregates.count, out.aggregates.sum, out.aggregates.sumsq
+    );
     println!("{:?}", out.statistic);
-    println!("end to end {:.1} ms (wall {:.1} ms)", ms(out.timings.end_to_end), ms(out.timings.wall));
+    println!(
+        "end to end {:.1} ms (wall {:.1} ms)",
+        ms(out.timings.end_to_end),
+        ms(out.timings.wall)
+    );
     Ok(())
 }
 
@@ -119,37 +150,98 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     for db in 1..=args.databases.max(1) {
         dbs.push(runner::open_or_generate(&args.data, db, args.rows)?.0);
     }
-    println!("{} DP databases x {} rows ready in {:.1} s ({})", dbs.len(), args.rows, start.elapsed().as_secs_f64(), args.data.display());
+    println!(
+        "{} DP databases x {} rows ready in {:.1} s ({})",
+        dbs.len(),
+        args.rows,
+        start.elapsed().as_secs_f64(),
+        args.data.display()
+    );
     let mut rng = rand::thread_rng();
     let mut net = Network::new(2, 3, 1, &mut rng)?;
     net.verify_threads = args.threads;
     let (querier, table_time) = runner::default_querier();
-    println!("querier table: 2^17 entries, {:.1} MiB, built in {:.0} ms (once)", querier.table.memory_bytes() as f64 / 1048576.0, ms(table_time));
-    println!("statistic {:?} of rr, 3 servers (t=2), 1 verifying node; DP i queries database i mod {}", statistic, dbs.len());
-    println!("{:>6} {:>9} {:>10} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11} {:>9}", "dps", "dp_q_ms", "dp_enc_ms", "bytes", "agg_ms", "ks_ms", "verify_ms", "ver/dp", "dec_ms", "e2e_ms", "prio_ms");
+    println!(
+        "querier table: 2^17 entries, {:.1} MiB, built in {:.0} ms (once)",
+        querier.table.memory_bytes() as f64 / 1048576.0,
+        ms(table_time)
+    );
+    println!(
+        "statistic {:?} of rr, 3 servers (t=2), 1 verifying node; DP i queries database i mod {}",
+        statistic,
+        dbs.len()
+    );
+    println!(
+        "{:>6} {:>9} {:>10} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11} {:>9}",
+        "dps",
+        "dp_q_ms",
+        "dp_enc_ms",
+        "bytes",
+        "agg_ms",
+        "ks_ms",
+        "verify_ms",
+        "ver/dp",
+        "dec_ms",
+        "e2e_ms",
+        "prio_ms"
+    );
     let mut last: Option<Timings> = None;
     let mut prio_last = (0.0, 0.0);
     for &n in &args.dps {
         let q = runner::make_query(&net, &querier, statistic, metric, (1..=n as DpId).collect());
         let (m, from, to, edges) = (q.metric, q.from_s, q.to_s, q.edges.clone());
         let k = dbs.len() as u32;
-        let out = runner::run(&net, &querier, &q, &mut |dp| dbs[((dp - 1) % k) as usize].answer(m, from, to, &[], &edges), args.threads)?;
+        let out = runner::run(
+            &net,
+            &querier,
+            &q,
+            &mut |dp| dbs[((dp - 1) % k) as usize].answer(m, from, to, &[], &edges),
+            args.threads,
+        )?;
         let t = out.timings;
-        let (prio_client, prio_total) = prio_reference(n, out.aggregates.count as usize / n, out.aggregates.sum as usize / n)?;
+        let (prio_client, prio_total) = prio_reference(
+            n,
+            out.aggregates.count as usize / n,
+            out.aggregates.sum as usize / n,
+        )?;
         println!(
             "{:>6} {:>9.2} {:>10.2} {:>7} {:>9.2} {:>9.2} {:>10.1} {:>9.3} {:>9.2} {:>11.1} {:>9.1}",
-            n, ms(t.dp_query_mean), ms(t.dp_encrypt_mean), t.response_bytes, ms(t.aggregate_max), ms(t.keyswitch_max),
-            ms(t.verify_total), ms(t.verify_total) / n as f64, ms(t.decrypt), ms(t.end_to_end), prio_total
+            n,
+            ms(t.dp_query_mean),
+            ms(t.dp_encrypt_mean),
+            t.response_bytes,
+            ms(t.aggregate_max),
+            ms(t.keyswitch_max),
+            ms(t.verify_total),
+            ms(t.verify_total) / n as f64,
+            ms(t.decrypt),
+            ms(t.end_to_end),
+            prio_total
         );
-        println!("       result: {:?}; prio3 sum-vec client {:.3} ms/DP", out.statistic, prio_client);
+        println!(
+            "       result: {:?}; prio3 sum-vec client {:.3} ms/DP",
+            out.statistic, prio_client
+        );
         prio_last = (prio_client, prio_total);
         last = Some(t);
     }
     let Some(t) = last else { return Ok(()) };
     println!(
         "dps={} dp_query_ms={:.3} dp_encrypt_ms={:.3} dp_encrypt_max_ms={:.3} response_bytes={} aggregate_ms={:.3} keyswitch_ms={:.3} verify_total_ms={:.3} verify_per_dp_ms={:.4} decrypt_ms={:.3} end_to_end_ms={:.1} wall_ms={:.1} prio3_client_ms={:.4} prio3_total_ms={:.2}",
-        t.dps, ms(t.dp_query_mean), ms(t.dp_encrypt_mean), ms(t.dp_encrypt_max), t.response_bytes, ms(t.aggregate_max), ms(t.keyswitch_max),
-        ms(t.verify_total), ms(t.verify_total) / t.dps as f64, ms(t.decrypt), ms(t.end_to_end), ms(t.wall), prio_last.0, prio_last.1
+        t.dps,
+        ms(t.dp_query_mean),
+        ms(t.dp_encrypt_mean),
+        ms(t.dp_encrypt_max),
+        t.response_bytes,
+        ms(t.aggregate_max),
+        ms(t.keyswitch_max),
+        ms(t.verify_total),
+        ms(t.verify_total) / t.dps as f64,
+        ms(t.decrypt),
+        ms(t.end_to_end),
+        ms(t.wall),
+        prio_last.0,
+        prio_last.1
     );
     Ok(())
 }
@@ -189,6 +281,9 @@ fn prio_reference(dps: usize, count: usize, sum: usize) -> anyhow::Result<(f64, 
         }
     }
     let result = vdaf.unshard(&(), agg, dps)?;
-    anyhow::ensure!(result == vec![(count * dps) as u128, (sum * dps) as u128], "prio3 result mismatch");
+    anyhow::ensure!(
+        result == vec![(count * dps) as u128, (sum * dps) as u128],
+        "prio3 result mismatch"
+    );
     Ok((ms(client) / dps as f64, ms(start.elapsed())))
 }
