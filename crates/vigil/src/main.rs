@@ -20,6 +20,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// A whole Vigil network in one process: 4 validators, the node, a simulated fleet, the
+    /// dashboard on 127.0.0.1.
+    Demo(cmd::demo::DemoArgs),
     /// Evaluate monitor contracts against readings.
     #[command(subcommand)]
     Contracts(cmd::contracts::Command),
@@ -55,6 +58,7 @@ enum BenchCommand {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
         Command::Contracts(command) => cmd::contracts::run(command),
         Command::Ecg(command) => cmd::ecg::run(command),
         Command::Keygen(args) => cmd::keygen::run(args),

@@ -1,4 +1,5 @@
 pub mod contracts;
+pub mod demo;
 pub mod ecg;
 pub mod keygen;
 pub mod ledger;
