@@ -29,6 +29,9 @@ enum Command {
     /// ECG: QRS detection, scoring against reference annotations, AF screening.
     #[command(subcommand)]
     Ecg(cmd::ecg::Command),
+    /// Health record tools (`verify`).
+    #[command(subcommand)]
+    Ehr(cmd::ehr::Command),
     /// Write a fresh Ed25519 identity (validator, admin, gateway, …) to a key file.
     Keygen(cmd::keygen::KeygenArgs),
     /// Consortium ledger tools (`verify DIR`).
@@ -61,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Contracts(command) => cmd::contracts::run(command),
         Command::Ecg(command) => cmd::ecg::run(command),
+        Command::Ehr(command) => cmd::ehr::run(command),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Node(args) => cmd::node::run(args),
         Command::Ledger(command) => cmd::ledger::run(command),
