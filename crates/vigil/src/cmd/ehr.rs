@@ -38,7 +38,10 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     let (anchors, height) = cw_tokio::Runner::new(runtime).start(|context| async move {
         let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
         let ledger = &cluster.ledgers[0];
-        let result = (ledger.with_state(vigil_node::ledger_anchors), ledger.finalized().0);
+        let result = (
+            ledger.with_state(vigil_node::ledger_anchors),
+            ledger.finalized().0,
+        );
         cluster.shutdown();
         result
     });
