@@ -164,3 +164,17 @@ fn device_ids_are_valid_and_distinct() {
     }
     assert_eq!(ids[0], "p00042-thermo");
 }
+
+#[test]
+fn a_short_scripted_fever_raises_the_temperature_within_minutes() {
+    let mut fleet = quiet(10, 3);
+    fleet.start_episode_for(1, EpisodeKind::Fever, 5 * 60_000);
+    let mut peak = 0;
+    run_until(&mut fleet, 3 * 60_000, |e| {
+        if e.person == 1 {
+            peak = peak.max(scalar(e, Metric::BodyTemperature).unwrap_or(0));
+        }
+    });
+    assert!(peak >= 3_750, "peak {peak}");
+    assert!(fleet.episodes(0).is_empty() && fleet.episodes(2).is_empty());
+}

@@ -261,6 +261,23 @@ async fn run_in_runtime(
         if args.duration_s > 0 {
             tokio::time::sleep(Duration::from_secs(args.duration_s)).await;
         } else {
+            // Ctrl-C, or SIGTERM from a supervisor.
+            #[cfg(unix)]
+            {
+                use tokio::signal::unix::{SignalKind, signal};
+                match signal(SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = tokio::signal::ctrl_c() => {}
+                            _ = term.recv() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
+            }
+            #[cfg(not(unix))]
             let _ = tokio::signal::ctrl_c().await;
         }
     };
