@@ -229,6 +229,112 @@ pub fn simulated(config: BenchConfig) -> BenchReport {
     receiver.recv().expect("bench report")
 }
 
+/// Run the bench in real time: 4 validators in this process on the tokio runtime, talking
+/// over authenticated p2p on 127.0.0.1 sockets ([`crate::local`]), storage under `dir`.
+/// Gives up after `timeout` of wall time (the report then counts what was finalized).
+pub fn loopback(config: BenchConfig, dir: &std::path::Path, timeout: Duration) -> BenchReport {
+    use commonware_runtime::tokio;
+    let runtime = tokio::Config::new().with_storage_directory(dir);
+    tokio::Runner::new(runtime).start(|mut context| async move {
+        let keys = Keys::new(4, config.gateways);
+        let cluster = crate::local::start_local(
+            context.child("cluster"),
+            crate::local::LocalConfig::new(keys),
+        )
+        .await;
+        let chain_id = cluster.genesis.chain_id;
+        let (setup, deployments) = setup_txs(&cluster.keys, &chain_id, config.people);
+        let ledger = cluster.ledgers[0].clone();
+        let operator = cluster.keys.operator.public_key();
+        for r in ledger.submit_many(&mut context, setup.clone()) {
+            r.expect("setup admitted");
+        }
+        let deadline = context.current() + timeout;
+        while ledger.next_nonce(&operator) < setup.len() as u64 {
+            assert!(context.current() < deadline, "setup not finalized");
+            context.sleep(Duration::from_millis(20)).await;
+        }
+        let per_gateway = config.alerts.div_ceil(config.gateways);
+        let mut alerts: Vec<Tx> = Vec::with_capacity(config.alerts);
+        for n in 0..per_gateway {
+            for (g, gateway) in cluster.keys.gateways.iter().enumerate() {
+                if alerts.len() >= config.alerts {
+                    break;
+                }
+                let deployment = &deployments[(n + g) % deployments.len()];
+                alerts.push(Tx::sign(
+                    gateway,
+                    &chain_id,
+                    n as u64,
+                    TxBody::Alert {
+                        instance: deployment.instance_id(),
+                        level: AlertLevel::Critical,
+                        reading_time_ms: n as i64,
+                        evidence: [g as u8; 32],
+                    },
+                ));
+            }
+        }
+        let mut finalized = cluster.ledgers[1].subscribe();
+        let (done_tx, done_rx) = futures::channel::oneshot::channel();
+        let wanted = alerts.len();
+        context.child("observer").spawn(move |context| async move {
+            let mut times: HashMap<TxId, SystemTime> = HashMap::with_capacity(wanted);
+            let mut blocks = 0u64;
+            while times.len() < wanted {
+                let next = futures::future::select(
+                    finalized.next(),
+                    Box::pin(context.sleep_until(deadline)),
+                )
+                .await;
+                let futures::future::Either::Left((Some(block), _)) = next else {
+                    break;
+                };
+                blocks += 1;
+                let now = context.current();
+                for tx in block.txs() {
+                    times.insert(tx.id(), now);
+                }
+            }
+            let _ = done_tx.send((times, blocks));
+        });
+        const TICK: Duration = Duration::from_millis(10);
+        let per_tick = (config.rate_per_s / 100).max(1);
+        let mut submitted: HashMap<TxId, SystemTime> = HashMap::with_capacity(alerts.len());
+        let start = context.current();
+        for (i, chunk) in alerts.chunks(per_tick).enumerate() {
+            let now = context.current();
+            for tx in chunk {
+                submitted.insert(tx.id(), now);
+            }
+            let target = &cluster.ledgers[i % cluster.ledgers.len()];
+            for r in target.submit_many(&mut context, chunk.to_vec()) {
+                r.expect("alert admitted");
+            }
+            // Pace by the schedule, not by the tick, so slow submission does not lower the rate.
+            let due = start + TICK * (i as u32 + 1);
+            context.sleep_until(due).await;
+        }
+        let (times, blocks) = done_rx.await.expect("observer");
+        let end = times.values().max().copied().unwrap_or(start);
+        let mut latencies: Vec<f64> = submitted
+            .iter()
+            .filter_map(|(id, t)| times.get(id).map(|f| ms_since(*t, *f)))
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let seconds = ms_since(start, end) / 1000.0;
+        cluster.shutdown();
+        BenchReport {
+            alerts: latencies.len(),
+            blocks,
+            seconds,
+            tx_per_s: latencies.len() as f64 / seconds.max(f64::EPSILON),
+            p50_ms: percentile(&latencies, 0.50),
+            p99_ms: percentile(&latencies, 0.99),
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
