@@ -11,6 +11,7 @@
 //! of the records accepted since the previous one.
 
 pub mod api;
+pub mod bench;
 pub mod metrics;
 pub mod monitor;
 mod openapi;

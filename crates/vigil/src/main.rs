@@ -52,6 +52,8 @@ enum BenchCommand {
     Contracts(cmd::contracts::BenchArgs),
     /// QRS detection speed and accuracy, side by side with a Python reference detector.
     Ecg(cmd::ecg::BenchArgs),
+    /// Readings/s through one node and arrival-to-finalized-alert latency with 4 validators.
+    Ingest(cmd::ingest::BenchArgs),
     /// Alert transactions/s and submit-to-finalized latency of 4 ledger validators.
     Ledger(cmd::ledger::BenchArgs),
     /// Private statistics: DP encryption + proofs, aggregation, key switching, verification,
@@ -71,6 +73,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Query(args) => cmd::privstats::query(args),
         Command::Bench(BenchCommand::Contracts(args)) => cmd::contracts::bench(args),
         Command::Bench(BenchCommand::Ecg(args)) => cmd::ecg::bench(args),
+        Command::Bench(BenchCommand::Ingest(args)) => cmd::ingest::bench(args),
         Command::Bench(BenchCommand::Ledger(args)) => cmd::ledger::bench(args),
         Command::Bench(BenchCommand::Privstats(args)) => cmd::privstats::bench(args),
     }

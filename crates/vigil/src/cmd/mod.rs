@@ -2,6 +2,7 @@ pub mod contracts;
 pub mod demo;
 pub mod ecg;
 pub mod ehr;
+pub mod ingest;
 pub mod keygen;
 pub mod ledger;
 pub mod node;

@@ -1,0 +1,216 @@
+//! `vigil bench ingest`: accepted readings per second through one node's whole ingestion path
+//! (parse, signature, exactly-once encrypted storage, contract evaluation), and the latency from
+//! a pack's arrival to its alert's finalized push, with four validators.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vigil_core::senml::PackDraft;
+use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
+use vigil_ledger::tx::{Deployment, TxBody};
+
+use crate::signer::Signer;
+use crate::{LiveEvent, Node};
+
+/// Shape of a run; every loop below is bounded by these counts and by `WAIT`.
+#[derive(Clone, Debug)]
+pub struct IngestBenchConfig {
+    pub people: usize,
+    pub packs: usize,
+    pub readings_per_pack: usize,
+    pub alerts: usize,
+    pub threads: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct IngestBenchReport {
+    pub readings: usize,
+    pub ingest_s: f64,
+    pub readings_per_s: f64,
+    pub alerts: usize,
+    pub alert_p50_ms: f64,
+    pub alert_p99_ms: f64,
+}
+
+const WAIT: Duration = Duration::from_secs(120);
+const T0_MS: i64 = 1_700_000_000_000;
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        if Instant::now() > deadline {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Runs the benchmark against a started node; `operator` must hold the CDCP operator role.
+pub async fn ingest(
+    node: Arc<Node>,
+    operator: &Signer,
+    config: &IngestBenchConfig,
+) -> Result<IngestBenchReport, String> {
+    let ledger = node.ledger().clone();
+    let people: Vec<(PersonId, DeviceId, DeviceKey)> = (0..config.people)
+        .map(|i| {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64 + 1).to_le_bytes());
+            (
+                PersonId::random(),
+                format!("bench-thermo-{i}").parse().expect("valid id"),
+                DeviceKey::from_seed(seed),
+            )
+        })
+        .collect();
+    for (person, _, _) in &people {
+        node.ehr
+            .lock()
+            .register_person(*person, &vigil_ehr::Identity::default())
+            .map_err(|e| e.to_string())?;
+    }
+    let submit = |body| {
+        operator
+            .submit(&ledger, body)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    for (person, _, _) in &people {
+        submit(TxBody::RegisterPerson { person: *person })?;
+    }
+    wait_until("people registered", || {
+        ledger.with_state(|s| {
+            people
+                .iter()
+                .all(|(p, _, _)| s.tables().persons.contains_key(p))
+        })
+    })
+    .await?;
+    let params = vigil_contracts::Params::Threshold(vigil_contracts::ThresholdParams {
+        warning_above: Some(3_750),
+        critical_above: Some(3_850),
+        ..vigil_contracts::ThresholdParams::seed(Metric::BodyTemperature, 3_500, 3_750, 100)
+    });
+    let params_json = serde_json::to_vec(&params).map_err(|e| e.to_string())?;
+    for (person, device, key) in &people {
+        submit(TxBody::EnrollDevice {
+            person: *person,
+            device: device.clone(),
+            public_key: key.public().to_bytes(),
+        })?;
+        submit(TxBody::DeployInstance {
+            deployment: Deployment {
+                person: *person,
+                device: device.clone(),
+                kind: "threshold".into(),
+                params: params_json.clone().into(),
+            },
+        })?;
+    }
+    wait_until("devices and instances", || {
+        ledger.with_state(|s| {
+            s.tables().instances.len() >= people.len() && s.tables().devices.len() >= people.len()
+        })
+    })
+    .await?;
+    wait_until("the node's catalog", || {
+        node.monitor.lock().instances() >= people.len()
+    })
+    .await?;
+
+    // Throughput: normal temperatures, signed ahead of time, ingested from several threads.
+    let mut packs: Vec<(PersonId, Vec<u8>)> = Vec::with_capacity(config.packs);
+    for i in 0..config.packs {
+        let (person, device, key) = &people[i % people.len()];
+        let sequence = (i / people.len()) as u64 + 1;
+        let mut draft = PackDraft::new(device.clone(), sequence);
+        for r in 0..config.readings_per_pack {
+            let t = T0_MS + (sequence as i64) * 60_000 + r as i64 * 1_000;
+            draft.push(
+                Metric::BodyTemperature,
+                t,
+                Value::Scalar(3_650 + (r % 50) as i32),
+            );
+        }
+        packs.push((*person, draft.sign(key).to_json()));
+    }
+    let started = Instant::now();
+    let chunk = packs.len().div_ceil(config.threads.max(1));
+    let mut workers = Vec::new();
+    for part in packs.chunks(chunk.max(1)).map(<[_]>::to_vec) {
+        let node = node.clone();
+        workers.push(tokio::task::spawn_blocking(move || {
+            let mut accepted = 0;
+            for (person, bytes) in part {
+                let reply = node.ingest(Some(person), &bytes, "bench");
+                accepted += reply.stored;
+            }
+            accepted
+        }));
+    }
+    let mut readings = 0;
+    for worker in workers {
+        readings += worker.await.map_err(|e| e.to_string())?;
+    }
+    let ingest_s = started.elapsed().as_secs_f64();
+    if readings != config.packs * config.readings_per_pack {
+        return Err(format!(
+            "only {readings} of {} readings accepted",
+            config.packs * config.readings_per_pack
+        ));
+    }
+
+    // Latency: one fever per person, from arrival to the finalized alert's push.
+    let mut events = node.subscribe();
+    let mut latencies = Vec::with_capacity(config.alerts);
+    for (i, (person, device, key)) in people.iter().take(config.alerts).enumerate() {
+        let mut draft = PackDraft::new(device.clone(), 1_000_000 + i as u64);
+        draft.push(
+            Metric::BodyTemperature,
+            T0_MS + 90_000_000,
+            Value::Scalar(3_920),
+        );
+        let bytes = draft.sign(key).to_json();
+        let sent = Instant::now();
+        let node_for_ingest = node.clone();
+        let person_for_ingest = *person;
+        let reply = tokio::task::spawn_blocking(move || {
+            node_for_ingest.ingest(Some(person_for_ingest), &bytes, "bench")
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        if !reply.accepted {
+            return Err(format!("fever pack refused: {:?}", reply.error));
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .map_err(|_| "alert not finalized in time".to_owned())?;
+            if let Ok(LiveEvent::Alert { person: p, .. }) = event
+                && p == *person
+            {
+                latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
+                break;
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(IngestBenchReport {
+        readings,
+        ingest_s,
+        readings_per_s: readings as f64 / ingest_s,
+        alerts: latencies.len(),
+        alert_p50_ms: percentile(&latencies, 50.0),
+        alert_p99_ms: percentile(&latencies, 99.0),
+    })
+}

@@ -1,0 +1,104 @@
+//! `vigil bench ingest`: one node's ingestion throughput and its alert latency with four
+//! validators, all in this process on 127.0.0.1.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
+use vigil_ledger::local::{LocalConfig, start_local};
+use vigil_ledger::sim::Keys;
+use vigil_node::bench::{IngestBenchConfig, ingest};
+use vigil_node::signer::Signer;
+use vigil_node::users::Users;
+use vigil_node::{MqttMode, Node, NodeConfig};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Simulated people, each with one thermometer and one threshold contract.
+    #[arg(long, default_value_t = 200)]
+    pub people: usize,
+    /// Signed packs ingested in the throughput phase.
+    #[arg(long, default_value_t = 4_000)]
+    pub packs: usize,
+    /// Readings per pack.
+    #[arg(long, default_value_t = 10)]
+    pub readings_per_pack: usize,
+    /// Alerts timed from arrival to finalized push (at most one per person).
+    #[arg(long, default_value_t = 50)]
+    pub alerts: usize,
+    /// Ingesting threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+}
+
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.people >= 1 && args.alerts <= args.people,
+        "--alerts must not exceed --people"
+    );
+    let dir = tempfile_dir()?;
+    let runtime = cw_tokio::Config::new().with_storage_directory(dir.join("ledger"));
+    let config = IngestBenchConfig {
+        people: args.people,
+        packs: args.packs,
+        readings_per_pack: args.readings_per_pack,
+        alerts: args.alerts,
+        threads: args.threads,
+    };
+    let node_dir = dir.join("node");
+    let report = cw_tokio::Runner::new(runtime).start(|context| async move {
+        let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
+        let node_config = NodeConfig {
+            data_dir: node_dir,
+            http_listen: "127.0.0.1:0".parse().expect("address"),
+            mqtt: MqttMode::Disabled,
+            ehr_master_key: vigil_ehr::SecretKey::random(),
+            gateway: Signer::new(cluster.keys.gateways[0].clone()),
+            users: Users::default(),
+        };
+        let (node, _) = Node::start(cluster.ledgers[0].clone(), node_config).await?;
+        let operator = Signer::new(cluster.keys.operator.clone());
+        let report = ingest(Arc::clone(&node), &operator, &config).await;
+        cluster.shutdown();
+        anyhow::Ok(report)
+    })?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let report = report.map_err(anyhow::Error::msg)?;
+    println!(
+        "ingest bench: 4 validators (authenticated p2p on 127.0.0.1), one node, {} threads",
+        args.threads
+    );
+    println!("{:<34} {:>12}", "readings accepted", report.readings);
+    println!("{:<34} {:>12.2}", "ingest wall time (s)", report.ingest_s);
+    println!(
+        "{:<34} {:>12.0}",
+        "readings/s (one node)", report.readings_per_s
+    );
+    println!("{:<34} {:>12}", "alerts timed", report.alerts);
+    println!(
+        "{:<34} {:>12.1}",
+        "arrival -> finalized push p50 (ms)", report.alert_p50_ms
+    );
+    println!(
+        "{:<34} {:>12.1}",
+        "arrival -> finalized push p99 (ms)", report.alert_p99_ms
+    );
+    println!(
+        "readings_per_s={:.0} alert_p50_ms={:.1} alert_p99_ms={:.1} readings={} alerts={}",
+        report.readings_per_s,
+        report.alert_p50_ms,
+        report.alert_p99_ms,
+        report.readings,
+        report.alerts
+    );
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let mut suffix = [0u8; 8];
+    getrandom::getrandom(&mut suffix).context("random source")?;
+    let dir = std::env::temp_dir().join(format!("vigil-bench-ingest-{}", hex::encode(suffix)));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
