@@ -30,6 +30,8 @@ use crate::{LiveEvent, Node, now_ms, status_name};
 
 /// Request bodies larger than this are refused with 413 before they are read whole.
 pub const REQUEST_BYTES_MAX: usize = 256 * 1024;
+/// People one listing returns at most.
+const PEOPLE_LISTED_MAX: usize = 10_000;
 /// Records one readings request returns at most.
 const READINGS_LIMIT_DEFAULT: usize = 500;
 
@@ -329,10 +331,10 @@ async fn list_people(State(node): State<Shared>, caller: Caller) -> ApiResult<Js
     caller.require(&node, PEOPLE_READERS)?;
     let people = node.ledger.with_state(|state| {
         let tables = state.tables();
-        let mut people: Vec<JsonValue> = tables
+        let people: Vec<JsonValue> = tables
             .persons
             .keys()
-            .take(read::READ_RESULTS_MAX * 100)
+            .take(PEOPLE_LISTED_MAX)
             .map(|person| {
                 let devices: Vec<JsonValue> = tables
                     .devices
@@ -349,7 +351,6 @@ async fn list_people(State(node): State<Shared>, caller: Caller) -> ApiResult<Js
                 json!({"person": person, "devices": devices, "open_alert_level": open_alerts})
             })
             .collect();
-        people.truncate(10_000);
         people
     });
     Ok(Json(json!({"people": people})))
@@ -618,16 +619,10 @@ struct NewInstance {
 fn ledger_deployment(new: NewInstance) -> ApiResult<Deployment> {
     let params: vigil_contracts::Params = serde_json::from_value(new.params)
         .map_err(|e| ApiError::bad_request(format!("params: {e}")))?;
-    let contract = params
+    params
         .validate()
         .map_err(|e| ApiError::bad_request(format!("params: {e}")))?;
-    let bytes = serde_json::to_vec(&params).unwrap_or_default();
-    Ok(Deployment {
-        person: new.person,
-        device: new.device,
-        kind: contract.kind().name().to_owned(),
-        params: bytes.into(),
-    })
+    Ok(Deployment::new(new.person, new.device, &params))
 }
 
 async fn deploy_instance(

@@ -100,7 +100,6 @@ pub async fn ingest(
         critical_above: Some(3_850),
         ..vigil_contracts::ThresholdParams::seed(Metric::BodyTemperature, 3_500, 3_750, 100)
     });
-    let params_json = serde_json::to_vec(&params).map_err(|e| e.to_string())?;
     for (person, device, key) in &people {
         submit(TxBody::EnrollDevice {
             person: *person,
@@ -108,12 +107,7 @@ pub async fn ingest(
             public_key: key.public().to_bytes(),
         })?;
         submit(TxBody::DeployInstance {
-            deployment: Deployment {
-                person: *person,
-                device: device.clone(),
-                kind: "threshold".into(),
-                params: params_json.clone().into(),
-            },
+            deployment: Deployment::new(*person, device.clone(), &params),
         })?;
     }
     wait_until("devices and instances", || {

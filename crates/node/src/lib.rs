@@ -192,7 +192,7 @@ impl Node {
             path: config.data_dir.clone(),
             source,
         })?;
-        let ehr = Ehr::open(&config.data_dir.join("ehr.sqlite"), config.ehr_master_key)?;
+        let ehr = Ehr::open(&ehr_path(&config.data_dir), config.ehr_master_key)?;
         let mut monitor = Monitor::new();
         ledger.with_state(|state| monitor.load_active(state));
         let (events, _) = broadcast::channel(LIVE_EVENTS_QUEUE_MAX);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use vigil_contracts::{AlertChange, Catalog, Deployment, Evaluation, InstanceId, Params};
+use vigil_contracts::{AlertChange, Catalog, Deployment, Evaluation, InstanceId};
 use vigil_core::{AlertLevel, Digest, PersonId, Reading, TimestampMs};
 use vigil_ledger::block::Block;
 use vigil_ledger::tx::{Deployment as LedgerDeployment, InstanceId as LedgerInstanceId, TxBody};
@@ -21,15 +21,14 @@ pub struct AlertDraft {
     pub reason: serde_json::Value,
 }
 
-/// The contracts deployment a ledger deployment stands for: its parameters are the JSON of
-/// [`vigil_contracts::Params`], bound to the ledger deployment's person and device.
+/// The contracts deployment a ledger deployment stands for: its checked parameters
+/// ([`LedgerDeployment::contract_params`]), bound to the ledger deployment's person and device.
 pub fn contract_deployment(deployment: &LedgerDeployment) -> Option<Deployment> {
-    let params: Params = serde_json::from_slice(&deployment.params).ok()?;
     Some(Deployment {
         person: deployment.person,
         device: Some(deployment.device.clone()),
         nonce: 0,
-        params,
+        params: deployment.contract_params().ok()?,
     })
 }
 
