@@ -152,6 +152,17 @@ impl VerifyReport {
     }
 }
 
+/// One record's leaf and audit path ([`Ehr::record_proof`]); `path` is empty until the
+/// record's batch is sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordProof {
+    pub seq: u64,
+    pub person: PersonId,
+    pub time_ms: TimestampMs,
+    pub leaf: Digest,
+    pub path: Vec<Digest>,
+}
+
 /// The health record store.
 pub struct Ehr {
     db: Connection,
@@ -443,6 +454,35 @@ impl Ehr {
             }
         }
         Ok(report)
+    }
+
+    /// One record's leaf and stored inclusion proof, to check that single record against the
+    /// ledger's anchor of its batch (RFC 6962 audit path). Needs no data key and reveals no
+    /// value: the leaf hashes the ciphertext. `None` if no record has this sequence number.
+    pub fn record_proof(&self, seq: u64) -> Result<Option<RecordProof>, EhrError> {
+        let Some((_, leaf)) = load_leaves(&self.db, seq, seq)?.pop() else {
+            return Ok(None);
+        };
+        let (person, time_ms, proof): (Vec<u8>, i64, Option<Vec<u8>>) = self.db.query_row(
+            "SELECT person, time_ms, proof FROM records WHERE seq = ?1",
+            [seq],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        let person = <[u8; 16]>::try_from(person.as_slice())
+            .map(PersonId::from_bytes)
+            .map_err(|_| EhrError::Undecryptable(PersonId::from_bytes([0; 16])))?;
+        let path = proof
+            .unwrap_or_default()
+            .chunks_exact(32)
+            .map(|chunk| chunk.try_into().unwrap_or([0; 32]))
+            .collect();
+        Ok(Some(RecordProof {
+            seq,
+            person,
+            time_ms,
+            leaf,
+            path,
+        }))
     }
 
     fn verify_batch(&self, anchor: &Anchor, report: &mut VerifyReport) -> Result<(), EhrError> {

@@ -35,7 +35,7 @@ const PEOPLE_LISTED_MAX: usize = 10_000;
 /// Records one readings request returns at most.
 const READINGS_LIMIT_DEFAULT: usize = 500;
 
-type Shared = Arc<Node>;
+pub(crate) type Shared = Arc<Node>;
 
 /// An API error: a status and a JSON body `{"error": code, "message": ...}`.
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl ApiError {
             "a valid bearer token is required",
         )
     }
-    fn forbidden(needed: &[Role]) -> Self {
+    pub(crate) fn forbidden(needed: &[Role]) -> Self {
         let names: Vec<_> = needed.iter().map(|r| r.name()).collect();
         Self::new(
             StatusCode::FORBIDDEN,
@@ -71,7 +71,7 @@ impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
-    fn not_found(message: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 }
@@ -104,7 +104,7 @@ impl From<SubmitError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// The authenticated caller: `Authorization: Bearer <token>`, or `?token=` for the event
 /// stream (browsers' EventSource cannot set headers).
@@ -146,7 +146,7 @@ impl Caller {
     }
 
     /// Staff holding one of `roles`.
-    fn require(&self, node: &Node, roles: &'static [Role]) -> ApiResult<()> {
+    pub(crate) fn require(&self, node: &Node, roles: &'static [Role]) -> ApiResult<()> {
         if roles.iter().any(|r| self.has_role(node, *r)) {
             Ok(())
         } else {
@@ -218,6 +218,7 @@ pub fn router(node: Shared) -> Router {
         .route("/api/alerts/{alert}/resolve", post(resolve))
         .route("/api/ledger/blocks", get(list_blocks))
         .route("/api/ledger/blocks/{height}", get(get_block))
+        .merge(crate::dashboard::routes())
         .route("/", get(|| web_asset(Path("index.html".to_owned()))))
         .route("/web/{*path}", get(web_asset))
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
@@ -240,6 +241,26 @@ const WEB_FILES: &[(&str, &str, &str)] = &[
         "style.css",
         "text/css; charset=utf-8",
         include_str!("../../../web/style.css"),
+    ),
+    (
+        "util.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/util.js"),
+    ),
+    (
+        "map.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/map.js"),
+    ),
+    (
+        "person.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/person.js"),
+    ),
+    (
+        "query.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/query.js"),
     ),
 ];
 
@@ -455,7 +476,7 @@ async fn read_identity(
     Ok(Json(identity))
 }
 
-fn ehr_error(error: vigil_ehr::EhrError) -> ApiError {
+pub(crate) fn ehr_error(error: vigil_ehr::EhrError) -> ApiError {
     use vigil_ehr::EhrError::*;
     match error {
         UnknownPerson(_) => ApiError::not_found(error.to_string()),

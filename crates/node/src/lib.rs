@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod bench;
+mod dashboard;
 pub mod metrics;
 pub mod monitor;
 mod openapi;
@@ -105,6 +106,9 @@ pub enum LiveEvent {
         level: u8,
         reading_time_ms: TimestampMs,
         height: u64,
+        /// When this node saw the block finalized (ms since the epoch): the dashboard's
+        /// latency is measured from here.
+        finalized_ms: TimestampMs,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<serde_json::Value>,
     },
@@ -156,6 +160,8 @@ pub struct Node {
     pub(crate) pending: Mutex<HashMap<TxId, PendingAlert>>,
     mqtt: Mutex<Option<Arc<MqttGateway>>>,
     last_anchor_ms: Mutex<TimestampMs>,
+    /// The validator set block certificates are checked against ([`Node::set_genesis`]).
+    genesis: std::sync::OnceLock<vigil_ledger::node::Genesis>,
 }
 
 /// Reads enrolled devices from the ledger's finalized state.
@@ -207,6 +213,7 @@ impl Node {
             pending: Mutex::new(HashMap::new()),
             mqtt: Mutex::new(None),
             last_anchor_ms: Mutex::new(now_ms()),
+            genesis: std::sync::OnceLock::new(),
         });
 
         let handler_node = node.clone();
@@ -378,6 +385,7 @@ impl Node {
                         level: level.code(),
                         reading_time_ms: *reading_time_ms,
                         height,
+                        finalized_ms: now_ms(),
                         reason: pending.map(|p| p.reason),
                     };
                     self.push_to_person(person, &event);

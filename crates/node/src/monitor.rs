@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use vigil_contracts::{AlertChange, Catalog, Deployment, Evaluation, InstanceId};
-use vigil_core::{AlertLevel, Digest, PersonId, Reading, TimestampMs};
+use vigil_core::{AlertLevel, Digest, GeoFix, PersonId, Reading, TimestampMs, Value};
 use vigil_ledger::block::Block;
 use vigil_ledger::tx::{Deployment as LedgerDeployment, InstanceId as LedgerInstanceId, TxBody};
 
@@ -37,6 +37,9 @@ pub struct Monitor {
     catalog: Catalog,
     to_contract: HashMap<LedgerInstanceId, InstanceId>,
     to_ledger: HashMap<InstanceId, LedgerInstanceId>,
+    /// Each person's latest position fix, as their geofence contracts saw it: what the
+    /// operators' map shows. One entry per registered person at most.
+    positions: HashMap<PersonId, (TimestampMs, GeoFix)>,
 }
 
 impl Monitor {
@@ -108,11 +111,22 @@ impl Monitor {
     pub fn evaluate(&mut self, person: PersonId, readings: &[Reading]) -> Vec<AlertDraft> {
         let mut drafts = Vec::new();
         for reading in readings {
+            if let Value::Position(fix) = reading.value {
+                let latest = self.positions.entry(person).or_insert((reading.time_ms, fix));
+                if reading.time_ms >= latest.0 {
+                    *latest = (reading.time_ms, fix);
+                }
+            }
             for evaluation in self.catalog.evaluate(&person, reading) {
                 drafts.extend(self.draft(person, reading.time_ms, evaluation));
             }
         }
         drafts
+    }
+
+    /// Every person's latest position fix and its time.
+    pub fn positions(&self) -> &HashMap<PersonId, (TimestampMs, GeoFix)> {
+        &self.positions
     }
 
     /// Advances time-driven contracts (no-signal, durations) to `now_ms`.

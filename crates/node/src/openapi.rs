@@ -66,7 +66,11 @@ pub fn document() -> Value {
             "/api/alerts/{alert}/order": {"post": op("Order an action: hospital-transfer, return-to-quarantine-area or call", "per the ledger's permission table")},
             "/api/alerts/{alert}/resolve": {"post": op("Resolve an alert", "per the ledger's permission table")},
             "/api/ledger/blocks": {"get": op("Latest finalized blocks", "cdcp-operator, auditor, admin, doctor")},
-            "/api/ledger/blocks/{height}": {"get": op("A finalized block with its transactions and certificate", "cdcp-operator, auditor, admin, doctor")}
+            "/api/ledger/blocks/{height}": {"get": op("A finalized block with its transactions and certificate", "cdcp-operator, auditor, admin, doctor")},
+            "/api/ledger/blocks/{height}/verify": {"get": op("Re-check a block: hash link, transactions root, signatures, finalization certificate against the validator set", "cdcp-operator, auditor, admin, doctor")},
+            "/api/ehr/records/{seq}/verify": {"get": op("Check one health record against its ledger anchor (Merkle inclusion proof); no value is revealed", "cdcp-operator, auditor, admin, doctor, the person")},
+            "/api/map": {"get": op("Every person's pseudonym, open-alert level and last position fix", "cdcp-operator, admin")},
+            "/api/map/zones": {"get": op("The zones of every active geofence instance", "cdcp-operator, admin")}
         }
     })
 }

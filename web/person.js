@@ -1,0 +1,332 @@
+// The person page: live vital charts from the health record (every read is logged on the
+// ledger), the person's open alerts, their readings with a per-record "verify against the
+// ledger anchor", and, for operators, the threshold and geofence editor that deploys a
+// replacement contract instance through the ledger.
+
+import { $, api, el, svg, state, LEVELS, hasRole, isStaff, liveLevel, short, time, message } from "./util.js";
+
+const POLL_MS = 5000;
+const READ_LIMIT = 5000;
+
+/** The charts, in canonical metric names, with the display unit the record uses. */
+const CHARTS = [
+  { metric: "body-temperature", title: "Temperature", unit: "°C", digits: 1 },
+  { metric: "heart-rate", title: "Heart rate", unit: "beats/min", digits: 0 },
+  { metric: "spo2", title: "SpO₂", unit: "%", digits: 1 },
+  { metric: "respiration-rate", title: "Respiration", unit: "breaths/min", digits: 0 },
+  { metric: "rr-interval", title: "RR tachogram (ECG)", unit: "ms", digits: 0, optional: true },
+];
+/** Fixed-point units of thresholds (see vigil_core::Metric) per display unit. */
+const SCALE = { "body-temperature": 100, "heart-rate": 10, spo2: 10, "respiration-rate": 10, "rr-interval": 1, "systolic-bp": 1 };
+const THRESHOLD_FIELDS = [
+  ["critical_below", "Critical below"], ["warning_below", "Warning below"],
+  ["warning_above", "Warning above"], ["critical_above", "Critical above"],
+];
+
+const page = { person: null, obs: [], lastMs: 0, timer: null, instances: [], windowMin: 30, busy: false };
+
+export function personMetric(o) {
+  return o.code?.text ?? o.code?.coding?.at(-1)?.code;
+}
+
+export async function openPerson(person, target) {
+  clearInterval(page.timer);
+  const fresh = page.person !== person;
+  page.person = person;
+  if (fresh) { page.obs = []; page.lastMs = 0; page.instances = []; }
+  const self = state.me?.kind === "patient";
+  target.replaceChildren(
+    el("h2", { id: "person-title", tabindex: "-1" }, self ? "My data" : el("span", {}, "Person ", el("code", {}, short(person)))),
+    el("p", { class: "muted" }, self
+      ? "Your readings and alerts. Only you and your care team can see them; every read is recorded on the ledger."
+      : ["Pseudonym ", el("code", {}, person), ". Opening readings is an audited access, recorded on the ledger."]),
+    el("div", { id: "person-alerts" }),
+    el("div", { class: "toolbar" },
+      el("label", { for: "chart-window" }, "Show the last "),
+      el("select", { id: "chart-window", onchange: (e) => { page.windowMin = Number(e.target.value); page.obs = []; page.lastMs = 0; poll(); } },
+        [15, 30, 60, 360].map((m) => el("option", { value: m, selected: m === page.windowMin }, m < 60 ? `${m} minutes` : `${m / 60} hour${m > 60 ? "s" : ""}`))),
+      el("span", { id: "charts-status", class: "muted", "aria-live": "polite" }, "Loading readings…")),
+    el("div", { id: "charts", class: "charts" }),
+    el("section", { id: "editor", "aria-labelledby": "editor-title" }),
+    el("section", { "aria-labelledby": "records-title" },
+      el("h3", { id: "records-title" }, "Latest records"),
+      el("p", { class: "muted" }, "Each record is stored encrypted; “Verify” checks it against the Merkle root anchored on the ledger, without decrypting anything."),
+      el("div", { id: "records" })));
+  renderAlerts();
+  renderCharts();
+  await Promise.all([poll(), loadInstances()]);
+  page.timer = setInterval(() => {
+    if ($("person-view").hidden || page.person !== person) { clearInterval(page.timer); return; }
+    poll();
+  }, POLL_MS);
+}
+
+state.onAlertsChanged.push(() => { if (!$("person-view").hidden && page.person) renderAlerts(); });
+
+function renderAlerts() {
+  const box = $("person-alerts");
+  if (!box) return;
+  const open = [...state.alerts.values()].filter((a) => a.person === page.person && a.status !== "resolved");
+  const level = liveLevel(page.person);
+  box.replaceChildren(el("p", {},
+    el("span", { class: `badge level-${level}` }, level ? LEVELS[level] : "No open alert"), " ",
+    open.length ? open.map((a) => `${a.reason?.kind ?? "alert"} (${a.status}, reading at ${time(a.reading_time_ms)})`).join("; ") : ""));
+}
+
+async function poll() {
+  if (page.busy) return;
+  page.busy = true;
+  const from = Math.max(page.lastMs + 1, Date.now() - page.windowMin * 60_000);
+  try {
+    const { observations } = await api("GET", `/api/people/${page.person}/readings?from_ms=${from}&limit=${READ_LIMIT}`);
+    for (const o of observations) {
+      const t = Date.parse(o.effectiveDateTime);
+      page.lastMs = Math.max(page.lastMs, t);
+      page.obs.push({ t, id: o.id, metric: personMetric(o), value: o.valueQuantity?.value, o });
+    }
+    const cut = Date.now() - page.windowMin * 60_000;
+    page.obs = page.obs.filter((r) => r.t >= cut);
+    $("charts-status").textContent = page.obs.length
+      ? `${page.obs.length} readings; updated ${new Date().toLocaleTimeString()}.`
+      : `No readings in the last ${page.windowMin} minutes yet.`;
+    renderCharts();
+    renderRecords();
+  } catch (e) {
+    $("charts-status").replaceChildren(el("span", { class: "error" }, e.message));
+  } finally {
+    page.busy = false;
+  }
+}
+
+/** Threshold lines of the person's active threshold instances on a metric, in display units. */
+function limitsFor(metric) {
+  const lines = [];
+  for (const i of page.instances) {
+    if (!i.active || i.params?.kind !== "threshold" || i.params.metric !== metric) continue;
+    for (const [field, label] of THRESHOLD_FIELDS) {
+      if (i.params[field] !== undefined && i.params[field] !== null) {
+        lines.push({ value: i.params[field] / SCALE[metric], label, critical: field.startsWith("critical") });
+      }
+    }
+  }
+  return lines;
+}
+
+function renderCharts() {
+  const box = $("charts");
+  if (!box) return;
+  const charts = CHARTS.filter((c) => !c.optional || page.obs.some((r) => r.metric === c.metric));
+  box.replaceChildren(...charts.map((c) => chart(c, page.obs.filter((r) => r.metric === c.metric && typeof r.value === "number"))));
+}
+
+/** One SVG line chart with its axes, latest value and threshold lines. */
+function chart(c, points) {
+  const W = 360, H = 150, L = 44, R = 8, T = 10, B = 22;
+  const limits = limitsFor(c.metric);
+  const latest = points.at(-1);
+  const figure = el("figure", { class: "chart", "data-metric": c.metric });
+  const caption = el("figcaption", {}, el("strong", {}, c.title), " ",
+    latest ? `${latest.value.toFixed(c.digits)} ${c.unit} at ${time(latest.t)}` : el("span", { class: "muted" }, "no reading yet"));
+  if (!points.length) {
+    figure.append(caption, el("div", { class: "chart-empty muted" }, "Waiting for readings…"));
+    return figure;
+  }
+  const t1 = Date.now(), t0 = t1 - page.windowMin * 60_000;
+  const values = points.map((p) => p.value).concat(limits.map((l) => l.value));
+  let lo = Math.min(...values), hi = Math.max(...values);
+  if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
+  const pad = (hi - lo) * 0.1;
+  lo -= pad; hi += pad;
+  const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
+  const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+  const path = points.map((p, i) => `${i ? "L" : "M"}${x(p.t).toFixed(1)},${y(p.value).toFixed(1)}`).join("");
+  const ticks = [lo + pad, (lo + hi) / 2, hi - pad];
+  const picture = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img",
+    "aria-label": `${c.title}: ${points.length} readings, latest ${latest.value.toFixed(c.digits)} ${c.unit}, range ${Math.min(...points.map((p) => p.value)).toFixed(c.digits)} to ${Math.max(...points.map((p) => p.value)).toFixed(c.digits)}` },
+    svg("rect", { x: L, y: T, width: W - L - R, height: H - T - B, fill: "#fff", stroke: "#d0d5db" }),
+    ticks.map((v) => [
+      svg("line", { x1: L - 3, x2: W - R, y1: y(v), y2: y(v), stroke: "#eef0f3" }),
+      svg("text", { x: L - 5, y: y(v) + 4, "text-anchor": "end", class: "axis" }, v.toFixed(c.digits)),
+    ]),
+    limits.map((l) => svg("line", { x1: L, x2: W - R, y1: y(l.value), y2: y(l.value),
+      stroke: l.critical ? "#c62828" : "#e0a800", "stroke-dasharray": "4 3" },
+      svg("title", {}, `${l.label} ${l.value} ${c.unit}`))),
+    svg("path", { d: path, fill: "none", stroke: "#12355b", "stroke-width": 1.5 }),
+    svg("text", { x: L, y: H - 6, class: "axis" }, time(t0)),
+    svg("text", { x: W - R, y: H - 6, "text-anchor": "end", class: "axis" }, "now"));
+  figure.append(caption, picture);
+  return figure;
+}
+
+function renderRecords() {
+  const box = $("records");
+  if (!box) return;
+  const latest = page.obs.slice(-12).reverse();
+  if (!latest.length) { message(box, "No records in this window."); return; }
+  box.replaceChildren(el("table", {},
+    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Record"), el("th", { scope: "col" }, "Time"),
+      el("th", { scope: "col" }, "Reading"), el("th", { scope: "col" }, "Ledger anchor"))),
+    el("tbody", {}, latest.map((r) => {
+      const result = el("span", { "aria-live": "polite" });
+      return el("tr", {},
+        el("td", {}, `#${r.id}`),
+        el("td", {}, time(r.t)),
+        el("td", {}, describe(r)),
+        el("td", {}, el("button", { type: "button", onclick: () => verifyRecord(r.id, result) }, "Verify"), " ", result));
+    }))));
+}
+
+function describe(r) {
+  const unit = r.o.valueQuantity?.unit ?? "";
+  if (typeof r.value === "number") return `${r.metric} ${r.value} ${unit}`;
+  if (r.o.component) return `${r.metric}: ` + r.o.component.map((c) => `${c.valueQuantity?.value ?? ""}`).join(", ");
+  return r.metric;
+}
+
+export async function verifyRecord(seq, target) {
+  target.replaceChildren(el("span", { class: "muted" }, "Checking…"));
+  try {
+    const v = await api("GET", `/api/ehr/records/${encodeURIComponent(seq)}/verify`);
+    target.replaceChildren(el("span", { class: v.verified ? "ok" : v.anchored ? "error" : "muted", "data-verified": String(v.verified) },
+      v.verified ? `✓ Verified: ${v.detail}` : v.anchored ? `✗ ${v.detail}` : v.detail));
+  } catch (e) {
+    target.replaceChildren(el("span", { class: "error" }, e.message));
+  }
+}
+
+// ---------- the threshold and geofence editor ----------
+
+async function loadInstances() {
+  const box = $("editor");
+  if (!box) return;
+  // The ledger lets operators, auditors, admins and the person read the instances; only
+  // operators may change them (the ledger has the last word).
+  const mayRead = hasRole("cdcp-operator", "auditor", "admin") || state.me?.kind === "patient";
+  if (!mayRead) { box.replaceChildren(); return; }
+  const editable = hasRole("cdcp-operator");
+  box.replaceChildren(el("h3", { id: "editor-title" }, editable ? "Thresholds and geofences" : "Monitoring limits"),
+    el("p", { class: "muted" }, "Loading monitor contracts…"));
+  try {
+    const { instances } = await api("GET", `/api/instances?person=${page.person}`);
+    page.instances = instances;
+    renderCharts();
+    const active = instances.filter((i) => i.active);
+    box.replaceChildren(el("h3", { id: "editor-title" }, editable ? "Thresholds and geofences" : "Monitoring limits"),
+      editable ? el("p", { class: "muted" }, "Saving deploys a replacement contract instance through the ledger: the old one is terminated and the new one deployed in one transaction, visible in the ledger explorer.") : null,
+      el("p", { id: "editor-status", "aria-live": "polite" }),
+      active.length ? active.map((i) => instanceForm(i, editable)) : el("p", { class: "muted" }, "No active monitor contract."));
+  } catch (e) {
+    box.replaceChildren(el("h3", { id: "editor-title" }, "Monitoring limits"), el("p", { class: "error" }, e.message));
+  }
+}
+
+function numberField(id, label, value, attrs = {}) {
+  return el("div", { class: "field" },
+    el("label", { for: id }, label),
+    el("input", { id, type: "number", step: "any", value: value ?? "", ...attrs }));
+}
+
+function instanceForm(instance, editable) {
+  const p = instance.params ?? {};
+  const id = instance.instance.slice(0, 12);
+  const disabled = !editable;
+  let body;
+  if (p.kind === "threshold") {
+    const scale = SCALE[p.metric] ?? 1;
+    body = el("div", { class: "fields" }, THRESHOLD_FIELDS.map(([field, label]) =>
+      numberField(`${id}-${field}`, `${label} (${unitOf(p.metric)})`, p[field] !== undefined && p[field] !== null ? p[field] / scale : "", { disabled, "data-field": field })));
+  } else if (p.kind === "geofence") {
+    body = el("div", {}, (p.zones ?? []).map((z, zi) => el("fieldset", { class: "fields" },
+      el("legend", {}, `Zone “${z.name}” (${z.rule ?? "keep-inside"})`),
+      z.circle
+        ? [numberField(`${id}-z${zi}-lat`, "Centre latitude (°)", z.circle.lat_udeg / 1e6, { disabled, "data-zone": zi, "data-part": "lat" }),
+          numberField(`${id}-z${zi}-lon`, "Centre longitude (°)", z.circle.lon_udeg / 1e6, { disabled, "data-zone": zi, "data-part": "lon" }),
+          numberField(`${id}-z${zi}-r`, "Radius (m)", z.circle.radius_m, { disabled, "data-zone": zi, "data-part": "radius", min: 1 })]
+        : el("p", { class: "muted" }, `Polygon of ${z.polygon?.length ?? 0} vertices (edit below as JSON).`))),
+    numberField(`${id}-dwell`, "Dwell before alerting (s)", (p.dwell_ms ?? 0) / 1000, { disabled, "data-field": "dwell_s", min: 0 }),
+    editable ? el("details", {}, el("summary", {}, "All parameters as JSON"),
+      el("label", { for: `${id}-json` }, "Parameters"),
+      el("textarea", { id: `${id}-json`, rows: 6, cols: 60, "data-json": "1" }, JSON.stringify(p, null, 1))) : null);
+  } else {
+    body = el("pre", { class: "params" }, JSON.stringify(p, null, 1));
+  }
+  const title = p.kind === "threshold" ? `${p.metric} thresholds` : p.kind === "geofence" ? "Home geofence" : p.kind;
+  const form = el("form", { class: "instance", "data-instance": instance.instance, "data-kind": p.kind, "data-metric": p.metric ?? "" },
+    el("h4", {}, title, " ", el("small", { class: "muted" }, `instance ${short(instance.instance)}, block ${instance.deployed_height}`)),
+    body,
+    editable && (p.kind === "threshold" || p.kind === "geofence")
+      ? el("button", { type: "submit" }, "Save through the ledger") : null);
+  form.addEventListener("submit", (e) => { e.preventDefault(); save(instance, form); });
+  return form;
+}
+
+function unitOf(metric) {
+  return CHARTS.find((c) => c.metric === metric)?.unit ?? "";
+}
+
+function readParams(instance, form) {
+  const p = structuredClone(instance.params);
+  if (p.kind === "threshold") {
+    const scale = SCALE[p.metric] ?? 1;
+    for (const input of form.querySelectorAll("[data-field]")) {
+      const field = input.dataset.field;
+      if (input.value === "") delete p[field];
+      else {
+        const v = Number(input.value);
+        if (!Number.isFinite(v)) throw new Error(`${field.replace("_", " ")} must be a number.`);
+        p[field] = Math.round(v * scale);
+      }
+    }
+    return p;
+  }
+  const json = form.querySelector("[data-json]");
+  let q = p;
+  if (json && json.value.trim() !== JSON.stringify(p, null, 1).trim()) {
+    try { q = JSON.parse(json.value); } catch { throw new Error("The parameters are not valid JSON."); }
+  }
+  for (const input of form.querySelectorAll("[data-zone]")) {
+    const zone = q.zones?.[Number(input.dataset.zone)];
+    if (!zone?.circle) continue;
+    const v = Number(input.value);
+    if (input.value === "" || !Number.isFinite(v)) throw new Error("Every zone needs a centre and a radius.");
+    if (input.dataset.part === "lat") zone.circle.lat_udeg = Math.round(v * 1e6);
+    if (input.dataset.part === "lon") zone.circle.lon_udeg = Math.round(v * 1e6);
+    if (input.dataset.part === "radius") zone.circle.radius_m = Math.round(v);
+  }
+  const dwell = form.querySelector("[data-field=dwell_s]");
+  if (dwell && dwell.value !== "") q.dwell_ms = Math.round(Number(dwell.value) * 1000);
+  return q;
+}
+
+async function save(instance, form) {
+  const status = $("editor-status");
+  const button = form.querySelector("button[type=submit]");
+  let params;
+  try { params = readParams(instance, form); } catch (e) { status.replaceChildren(el("span", { class: "error" }, e.message)); return; }
+  button.disabled = true;
+  status.replaceChildren(el("span", { class: "muted" }, "Submitting the replacement to the ledger…"));
+  try {
+    const reply = await api("PUT", `/api/instances/${instance.instance}`, { person: instance.person, device: instance.device, params });
+    status.replaceChildren(el("span", { class: "muted" }, "Submitted; waiting for the ledger to finalize it…"));
+    const deadline = Date.now() + 60_000;
+    while (Date.now() < deadline) {
+      await new Promise((ok) => setTimeout(ok, 700));
+      const { instances } = await api("GET", `/api/instances?person=${page.person}`);
+      const fresh = instances.find((i) => i.instance === reply.instance && i.active);
+      if (fresh) {
+        await loadInstances();
+        $("editor-status").replaceChildren(el("span", { class: "ok", "data-deployed-height": fresh.deployed_height },
+          `✓ Saved: instance ${short(fresh.instance)} deployed in block ${fresh.deployed_height}. `),
+          el("a", { href: `#ledger/${fresh.deployed_height}` }, `See block ${fresh.deployed_height} in the ledger explorer`));
+        return;
+      }
+    }
+    status.replaceChildren(el("span", { class: "error" }, "The ledger has not finalized the change within a minute. It may still arrive; reload to check."));
+  } catch (e) {
+    status.replaceChildren(el("span", { class: "error" }, e.message));
+  } finally {
+    button.disabled = false;
+  }
+}
+
+
