@@ -26,8 +26,9 @@ use rand_core::CryptoRng;
 use tracing::{debug, error, warn};
 
 use crate::block::{BLOCK_BYTES_MAX, BLOCK_TXS_MAX, Block, Header};
+use crate::evidence::{self, EvidenceCache, EvidenceError};
 use crate::mempool::{AdmitError, Mempool};
-use crate::state::{Layer, Rejection, State, execute_block};
+use crate::state::{Layer, Rejection, State, View, execute_block};
 use crate::tx::{Hash, Tx, TxId, verify_batch};
 
 /// Unfinalized ancestors a validator will fetch and execute to judge one block.
@@ -79,7 +80,9 @@ pub(crate) struct Chain {
     pending: HashMap<Digest, Pending>,
     pub(crate) mempool: Mempool,
     subscribers: Vec<mpsc::Sender<Arc<Block>>>,
-    pub(crate) gossip_out: VecDeque<Tx>,
+    pub(crate) gossip_out: VecDeque<(Tx, Option<bytes::Bytes>)>,
+    /// Evidence of pending alerts, for re-execution (never stored, never on the ledger).
+    pub(crate) evidence: EvidenceCache,
     /// Set if a finalized block does not apply: the validator stops applying blocks.
     diverged: Option<String>,
     limits: BlockLimits,
@@ -96,6 +99,7 @@ impl Chain {
             mempool: Mempool::default(),
             subscribers: Vec::new(),
             gossip_out: VecDeque::new(),
+            evidence: EvidenceCache::default(),
             diverged: None,
             limits,
             fault: None,
@@ -174,6 +178,15 @@ impl Chain {
             .collect();
         self.mempool
             .prune(signers.iter().map(|(signer, next)| (signer, *next)));
+        if !self.evidence.is_empty() {
+            self.evidence.forget(
+                block
+                    .txs()
+                    .iter()
+                    .filter_map(evidence::claimed_digest)
+                    .copied(),
+            );
+        }
         self.subscribers
             .retain_mut(|s| s.try_send(block.clone()).is_ok());
     }
@@ -197,16 +210,49 @@ impl Chain {
     pub(crate) fn admit(&mut self, tx: Tx, gossip: bool) -> Result<TxId, AdmitError> {
         let id = tx.id();
         let next = self.state.view().next_nonce(tx.signer());
+        self.mempool.admit(tx.clone(), next)?;
         if gossip && self.gossip_out.len() < GOSSIP_QUEUE_MAX {
-            self.gossip_out.push_back(tx.clone());
+            self.gossip_out.push_back((tx, None));
         }
-        self.mempool.admit(tx, next)?;
+        Ok(id)
+    }
+
+    /// Admit an alert with its evidence: the evidence must match the alert's digest and
+    /// re-execute to its level against the finalized instance (when the instance is not yet
+    /// finalized here, the check waits for block building and judging). The evidence is kept
+    /// for judging blocks and gossiped with the alert when `gossip` is set.
+    pub(crate) fn admit_with_evidence(
+        &mut self,
+        tx: Tx,
+        evidence: Arc<vigil_contracts::Evidence>,
+        gossip: bool,
+    ) -> Result<TxId, AdmitWithEvidenceError> {
+        let digest = *evidence::claimed_digest(&tx).ok_or(EvidenceError::NotAnAlert)?;
+        evidence::check(&self.state.view(), &tx, &evidence)?;
+        let id = tx.id();
+        let next = self.state.view().next_nonce(tx.signer());
+        self.mempool.admit(tx.clone(), next)?;
+        self.evidence.insert(digest, evidence.clone());
+        if gossip && self.gossip_out.len() < GOSSIP_QUEUE_MAX {
+            let encoded = bytes::Bytes::from(evidence::encode(&evidence));
+            self.gossip_out.push_back((tx, Some(encoded)));
+        }
         Ok(id)
     }
 
     pub(crate) fn tip(&self) -> (u64, Digest) {
         (self.state.height(), self.tip)
     }
+}
+
+/// Why an alert with evidence was not admitted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdmitWithEvidenceError {
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+    #[error(transparent)]
+    Admit(#[from] AdmitError),
 }
 
 /// The [`Application`] handed to marshal's `Inline` wrapper.
@@ -329,9 +375,12 @@ where
         let height = parent_height + 1;
         let mut view = crate::state::View::new(&chain.state, &layers, height);
         let limits = chain.limits.clone();
+        let held = &chain.evidence;
         let fill = chain
             .mempool
-            .fill(&mut view, limits.txs_max, limits.bytes_max);
+            .fill(&mut view, limits.txs_max, limits.bytes_max, |view, tx| {
+                held.judge(view, tx).is_err()
+            });
         let layer = view.finish();
         let mut txs = fill.txs;
         if let Some(ProposerFault::InjectTx(tx)) = &chain.fault {
@@ -392,6 +441,8 @@ pub enum BlockError {
     Signature(usize),
     #[error("transaction {index} rejected: {rejection}")]
     Rejected { index: usize, rejection: Rejection },
+    #[error("alert {index} refuted by its evidence: {error}")]
+    Evidence { index: usize, error: EvidenceError },
     #[error("state root does not match the execution")]
     StateRoot,
 }
@@ -451,8 +502,20 @@ impl LedgerApp {
         if header.timestamp_ms < parent_ts {
             return Err(BlockError::Timestamp);
         }
-        let layer = execute_block(&chain.state, &layers, header.height, inner.txs())
-            .map_err(|(index, rejection)| BlockError::Rejected { index, rejection })?;
+        // Execute, re-executing each alert whose evidence this validator holds just before it
+        // applies (so an instance deployed earlier in the block is known).
+        let mut view = View::new(&chain.state, &layers, header.height);
+        for (index, tx) in inner.txs().iter().enumerate() {
+            if !chain.evidence.is_empty() {
+                chain
+                    .evidence
+                    .judge(&view, tx)
+                    .map_err(|error| BlockError::Evidence { index, error })?;
+            }
+            view.apply(tx)
+                .map_err(|rejection| BlockError::Rejected { index, rejection })?;
+        }
+        let layer = view.finish();
         if layer.root != header.state_root {
             return Err(BlockError::StateRoot);
         }

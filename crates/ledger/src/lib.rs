@@ -13,6 +13,7 @@ pub mod app;
 pub mod bench;
 pub mod block;
 pub mod config;
+pub mod evidence;
 pub mod keys;
 pub mod local;
 pub mod mempool;

@@ -92,13 +92,22 @@ impl Mempool {
     }
 
     /// Fill a block on `view`: per signer, consecutive nonces from the view's next nonce, each
-    /// applied to the view. Stops at `txs_max` transactions or `bytes_max` bytes.
-    pub fn fill(&mut self, view: &mut View<'_>, txs_max: usize, bytes_max: usize) -> Fill {
+    /// applied to the view. Stops at `txs_max` transactions or `bytes_max` bytes. A transaction
+    /// that `refuted` condemns (its own evidence contradicts it) is dropped with the signer's
+    /// later ones, as if it had failed to apply too often.
+    pub fn fill(
+        &mut self,
+        view: &mut View<'_>,
+        txs_max: usize,
+        bytes_max: usize,
+        refuted: impl Fn(&View<'_>, &Tx) -> bool,
+    ) -> Fill {
         let mut fill = Fill {
             txs: Vec::new(),
             bytes: 0,
         };
         let mut failed: Vec<(PublicKey, u64)> = Vec::new();
+        let mut condemned: Vec<(PublicKey, u64)> = Vec::new();
         for _ in 0..FILL_PASSES_MAX {
             let before = fill.txs.len();
             failed.clear();
@@ -108,6 +117,10 @@ impl Mempool {
                     if fill.txs.len() >= txs_max || fill.bytes + entry.tx.bytes().len() > bytes_max
                     {
                         break 'signers;
+                    }
+                    if refuted(view, &entry.tx) {
+                        condemned.push((signer.clone(), nonce));
+                        break;
                     }
                     match view.apply(&entry.tx) {
                         Ok(()) => {
@@ -129,6 +142,9 @@ impl Mempool {
         for (signer, nonce) in failed {
             self.strike(&signer, nonce);
         }
+        for (signer, nonce) in condemned {
+            self.drop_from(&signer, nonce);
+        }
         fill
     }
 
@@ -141,13 +157,20 @@ impl Mempool {
         };
         entry.strikes += 1;
         if entry.strikes >= MEMPOOL_STRIKES_MAX {
-            // The signer's later nonces cannot apply without this one: drop them all.
-            let dropped = queue.split_off(&nonce);
-            self.len -= dropped.len();
-            tracing::warn!(%signer, nonce, dropped = dropped.len(), "dropping transactions that keep failing");
-            if queue.is_empty() {
-                self.by_signer.remove(signer);
-            }
+            tracing::warn!(%signer, nonce, "dropping a transaction that keeps failing");
+            self.drop_from(signer, nonce);
+        }
+    }
+
+    /// Drop the signer's transaction at `nonce` and every later one: they cannot apply without it.
+    fn drop_from(&mut self, signer: &PublicKey, nonce: u64) {
+        let Some(queue) = self.by_signer.get_mut(signer) else {
+            return;
+        };
+        let dropped = queue.split_off(&nonce);
+        self.len -= dropped.len();
+        if queue.is_empty() {
+            self.by_signer.remove(signer);
         }
     }
 

@@ -42,8 +42,9 @@ use futures::channel::mpsc;
 use rand_core::CryptoRng;
 use tracing::{info, warn};
 
-use crate::app::{BlockLimits, Chain, Finalizer, LedgerApp, ProposerFault};
+use crate::app::{AdmitWithEvidenceError, BlockLimits, Chain, Finalizer, LedgerApp, ProposerFault};
 use crate::block::{BLOCK_BYTES_MAX, Block};
+use crate::evidence::{self, EVIDENCE_BYTES_MAX, EvidenceError};
 use crate::mempool::AdmitError;
 use crate::state::{Rejection, State};
 use crate::tx::{Hash, Tx, TxId, verify_batch};
@@ -52,6 +53,8 @@ use crate::tx::{Hash, Tx, TxId, verify_batch};
 pub const CONSENSUS_NAMESPACE: &[u8] = b"_VIGIL_LEDGER_CONSENSUS_V1";
 /// Transactions in one gossip message.
 pub const GOSSIP_BATCH_TXS_MAX: usize = 2048;
+/// Bytes in one gossip message (well under [`MESSAGE_BYTES_MAX`]).
+pub const GOSSIP_BATCH_BYTES_MAX: usize = 1024 * 1024;
 /// How often queued transactions are gossiped.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(20);
 /// Largest message on any ledger channel: a block at its bound plus framing.
@@ -168,6 +171,17 @@ pub enum SubmitError {
     Rejected(Rejection),
     #[error("not admitted: {0}")]
     Admit(#[from] AdmitError),
+    #[error("evidence refused: {0}")]
+    Evidence(#[from] EvidenceError),
+}
+
+impl From<AdmitWithEvidenceError> for SubmitError {
+    fn from(error: AdmitWithEvidenceError) -> Self {
+        match error {
+            AdmitWithEvidenceError::Evidence(e) => SubmitError::Evidence(e),
+            AdmitWithEvidenceError::Admit(e) => SubmitError::Admit(e),
+        }
+    }
 }
 
 /// The client-facing handle of a running validator.
@@ -211,6 +225,41 @@ impl Ledger {
                 Ok(chain.admit(tx, true)?)
             })
             .collect()
+    }
+
+    /// Submit an alert with the evidence that re-executes it (see [`crate::evidence`]). The
+    /// evidence is checked here against the finalized instance, kept in memory until the alert
+    /// is finalized, and forwarded to the other validators so that each can re-execute it.
+    pub fn submit_with_evidence<R: CryptoRng>(
+        &self,
+        rng: &mut R,
+        tx: Tx,
+        evidence: vigil_contracts::Evidence,
+    ) -> Result<TxId, SubmitError> {
+        if !tx.verify_signature(&self.chain_id) {
+            return Err(SubmitError::Signature);
+        }
+        let _ = rng;
+        let mut chain = self.chain.lock();
+        let kind = tx.kind();
+        let roles = chain.state.view().role_set(tx.signer());
+        if !kind.allowed_roles().iter().any(|r| roles.contains(*r)) {
+            return Err(SubmitError::Rejected(Rejection::Unauthorized {
+                kind,
+                needed: kind.allowed_roles(),
+            }));
+        }
+        Ok(chain.admit_with_evidence(tx, Arc::new(evidence), true)?)
+    }
+
+    /// Hold evidence as if it had arrived with a gossiped alert (tests of Byzantine
+    /// validators, which must be able to hold evidence for an alert they did not receive it with).
+    #[doc(hidden)]
+    pub fn hold_evidence(&self, digest: Hash, evidence: vigil_contracts::Evidence) {
+        self.chain
+            .lock()
+            .evidence
+            .insert(digest, Arc::new(evidence));
     }
 
     /// Submit one transaction (see [`Ledger::submit_many`]).
@@ -496,20 +545,29 @@ where
         loop {
             context.sleep(GOSSIP_INTERVAL).await;
             loop {
-                let batch: Vec<Tx> = {
+                let batch: Vec<Gossiped> = {
+                    // Bounded in count and in bytes, so a message never exceeds the channel's
+                    // limit even when alerts carry evidence.
                     let mut chain = out_chain.lock();
-                    let n = chain.gossip_out.len().min(GOSSIP_BATCH_TXS_MAX);
+                    let mut bytes = 0usize;
+                    let n = chain
+                        .gossip_out
+                        .iter()
+                        .take(GOSSIP_BATCH_TXS_MAX)
+                        .take_while(|(tx, evidence)| {
+                            bytes +=
+                                tx.encode_size() + 5 + evidence.as_ref().map_or(0, |e| e.len());
+                            bytes <= GOSSIP_BATCH_BYTES_MAX
+                        })
+                        .count()
+                        .max(1);
+                    let n = n.min(chain.gossip_out.len());
                     chain.gossip_out.drain(..n).collect()
                 };
                 if batch.is_empty() {
                     break;
                 }
-                let mut message =
-                    Vec::with_capacity(batch.iter().map(|t| t.encode_size()).sum::<usize>() + 4);
-                (batch.len() as u32).write(&mut message);
-                for tx in &batch {
-                    tx.write(&mut message);
-                }
+                let message = encode_gossip(&batch);
                 let _ = sender.send(Recipients::All, Bytes::from(message), false);
             }
         }
@@ -526,26 +584,80 @@ where
                     continue;
                 }
             };
-            let refs: Vec<&Tx> = txs.iter().collect();
+            let refs: Vec<&Tx> = txs.iter().map(|(tx, _)| tx).collect();
             let bad = verify_batch(&mut context, &chain_id, &refs);
             let mut chain = chain.lock();
-            for (i, tx) in txs.into_iter().enumerate() {
-                if !bad.contains(&i) {
-                    let _ = chain.admit(tx, false);
+            for (i, (tx, evidence)) in txs.into_iter().enumerate() {
+                if bad.contains(&i) {
+                    continue;
+                }
+                match evidence {
+                    None => {
+                        let _ = chain.admit(tx, false);
+                    }
+                    Some(bytes) => match evidence::decode(&bytes) {
+                        Ok(evidence) => {
+                            if let Err(AdmitWithEvidenceError::Evidence(error)) =
+                                chain.admit_with_evidence(tx, Arc::new(evidence), false)
+                            {
+                                warn!(%peer, %error, "gossiped alert refuted by its evidence");
+                            }
+                        }
+                        Err(error) => warn!(%peer, %error, "malformed evidence in gossip"),
+                    },
                 }
             }
         }
     })
 }
 
-fn decode_gossip(mut message: Bytes) -> Result<Vec<Tx>, commonware_codec::Error> {
+/// A gossip message: a count, then each transaction followed by its evidence, if any (a flag
+/// byte, then a length-prefixed encoding).
+fn encode_gossip(batch: &[Gossiped]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(
+        batch
+            .iter()
+            .map(|(t, _)| t.encode_size() + 1)
+            .sum::<usize>()
+            + 4,
+    );
+    (batch.len() as u32).write(&mut message);
+    for (tx, evidence) in batch {
+        tx.write(&mut message);
+        match evidence {
+            None => 0u8.write(&mut message),
+            Some(bytes) => {
+                1u8.write(&mut message);
+                (bytes.len() as u32).write(&mut message);
+                message.extend_from_slice(bytes);
+            }
+        }
+    }
+    message
+}
+
+type Gossiped = (Tx, Option<Bytes>);
+
+fn decode_gossip(mut message: Bytes) -> Result<Vec<Gossiped>, commonware_codec::Error> {
     let count = u32::read(&mut message)? as usize;
     if count > GOSSIP_BATCH_TXS_MAX {
         return Err(commonware_codec::Error::InvalidLength(count));
     }
     let mut txs = Vec::with_capacity(count);
     for _ in 0..count {
-        txs.push(Tx::read(&mut message)?);
+        let tx = Tx::read(&mut message)?;
+        let evidence = match u8::read(&mut message)? {
+            0 => None,
+            1 => {
+                let len = u32::read(&mut message)? as usize;
+                if len > EVIDENCE_BYTES_MAX || len > message.remaining() {
+                    return Err(commonware_codec::Error::InvalidLength(len));
+                }
+                Some(message.split_to(len))
+            }
+            other => return Err(commonware_codec::Error::InvalidEnum(other)),
+        };
+        txs.push((tx, evidence));
     }
     if message.has_remaining() {
         return Err(commonware_codec::Error::ExtraData(message.remaining()));
