@@ -24,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use commonware_cryptography::ed25519::PublicKey;
 use sha2::{Digest as _, Sha256};
 use vigil_core::{AlertLevel, DeviceId, PersonId};
@@ -107,6 +108,10 @@ pub enum Rejection {
     UnknownQuery,
     #[error("this verifying node already gave a verdict on the query")]
     DuplicateVerdict,
+    #[error("a statistics key needs non-empty bytes")]
+    EmptyStatsKey,
+    #[error("this statistics key is already published")]
+    StatsKeyExists,
 }
 
 /// Lifecycle of an alert.
@@ -182,6 +187,9 @@ pub struct AccessRecord {
 pub struct QueryRecord {
     pub querier: PublicKey,
     pub spec_digest: Hash,
+    /// The specification itself (at most [`crate::tx::QUERY_SPEC_BYTES_MAX`] bytes), so that
+    /// verifying nodes and auditors read the query from the ledger.
+    pub spec: Bytes,
     pub height: u64,
     pub verdicts: u32,
     pub valid_verdicts: u32,
@@ -190,8 +198,25 @@ pub struct QueryRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VerdictRecord {
     pub all_valid: bool,
-    pub bitmap_digest: Hash,
+    /// One bit per check, as submitted (at most [`crate::tx::VERDICT_BITMAP_BYTES_MAX`]).
+    pub bitmap: Bytes,
+    /// Digest of the evidence the verdict vouches for.
+    pub evidence: Hash,
     pub height: u64,
+}
+
+/// A published collective statistics key, addressed by the digest of its bytes
+/// ([`stats_key_id`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsKeyRecord {
+    pub key: Bytes,
+    pub by: PublicKey,
+    pub height: u64,
+}
+
+/// Address of a published statistics key: the digest of its bytes.
+pub fn stats_key_id(key: &[u8]) -> Hash {
+    vigil_core::digest("vigil/ledger/stats-key/v1", &[key])
 }
 
 macro_rules! tables {
@@ -390,10 +415,29 @@ impl Canon for AccessRecord {
         self.height.canon(out);
     }
 }
+impl Canon for Bytes {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.len() as u32).to_be_bytes());
+        out.extend_from_slice(self);
+    }
+}
+impl Canon for [u8; 32] {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+}
+impl Canon for StatsKeyRecord {
+    fn canon(&self, out: &mut Vec<u8>) {
+        self.key.canon(out);
+        self.by.canon(out);
+        self.height.canon(out);
+    }
+}
 impl Canon for QueryRecord {
     fn canon(&self, out: &mut Vec<u8>) {
         self.querier.canon(out);
         out.extend_from_slice(&self.spec_digest);
+        self.spec.canon(out);
         self.height.canon(out);
         out.extend_from_slice(&self.verdicts.to_be_bytes());
         out.extend_from_slice(&self.valid_verdicts.to_be_bytes());
@@ -402,7 +446,8 @@ impl Canon for QueryRecord {
 impl Canon for VerdictRecord {
     fn canon(&self, out: &mut Vec<u8>) {
         out.push(self.all_valid as u8);
-        out.extend_from_slice(&self.bitmap_digest);
+        self.bitmap.canon(out);
+        out.extend_from_slice(&self.evidence);
         self.height.canon(out);
     }
 }
@@ -419,6 +464,7 @@ tables! {
     queries / put_query: QueryId => QueryRecord = 9,
     verdicts / put_verdict: (QueryId, PublicKey) => VerdictRecord = 10,
     counters / put_counter: u64 => u64 = 11,
+    stats_keys / put_stats_key: Hash => StatsKeyRecord = 12,
 }
 
 // Keys of the `counters` table.
@@ -820,6 +866,7 @@ impl<'a> View<'a> {
                     QueryRecord {
                         querier: signer,
                         spec_digest: vigil_core::digest("vigil/ledger/query-spec/v1", &[spec]),
+                        spec: spec.clone(),
                         height: self.current.height,
                         verdicts: 0,
                         valid_verdicts: 0,
@@ -830,6 +877,7 @@ impl<'a> View<'a> {
                 query,
                 bitmap,
                 all_valid,
+                evidence,
             } => {
                 let record = self.queries(query).ok_or(Rejection::UnknownQuery)?;
                 let key = (*query, signer);
@@ -844,7 +892,25 @@ impl<'a> View<'a> {
                     key,
                     VerdictRecord {
                         all_valid: *all_valid,
-                        bitmap_digest: vigil_core::digest("vigil/ledger/verdict/v1", &[bitmap]),
+                        bitmap: bitmap.clone(),
+                        evidence: *evidence,
+                        height: self.current.height,
+                    },
+                ));
+            }
+            TxBody::StatsKey { key } => {
+                if key.is_empty() {
+                    return Err(Rejection::EmptyStatsKey);
+                }
+                let id = stats_key_id(key);
+                if self.stats_keys(&id).is_some() {
+                    return Err(Rejection::StatsKeyExists);
+                }
+                writes.push(Write::StatsKey(
+                    id,
+                    StatsKeyRecord {
+                        key: key.clone(),
+                        by: signer,
                         height: self.current.height,
                     },
                 ));
@@ -915,6 +981,7 @@ impl<'a> View<'a> {
             Write::Access(k, v) => self.put_access().put(k, v),
             Write::Query(k, v) => self.put_query().put(k, v),
             Write::Verdict(k, v) => self.put_verdict().put(k, v),
+            Write::StatsKey(k, v) => self.put_stats_key().put(k, v),
         }
     }
 }
@@ -932,6 +999,7 @@ enum Write {
     Access(u64, AccessRecord),
     Query(QueryId, QueryRecord),
     Verdict((QueryId, PublicKey), VerdictRecord),
+    StatsKey(Hash, StatsKeyRecord),
 }
 
 /// Execute `txs` as the block at `height` over `base` and the unfinalized layers `below`.

@@ -859,6 +859,7 @@ fn anchors_access_log_queries_and_verdicts() {
         query,
         bitmap: Bytes::from_static(&[1]),
         all_valid: true,
+        evidence: [9; 32],
     };
     assert_eq!(
         world.run(&verifier, verdict(TxId([5; 32]))),
@@ -871,6 +872,45 @@ fn anchors_access_log_queries_and_verdicts() {
     );
     let record = world.view().queries(&query).expect("query").clone();
     assert_eq!((record.verdicts, record.valid_verdicts), (1, 1));
+    assert_eq!(record.spec, Bytes::from_static(b"mean rr 2020"));
+    let verdict = world
+        .view()
+        .verdicts(&(query, verifier.public_key()))
+        .expect("verdict")
+        .clone();
+    assert_eq!(
+        (verdict.bitmap, verdict.evidence),
+        (Bytes::from_static(&[1]), [9; 32])
+    );
+}
+
+#[test]
+fn stats_keys_are_published_once_by_the_admin() {
+    let mut world = World::new();
+    let admin = world.admin.clone();
+    let doctor = world.doctor.clone();
+    let key = Bytes::from_static(b"collective key bytes");
+    assert_eq!(
+        world.run(&admin, TxBody::StatsKey { key: Bytes::new() }),
+        Err(Rejection::EmptyStatsKey)
+    );
+    assert!(matches!(
+        world.run(&doctor, TxBody::StatsKey { key: key.clone() }),
+        Err(Rejection::Unauthorized { .. })
+    ));
+    world
+        .run(&admin, TxBody::StatsKey { key: key.clone() })
+        .expect("published");
+    let record = world
+        .view()
+        .stats_keys(&crate::state::stats_key_id(&key))
+        .expect("recorded")
+        .clone();
+    assert_eq!((record.key, record.by), (key.clone(), admin.public_key()));
+    assert_eq!(
+        world.run(&admin, TxBody::StatsKey { key }),
+        Err(Rejection::StatsKeyExists)
+    );
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub const CONTRACT_KIND_BYTES_MAX: usize = 32;
 pub const QUERY_SPEC_BYTES_MAX: usize = 1024;
 /// Largest verdict bitmap (one bit per verified proof).
 pub const VERDICT_BITMAP_BYTES_MAX: usize = 1024;
+/// Largest published collective statistics key (its Feldman commitments included).
+pub const STATS_KEY_BYTES_MAX: usize = 3072;
 
 /// A 32-byte SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -302,14 +304,22 @@ pub enum TxBody {
     },
     /// The signer read `person`'s EHR; `record` is the digest of what was read.
     EhrAccess { person: PersonId, record: Hash },
-    /// A statistics query (filled in by the statistics work): an opaque canonical spec.
+    /// A statistics query: the canonical encoding of a `vigil_privstats::query::Query`
+    /// (opaque here; the verifying nodes decode it).
     StatsQuery { spec: Bytes },
-    /// A verifying node's verdict on a query's proofs: one bit per proof, and the summary.
+    /// A verifying node's verdict on a query's proofs: one bit per proof in the order the
+    /// statistics crate defines for the query, the summary, and the digest of the evidence it
+    /// vouches for (what the querier decrypts must hash to it).
     ProofVerdict {
         query: QueryId,
         bitmap: Bytes,
         all_valid: bool,
+        evidence: Hash,
     },
+    /// Publish a collective statistics key: the canonical encoding of a
+    /// `vigil_privstats::keys::CollectiveKey` (the key, every dealer's Feldman commitments and
+    /// proof, the servers' verification keys). Anyone re-derives and checks it from the bytes.
+    StatsKey { key: Bytes },
 }
 
 /// The kind of a transaction body, for permission tables and statistics.
@@ -331,10 +341,11 @@ pub enum TxKind {
     EhrAccess,
     StatsQuery,
     ProofVerdict,
+    StatsKey,
 }
 
 impl TxKind {
-    pub const ALL: [TxKind; 16] = [
+    pub const ALL: [TxKind; 17] = [
         TxKind::GrantRole,
         TxKind::RevokeRole,
         TxKind::RegisterPerson,
@@ -351,6 +362,7 @@ impl TxKind {
         TxKind::EhrAccess,
         TxKind::StatsQuery,
         TxKind::ProofVerdict,
+        TxKind::StatsKey,
     ];
 
     /// The permission table: which roles may sign a transaction of this kind. One place, so
@@ -371,6 +383,9 @@ impl TxKind {
             TxKind::EhrAccess => &[CdcpOperator, Doctor, Auditor, Gateway],
             TxKind::StatsQuery => &[Doctor],
             TxKind::ProofVerdict => &[VerifyingNode],
+            // The consortium's admin publishes the outcome of the servers' key generation;
+            // the bytes carry their own proofs, so publishing grants no power to forge.
+            TxKind::StatsKey => &[Admin],
         }
     }
 
@@ -398,6 +413,7 @@ impl TxBody {
             TxBody::EhrAccess { .. } => TxKind::EhrAccess,
             TxBody::StatsQuery { .. } => TxKind::StatsQuery,
             TxBody::ProofVerdict { .. } => TxKind::ProofVerdict,
+            TxBody::StatsKey { .. } => TxKind::StatsKey,
         }
     }
 }
@@ -730,11 +746,14 @@ fn write_body(body: &TxBody, buf: &mut impl BufMut) {
             query,
             bitmap,
             all_valid,
+            evidence,
         } => {
             buf.put_slice(&query.0);
             write_bytes(bitmap, buf);
             all_valid.write(buf);
+            buf.put_slice(evidence);
         }
+        TxBody::StatsKey { key } => write_bytes(key, buf),
     }
 }
 
@@ -812,6 +831,10 @@ fn read_body(buf: &mut impl Buf) -> Result<TxBody, CodecError> {
             query: TxId(hash(buf)?),
             bitmap: read_bytes(buf, VERDICT_BITMAP_BYTES_MAX)?,
             all_valid: bool::read(buf)?,
+            evidence: hash(buf)?,
+        },
+        TxKind::StatsKey => TxBody::StatsKey {
+            key: read_bytes(buf, STATS_KEY_BYTES_MAX)?,
         },
     })
 }
@@ -914,6 +937,10 @@ pub(crate) mod tests {
                 query: alert,
                 bitmap: Bytes::from_static(&[0xff]),
                 all_valid: true,
+                evidence: [8; 32],
+            },
+            TxBody::StatsKey {
+                key: Bytes::from_static(b"collective key"),
             },
         ]
     }
