@@ -85,7 +85,20 @@ function alertItem(alert) {
     actions);
 }
 
+/** Canonical fixed-point units per display unit, and the unit (see vigil_core::Metric). */
+const METRIC_UNITS = {
+  "body-temperature": [100, "°C"], "heart-rate": [10, "beats/min"], spo2: [10, "%"],
+  "respiration-rate": [10, "breaths/min"], "systolic-bp": [1, "mmHg"], "rr-interval": [1, "ms"],
+};
+
 function describeReason(reason) {
+  if (reason.kind === "threshold" && METRIC_UNITS[reason.metric]) {
+    const [scale, unit] = METRIC_UNITS[reason.metric];
+    return `${reason.metric.replaceAll("-", " ")} ${reason.value / scale} ${unit} (${String(reason.band).replaceAll("-", " ")})`;
+  }
+  if (reason.kind === "heart-rhythm" && reason.irregular_permille !== undefined && reason.irregular_permille !== null) {
+    return `RR irregularity ${reason.irregular_permille / 10} %${reason.irregular ? ": irregular rhythm" : ""}`;
+  }
   try {
     return Object.entries(reason).filter(([k]) => k !== "kind")
       .map(([k, v]) => `${k.replaceAll("_", " ")}: ${typeof v === "object" ? JSON.stringify(v) : v}`)

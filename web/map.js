@@ -86,7 +86,7 @@ function fit() {
   }
   const canvas = $("map-canvas");
   const margin = 1.1;
-  map.view.scale = Math.min(canvas.clientWidth / (w * margin + 400), canvas.clientHeight / (h * margin + 400));
+  map.view.scale = Math.max(1e-4, Math.min(canvas.clientWidth / (w * margin + 400), canvas.clientHeight / (h * margin + 400)));
 }
 
 function toScreen(x, y, width, height) {

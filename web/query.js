@@ -1,7 +1,9 @@
 // The doctors' query console: a private statistic (mean, variance, histogram) of RR intervals
 // or heart rate across data providers, computed under homomorphic encryption and accepted
 // only after the verifying nodes' verdicts; the result shows its verification status.
-// Backend: `POST /api/queries`, then `GET /api/queries/{id}` until it is done.
+// Backend (crates/node/src/stats.rs): `POST /api/queries` {stat, metric, dps?}, then
+// `GET /api/queries/{id}` until its status is "accepted" (verified) or "rejected";
+// `GET /api/queries` lists the data providers and the doctor's own queries.
 
 import { $, api, el, svg, short } from "./util.js";
 
@@ -9,19 +11,31 @@ const POLL_MS = 1000;
 const WAIT_MS = 180_000;
 const history = [];
 
-export function openQueries() {
+export async function openQueries() {
   const form = $("query-form");
   if (!form.dataset.ready) {
     form.dataset.ready = "1";
     form.addEventListener("submit", (e) => { e.preventDefault(); run(); });
   }
   renderHistory();
+  try {
+    const { dps, queries } = await api("GET", "/api/queries");
+    $("query-dps-hint").textContent = dps?.length
+      ? `Data providers available: ${dps.join(", ")}.`
+      : "No data provider is connected to this node.";
+    if (!history.length && queries?.length) {
+      for (const q of queries.slice(0, 10)) history.push({ body: { statistic: q.stat, metric: q.metric }, q, at: null });
+      renderHistory();
+    }
+  } catch (e) {
+    $("query-dps-hint").replaceChildren(el("span", { class: "error" }, e.message));
+  }
 }
 
 function spec() {
   const dps = $("query-dps").value.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
   if (dps.some((d) => !Number.isInteger(d) || d < 1)) throw new Error("Data providers are numbers separated by commas, such as 1,2,3 (or leave it empty for all).");
-  const body = { statistic: $("query-stat").value, metric: $("query-metric").value };
+  const body = { stat: $("query-stat").value, metric: $("query-metric").value };
   if (dps.length) body.dps = dps;
   return body;
 }
@@ -35,14 +49,16 @@ async function run() {
   out.replaceChildren(el("p", { class: "muted" }, "Sending the query to the data providers… their encrypted answers are aggregated, then checked by the verifying nodes."));
   try {
     const started = await api("POST", "/api/queries", body);
-    const id = started.id ?? started.query ?? started.query_id;
+    const id = started.id;
     let q = started;
     const deadline = Date.now() + WAIT_MS;
     while (!finished(q) && id !== undefined) {
       if (Date.now() > deadline) throw new Error("The query did not finish within three minutes; it may still complete. Try again later.");
       await new Promise((ok) => setTimeout(ok, POLL_MS));
       q = await api("GET", `/api/queries/${encodeURIComponent(id)}`);
-      out.replaceChildren(el("p", { class: "muted" }, `Running (${q.status ?? q.state ?? "in progress"})…`));
+      out.replaceChildren(el("p", { class: "muted" }, q.stage === "verifying"
+        ? `The answers are in; the verifying nodes are checking the proofs (${q.valid_verdicts ?? 0} good verdicts of ${q.verdicts ?? 0} so far)…`
+        : "The query is on the ledger; the data providers are answering…"));
     }
     history.unshift({ body, q, at: new Date() });
     renderResult(out, body, q);
@@ -55,43 +71,38 @@ async function run() {
 }
 
 function finished(q) {
-  const s = q?.status ?? q?.state;
-  return s === "done" || s === "finished" || s === "failed" || s === "error" || s === "complete" || s === "completed" || q?.result !== undefined && s === undefined;
+  return q?.status === "accepted" || q?.status === "rejected" || q?.status === "unknown";
 }
 
-/** Whether a query's result was accepted after a quorum of all-good verdicts. */
+/** A result is accepted only after a quorum of verifying nodes found every proof good. */
 function verification(q) {
-  const v = q.verification ?? {};
-  const verified = q.verified ?? v.verified ?? v.accepted ?? false;
-  const verdicts = q.verdicts ?? v.verdicts ?? [];
-  const good = Array.isArray(verdicts) ? verdicts.filter((x) => x.all_good ?? x.all_valid ?? x.ok ?? x === true).length : (v.valid_verdicts ?? 0);
-  const total = Array.isArray(verdicts) ? verdicts.length : (v.verdicts ?? 0);
-  return { verified: Boolean(verified), good, total, height: v.height ?? q.height };
+  return { verified: q.status === "accepted", total: q.verdicts ?? 0, good: q.valid_verdicts ?? q.verdicts ?? 0 };
 }
 
 function renderResult(out, body, q) {
-  const s = q.status ?? q.state;
-  if (s === "failed" || s === "error") {
-    out.replaceChildren(el("p", { class: "error" }, `The query failed: ${q.error ?? q.message ?? "no reason given"}.`));
+  if (q.status === "rejected" || q.status === "unknown") {
+    out.replaceChildren(el("p", { class: "error", "data-verified": "false" },
+      q.status === "unknown"
+        ? "The node no longer knows this query."
+        : `✗ Rejected: ${q.reason ?? "the verifying nodes refused it"}${q.failed?.length ? ` (failed checks: ${q.failed.join(", ")})` : ""}. No result is released.`));
     return;
   }
-  const r = q.result ?? q;
+  const r = q.result ?? {};
   const v = verification(q);
   const unit = body.metric === "rr" ? "ms" : "beats/min";
   const rows = [];
   const num = (x) => (typeof x === "number" ? x.toLocaleString(undefined, { maximumFractionDigits: 2 }) : x);
   if (r.count !== undefined) rows.push(["Readings counted", num(r.count)]);
-  if (r.mean !== undefined) rows.push(["Mean", `${num(r.mean)} ${unit}`]);
-  if (r.variance !== undefined) rows.push(["Variance", `${num(r.variance)} ${unit}²`]);
-  if (r.std !== undefined) rows.push(["Standard deviation", `${num(r.std)} ${unit}`]);
-  if (r.value !== undefined && typeof r.value !== "object") rows.push([body.statistic, `${num(r.value)} ${unit}`]);
+  if (typeof r.value === "number") {
+    const label = { mean: "Mean", variance: "Variance", std: "Standard deviation" }[body.stat] ?? body.stat;
+    rows.push([label, `${num(r.value)} ${body.stat === "variance" ? `${unit}²` : unit}`]);
+  }
+  if (q.dps?.length) rows.push(["Data providers", q.dps.join(", ")]);
   out.replaceChildren(
-    el("p", { class: v.verified ? "ok" : "error", "data-verified": String(v.verified) },
-      v.verified
-        ? `✓ Verified: ${v.good} of ${v.total} verifying nodes checked every proof${v.height ? ` (verdicts on the ledger at height ${v.height})` : ""}.`
-        : `✗ Not verified${v.total ? `: ${v.good} of ${v.total} verdicts were good` : ""}. Do not use this result.`),
+    el("p", { class: "ok", "data-verified": String(v.verified) },
+      `✓ Verified: ${v.total} verifying node verdict${v.total === 1 ? "" : "s"} on the ledger found every proof good; the result was decrypted only then.`),
     rows.length ? el("table", { class: "compact" }, el("tbody", {}, rows.map(([k, x]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, x))))) : null,
-    histogram(r.histogram ?? r.bins, r.edges ?? body.edges, unit),
+    body.stat === "histogram" ? histogram(Array.isArray(r.value) ? r.value : r.bins, r.edges ?? q.bins, unit) : null,
     el("details", {}, el("summary", {}, "Full answer"), el("pre", { class: "params" }, JSON.stringify(q, null, 1))));
 }
 
@@ -120,8 +131,8 @@ function renderHistory() {
   if (!history.length) { box.replaceChildren(el("li", { class: "muted" }, "No query yet in this session.")); return; }
   box.replaceChildren(...history.slice(0, 10).map((h) => {
     const v = verification(h.q);
-    return el("li", {}, `${h.at.toLocaleTimeString()}: ${h.body.statistic} of ${h.body.metric} — `,
-      el("span", { class: v.verified ? "ok" : "error" }, v.verified ? "verified" : "not verified"),
+    return el("li", {}, `${h.at ? `${h.at.toLocaleTimeString()}: ` : ""}${h.body.stat ?? h.body.statistic} of ${h.body.metric} — `,
+      el("span", { class: v.verified ? "ok" : h.q.status === "pending" ? "muted" : "error" }, v.verified ? "verified" : h.q.status === "pending" ? "pending" : "not verified"),
       h.q.id ? ` (query ${short(String(h.q.id))})` : "");
   }));
 }
