@@ -13,13 +13,52 @@ use crate::elgamal::Ciphertext;
 use crate::encoding::{Canonical, Reader, Writer, digest};
 use crate::error::{Error, Result};
 use crate::keys::{CollectiveKey, ServerId};
-use crate::query::{DIGIT_BITS, DpId, Field, Query, ROWS_MAX};
+use crate::query::{DIGIT_BITS, DpId, Field, Query, ROWS_MAX, TOP_DIGIT_BITS_SMALL};
 use crate::sigma::WellFormedProof;
 
-/// Domain separator of the DPs' range proofs (Bulletproofs adds its own inside).
-pub const RANGE_DOMAIN: &[u8] = b"vigil-privstats/range/v1";
+/// Domain separator of the DPs' range proofs (Bulletproofs adds its own inside). Version 2:
+/// the digits are split into several aggregated proofs ([`range_layout`]).
+pub const RANGE_DOMAIN: &[u8] = b"vigil-privstats/range/v2";
 /// Most digits in one response (Bulletproofs party capacity).
 pub const DIGITS_MAX: usize = 64;
+/// Threads one DP uses to prove its range proofs (a Raspberry Pi has 4 cores; this machine 2).
+pub const PROVE_THREADS_DEFAULT: usize = 2;
+/// Most threads one DP proves on (a limit on everything).
+pub const PROVE_THREADS_MAX: usize = 8;
+
+/// How a response's `digits` are split among aggregated range proofs: contiguous chunks whose
+/// sizes are powers of two (Bulletproofs aggregation needs that), none larger than half the
+/// digits rounded up, so that (1) no padding digit is ever proven — proving cost is linear in
+/// the number of proven bits — and (2) two cores can prove two halves at once. A function of
+/// the digit count alone, so the verifier derives the same layout and a prover cannot pick one.
+///
+/// 4 digits → 2+2; 7 → 4+2+1; 28 → 8+8+8+4.
+pub fn range_chunks(digits: usize) -> Vec<std::ops::Range<usize>> {
+    let prev_pow2 = |n: usize| if n == 0 { 0 } else { 1 << n.ilog2() };
+    let cap = prev_pow2(digits.div_ceil(2)).max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < digits {
+        let size = prev_pow2((digits - start).min(cap));
+        out.push(start..start + size);
+        start += size;
+    }
+    out
+}
+
+/// The range proofs of an answer whose digits have the bit sizes `bits` (see
+/// [`Query::digit_bits`]): for each size (16, then 8), the indices of the digits of that size,
+/// split by [`range_chunks`]. Each entry is one aggregated proof: (bits, digit indices).
+pub fn range_layout(bits: &[usize]) -> Vec<(usize, Vec<usize>)> {
+    let mut out = Vec::new();
+    for width in [DIGIT_BITS, TOP_DIGIT_BITS_SMALL] {
+        let idx: Vec<usize> = (0..bits.len()).filter(|&i| bits[i] == width).collect();
+        for part in range_chunks(idx.len()) {
+            out.push((width, idx[part].to_vec()));
+        }
+    }
+    out
+}
 
 /// Bulletproofs generators for 16-bit values and up to 64 parties, built once.
 pub(crate) fn bp_gens() -> &'static BulletproofGens {
@@ -63,8 +102,8 @@ impl PlainAnswer {
         }
     }
 
-    /// Splits the answer into the query's 16-bit digits (little-endian within each field),
-    /// padded with zeros; refuses an answer beyond the bounds the proofs enforce.
+    /// Splits the answer into the query's 16-bit digits (little-endian within each field);
+    /// refuses an answer beyond the bounds the proofs enforce.
     pub fn digits(&self, query: &Query) -> Result<Vec<u64>> {
         if self.count > ROWS_MAX {
             return Err(Error::OutOfRange(format!(
@@ -72,7 +111,7 @@ impl PlainAnswer {
                 self.count
             )));
         }
-        let mut out = Vec::with_capacity(query.padded_digits());
+        let mut out = Vec::with_capacity(query.digits());
         for f in query.fields() {
             let v = match f {
                 Field::Count => self.count,
@@ -80,15 +119,19 @@ impl PlainAnswer {
                 Field::SumSq => self.sumsq,
                 Field::Bin(i) => self.bins.get(i).copied().unwrap_or(0),
             };
-            let n = f.digits();
-            if v >> (DIGIT_BITS * n) != 0 {
+            let bits = f.digit_bits();
+            let total: usize = bits.iter().sum();
+            if v >> total != 0 {
                 return Err(Error::OutOfRange(format!(
-                    "{f:?} = {v} needs more than {n} digits"
+                    "{f:?} = {v} needs more than {total} bits"
                 )));
             }
-            out.extend((0..n).map(|k| (v >> (DIGIT_BITS * k)) & 0xffff));
+            out.extend(
+                bits.iter()
+                    .enumerate()
+                    .map(|(k, b)| (v >> (DIGIT_BITS * k)) & ((1 << b) - 1)),
+            );
         }
-        out.resize(query.padded_digits(), 0);
         Ok(out)
     }
 }
@@ -100,10 +143,29 @@ pub struct DpResponse {
     pub dp: DpId,
     /// The server this DP sent its response to.
     pub server: ServerId,
-    /// One ciphertext per padded digit.
+    /// One ciphertext per digit.
     pub ciphertexts: Vec<Ciphertext>,
-    pub range_proof: RangeProof,
+    /// One aggregated range proof per chunk of [`range_chunks`].
+    pub range_proofs: Vec<RangeProof>,
     pub wellformed: WellFormedProof,
+}
+
+/// A random source usable through a trait object (the provers run on several threads).
+trait RngCoreCrypto: RngCore + CryptoRng {}
+impl<T: RngCore + CryptoRng> RngCoreCrypto for T {}
+
+/// The transcript of range proof `index` over the digits `part`, each of `bits` bits: binds the
+/// DP's context and the chunk, so proofs cannot be swapped between chunks or responses.
+fn range_transcript(context: &[u8], index: usize, bits: usize, part: &[usize]) -> Transcript {
+    let mut tr = Transcript::new(RANGE_DOMAIN);
+    tr.append_message(b"context", context);
+    tr.append_u64(b"chunk", index as u64);
+    tr.append_u64(b"bits", bits as u64);
+    tr.append_u64(b"len", part.len() as u64);
+    for &j in part {
+        tr.append_u64(b"digit", j as u64);
+    }
+    tr
 }
 
 /// Context bound into a DP's proofs: query, collective key, DP.
@@ -124,7 +186,21 @@ impl DpResponse {
         rng: &mut R,
     ) -> Result<Self> {
         let digits = answer.digits(query)?;
-        Self::encrypt_digits(query, key, dp, server, &digits, rng)
+        Self::encrypt_digits(query, key, dp, server, &digits, PROVE_THREADS_DEFAULT, rng)
+    }
+
+    /// [`DpResponse::create`] proving on `threads` threads.
+    pub fn create_with_threads<R: RngCore + CryptoRng>(
+        query: &Query,
+        key: &CollectiveKey,
+        dp: DpId,
+        server: ServerId,
+        answer: &PlainAnswer,
+        threads: usize,
+        rng: &mut R,
+    ) -> Result<Self> {
+        let digits = answer.digits(query)?;
+        Self::encrypt_digits(query, key, dp, server, &digits, threads, rng)
     }
 
     /// Encrypts the given digits *without* checking their range: what a cheating DP can do. An
@@ -136,13 +212,14 @@ impl DpResponse {
         dp: DpId,
         server: ServerId,
         digits: &[u64],
+        threads: usize,
         rng: &mut R,
     ) -> Result<Self> {
-        if digits.len() != query.padded_digits() || digits.len() > DIGITS_MAX {
+        if digits.len() != query.digits() || digits.is_empty() || digits.len() > DIGITS_MAX {
             return Err(Error::Param(format!(
                 "{} digits, query needs {}",
                 digits.len(),
-                query.padded_digits()
+                query.digits()
             )));
         }
         if key.id() != query.key_id {
@@ -155,31 +232,89 @@ impl DpResponse {
             .iter()
             .map(|m| Ciphertext::encrypt(&x, *m, &mut *rng))
             .unzip();
-        let mut tr = Transcript::new(RANGE_DOMAIN);
-        tr.append_message(b"context", &context);
-        let (range_proof, commitments) = RangeProof::prove_multiple_with_rng(
-            bp_gens(),
-            &pc_gens(&x),
-            &mut tr,
-            digits,
-            &rands,
-            DIGIT_BITS,
-            &mut *rng,
-        )
-        .map_err(|e| Error::Param(format!("range proof: {e}")))?;
-        debug_assert!(
-            commitments
-                .iter()
-                .zip(&ciphertexts)
-                .all(|(v, ct)| *v == ct.c.compress())
-        );
+        let chunks = range_layout(&query.digit_bits());
+        let prove = |i: usize, mut rng: &mut dyn RngCoreCrypto| -> Result<RangeProof> {
+            let (bits, part) = &chunks[i];
+            let mut tr = range_transcript(&context, i, *bits, part);
+            let values: Vec<u64> = part.iter().map(|&j| digits[j]).collect();
+            let blindings: Vec<_> = part.iter().map(|&j| rands[j]).collect();
+            let (proof, commitments) = RangeProof::prove_multiple_with_rng(
+                bp_gens(),
+                &pc_gens(&x),
+                &mut tr,
+                &values,
+                &blindings,
+                *bits,
+                &mut rng,
+            )
+            .map_err(|e| Error::OutOfRange(format!("range proof: {e}")))?;
+            debug_assert!(
+                commitments
+                    .iter()
+                    .zip(part)
+                    .all(|(v, &j)| *v == ciphertexts[j].c.compress())
+            );
+            Ok(proof)
+        };
+        let threads = threads.clamp(1, PROVE_THREADS_MAX).min(chunks.len());
+        let range_proofs: Vec<RangeProof> = if threads <= 1 {
+            (0..chunks.len())
+                .map(|i| prove(i, &mut *rng))
+                .collect::<Result<_>>()?
+        } else {
+            // Longest-processing-time-first on the bits each proof covers.
+            let mut order: Vec<usize> = (0..chunks.len()).collect();
+            order.sort_by_key(|&i| std::cmp::Reverse(chunks[i].0 * chunks[i].1.len()));
+            let mut loads = vec![(0usize, Vec::new()); threads];
+            for i in order {
+                let t = (0..threads).min_by_key(|&t| loads[t].0).unwrap_or(0);
+                loads[t].0 += chunks[i].0 * chunks[i].1.len();
+                loads[t].1.push(i);
+            }
+            let prove = &prove;
+            let mut proofs: Vec<Option<RangeProof>> = vec![None; chunks.len()];
+            let results: Vec<Vec<(usize, Result<RangeProof>)>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = loads
+                    .into_iter()
+                    .map(|(_, mine)| {
+                        scope.spawn(move || {
+                            let mut rng = rand::thread_rng();
+                            mine.into_iter()
+                                .map(|i| (i, prove(i, &mut rng)))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            vec![(
+                                usize::MAX,
+                                Err(Error::Param("prover thread panicked".into())),
+                            )]
+                        })
+                    })
+                    .collect()
+            });
+            for (i, r) in results.into_iter().flatten() {
+                let proof = r?;
+                if let Some(slot) = proofs.get_mut(i) {
+                    *slot = Some(proof);
+                }
+            }
+            proofs
+                .into_iter()
+                .map(|p| p.ok_or_else(|| Error::Param("missing range proof".into())))
+                .collect::<Result<_>>()?
+        };
         let wellformed = WellFormedProof::prove(&context, &x, &ciphertexts, digits, &rands, rng);
         Ok(Self {
             query_id,
             dp,
             server,
             ciphertexts,
-            range_proof,
+            range_proofs,
             wellformed,
         })
     }
@@ -188,26 +323,41 @@ impl DpResponse {
         dp_context(&self.query_id, key_id, self.dp)
     }
 
-    /// Verifies the range proof (variable time; public data).
-    pub fn verify_range(&self, key: &CollectiveKey) -> bool {
+    /// Verifies the range proofs for digits of the sizes `bits` ([`Query::digit_bits`];
+    /// variable time, public data).
+    pub fn verify_range(&self, key: &CollectiveKey, bits: &[usize]) -> bool {
         let n = self.ciphertexts.len();
-        if n == 0 || !n.is_power_of_two() || n > DIGITS_MAX {
+        let chunks = range_layout(bits);
+        if n == 0
+            || n > DIGITS_MAX
+            || n != bits.len()
+            || chunks.iter().map(|(_, p)| p.len()).sum::<usize>() != n
+            || self.range_proofs.len() != chunks.len()
+        {
             return false;
         }
         let commitments: Vec<CompressedRistretto> =
             self.ciphertexts.iter().map(|ct| ct.c.compress()).collect();
-        let mut tr = Transcript::new(RANGE_DOMAIN);
-        tr.append_message(b"context", &self.context(&key.id()));
-        self.range_proof
-            .verify_multiple_with_rng(
-                bp_gens(),
-                &pc_gens(&key.key),
-                &mut tr,
-                &commitments,
-                DIGIT_BITS,
-                &mut rand_core::OsRng,
-            )
-            .is_ok()
+        let context = self.context(&key.id());
+        let pc = pc_gens(&key.key);
+        chunks
+            .iter()
+            .zip(&self.range_proofs)
+            .enumerate()
+            .all(|(i, ((bits, part), proof))| {
+                let mut tr = range_transcript(&context, i, *bits, part);
+                let mine: Vec<CompressedRistretto> = part.iter().map(|&j| commitments[j]).collect();
+                proof
+                    .verify_multiple_with_rng(
+                        bp_gens(),
+                        &pc,
+                        &mut tr,
+                        &mine,
+                        *bits,
+                        &mut rand_core::OsRng,
+                    )
+                    .is_ok()
+            })
     }
 
     /// Verifies the well-formedness proof alone (the verifier batches it instead).
@@ -230,7 +380,10 @@ impl Canonical for DpResponse {
         for ct in &self.ciphertexts {
             ct.write(w);
         }
-        w.bytes(&self.range_proof.to_bytes());
+        w.seq_len(self.range_proofs.len());
+        for p in &self.range_proofs {
+            w.bytes(&p.to_bytes());
+        }
         self.wellformed.write(w);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self> {
@@ -242,15 +395,20 @@ impl Canonical for DpResponse {
             return Err(Error::Decode("too many ciphertexts"));
         }
         let ciphertexts = (0..n).map(|_| Ciphertext::read(r)).collect::<Result<_>>()?;
-        let range_proof =
-            RangeProof::from_bytes(r.bytes()?).map_err(|_| Error::Decode("range proof"))?;
+        let m = r.seq_len()?;
+        if m > DIGITS_MAX {
+            return Err(Error::Decode("too many range proofs"));
+        }
+        let range_proofs = (0..m)
+            .map(|_| RangeProof::from_bytes(r.bytes()?).map_err(|_| Error::Decode("range proof")))
+            .collect::<Result<_>>()?;
         let wellformed = WellFormedProof::read(r)?;
         Ok(Self {
             query_id,
             dp,
             server,
             ciphertexts,
-            range_proof,
+            range_proofs,
             wellformed,
         })
     }

@@ -39,6 +39,9 @@ pub enum Error {
     /// The verifying nodes did not accept the result.
     #[error("result rejected: {0}")]
     Rejected(String),
+    /// The ledger refused a transaction or lacks a record.
+    #[error("ledger: {0}")]
+    Ledger(String),
     /// The data provider's local database failed.
     #[error("database: {0}")]
     Db(#[from] rusqlite::Error),

@@ -3,7 +3,7 @@
 //! A doctor (the querier) asks for a statistic over heart data held by many ECG gateways. Each DP
 //! aggregates its rows locally, splits the aggregates into 16-bit digits and encrypts each digit
 //! with exponential ElGamal under a t-of-n collective key held by aggregation servers, proving
-//! with an aggregated Bulletproof that every digit is in [0, 2^16) and with a sigma proof that
+//! with aggregated Bulletproofs that every digit is in [0, 2^16) and with a sigma proof that
 //! every ciphertext is well formed. Servers add the ciphertexts, sum across servers and
 //! key-switch the total to the querier's key with proofs; verifying nodes check everything and
 //! emit a verdict bitmap for the ledger; the querier decrypts with a bounded baby-step
@@ -29,6 +29,9 @@
 //! assert_eq!((agg.count, agg.sum), (6, 4800));
 //! ```
 //!
+//! Against the ledger (queries, verdicts and the collective key as transactions, acceptance only
+//! on finalized verdicts): [`ledger::StatsService`].
+//!
 //! Soundness notes live next to the code: [`sigma`] (the sigma protocols), [`keys`] (the DKG),
 //! [`server`] (key switching), [`query`] (bounds and decryptability).
 
@@ -38,6 +41,7 @@ pub mod elgamal;
 pub mod encoding;
 pub mod error;
 pub mod keys;
+pub mod ledger;
 pub mod network;
 pub mod querier;
 pub mod query;

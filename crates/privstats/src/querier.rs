@@ -304,23 +304,36 @@ impl Querier {
         aggregates: &[ServerAggregate],
         shares: &[KeySwitchShare],
     ) -> Result<Aggregates> {
-        let mut chosen: Vec<&KeySwitchShare> = shares.iter().collect();
-        chosen.sort_by_key(|s| s.server);
-        chosen.dedup_by_key(|s| s.server);
-        if chosen.len() < key.threshold {
-            return Err(Error::BelowThreshold {
-                got: chosen.len(),
-                threshold: key.threshold,
-            });
-        }
-        chosen.truncate(key.threshold);
-        let tot = total(query.digits(), aggregates);
-        let switched = combine(&tot, &chosen);
-        let points: Vec<RistrettoPoint> = switched
-            .iter()
-            .map(|ct| self.keypair.decrypt_to_point(ct))
-            .collect();
-        let digits = self.table.decrypt_batch(&points)?;
-        Ok(recompose(query, &digits))
+        decrypt_with(&self.keypair, &self.table, query, key, aggregates, shares)
     }
+}
+
+/// Combines the first t shares (by server id) and decrypts with `keypair` and `table`. No
+/// verdict check: the caller has applied its acceptance rule.
+pub fn decrypt_with(
+    keypair: &KeyPair,
+    table: &DecryptionTable,
+    query: &Query,
+    key: &CollectiveKey,
+    aggregates: &[ServerAggregate],
+    shares: &[KeySwitchShare],
+) -> Result<Aggregates> {
+    let mut chosen: Vec<&KeySwitchShare> = shares.iter().collect();
+    chosen.sort_by_key(|s| s.server);
+    chosen.dedup_by_key(|s| s.server);
+    if chosen.len() < key.threshold {
+        return Err(Error::BelowThreshold {
+            got: chosen.len(),
+            threshold: key.threshold,
+        });
+    }
+    chosen.truncate(key.threshold);
+    let tot = total(query.digits(), aggregates);
+    let switched = combine(&tot, &chosen);
+    let points: Vec<RistrettoPoint> = switched
+        .iter()
+        .map(|ct| keypair.decrypt_to_point(ct))
+        .collect();
+    let digits = table.decrypt_batch(&points)?;
+    Ok(recompose(query, &digits))
 }

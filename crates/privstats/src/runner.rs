@@ -71,6 +71,7 @@ pub struct Timings {
     pub dp_query_max: Duration,
     /// Per-DP encryption + proofs: mean and max.
     pub dp_encrypt_mean: Duration,
+    pub dp_encrypt_median: Duration,
     pub dp_encrypt_max: Duration,
     /// Bytes of one DP response (canonical encoding).
     pub response_bytes: usize,
@@ -98,8 +99,8 @@ pub struct Outcome {
     pub timings: Timings,
 }
 
-/// Runs a query end to end. `answer_of(dp)` is the DP's local query (timed); DP encryption runs
-/// on `threads` threads, each DP timed alone.
+/// Runs a query end to end. `answer_of(dp)` is the DP's local query (timed); each DP proves on
+/// `threads` threads and is timed alone.
 pub fn run(
     net: &Network,
     querier: &Querier,
@@ -119,42 +120,25 @@ pub fn run(
         answers.push((dp, answer_of(dp)?));
         query_times.push(s.elapsed());
     }
+    // Each DP is one device proving on `threads` cores; DPs take turns, so that each one's time
+    // is what it would be alone on its own hardware (the critical path below assumes DPs work
+    // in parallel).
     let threads = threads.clamp(1, DP_THREADS_MAX);
-    let chunk = answers.len().div_ceil(threads);
-    let results: Vec<Result<(DpResponse, Duration)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = answers
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut rng = rand::thread_rng();
-                    part.iter()
-                        .map(|(dp, a)| {
-                            let s = Instant::now();
-                            let r = DpResponse::create(
-                                query,
-                                &net.key,
-                                *dp,
-                                net.route(*dp)?,
-                                a,
-                                &mut rng,
-                            )?;
-                            Ok((r, s.elapsed()))
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("DP thread panicked"))
-            .collect()
-    });
-    let mut responses = Vec::with_capacity(results.len());
-    let mut enc_times = Vec::new();
-    for r in results {
-        let (resp, d) = r?;
-        responses.push(resp);
-        enc_times.push(d);
+    let mut rng = rand::thread_rng();
+    let mut responses = Vec::with_capacity(answers.len());
+    let mut enc_times = Vec::with_capacity(answers.len());
+    for (dp, a) in &answers {
+        let s = Instant::now();
+        responses.push(DpResponse::create_with_threads(
+            query,
+            &net.key,
+            *dp,
+            net.route(*dp)?,
+            a,
+            threads,
+            &mut rng,
+        )?);
+        enc_times.push(s.elapsed());
     }
     let stats = |v: &[Duration]| {
         (
@@ -164,6 +148,9 @@ pub fn run(
     };
     (t.dp_query_mean, t.dp_query_max) = stats(&query_times);
     (t.dp_encrypt_mean, t.dp_encrypt_max) = stats(&enc_times);
+    let mut sorted = enc_times.clone();
+    sorted.sort_unstable();
+    t.dp_encrypt_median = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
     t.response_bytes = responses.first().map_or(0, |r| r.to_bytes().len());
 
     let mut aggregates = Vec::new();
@@ -180,7 +167,6 @@ pub fn run(
     let start = Instant::now();
     let tot = crate::server::total(query.digits(), &aggregates);
     let cross = start.elapsed();
-    let mut rng = rand::thread_rng();
     let mut shares = Vec::new();
     for s in net
         .servers

@@ -37,10 +37,13 @@ pub enum Check {
     WellFormed(DpId),
     /// The server's aggregate equals the recomputed sum of exactly the responses sent to it.
     Aggregate(ServerId),
-    /// The server's key-switch share and proof.
+    /// The server's key-switch share and proof (vacuously true for a server that sent none:
+    /// [`Check::Threshold`] counts the valid ones).
     KeySwitch(ServerId),
     /// At least t valid key-switch shares.
     Threshold,
+    /// Aggregates and shares come only from the key's servers, at most one of each per server.
+    Servers,
 }
 
 impl Check {
@@ -52,6 +55,7 @@ impl Check {
             Check::Aggregate(s) => (4, s),
             Check::KeySwitch(s) => (5, s),
             Check::Threshold => (6, 0),
+            Check::Servers => (7, 0),
         };
         w.u8(tag).u32(id);
     }
@@ -63,6 +67,7 @@ impl Check {
             (4, s) => Check::Aggregate(s),
             (5, s) => Check::KeySwitch(s),
             (6, 0) => Check::Threshold,
+            (7, 0) => Check::Servers,
             _ => return Err(Error::Decode("check tag")),
         })
     }
@@ -77,6 +82,7 @@ impl std::fmt::Display for Check {
             Check::Aggregate(s) => write!(f, "aggregate of server {s}"),
             Check::KeySwitch(s) => write!(f, "key-switch proof of server {s}"),
             Check::Threshold => write!(f, "threshold of valid key-switch shares"),
+            Check::Servers => write!(f, "evidence names only the key's servers, once each"),
         }
     }
 }
@@ -117,6 +123,40 @@ impl Verdict {
 
     pub fn all_good(&self) -> bool {
         !self.checks.is_empty() && self.failures().is_empty()
+    }
+
+    /// The checks of every verdict on `query` under a key of `servers` servers, in bitmap
+    /// order: for each DP the query names, its response, range and well-formedness proofs; for
+    /// each server 1..=n, its aggregate and key switch; then [`Check::Servers`] and
+    /// [`Check::Threshold`]. A function of the query alone, so a bitmap recorded on the ledger
+    /// (without the list) can be read back by anyone who has the query.
+    pub fn expected_checks(query: &Query, servers: usize) -> Vec<Check> {
+        let mut checks = Vec::with_capacity(3 * query.dps.len() + 2 * servers + 2);
+        for &d in &query.dps {
+            checks.extend([Check::Response(d), Check::Range(d), Check::WellFormed(d)]);
+        }
+        for s in 1..=servers as ServerId {
+            checks.extend([Check::Aggregate(s), Check::KeySwitch(s)]);
+        }
+        checks.extend([Check::Servers, Check::Threshold]);
+        checks
+    }
+
+    /// The failed checks named by a bitmap read from the ledger, or an error if the bitmap
+    /// does not fit the query (wrong length, or bits set beyond the last check).
+    pub fn failures_in_bitmap(query: &Query, servers: usize, bitmap: &[u8]) -> Result<Vec<Check>> {
+        let checks = Self::expected_checks(query, servers);
+        if bitmap.len() != checks.len().div_ceil(8)
+            || (checks.len()..bitmap.len() * 8).any(|i| bitmap[i / 8] >> (i % 8) & 1 == 1)
+        {
+            return Err(Error::Decode("verdict bitmap does not fit the query"));
+        }
+        Ok(checks
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| bitmap[i / 8] >> (i % 8) & 1 == 0)
+            .map(|(_, c)| c)
+            .collect())
     }
 }
 
@@ -194,21 +234,30 @@ pub struct Evidence<'a> {
 /// Worker threads for range-proof verification (a limit on everything).
 pub const VERIFY_THREADS_MAX: usize = 8;
 
-/// Verifies everything and returns the verdict. `threads` bounds the parallelism of range-proof
-/// verification.
+/// Verifies everything and returns the verdict, its checks in [`Verdict::expected_checks`]
+/// order. `threads` bounds the parallelism of range-proof verification.
+///
+/// Absence is judged where it matters: a DP the query names that sent nothing fails its
+/// response check (the result would not be over the DPs asked); a server that sent nothing
+/// passes its aggregate check if no DP was routed to it and its key-switch check (any t valid
+/// shares suffice, and [`Check::Threshold`] counts them), so one server down does not reject.
 pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
     let query = ev.query;
     let query_id = query.id();
     let key_id = ev.key.id();
     let digits = query.digits();
+    let servers = ev.key.servers;
+    let known = |s: ServerId| s >= 1 && s as usize <= servers;
     let mut results: BTreeMap<Check, bool> = BTreeMap::new();
     let key_ok = ev.key.verify().is_ok() && key_id == query.key_id;
 
-    // 1. Responses: admissibility, then range proofs (threads) and well-formedness (one batch).
+    // 1. Responses of the DPs asked: admissibility, then range proofs (threads) and
+    //    well-formedness (one batch). Responses from DPs not asked are ignored (and a server
+    //    that adds one fails its aggregate check).
     let asked: BTreeSet<DpId> = query.dps.iter().copied().collect();
     let mut by_dp: BTreeMap<DpId, &DpResponse> = BTreeMap::new();
     let mut duplicate: BTreeSet<DpId> = BTreeSet::new();
-    for r in ev.responses {
+    for r in ev.responses.iter().filter(|r| asked.contains(&r.dp)) {
         if by_dp.insert(r.dp, r).is_some() {
             duplicate.insert(r.dp);
         }
@@ -217,18 +266,18 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
         .values()
         .copied()
         .filter(|r| {
-            let ok = key_ok
+            key_ok
                 && r.query_id == query_id
-                && asked.contains(&r.dp)
                 && !duplicate.contains(&r.dp)
-                && r.ciphertexts.len() == query.padded_digits()
-                && r.server >= 1
-                && r.server as usize <= ev.key.servers;
-            results.insert(Check::Response(r.dp), ok);
-            ok
+                && r.ciphertexts.len() == digits
+                && known(r.server)
         })
         .collect();
-    let range_ok = verify_ranges(&admissible, ev.key, threads);
+    for r in &admissible {
+        results.insert(Check::Response(r.dp), true);
+    }
+    let bits = query.digit_bits();
+    let range_ok = verify_ranges(&admissible, ev.key, &bits, threads);
     let contexts: Vec<Vec<u8>> = admissible.iter().map(|r| r.context(&key_id)).collect();
     let items: Vec<(&WellFormedProof, Vec<u8>, &[Ciphertext])> = admissible
         .iter()
@@ -241,18 +290,31 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
         results.insert(Check::WellFormed(r.dp), wf);
     }
 
-    // 2. Aggregation: each server's claim equals the sum of exactly the responses sent to it.
-    let mut servers: BTreeSet<ServerId> = by_dp.values().map(|r| r.server).collect();
-    servers.extend(ev.aggregates.iter().map(|a| a.server));
-    for s in servers {
+    // 2. Only the key's servers, once each.
+    let mut agg_seen = BTreeSet::new();
+    let mut share_seen = BTreeSet::new();
+    let servers_ok = ev
+        .aggregates
+        .iter()
+        .all(|a| known(a.server) && agg_seen.insert(a.server))
+        && ev
+            .shares
+            .iter()
+            .all(|s| known(s.server) && share_seen.insert(s.server));
+    results.insert(Check::Servers, servers_ok);
+
+    // 3. Aggregation: each server's claim equals the sum of exactly the responses sent to it.
+    for s in 1..=servers as ServerId {
         let claims: Vec<&ServerAggregate> =
             ev.aggregates.iter().filter(|a| a.server == s).collect();
         let sent: Vec<&DpResponse> = by_dp.values().copied().filter(|r| r.server == s).collect();
         let ok = match claims.as_slice() {
+            [] => sent.is_empty(),
             [a] => {
                 let dps: Vec<DpId> = sent.iter().map(|r| r.dp).collect();
                 a.query_id == query_id
                     && a.dps == dps
+                    && a.sum.len() == digits
                     && a.sum == sum_responses(digits, sent.iter().copied())
             }
             _ => false,
@@ -260,10 +322,9 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
         results.insert(Check::Aggregate(s), ok);
     }
 
-    // 3. Key switching against the recomputed total.
+    // 4. Key switching against the total of the aggregates (what the querier combines).
     let tot = total(digits, ev.aggregates);
     let k: Vec<RistrettoPoint> = tot.iter().map(|ct| ct.k).collect();
-    let mut seen = BTreeSet::new();
     let contexts: Vec<Vec<u8>> = ev
         .shares
         .iter()
@@ -276,35 +337,47 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
         .collect();
     let mut batch = Vec::new();
     let mut batch_servers = Vec::new();
+    let mut bad_shares = BTreeSet::new();
+    let mut counted = BTreeSet::new();
     for ((s, ctx), vk) in ev.shares.iter().zip(&contexts).zip(&vks) {
-        let admissible = s.query_id == query_id && s.share.len() == digits && seen.insert(s.server);
+        let admissible =
+            s.query_id == query_id && s.share.len() == digits && counted.insert(s.server);
         match vk {
             Some(vk) if admissible => {
                 batch.push((&s.proof, s.statement(ctx, &query.querier, vk, &k)));
                 batch_servers.push(s.server);
             }
             _ => {
-                results.insert(Check::KeySwitch(s.server), false);
+                bad_shares.insert(s.server);
             }
         }
     }
     let ks_ok = crate::sigma::KeySwitchProof::verify_batch(&batch);
-    let mut valid = 0;
+    let mut valid = BTreeSet::new();
     for (s, ok) in batch_servers.into_iter().zip(ks_ok) {
-        valid += usize::from(ok);
-        results.insert(Check::KeySwitch(s), ok);
+        if ok {
+            valid.insert(s);
+        } else {
+            bad_shares.insert(s);
+        }
     }
-    results.insert(Check::Threshold, valid >= ev.key.threshold);
+    for s in 1..=servers as ServerId {
+        results.insert(Check::KeySwitch(s), !bad_shares.contains(&s));
+    }
+    results.insert(
+        Check::Threshold,
+        valid.difference(&bad_shares).count() >= ev.key.threshold,
+    );
 
     let mut w = Writer::new();
     for r in by_dp.values() {
         w.fixed(&r.digest());
     }
     let responses_digest = digest(b"vigil-privstats/responses/v1", &w.finish());
-    let checks: Vec<Check> = results.keys().copied().collect();
+    let checks = Verdict::expected_checks(query, servers);
     let mut bitmap = vec![0u8; checks.len().div_ceil(8)];
-    for (i, ok) in results.values().enumerate() {
-        if *ok {
+    for (i, c) in checks.iter().enumerate() {
+        if results.get(c).copied().unwrap_or(false) {
             bitmap[i / 8] |= 1 << (i % 8);
         }
     }
@@ -318,10 +391,18 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
     }
 }
 
-fn verify_ranges(responses: &[&DpResponse], key: &CollectiveKey, threads: usize) -> Vec<bool> {
+fn verify_ranges(
+    responses: &[&DpResponse],
+    key: &CollectiveKey,
+    bits: &[usize],
+    threads: usize,
+) -> Vec<bool> {
     let threads = threads.clamp(1, VERIFY_THREADS_MAX);
     if threads == 1 || responses.len() < 2 {
-        return responses.iter().map(|r| r.verify_range(key)).collect();
+        return responses
+            .iter()
+            .map(|r| r.verify_range(key, bits))
+            .collect();
     }
     let chunk = responses.len().div_ceil(threads);
     std::thread::scope(|scope| {
@@ -330,7 +411,7 @@ fn verify_ranges(responses: &[&DpResponse], key: &CollectiveKey, threads: usize)
             .map(|part| {
                 scope.spawn(move || {
                     part.iter()
-                        .map(|r| r.verify_range(key))
+                        .map(|r| r.verify_range(key, bits))
                         .collect::<Vec<bool>>()
                 })
             })

@@ -203,6 +203,7 @@ fn dp_encrypting_out_of_range_value_is_caught() {
         2,
         run.responses[1].server,
         &digits,
+        1,
         &mut rng(),
     );
     // Bulletproofs may refuse to prove it at all; if it proves, the proof must not verify.

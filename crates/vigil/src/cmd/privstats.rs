@@ -172,10 +172,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         dbs.len()
     );
     println!(
-        "{:>6} {:>9} {:>10} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11} {:>9}",
+        "{:>6} {:>9} {:>10} {:>10} {:>7} {:>9} {:>9} {:>10} {:>9} {:>9} {:>11} {:>9}",
         "dps",
         "dp_q_ms",
         "dp_enc_ms",
+        "enc_med_ms",
         "bytes",
         "agg_ms",
         "ks_ms",
@@ -205,10 +206,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
             out.aggregates.sum as usize / n,
         )?;
         println!(
-            "{:>6} {:>9.2} {:>10.2} {:>7} {:>9.2} {:>9.2} {:>10.1} {:>9.3} {:>9.2} {:>11.1} {:>9.1}",
+            "{:>6} {:>9.2} {:>10.2} {:>10.2} {:>7} {:>9.2} {:>9.2} {:>10.1} {:>9.3} {:>9.2} {:>11.1} {:>9.1}",
             n,
             ms(t.dp_query_mean),
             ms(t.dp_encrypt_mean),
+            ms(t.dp_encrypt_median),
             t.response_bytes,
             ms(t.aggregate_max),
             ms(t.keyswitch_max),
@@ -227,10 +229,11 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     }
     let Some(t) = last else { return Ok(()) };
     println!(
-        "dps={} dp_query_ms={:.3} dp_encrypt_ms={:.3} dp_encrypt_max_ms={:.3} response_bytes={} aggregate_ms={:.3} keyswitch_ms={:.3} verify_total_ms={:.3} verify_per_dp_ms={:.4} decrypt_ms={:.3} end_to_end_ms={:.1} wall_ms={:.1} prio3_client_ms={:.4} prio3_total_ms={:.2}",
+        "dps={} dp_query_ms={:.3} dp_encrypt_ms={:.3} dp_encrypt_median_ms={:.3} dp_encrypt_max_ms={:.3} response_bytes={} aggregate_ms={:.3} keyswitch_ms={:.3} verify_total_ms={:.3} verify_per_dp_ms={:.4} decrypt_ms={:.3} end_to_end_ms={:.1} wall_ms={:.1} prio3_client_ms={:.4} prio3_total_ms={:.2}",
         t.dps,
         ms(t.dp_query_mean),
         ms(t.dp_encrypt_mean),
+        ms(t.dp_encrypt_median),
         ms(t.dp_encrypt_max),
         t.response_bytes,
         ms(t.aggregate_max),

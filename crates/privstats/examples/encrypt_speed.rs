@@ -1,0 +1,108 @@
+//! DP encryption + proofs, before and after the speed-up, measured in one binary:
+//!
+//! - before: one aggregated Bulletproof over the digits padded to a power of two, one thread
+//!   (what `DpResponse` did up to the ledger wiring), plus encryption and the well-formedness proof;
+//! - after: `DpResponse::create_with_threads` (no padding, power-of-two chunks, 1 or 2 threads).
+//!
+//! `cargo run --release -p vigil-privstats --example encrypt_speed [runs]` prints the median per
+//! statistic and one `key=value` line.
+
+use std::time::{Duration, Instant};
+
+use bulletproofs::{BulletproofGens, PedersenGens, RangeProof};
+use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT as G;
+use merlin::Transcript;
+use vigil_privstats::dp::{DpResponse, PlainAnswer};
+use vigil_privstats::elgamal::Ciphertext;
+use vigil_privstats::network::Network;
+use vigil_privstats::query::{DIGIT_BITS, Metric, Query, Statistic};
+use vigil_privstats::runner::default_edges;
+use vigil_privstats::sigma::WellFormedProof;
+
+fn median(mut v: Vec<Duration>) -> f64 {
+    v.sort_unstable();
+    v[v.len() / 2].as_secs_f64() * 1e3
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(21);
+    let mut rng = rand::thread_rng();
+    let net = Network::new(2, 3, 1, &mut rng)?;
+    let gens = BulletproofGens::new(DIGIT_BITS, 64);
+    let mut line = Vec::new();
+    println!(
+        "{:>10} {:>7} {:>11} {:>11} {:>11}",
+        "statistic", "digits", "before_ms", "after1_ms", "after2_ms"
+    );
+    for statistic in [Statistic::Mean, Statistic::Variance, Statistic::Histogram] {
+        let edges = if statistic == Statistic::Histogram {
+            default_edges(Metric::Rr)
+        } else {
+            vec![]
+        };
+        let query = Query {
+            nonce: 1,
+            querier: G,
+            key_id: net.key.id(),
+            metric: Metric::Rr,
+            statistic,
+            from_s: 0,
+            to_s: 1,
+            cohort: vec![],
+            dps: vec![1],
+            edges: edges.clone(),
+        };
+        let mut answer = PlainAnswer::default();
+        for v in 300..1500u64 {
+            answer.add_value(v, 250, &edges);
+        }
+        let digits = answer.digits(&query)?;
+        let x = net.key.key;
+        let (mut before, mut after1, mut after2) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            // Before: padded digits, one aggregated proof, one thread.
+            let start = Instant::now();
+            let mut padded = digits.clone();
+            padded.resize(digits.len().next_power_of_two(), 0);
+            let (cts, rands): (Vec<_>, Vec<_>) = padded
+                .iter()
+                .map(|m| Ciphertext::encrypt(&x, *m, &mut rng))
+                .unzip();
+            let mut tr = Transcript::new(b"before");
+            let pc = PedersenGens {
+                B: G,
+                B_blinding: x,
+            };
+            RangeProof::prove_multiple_with_rng(
+                &gens, &pc, &mut tr, &padded, &rands, DIGIT_BITS, &mut rng,
+            )?;
+            let _ = WellFormedProof::prove(b"before", &x, &cts, &padded, &rands, &mut rng);
+            before.push(start.elapsed());
+            for (threads, out) in [(1, &mut after1), (2, &mut after2)] {
+                let start = Instant::now();
+                DpResponse::create_with_threads(
+                    &query, &net.key, 1, 1, &answer, threads, &mut rng,
+                )?;
+                out.push(start.elapsed());
+            }
+        }
+        let (b, a1, a2) = (median(before), median(after1), median(after2));
+        println!(
+            "{:>10} {:>7} {:>11.2} {:>11.2} {:>11.2}",
+            format!("{statistic:?}").to_lowercase(),
+            digits.len(),
+            b,
+            a1,
+            a2
+        );
+        let name = format!("{statistic:?}").to_lowercase();
+        line.push(format!(
+            "{name}_before_ms={b:.2} {name}_after_1t_ms={a1:.2} {name}_after_2t_ms={a2:.2}"
+        ));
+    }
+    println!("runs={runs} {}", line.join(" "));
+    Ok(())
+}
