@@ -221,6 +221,7 @@ pub fn router(node: Shared) -> Router {
         .merge(crate::dashboard::routes())
         .route("/", get(|| web_asset(Path("index.html".to_owned()))))
         .route("/web/{*path}", get(web_asset))
+        .merge(crate::stats::routes())
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
         .with_state(node)
 }

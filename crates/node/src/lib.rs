@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod monitor;
 mod openapi;
 pub mod signer;
+pub mod stats;
 pub mod users;
 
 use std::collections::HashMap;
@@ -162,6 +163,8 @@ pub struct Node {
     last_anchor_ms: Mutex<TimestampMs>,
     /// The validator set block certificates are checked against ([`Node::set_genesis`]).
     genesis: std::sync::OnceLock<vigil_ledger::node::Genesis>,
+    /// Private statistics, when a deployment is attached ([`Node::enable_stats`]).
+    pub(crate) stats: std::sync::OnceLock<Arc<stats::Stats>>,
 }
 
 /// Reads enrolled devices from the ledger's finalized state.
@@ -213,6 +216,7 @@ impl Node {
             pending: Mutex::new(HashMap::new()),
             mqtt: Mutex::new(None),
             last_anchor_ms: Mutex::new(now_ms()),
+            stats: std::sync::OnceLock::new(),
             genesis: std::sync::OnceLock::new(),
         });
 

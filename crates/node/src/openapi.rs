@@ -67,6 +67,11 @@ pub fn document() -> Value {
             "/api/alerts/{alert}/resolve": {"post": op("Resolve an alert", "per the ledger's permission table")},
             "/api/ledger/blocks": {"get": op("Latest finalized blocks", "cdcp-operator, auditor, admin, doctor")},
             "/api/ledger/blocks/{height}": {"get": op("A finalized block with its transactions and certificate", "cdcp-operator, auditor, admin, doctor")},
+            "/api/queries": {
+                "get": op("The caller's private-statistics queries, newest first, and the data providers available: {dps, queries: [status]}", "doctor"),
+                "post": op("Submit a private-statistics query as a ledger transaction: {stat: count|sum|mean|variance|std|histogram|min|max|median|pNN, metric: hr|rr, from?, to? (Unix s), dps?: [id], bins?: [edge], cohort?: [pseudonym]}; 202 with its status", "doctor")
+            },
+            "/api/queries/{id}": {"get": op("A query's status: pending (stage submitted|verifying, verdicts so far), accepted (result, once a quorum of verifying nodes' all-valid verdicts is finalized) or rejected (reason and the failed proofs); only the doctor who asked", "doctor")},
             "/api/ledger/blocks/{height}/verify": {"get": op("Re-check a block: hash link, transactions root, signatures, finalization certificate against the validator set", "cdcp-operator, auditor, admin, doctor")},
             "/api/ehr/records/{seq}/verify": {"get": op("Check one health record against its ledger anchor (Merkle inclusion proof); no value is revealed", "cdcp-operator, auditor, admin, doctor, the person")},
             "/api/map": {"get": op("Every person's pseudonym, open-alert level and last position fix", "cdcp-operator, admin")},

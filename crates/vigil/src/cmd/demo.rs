@@ -218,6 +218,17 @@ async fn run_in_runtime(
     let fleet_config = FleetConfig::new(state.seed, args.people);
     let mut fleet = Fleet::new(fleet_config);
     setup_people(api, &node, &fleet, &mut state, &data_dir, args.people).await?;
+    // Private statistics (added by the privstats work): 3 servers, 4 data providers with
+    // synthetic heart data and 2 verifying nodes, so the doctor can query /api/queries.
+    {
+        let node = node.clone();
+        let admin = Arc::new(Signer::new(cluster.keys.admin.clone()));
+        tokio::spawn(async move {
+            if let Err(error) = vigil_node::stats::start_demo_stats(&node, admin, 4, 20_160).await {
+                eprintln!("private statistics not started: {error}");
+            }
+        });
+    }
     let people: Vec<PersonId> = state.people[..args.people as usize].to_vec();
     node.add_user(
         &state.patient_token,
