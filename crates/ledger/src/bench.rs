@@ -359,4 +359,30 @@ mod tests {
         let report = simulated(BenchConfig::default());
         println!("{report:?}");
     }
+
+    /// The loopback run behind `vigil bench ledger --mode loopback`, for profiling the ledger
+    /// alone: `VIGIL_BENCH_ALERTS=40000 VIGIL_BENCH_RATE=20000 cargo test -p vigil-ledger
+    /// --release bench_loopback -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn bench_loopback() {
+        let env = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let dir = std::env::temp_dir().join(format!("vigil-bench-loopback-{}", std::process::id()));
+        let report = loopback(
+            BenchConfig {
+                alerts: env("VIGIL_BENCH_ALERTS", 20_000),
+                rate_per_s: env("VIGIL_BENCH_RATE", 10_000),
+                ..BenchConfig::default()
+            },
+            &dir,
+            Duration::from_secs(120),
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        println!("{report:?}");
+    }
 }

@@ -14,6 +14,7 @@ pub mod bench;
 pub mod block;
 pub mod config;
 pub mod evidence;
+mod keycache;
 pub mod keys;
 pub mod local;
 pub mod mempool;

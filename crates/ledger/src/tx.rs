@@ -492,7 +492,7 @@ impl Tx {
             return Err(TxDecodeError::TooLarge(bytes.len()));
         }
         let mut reader = bytes.clone();
-        let signer = PublicKey::read(&mut reader)?;
+        let signer = crate::keycache::read_public_key(&mut reader)?;
         let nonce = u64::read(&mut reader)?;
         let body = read_body(&mut reader)?;
         let unsigned_len = bytes.len() - reader.remaining();
