@@ -340,7 +340,10 @@ impl Node {
             reading_time_ms: draft.reading_time_ms,
             evidence: draft.evidence,
         };
-        match self.gateway.submit(&self.ledger, body) {
+        match self
+            .gateway
+            .submit_alert(&self.ledger, body, draft.evidence_body)
+        {
             Ok(id) => {
                 self.metrics.alerts_submitted.inc();
                 let mut pending = self.pending.lock();

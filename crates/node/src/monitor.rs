@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
-use vigil_contracts::{AlertChange, Catalog, Deployment, Evaluation, InstanceId};
+use vigil_contracts::{AlertChange, Catalog, Evaluation, Evidence, InstanceId};
 use vigil_core::{AlertLevel, Digest, GeoFix, PersonId, Reading, TimestampMs, Value};
 use vigil_ledger::block::Block;
+pub use vigil_ledger::evidence::contract_deployment;
 use vigil_ledger::tx::{Deployment as LedgerDeployment, InstanceId as LedgerInstanceId, TxBody};
 
 /// An alert to submit: which ledger instance, what level, when, and the digest of the evidence
@@ -18,18 +19,10 @@ pub struct AlertDraft {
     pub level: AlertLevel,
     pub reading_time_ms: TimestampMs,
     pub evidence: Digest,
+    /// What re-executes the alert: handed to the validator beside the transaction, never
+    /// stored on the ledger (it holds the reading).
+    pub evidence_body: Evidence,
     pub reason: serde_json::Value,
-}
-
-/// The contracts deployment a ledger deployment stands for: its checked parameters
-/// ([`LedgerDeployment::contract_params`]), bound to the ledger deployment's person and device.
-pub fn contract_deployment(deployment: &LedgerDeployment) -> Option<Deployment> {
-    Some(Deployment {
-        person: deployment.person,
-        device: Some(deployment.device.clone()),
-        nonce: 0,
-        params: deployment.contract_params().ok()?,
-    })
 }
 
 #[derive(Default)]
@@ -161,13 +154,14 @@ impl Monitor {
             return None;
         }
         let outcome = evaluation.outcome.ok()?;
-        let (_, evidence) = evaluation.evidence?;
+        let (evidence_body, evidence) = evaluation.evidence?;
         Some(AlertDraft {
             instance: *self.to_ledger.get(&evaluation.instance)?,
             person,
             level: outcome.level,
             reading_time_ms: time_ms,
             evidence,
+            evidence_body,
             reason: serde_json::to_value(&outcome.reason).unwrap_or_default(),
         })
     }

@@ -62,6 +62,23 @@ impl Signer {
         result
     }
 
+    /// Like [`Signer::submit`], for an alert with the evidence that re-executes it.
+    pub fn submit_alert(
+        &self,
+        ledger: &Ledger,
+        body: TxBody,
+        evidence: vigil_contracts::Evidence,
+    ) -> Result<TxId, SubmitError> {
+        let mut next = self.next_nonce.lock();
+        let nonce = (*next).max(ledger.next_nonce(&self.public));
+        let tx = Tx::sign(&self.key, &ledger.chain_id(), nonce, body);
+        let result = ledger.submit_with_evidence(&mut rand::rng(), tx, evidence);
+        if result.is_ok() {
+            *next = nonce + 1;
+        }
+        result
+    }
+
     /// Like [`Signer::submit`], but first checks the transaction against the finalized state,
     /// so that a staff action the ledger would refuse (resolving a resolved alert, deploying on
     /// an unknown device) is answered at once with the ledger's reason instead of being
