@@ -70,7 +70,14 @@ function renderAlerts() {
   const level = liveLevel(page.person);
   box.replaceChildren(el("p", {},
     el("span", { class: `badge level-${level}` }, level ? LEVELS[level] : "No open alert"), " ",
-    open.length ? open.map((a) => `${a.reason?.kind ?? "alert"} (${a.status}, reading at ${time(a.reading_time_ms)})`).join("; ") : ""));
+    open.length ? open.map((a) => `${alertWhat(a)} (${a.status}, reading at ${time(a.reading_time_ms)})`).join("; ") : ""));
+}
+
+/** What an alert is about: its reason's kind, or its instance's kind and metric. */
+function alertWhat(a) {
+  const i = page.instances.find((x) => x.instance === a.instance);
+  if (i?.params?.kind === "threshold") return `${i.params.metric.replaceAll("-", " ")} threshold`;
+  return i?.params?.kind ?? a.reason?.kind ?? "alert";
 }
 
 async function poll() {
@@ -131,7 +138,9 @@ function chart(c, points) {
     figure.append(caption, el("div", { class: "chart-empty muted" }, "Waiting for readings…"));
     return figure;
   }
-  const t1 = Date.now(), t0 = t1 - page.windowMin * 60_000;
+  // The window, or less while the readings cover less of it (at least a minute).
+  const t1 = Date.now();
+  const t0 = Math.min(t1 - 60_000, Math.max(t1 - page.windowMin * 60_000, points[0].t));
   const values = points.map((p) => p.value).concat(limits.map((l) => l.value));
   let lo = Math.min(...values), hi = Math.max(...values);
   if (hi - lo < 1e-9) { lo -= 1; hi += 1; }
@@ -210,11 +219,14 @@ async function loadInstances() {
     const { instances } = await api("GET", `/api/instances?person=${page.person}`);
     page.instances = instances;
     renderCharts();
+    renderAlerts();
     const active = instances.filter((i) => i.active);
     box.replaceChildren(el("h3", { id: "editor-title" }, editable ? "Thresholds and geofences" : "Monitoring limits"),
-      editable ? el("p", { class: "muted" }, "Saving deploys a replacement contract instance through the ledger: the old one is terminated and the new one deployed in one transaction, visible in the ledger explorer.") : null,
+      el("p", { class: "muted" }, editable
+        ? "Saving deploys a replacement contract instance through the ledger: the old one is terminated and the new one deployed in one transaction, visible in the ledger explorer."
+        : state.me?.kind === "patient" ? "The limits your monitoring checks; your care team sets them." : "Only operators change them."),
       el("p", { id: "editor-status", "aria-live": "polite" }),
-      active.length ? active.map((i) => instanceForm(i, editable)) : el("p", { class: "muted" }, "No active monitor contract."));
+      ...(active.length ? active.map((i) => instanceForm(i, editable)) : [el("p", { class: "muted" }, "No active monitor contract.")]));
   } catch (e) {
     box.replaceChildren(el("h3", { id: "editor-title" }, "Monitoring limits"), el("p", { class: "error" }, e.message));
   }

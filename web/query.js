@@ -98,12 +98,13 @@ function renderResult(out, body, q) {
     rows.push([label, `${num(r.value)} ${body.stat === "variance" ? `${unit}²` : unit}`]);
   }
   if (q.dps?.length) rows.push(["Data providers", q.dps.join(", ")]);
-  out.replaceChildren(
+  out.replaceChildren(...[
     el("p", { class: "ok", "data-verified": String(v.verified) },
       `✓ Verified: ${v.total} verifying node verdict${v.total === 1 ? "" : "s"} on the ledger found every proof good; the result was decrypted only then.`),
     rows.length ? el("table", { class: "compact" }, el("tbody", {}, rows.map(([k, x]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", {}, x))))) : null,
     body.stat === "histogram" ? histogram(Array.isArray(r.value) ? r.value : r.bins, r.edges ?? q.bins, unit) : null,
-    el("details", {}, el("summary", {}, "Full answer"), el("pre", { class: "params" }, JSON.stringify(q, null, 1))));
+    el("details", {}, el("summary", {}, "Full answer"), el("pre", { class: "params" }, JSON.stringify(q, null, 1))),
+  ].filter(Boolean));
 }
 
 /** Bars of a histogram: counts per bin, labelled by bin edges when known. */

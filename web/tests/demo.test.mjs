@@ -14,7 +14,7 @@
 // Uses playwright-core with Debian's chromium (CHROMIUM=/usr/bin/chromium by default).
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -28,6 +28,8 @@ const START_TIMEOUT_MS = 240_000;
 const ALERT_TIMEOUT_MS = 150_000;
 const FINALIZE_TIMEOUT_MS = 60_000;
 const PHONE = { width: 390, height: 844 };
+// MIT-BIH records for the demo's ECG patches when present (synthetic ECG otherwise).
+const MITDB = process.env.VIGIL_MITDB ?? resolve(here, "../../../shared/data/mitdb");
 
 function portFree(port) {
   return new Promise((ok) => {
@@ -48,7 +50,8 @@ async function freePorts() {
 
 function startDemo(port, dataDir) {
   const child = spawn(VIGIL, ["demo", "--people", "20", "--speed", "10", "--port", String(port),
-    "--data-dir", dataDir, "--duration-s", "900"], { stdio: ["ignore", "pipe", "pipe"] });
+    "--data-dir", dataDir, "--duration-s", "900", ...(existsSync(MITDB) ? ["--mitdb", MITDB] : [])],
+  { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const ready = new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`demo did not start in time:\n${output}`)), START_TIMEOUT_MS);

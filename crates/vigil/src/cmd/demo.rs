@@ -6,6 +6,8 @@
 //! The consortium keys come from fixed seeds (`Keys::new`): fine for a demo, never for a
 //! deployment.
 
+mod ecg;
+
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -54,6 +56,13 @@ pub struct DemoArgs {
     /// Stop after this many seconds (0: run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub duration_s: u64,
+    /// People (the first ones) who also wear an ECG patch sending RR intervals (0: none).
+    #[arg(long, default_value_t = 4)]
+    pub ecg: u32,
+    /// MIT-BIH records the ECG patches replay (default: $VIGIL_MITDB or ../shared/data/mitdb);
+    /// synthetic ECG when the folder holds none.
+    #[arg(long)]
+    pub mitdb: Option<PathBuf>,
 }
 
 /// What a restart reuses.
@@ -66,6 +75,11 @@ struct DemoState {
     doctor_token: String,
     doctor_key: String,
     patient_token: String,
+    /// Added after the first demos: empty in older state files, then filled in.
+    #[serde(default)]
+    auditor_token: String,
+    #[serde(default)]
+    auditor_key: String,
     /// Pseudonyms of the simulated people, by fleet index.
     people: Vec<PersonId>,
 }
@@ -82,6 +96,8 @@ impl DemoState {
             doctor_token: new_token(),
             doctor_key: hex::encode(Signer::generate().to_bytes()),
             patient_token: new_token(),
+            auditor_token: new_token(),
+            auditor_key: hex::encode(Signer::generate().to_bytes()),
             people: Vec::new(),
         })
     }
@@ -130,7 +146,11 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
-    let (state, resumed) = DemoState::load_or_create(&data_dir)?;
+    let (mut state, resumed) = DemoState::load_or_create(&data_dir)?;
+    if state.auditor_token.is_empty() || state.auditor_key.is_empty() {
+        state.auditor_token = new_token();
+        state.auditor_key = hex::encode(Signer::generate().to_bytes());
+    }
     state.save(&data_dir)?;
     step(&format!(
         "{} in {}",
@@ -164,6 +184,12 @@ async fn run_in_runtime(
             .and_then(|b| Signer::from_bytes(&b))
             .context("the doctor key in the state file is damaged")?,
     );
+    let auditor = Arc::new(
+        hex::decode(&state.auditor_key)
+            .ok()
+            .and_then(|b| Signer::from_bytes(&b))
+            .context("the auditor key in the state file is damaged")?,
+    );
     let mut users = Users::default();
     let staff = |name: &str, signer: Arc<Signer>| Principal::Staff {
         name: name.into(),
@@ -181,6 +207,7 @@ async fn run_in_runtime(
         staff("admin", Signer::new(cluster.keys.admin.clone()).into()),
     );
     users.insert(&state.doctor_token, staff("doctor", doctor.clone()));
+    users.insert(&state.auditor_token, staff("auditor", auditor.clone()));
     let mut ehr_key = [0u8; 32];
     hex::decode_to_slice(&state.ehr_master_key, &mut ehr_key)
         .context("the health record key in the state file is damaged")?;
@@ -199,20 +226,23 @@ async fn run_in_runtime(
     let (node, api) = Node::start(cluster.ledgers[0].clone(), config)
         .await
         .context("starting the node (is the port free? try --port)")?;
+    node.set_genesis(cluster.genesis.clone());
 
-    // The doctor's role, granted once by the admin.
+    // The doctor's and the auditor's roles, granted once by the admin.
     let ledger = node.ledger().clone();
-    if !ledger.with_state(|s| s.view().has_role(doctor.public(), Role::Doctor)) {
-        let admin = Signer::new(cluster.keys.admin.clone());
-        admin
-            .submit(
-                &ledger,
-                TxBody::GrantRole {
-                    identity: doctor.public().clone(),
-                    role: Role::Doctor,
-                },
-            )
-            .map_err(|e| anyhow::anyhow!("granting the doctor role: {e}"))?;
+    let admin = Signer::new(cluster.keys.admin.clone());
+    for (who, role) in [(&doctor, Role::Doctor), (&auditor, Role::Auditor)] {
+        if !ledger.with_state(|s| s.view().has_role(who.public(), role)) {
+            admin
+                .submit(
+                    &ledger,
+                    TxBody::GrantRole {
+                        identity: who.public().clone(),
+                        role,
+                    },
+                )
+                .map_err(|e| anyhow::anyhow!("granting the {} role: {e}", role.name()))?;
+        }
     }
 
     let fleet_config = FleetConfig::new(state.seed, args.people);
@@ -230,6 +260,34 @@ async fn run_in_runtime(
         });
     }
     let people: Vec<PersonId> = state.people[..args.people as usize].to_vec();
+    let ecg_count = args.ecg.min(args.people) as usize;
+    let ecg_sources = if ecg_count > 0 {
+        let dir = args.mitdb.clone().unwrap_or_else(ecg::default_dir);
+        step(&format!(
+            "ECG patches for {ecg_count} people: detecting beats in the MIT-BIH records of {} (synthetic ECG if none)",
+            dir.display()
+        ));
+        let seed = state.seed;
+        let (sources, notes) =
+            tokio::task::spawn_blocking(move || ecg::sources(&dir, ecg_count, seed))
+                .await
+                .context("loading ECG records")?;
+        for note in notes {
+            step(&note);
+        }
+        setup_ecg(api, &node, &fleet, &state, ecg_count).await?;
+        step(&format!(
+            "ECG patches replay: {}",
+            sources
+                .iter()
+                .map(|s| s.label.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        sources
+    } else {
+        Vec::new()
+    };
     node.add_user(
         &state.patient_token,
         Principal::Patient {
@@ -247,6 +305,7 @@ async fn run_in_runtime(
     println!("    operator  {}", state.operator_token);
     println!("    admin     {}", state.admin_token);
     println!("    doctor    {}", state.doctor_token);
+    println!("    auditor   {}", state.auditor_token);
     println!(
         "    patient   {}  (person {})",
         state.patient_token, people[0]
@@ -293,7 +352,7 @@ async fn run_in_runtime(
         }
     };
     tokio::select! {
-        result = simulate(node.clone(), fleet, people, args.speed) => result?,
+        result = simulate(node.clone(), fleet, people, ecg_sources, args.speed) => result?,
         () = stop => step("stopping"),
     }
     cluster.shutdown();
@@ -497,6 +556,87 @@ async fn setup_people(
     Ok(())
 }
 
+/// The ECG patch of simulated person `p`: its id and key (derived from the person's seeds).
+fn ecg_device(p: &Person) -> anyhow::Result<(DeviceId, DeviceKey)> {
+    let id = format!("p{:05}-ecg", p.index)
+        .parse()
+        .context("ECG device id")?;
+    let seed = vigil_core::digest(
+        "vigil/demo/ecg-device/v1",
+        &[&p.device_seed(DeviceKind::Thermometer)],
+    );
+    Ok((id, DeviceKey::from_seed(seed)))
+}
+
+/// The heart-rhythm contract on an ECG patch: irregular RR intervals (more than 60 % of
+/// successive differences above 50 ms over 32 beats, as in atrial fibrillation) raise a
+/// warning.
+fn ecg_instance() -> JsonValue {
+    json!({"kind": "heart-rhythm", "irregularity": {"window": 32, "delta_ms": 50,
+        "irregular_permille": 600, "level": 1, "max_gap_ms": 60000}})
+}
+
+/// Enrolls the first `count` people's ECG patches and deploys their heart-rhythm contract,
+/// whatever is missing.
+async fn setup_ecg(
+    api: SocketAddr,
+    node: &Node,
+    fleet: &Fleet,
+    state: &DemoState,
+    count: usize,
+) -> anyhow::Result<()> {
+    let ledger = node.ledger().clone();
+    let mut devices = Vec::new();
+    for (i, person) in state.people.iter().take(count).enumerate() {
+        let (id, key) = ecg_device(fleet.person(i as u32).context("person")?)?;
+        devices.push((*person, id, key));
+    }
+    let missing: Vec<JsonValue> = devices
+        .iter()
+        .filter(|(_, id, _)| !ledger.with_state(|s| s.tables().devices.contains_key(id)))
+        .map(|(person, id, key)| {
+            json!({"person": person, "device": id, "public_key": key.public().to_string()})
+        })
+        .collect();
+    if !missing.is_empty() {
+        post_all(api, &state.operator_token, "/api/devices", missing).await?;
+    }
+    wait_for("ECG patches enrolled", || {
+        let have = ledger.with_state(|s| {
+            devices
+                .iter()
+                .filter(|(_, id, _)| s.tables().devices.contains_key(id))
+                .count()
+        });
+        (have, devices.len())
+    })
+    .await?;
+    let covered = |ledger: &vigil_ledger::node::Ledger, id: &DeviceId| {
+        ledger.with_state(|s| {
+            s.tables()
+                .instances
+                .values()
+                .any(|r| r.active && r.deployment.device == *id)
+        })
+    };
+    let bodies: Vec<JsonValue> = devices
+        .iter()
+        .filter(|(_, id, _)| !covered(&ledger, id))
+        .map(|(person, id, _)| json!({"person": person, "device": id, "params": ecg_instance()}))
+        .collect();
+    if !bodies.is_empty() {
+        post_all(api, &state.operator_token, "/api/instances", bodies).await?;
+    }
+    wait_for("heart-rhythm contracts deployed", || {
+        let have = devices
+            .iter()
+            .filter(|(_, id, _)| covered(&ledger, id))
+            .count();
+        (have, devices.len())
+    })
+    .await
+}
+
 /// The monitor contracts every simulated person gets: the seed's temperature band, SpO2 and
 /// heart-rate bands on the oximeter, a home geofence and a no-signal watch on the phone.
 /// Times are real time (readings carry wall-clock times).
@@ -544,6 +684,7 @@ async fn simulate(
     node: Arc<Node>,
     mut fleet: Fleet,
     people: Vec<PersonId>,
+    mut ecg_sources: Vec<ecg::EcgSource>,
     speed: f64,
 ) -> anyhow::Result<()> {
     struct Device {
@@ -567,6 +708,15 @@ async fn simulate(
             make(DeviceKind::Oximeter)?,
             make(DeviceKind::Phone)?,
         ]);
+    }
+    let mut ecg_devices = Vec::with_capacity(ecg_sources.len());
+    for i in 0..ecg_sources.len() {
+        let (id, key) = ecg_device(fleet.person(i as u32).context("person")?)?;
+        ecg_devices.push(Device {
+            id,
+            key,
+            next_seq: first_seq,
+        });
     }
     let counters = Arc::new(Counters::default());
     let mut alerts = node.subscribe();
@@ -606,6 +756,26 @@ async fn simulate(
                 draft.push(metric, now, value);
             }
             packs.push((people[e.person as usize], draft.sign(&device.key).to_json()));
+        }
+        // ECG patches: the RR intervals that ended during this step, each at its own time.
+        for (i, source) in ecg_sources.iter_mut().enumerate() {
+            let beats = source.advance(dt_ms);
+            if beats.is_empty() {
+                continue;
+            }
+            let device = &mut ecg_devices[i];
+            let seq = device.next_seq.max(u64::try_from(now).unwrap_or(0) * 1_000);
+            device.next_seq = seq + 1;
+            let mut draft = PackDraft::new(device.id.clone(), seq);
+            for (offset_ms, rr_ms) in beats {
+                let behind_ms = (dt_ms.saturating_sub(offset_ms) as f64 / speed) as i64;
+                draft.push(
+                    vigil_core::Metric::RrInterval,
+                    now - behind_ms,
+                    vigil_core::Value::Scalar(i32::from(rr_ms)),
+                );
+            }
+            packs.push((people[i], draft.sign(&device.key).to_json()));
         }
         let ingest_node = node.clone();
         let ingest_counters = counters.clone();
