@@ -46,6 +46,8 @@ use crate::users::Principal;
 const STEP_PERIOD: Duration = Duration::from_millis(200);
 /// Queries one doctor's listing returns at most.
 const LISTED_MAX: usize = 100;
+/// Query owners remembered before forgotten queries are pruned.
+const OWNERS_MAX: usize = 2 * vigil_privstats::ledger::TRACKED_QUERIES_MAX;
 
 /// The node's statistics deployment and who asked which query.
 pub struct Stats {
@@ -229,7 +231,14 @@ async fn submit_query(
                 }
                 e => bad(e.to_string()),
             })?;
-    stats.owners.lock().insert(id, signer.public().clone());
+    {
+        let mut owners = stats.owners.lock();
+        if owners.len() >= OWNERS_MAX {
+            // The service forgets its oldest queries; so do we.
+            owners.retain(|id, _| stats.service.query(id).is_some());
+        }
+        owners.insert(id, signer.public().clone());
+    }
     Ok((StatusCode::ACCEPTED, Json(status_json(&stats, &id))))
 }
 

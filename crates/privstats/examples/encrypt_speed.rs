@@ -34,8 +34,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let gens = BulletproofGens::new(DIGIT_BITS, 64);
     let mut line = Vec::new();
     println!(
-        "{:>10} {:>7} {:>11} {:>11} {:>11}",
-        "statistic", "digits", "before_ms", "after1_ms", "after2_ms"
+        "{:>10} {:>7} {:>11} {:>11} {:>11} {:>13} {:>12}",
+        "statistic",
+        "digits",
+        "before_ms",
+        "after1_ms",
+        "after2_ms",
+        "verify_bef_ms",
+        "verify_aft_ms"
     );
     for statistic in [Statistic::Mean, Statistic::Variance, Statistic::Histogram] {
         let edges = if statistic == Statistic::Histogram {
@@ -62,6 +68,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let digits = answer.digits(&query)?;
         let x = net.key.key;
         let (mut before, mut after1, mut after2) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut vbefore, mut vafter) = (Vec::new(), Vec::new());
+        let bits = query.digit_bits();
         for _ in 0..runs {
             // Before: padded digits, one aggregated proof, one thread.
             let start = Instant::now();
@@ -76,31 +84,52 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 B: G,
                 B_blinding: x,
             };
-            RangeProof::prove_multiple_with_rng(
+            let (proof, commitments) = RangeProof::prove_multiple_with_rng(
                 &gens, &pc, &mut tr, &padded, &rands, DIGIT_BITS, &mut rng,
             )?;
             let _ = WellFormedProof::prove(b"before", &x, &cts, &padded, &rands, &mut rng);
             before.push(start.elapsed());
+            let start = Instant::now();
+            let mut tr = Transcript::new(b"before");
+            proof.verify_multiple_with_rng(
+                &gens,
+                &pc,
+                &mut tr,
+                &commitments,
+                DIGIT_BITS,
+                &mut rng,
+            )?;
+            vbefore.push(start.elapsed());
             for (threads, out) in [(1, &mut after1), (2, &mut after2)] {
                 let start = Instant::now();
-                DpResponse::create_with_threads(
+                let r = DpResponse::create_with_threads(
                     &query, &net.key, 1, 1, &answer, threads, &mut rng,
                 )?;
                 out.push(start.elapsed());
+                if threads == 2 {
+                    let start = Instant::now();
+                    if !r.verify_range(&net.key, &bits) {
+                        return Err("range proofs do not verify".into());
+                    }
+                    vafter.push(start.elapsed());
+                }
             }
         }
         let (b, a1, a2) = (median(before), median(after1), median(after2));
+        let (vb, va) = (median(vbefore), median(vafter));
         println!(
-            "{:>10} {:>7} {:>11.2} {:>11.2} {:>11.2}",
+            "{:>10} {:>7} {:>11.2} {:>11.2} {:>11.2} {:>13.2} {:>12.2}",
             format!("{statistic:?}").to_lowercase(),
             digits.len(),
             b,
             a1,
-            a2
+            a2,
+            vb,
+            va
         );
         let name = format!("{statistic:?}").to_lowercase();
         line.push(format!(
-            "{name}_before_ms={b:.2} {name}_after_1t_ms={a1:.2} {name}_after_2t_ms={a2:.2}"
+            "{name}_before_ms={b:.2} {name}_after_1t_ms={a1:.2} {name}_after_2t_ms={a2:.2} {name}_verify_range_before_ms={vb:.2} {name}_verify_range_after_ms={va:.2}"
         ));
     }
     println!("runs={runs} {}", line.join(" "));

@@ -299,12 +299,15 @@ pub struct StatsService {
     queries: Mutex<BTreeMap<QueryId, Tracked>>,
     order: Mutex<Vec<QueryId>>,
     fault: Mutex<Option<Fault>>,
+    /// Why the last publication failed (it is retried by [`StatsService::wait_ready`]).
+    publish_error: Mutex<Option<String>>,
 }
 
 impl StatsService {
     /// Runs the DKG among the servers, publishes the collective key on the ledger (signed by
     /// `admin`) and grants the verifying nodes their role where they lack it. Returns at once:
-    /// [`StatsService::ready`] says when all of it is finalized.
+    /// [`StatsService::ready`] says when all of it is finalized, and
+    /// [`StatsService::wait_ready`] waits for it (re-submitting what a race lost).
     pub fn setup(
         ledger: Ledger,
         admin: &dyn Submitter,
@@ -345,8 +348,9 @@ impl StatsService {
             queries: Mutex::new(BTreeMap::new()),
             order: Mutex::new(Vec::new()),
             fault: Mutex::new(None),
+            publish_error: Mutex::new(None),
         };
-        service.publish(admin)?;
+        service.try_publish(admin);
         Ok(service)
     }
 
@@ -390,6 +394,16 @@ impl StatsService {
                 .map_err(|e| submit_err("granting a verifying node its role", e))?;
         }
         Ok(())
+    }
+
+    /// [`StatsService::publish`], remembering a failure instead of returning it (a submission
+    /// that lost a nonce race with another user of the admin key is simply made again).
+    fn try_publish(&self, admin: &dyn Submitter) {
+        let error = self.publish(admin).err().map(|e| e.to_string());
+        *self
+            .publish_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = error;
     }
 
     /// True once the key and every verifying node's role are finalized.
@@ -502,13 +516,19 @@ impl StatsService {
         let mut seen = 0u64;
         while !self.ready() {
             if seen >= blocks_max || blocks.next().await.is_none() {
+                let last = self
+                    .publish_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+                    .unwrap_or_else(|| "none".into());
                 return Err(Error::Ledger(format!(
-                    "the collective key and verifying nodes are not finalized after {seen} blocks"
+                    "the collective key and verifying nodes are not finalized after {seen} blocks (last submission error: {last})"
                 )));
             }
             seen += 1;
             if seen.is_multiple_of(20) && !self.ready() {
-                self.publish(admin)?;
+                self.try_publish(admin);
             }
         }
         Ok(())
