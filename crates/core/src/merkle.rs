@@ -72,6 +72,35 @@ pub fn inclusion_proof(leaves: &[Digest], index: usize) -> Option<Vec<Digest>> {
     Some(path)
 }
 
+/// The root and every leaf's audit path at once, in O(n log n) hashes and pushes, where calling
+/// [`inclusion_proof`] per leaf would cost O(n²): sealing a batch of n records needs them all.
+/// `proofs[i]` equals `inclusion_proof(leaves, i)`.
+pub fn root_and_proofs(leaves: &[Digest]) -> (Digest, Vec<Vec<Digest>>) {
+    let depth = usize::BITS - leaves.len().leading_zeros();
+    let mut proofs: Vec<Vec<Digest>> = (0..leaves.len())
+        .map(|_| Vec::with_capacity(depth as usize))
+        .collect();
+    let root = fill_proofs(leaves, &mut proofs);
+    (root, proofs)
+}
+
+/// Returns the root of `leaves` and appends, bottom-up, each leaf's siblings within it.
+fn fill_proofs(leaves: &[Digest], proofs: &mut [Vec<Digest>]) -> Digest {
+    match leaves {
+        [] => Sha256::digest([]).into(),
+        [leaf] => *leaf,
+        _ => {
+            let split = split_point(leaves.len());
+            let (left_proofs, right_proofs) = proofs.split_at_mut(split);
+            let left = fill_proofs(&leaves[..split], left_proofs);
+            let right = fill_proofs(&leaves[split..], right_proofs);
+            left_proofs.iter_mut().for_each(|p| p.push(right));
+            right_proofs.iter_mut().for_each(|p| p.push(left));
+            node_hash(&left, &right)
+        }
+    }
+}
+
 /// Recomputes the root from a leaf, its index, the tree size and its audit path
 /// (RFC 9162 §2.1.3.2).
 pub fn root_from_proof(
@@ -121,6 +150,23 @@ mod tests {
         assert_eq!(root(&l[..2]), node_hash(&l[0], &l[1]));
         assert_eq!(root(&l), node_hash(&node_hash(&l[0], &l[1]), &l[2]));
         assert_ne!(leaf_hash(b""), root(&[]));
+    }
+
+    #[test]
+    fn all_proofs_at_once_match_one_by_one() {
+        for n in 0..40 {
+            let l = leaves(n);
+            let (all_root, proofs) = root_and_proofs(&l);
+            assert_eq!(all_root, root(&l), "n = {n}");
+            assert_eq!(proofs.len(), n);
+            for (index, proof) in proofs.iter().enumerate() {
+                assert_eq!(
+                    Some(proof),
+                    inclusion_proof(&l, index).as_ref(),
+                    "{index}/{n}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! A reading as a FHIR R4 Observation (vital-signs profile where one exists). Pure.
 
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 use vigil_core::{Metric, PersonId, Reading, TimestampMs, Value};
 
 /// The pseudonym and device identifier systems used in `subject` and `device`.
@@ -53,49 +53,124 @@ fn coding(metric: Metric) -> Coding {
     }
 }
 
-/// The Observation for one reading. `id` is the record's sequence number in the store.
+/// The Observation for one reading, as a JSON value. `id` is the record's sequence number in
+/// the store. The same document as [`write_observation`] writes (it is parsed from it), so the
+/// two can never drift apart.
 pub fn observation(id: u64, person: PersonId, reading: &Reading) -> Json {
+    let mut out = Vec::with_capacity(OBSERVATION_BYTES_TYPICAL);
+    write_observation(&mut out, id, person, reading);
+    // What we just wrote is valid JSON by construction (see `write_observation`).
+    serde_json::from_slice(&out).unwrap_or(Json::Null)
+}
+
+/// Bytes of a typical Observation, to size buffers.
+pub const OBSERVATION_BYTES_TYPICAL: usize = 768;
+
+/// Appends the Observation for one reading to `out` as compact JSON.
+///
+/// Written by hand, not through `serde_json::Value`: building a map per reading cost more than
+/// encrypting and storing it, and ingestion writes one per accepted reading. Every string
+/// written is either a constant, a pseudonym (hex) or a device id (`[A-Za-z0-9._-]`, checked at
+/// parse time), so none needs escaping; numbers go through serde_json, as before.
+pub fn write_observation(out: &mut Vec<u8>, id: u64, person: PersonId, reading: &Reading) {
     let c = coding(reading.metric);
-    let mut codings = Vec::new();
+    let name = reading.metric.name();
+    out.extend_from_slice(br#"{"resourceType":"Observation","id":""#);
+    push_display(out, id);
+    out.extend_from_slice(br#"","status":"final""#);
+    if let Some(profile) = c.profile {
+        out.extend_from_slice(br#","meta":{"profile":["http://hl7.org/fhir/StructureDefinition/"#);
+        out.extend_from_slice(profile.as_bytes());
+        out.extend_from_slice(
+            br#""]},"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs","display":"Vital Signs"}]}]"#,
+        );
+    }
+    out.extend_from_slice(br#","code":{"coding":["#);
     if let Some((code, display)) = c.loinc {
-        codings.push(json!({"system": "http://loinc.org", "code": code, "display": display}));
+        push_coding(out, "http://loinc.org", code, Some(display));
+        out.push(b',');
         if reading.metric == Metric::SpO2 {
-            codings.push(json!({"system": "http://loinc.org", "code": "2708-6",
-                "display": "Oxygen saturation in Arterial blood"}));
+            push_coding(
+                out,
+                "http://loinc.org",
+                "2708-6",
+                Some("Oxygen saturation in Arterial blood"),
+            );
+            out.push(b',');
         }
     }
-    codings.push(json!({"system": METRIC_SYSTEM, "code": reading.metric.name()}));
-    let quantity = |value: f64, unit: &str| json!({"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit});
-    let mut observation = json!({
-        "resourceType": "Observation",
-        "id": id.to_string(),
-        "status": "final",
-        "code": {"coding": codings, "text": reading.metric.name()},
-        "subject": {"identifier": {"system": PSEUDONYM_SYSTEM, "value": person.to_string()}},
-        "device": {"identifier": {"system": DEVICE_SYSTEM, "value": reading.device.as_str()}},
-        "effectiveDateTime": rfc3339_utc(reading.time_ms),
-    });
-    if let Some(profile) = c.profile {
-        observation["meta"] =
-            json!({"profile": [format!("http://hl7.org/fhir/StructureDefinition/{profile}")]});
-        observation["category"] = json!([{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-            "code": "vital-signs", "display": "Vital Signs"}]}]);
-    }
+    push_coding(out, METRIC_SYSTEM, name, None);
+    out.extend_from_slice(br#"],"text":""#);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(br#""},"subject":{"identifier":{"system":""#);
+    out.extend_from_slice(PSEUDONYM_SYSTEM.as_bytes());
+    out.extend_from_slice(br#"","value":""#);
+    push_display(out, person);
+    out.extend_from_slice(br#""}},"device":{"identifier":{"system":""#);
+    out.extend_from_slice(DEVICE_SYSTEM.as_bytes());
+    out.extend_from_slice(br#"","value":""#);
+    out.extend_from_slice(reading.device.as_str().as_bytes());
+    out.extend_from_slice(br#""}},"effectiveDateTime":""#);
+    out.extend_from_slice(rfc3339_utc(reading.time_ms).as_bytes());
+    out.push(b'"');
     match reading.value {
         Value::Scalar(v) => {
-            observation["valueQuantity"] = quantity(f64::from(v) / c.divisor, c.ucum)
+            out.extend_from_slice(br#","valueQuantity":"#);
+            push_quantity(out, f64::from(v) / c.divisor, c.ucum);
         }
         Value::Position(fix) => {
-            let component = |code: &str, value: Json| json!({"code": {"coding": [{"system": METRIC_SYSTEM, "code": code}]}, "valueQuantity": value});
-            observation["component"] = json!([
-                component("latitude", quantity(f64::from(fix.lat_udeg) / 1e6, "deg")),
-                component("longitude", quantity(f64::from(fix.lon_udeg) / 1e6, "deg")),
-                component("accuracy", quantity(f64::from(fix.accuracy_m), "m")),
-            ]);
+            out.extend_from_slice(br#","component":["#);
+            let parts = [
+                ("latitude", f64::from(fix.lat_udeg) / 1e6, "deg"),
+                ("longitude", f64::from(fix.lon_udeg) / 1e6, "deg"),
+                ("accuracy", f64::from(fix.accuracy_m), "m"),
+            ];
+            for (index, (code, value, unit)) in parts.into_iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(br#"{"code":{"coding":["#);
+                push_coding(out, METRIC_SYSTEM, code, None);
+                out.extend_from_slice(br#"]},"valueQuantity":"#);
+                push_quantity(out, value, unit);
+                out.push(b'}');
+            }
+            out.push(b']');
         }
     }
-    observation
+    out.push(b'}');
+}
+
+fn push_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{value}");
+}
+
+fn push_coding(out: &mut Vec<u8>, system: &str, code: &str, display: Option<&str>) {
+    out.extend_from_slice(br#"{"system":""#);
+    out.extend_from_slice(system.as_bytes());
+    out.extend_from_slice(br#"","code":""#);
+    out.extend_from_slice(code.as_bytes());
+    if let Some(display) = display {
+        out.extend_from_slice(br#"","display":""#);
+        out.extend_from_slice(display.as_bytes());
+    }
+    out.extend_from_slice(br#""}"#);
+}
+
+fn push_quantity(out: &mut Vec<u8>, value: f64, unit: &str) {
+    out.extend_from_slice(br#"{"value":"#);
+    // serde_json writes finite floats as JSON numbers (ryu); every value here is a finite
+    // fixed-point integer divided by a constant. A non-finite one would become `null`.
+    if serde_json::to_writer(&mut *out, &value).is_err() {
+        out.extend_from_slice(b"null");
+    }
+    out.extend_from_slice(br#","unit":""#);
+    out.extend_from_slice(unit.as_bytes());
+    out.extend_from_slice(br#"","system":"http://unitsofmeasure.org","code":""#);
+    out.extend_from_slice(unit.as_bytes());
+    out.extend_from_slice(br#""}"#);
 }
 
 /// `YYYY-MM-DDThh:mm:ss.sssZ` from Unix milliseconds, without a clock or a date library
@@ -124,7 +199,84 @@ pub fn rfc3339_utc(time_ms: TimestampMs) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use vigil_core::GeoFix;
+
+    /// The Observation as it was first written, with `serde_json::json!`: the hand-written
+    /// encoder must produce the same document for every metric.
+    fn reference_observation(id: u64, person: PersonId, reading: &Reading) -> Json {
+        let c = coding(reading.metric);
+        let mut codings = Vec::new();
+        if let Some((code, display)) = c.loinc {
+            codings.push(json!({"system": "http://loinc.org", "code": code, "display": display}));
+            if reading.metric == Metric::SpO2 {
+                codings.push(json!({"system": "http://loinc.org", "code": "2708-6",
+                    "display": "Oxygen saturation in Arterial blood"}));
+            }
+        }
+        codings.push(json!({"system": METRIC_SYSTEM, "code": reading.metric.name()}));
+        let quantity = |value: f64, unit: &str| json!({"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit});
+        let mut observation = json!({
+            "resourceType": "Observation",
+            "id": id.to_string(),
+            "status": "final",
+            "code": {"coding": codings, "text": reading.metric.name()},
+            "subject": {"identifier": {"system": PSEUDONYM_SYSTEM, "value": person.to_string()}},
+            "device": {"identifier": {"system": DEVICE_SYSTEM, "value": reading.device.as_str()}},
+            "effectiveDateTime": rfc3339_utc(reading.time_ms),
+        });
+        if let Some(profile) = c.profile {
+            observation["meta"] =
+                json!({"profile": [format!("http://hl7.org/fhir/StructureDefinition/{profile}")]});
+            observation["category"] = json!([{"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                "code": "vital-signs", "display": "Vital Signs"}]}]);
+        }
+        match reading.value {
+            Value::Scalar(v) => {
+                observation["valueQuantity"] = quantity(f64::from(v) / c.divisor, c.ucum)
+            }
+            Value::Position(fix) => {
+                let component = |code: &str, value: Json| json!({"code": {"coding": [{"system": METRIC_SYSTEM, "code": code}]}, "valueQuantity": value});
+                observation["component"] = json!([
+                    component("latitude", quantity(f64::from(fix.lat_udeg) / 1e6, "deg")),
+                    component("longitude", quantity(f64::from(fix.lon_udeg) / 1e6, "deg")),
+                    component("accuracy", quantity(f64::from(fix.accuracy_m), "m")),
+                ]);
+            }
+        }
+        observation
+    }
+
+    #[test]
+    fn hand_written_json_equals_the_reference_for_every_metric() {
+        let person = PersonId::from_bytes([7; 16]);
+        for metric in Metric::ALL {
+            for value in [
+                Value::Scalar(0),
+                Value::Scalar(-3),
+                Value::Scalar(3_825),
+                Value::Position(GeoFix {
+                    lat_udeg: -33_868_820,
+                    lon_udeg: 151_209_296,
+                    accuracy_m: 12,
+                }),
+            ] {
+                let reading = Reading {
+                    device: "dev_1.a-b".parse().expect("valid"),
+                    metric,
+                    time_ms: 1_700_000_000_123,
+                    value,
+                };
+                let fast = observation(42, person, &reading);
+                assert_eq!(
+                    fast,
+                    reference_observation(42, person, &reading),
+                    "{metric:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn dates_match_known_instants() {

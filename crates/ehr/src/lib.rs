@@ -30,6 +30,7 @@ pub mod fhir;
 mod seal;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 
 use rusqlite::types::ValueRef;
@@ -108,6 +109,16 @@ pub struct Anchor {
     pub root: Digest,
 }
 
+/// One device pack for [`Ehr::append_packs`]: whose readings, from which device, under which
+/// of the device's sequence numbers.
+#[derive(Debug, Clone, Copy)]
+pub struct PackToStore<'a> {
+    pub person: PersonId,
+    pub device: &'a DeviceId,
+    pub sequence: u64,
+    pub readings: &'a [Reading],
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AccessKind {
@@ -182,9 +193,21 @@ impl Ehr {
     fn init(db: Connection, master: SecretKey) -> Result<Self, EhrError> {
         // WAL for concurrent readers; secure_delete so an erased key's bytes are overwritten in
         // the file rather than left in a free page.
+        //
+        // Durability: in WAL mode with `synchronous = NORMAL` a commit is written to the log
+        // before `append_packs` returns (so before the device is answered) but not fsynced; the
+        // log is fsynced at each checkpoint. An acknowledged pack therefore survives a crash of
+        // the node process (SIGKILL included) but may be lost if the machine loses power
+        // before the next checkpoint; the device has then dropped it from its outbox. `FULL`
+        // would close that gap at the price of one fsync per batch. The larger checkpoint
+        // interval and page cache write each hot page (the person index, recent rows) to the
+        // database file once per checkpoint rather than once per batch.
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = NORMAL;
+             PRAGMA wal_autocheckpoint = 16384;
+             PRAGMA journal_size_limit = 134217728;
+             PRAGMA cache_size = -65536;
              PRAGMA secure_delete = ON;
              CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
              INSERT OR IGNORE INTO meta VALUES ('next_seq', 1), ('sealed_through', 0);
@@ -202,6 +225,8 @@ impl Ehr {
                  WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS device_highest (
                  device TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS record_proofs (
+                 seq INTEGER PRIMARY KEY, path BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS anchors (
                  first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, root BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS access_log (
@@ -312,48 +337,103 @@ impl Ehr {
         sequence: u64,
         readings: &[Reading],
     ) -> Result<Vec<u64>, EhrError> {
-        let key = self.data_key(person)?;
+        let pack = PackToStore {
+            person,
+            device,
+            sequence,
+            readings,
+        };
+        let mut results = self.append_packs(&[pack])?;
+        match results.pop() {
+            Some(stored) => stored.map(Iterator::collect),
+            // `append_packs` answers every pack it is given.
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Stores many devices' packs in one SQLite transaction, each exactly once, as
+    /// [`Ehr::append_pack`] does for one. Returns one answer per pack, in order: the record
+    /// sequence numbers it was stored under, or why it was refused (replay, too old, unknown
+    /// or erased person); a refused pack stores nothing and does not affect the others.
+    /// The outer error means the database failed and the whole batch was rolled back.
+    ///
+    /// Why batches: a commit costs far more than an insert, so ingestion commits one batch of
+    /// packs at a time (the node groups what arrived together).
+    pub fn append_packs(
+        &mut self,
+        packs: &[PackToStore<'_>],
+    ) -> Result<Vec<Result<Range<u64>, EhrError>>, EhrError> {
+        let mut keys = Vec::with_capacity(packs.len());
+        for pack in packs {
+            keys.push(match self.data_key(pack.person) {
+                Ok(key) => Ok(seal::cipher(&key)),
+                Err(EhrError::Database(error)) => return Err(EhrError::Database(error)),
+                Err(refused) => Err(refused),
+            });
+        }
+        let readings_total = packs.iter().map(|p| p.readings.len()).sum();
+        let mut nonces = seal::nonces(readings_total).into_iter();
         let tx = self.db.transaction()?;
-        let highest: Option<u64> = tx
-            .query_row(
-                "SELECT seq FROM device_highest WHERE device = ?1",
-                [device.as_str()],
-                |row| row.get(0),
-            )
-            .optional()?;
-        if let Some(highest) = highest
-            && sequence.saturating_add(REPLAY_WINDOW) <= highest
+        let mut next: u64 =
+            tx.query_row("SELECT value FROM meta WHERE name = 'next_seq'", [], |r| {
+                r.get(0)
+            })?;
+        let mut results = Vec::with_capacity(packs.len());
+        let mut plaintext = Vec::with_capacity(fhir::OBSERVATION_BYTES_TYPICAL);
+        let mut record_aad = Vec::with_capacity(RECORD_AAD_LEN);
         {
-            return Err(EhrError::TooOld {
-                device: device.clone(),
-                sequence,
-                highest,
-            });
-        }
-        let inserted = tx.execute(
-            "INSERT OR IGNORE INTO accepted_packs VALUES (?1, ?2)",
-            params![device.as_str(), sequence],
-        )?;
-        if inserted == 0 {
-            return Err(EhrError::Replayed {
-                device: device.clone(),
-                sequence,
-            });
-        }
-        if highest.is_none_or(|highest| sequence > highest) {
-            tx.execute(
-                "INSERT OR REPLACE INTO device_highest VALUES (?1, ?2)",
-                params![device.as_str(), sequence],
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO records (seq, person, device, metric, time_ms, nonce, ciphertext)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
-            // Forget what the window no longer needs.
-            tx.execute(
-                "DELETE FROM accepted_packs WHERE device = ?1 AND seq + ?2 <= ?3",
-                params![device.as_str(), REPLAY_WINDOW, sequence],
-            )?;
+            for (pack, cipher) in packs.iter().zip(keys) {
+                let cipher = match cipher {
+                    Ok(cipher) => cipher,
+                    Err(refused) => {
+                        results.push(Err(refused));
+                        continue;
+                    }
+                };
+                match accept_sequence(&tx, pack.device, pack.sequence) {
+                    Ok(()) => {}
+                    Err(EhrError::Database(error)) => return Err(EhrError::Database(error)),
+                    Err(refused) => {
+                        results.push(Err(refused));
+                        continue;
+                    }
+                }
+                let first = next;
+                for reading in pack.readings {
+                    // As many nonces were drawn as there are readings in all the packs.
+                    let nonce = nonces.next().unwrap_or_else(|| seal::nonces(1)[0]);
+                    plaintext.clear();
+                    fhir::write_observation(&mut plaintext, next, pack.person, reading);
+                    record_aad_into(
+                        &mut record_aad,
+                        next,
+                        pack.person,
+                        reading.metric,
+                        reading.time_ms,
+                    );
+                    seal::seal_in_place(&cipher, &nonce, &record_aad, &mut plaintext);
+                    insert.execute(params![
+                        next,
+                        pack.person.as_bytes(),
+                        reading.device.as_str(),
+                        reading.metric.code(),
+                        reading.time_ms,
+                        nonce,
+                        plaintext
+                    ])?;
+                    next += 1;
+                }
+                results.push(Ok(first..next));
+            }
         }
-        let seqs = insert_records(&tx, &key, person, readings)?;
+        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'next_seq'")?
+            .execute([next])?;
         tx.commit()?;
-        Ok(seqs)
+        Ok(results)
     }
 
     /// Closes the batch of records stored since the last anchor: computes their Merkle root,
@@ -378,12 +458,14 @@ impl Ehr {
         let leaves: Vec<Digest> = leaves.into_iter().map(|(_, leaf)| leaf).collect();
         // Records are only ever appended in this range, so every sequence number is present.
         debug_assert_eq!(leaves.len() as u64, next - first_seq);
-        let root = merkle::root(&leaves);
+        // All proofs at once: one per record would cost O(n²) hashes per batch. They go to
+        // their own append-only table rather than into each record's row: rewriting every row
+        // of the batch cost as much as storing it in the first place.
+        let (root, proofs) = merkle::root_and_proofs(&leaves);
         {
-            let mut update = tx.prepare_cached("UPDATE records SET proof = ?1 WHERE seq = ?2")?;
-            for index in 0..leaves.len() {
-                let path = merkle::inclusion_proof(&leaves, index).unwrap_or_default();
-                update.execute(params![path.concat(), first_seq + index as u64])?;
+            let mut insert = tx.prepare_cached("INSERT INTO record_proofs VALUES (?1, ?2)")?;
+            for (index, path) in proofs.iter().enumerate() {
+                insert.execute(params![first_seq + index as u64, path.concat()])?;
             }
         }
         let anchor = Anchor {
@@ -497,9 +579,11 @@ impl Ehr {
         }
         // Something differs: find which records, each by its own stored inclusion proof.
         let present: HashMap<u64, Digest> = rows.into_iter().collect();
-        let mut proofs = self
-            .db
-            .prepare_cached("SELECT proof FROM records WHERE seq = ?1")?;
+        // Stores sealed before proofs had their own table keep them in the record's row.
+        let mut proofs = self.db.prepare_cached(
+            "SELECT COALESCE((SELECT path FROM record_proofs WHERE seq = ?1),
+                             (SELECT proof FROM records WHERE seq = ?1))",
+        )?;
         for seq in anchor.first_seq..=last {
             let Some(leaf) = present.get(&seq) else {
                 report.missing.push(seq);
@@ -673,11 +757,20 @@ fn insert_records(
         "INSERT INTO records (seq, person, device, metric, time_ms, nonce, ciphertext)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
-    for reading in readings {
-        let observation = fhir::observation(seq, person, reading);
-        let plaintext = serde_json::to_vec(&observation).unwrap_or_default();
-        let record_aad = record_aad(seq, person, reading.metric, reading.time_ms);
-        let (nonce, ciphertext) = seal::seal(key, &record_aad, &plaintext);
+    let cipher = seal::cipher(key);
+    let mut plaintext = Vec::with_capacity(fhir::OBSERVATION_BYTES_TYPICAL);
+    let mut record_aad = Vec::with_capacity(RECORD_AAD_LEN);
+    for (reading, nonce) in readings.iter().zip(seal::nonces(readings.len())) {
+        plaintext.clear();
+        fhir::write_observation(&mut plaintext, seq, person, reading);
+        record_aad_into(
+            &mut record_aad,
+            seq,
+            person,
+            reading.metric,
+            reading.time_ms,
+        );
+        seal::seal_in_place(&cipher, &nonce, &record_aad, &mut plaintext);
         insert.execute(params![
             seq,
             person.as_bytes(),
@@ -685,7 +778,7 @@ fn insert_records(
             reading.metric.code(),
             reading.time_ms,
             nonce,
-            ciphertext
+            plaintext
         ])?;
         seqs.push(seq);
         seq += 1;
@@ -694,18 +787,78 @@ fn insert_records(
     Ok(seqs)
 }
 
+/// Records a device's pack sequence number inside `tx`, or refuses it: a replay of a pack in the
+/// window, or a pack older than the window. Keeps only the window's sequence numbers.
+fn accept_sequence(
+    tx: &rusqlite::Transaction<'_>,
+    device: &DeviceId,
+    sequence: u64,
+) -> Result<(), EhrError> {
+    let highest: Option<u64> = tx
+        .prepare_cached("SELECT seq FROM device_highest WHERE device = ?1")?
+        .query_row([device.as_str()], |row| row.get(0))
+        .optional()?;
+    if let Some(highest) = highest
+        && sequence.saturating_add(REPLAY_WINDOW) <= highest
+    {
+        return Err(EhrError::TooOld {
+            device: device.clone(),
+            sequence,
+            highest,
+        });
+    }
+    let inserted = tx
+        .prepare_cached("INSERT OR IGNORE INTO accepted_packs VALUES (?1, ?2)")?
+        .execute(params![device.as_str(), sequence])?;
+    if inserted == 0 {
+        return Err(EhrError::Replayed {
+            device: device.clone(),
+            sequence,
+        });
+    }
+    if highest.is_none_or(|highest| sequence > highest) {
+        tx.prepare_cached("INSERT OR REPLACE INTO device_highest VALUES (?1, ?2)")?
+            .execute(params![device.as_str(), sequence])?;
+        // Forget what the window no longer needs. Written as a range on the primary key
+        // (`seq <= cutoff`, not `seq + window <= sequence`) so SQLite seeks instead of scanning
+        // the device's whole window on every pack.
+        if let Some(cutoff) = sequence.checked_sub(REPLAY_WINDOW) {
+            tx.prepare_cached("DELETE FROM accepted_packs WHERE device = ?1 AND seq <= ?2")?
+                .execute(params![device.as_str(), cutoff])?;
+        }
+    }
+    Ok(())
+}
+
 fn aad(domain: &[u8], person: PersonId, rest: &[u8]) -> Vec<u8> {
     [domain, person.as_bytes(), rest].concat()
 }
 
+/// Bytes of a record's associated data.
+const RECORD_AAD_LEN: usize = RECORD_DOMAIN.len() + 16 + 8 + 1 + 8;
+
 /// Binds a record's ciphertext to its row: moving it to another sequence number, person,
 /// metric or time makes it fail to decrypt.
 fn record_aad(seq: u64, person: PersonId, metric: Metric, time_ms: TimestampMs) -> Vec<u8> {
-    let mut rest = Vec::with_capacity(17);
-    rest.extend_from_slice(&seq.to_be_bytes());
-    rest.push(metric.code());
-    rest.extend_from_slice(&time_ms.to_be_bytes());
-    aad(RECORD_DOMAIN, person, &rest)
+    let mut out = Vec::with_capacity(RECORD_AAD_LEN);
+    record_aad_into(&mut out, seq, person, metric, time_ms);
+    out
+}
+
+/// [`record_aad`] into a reused buffer (ingestion writes one per reading).
+fn record_aad_into(
+    out: &mut Vec<u8>,
+    seq: u64,
+    person: PersonId,
+    metric: Metric,
+    time_ms: TimestampMs,
+) {
+    out.clear();
+    out.extend_from_slice(RECORD_DOMAIN);
+    out.extend_from_slice(person.as_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.push(metric.code());
+    out.extend_from_slice(&time_ms.to_be_bytes());
 }
 
 /// Leaves of records `first..=last` that are present, in order. A leaf covers every stored

@@ -324,3 +324,54 @@ fn each_pack_is_stored_exactly_once_even_out_of_order() {
         .expect("counts");
     assert_eq!(stored, 5);
 }
+
+#[test]
+fn a_batch_stores_each_new_pack_once_and_refused_packs_change_nothing() {
+    let (mut ehr, person) = store_with(0);
+    let stranger = PersonId::from_bytes([0xee; 16]);
+    let device: vigil_core::DeviceId = "thermo-01".parse().expect("valid");
+    let two = [temperature(3_700, 0), temperature(3_710, 1_000)];
+    let one = [temperature(3_720, 2_000)];
+    fn pack<'a>(
+        person: PersonId,
+        device: &'a vigil_core::DeviceId,
+        sequence: u64,
+        readings: &'a [Reading],
+    ) -> PackToStore<'a> {
+        PackToStore {
+            person,
+            device,
+            sequence,
+            readings,
+        }
+    }
+    let results = ehr
+        .append_packs(&[
+            pack(person, &device, 1, &two),
+            // The same sequence number again within the batch: a replay.
+            pack(person, &device, 1, &one),
+            pack(stranger, &device, 7, &one),
+            pack(person, &device, 2, &one),
+        ])
+        .expect("the database works");
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[0].as_ref().expect("new"), &(1..3));
+    assert!(matches!(results[1], Err(EhrError::Replayed { .. })));
+    assert!(matches!(results[2], Err(EhrError::UnknownPerson(_))));
+    assert_eq!(results[3].as_ref().expect("new"), &(3..4));
+    // Re-sending the whole batch stores nothing more.
+    let again = ehr
+        .append_packs(&[
+            pack(person, &device, 1, &two),
+            pack(person, &device, 2, &one),
+        ])
+        .expect("the database works");
+    assert!(
+        again
+            .iter()
+            .all(|r| matches!(r, Err(EhrError::Replayed { .. })))
+    );
+    let anchor = ehr.seal_batch().expect("seals").expect("three records");
+    assert_eq!((anchor.first_seq, anchor.count), (1, 3));
+    assert!(ehr.verify(&[anchor]).expect("verifies").is_intact());
+}

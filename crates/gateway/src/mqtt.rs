@@ -4,9 +4,9 @@
 //! reply topic; alerts are published on the person's alert topic.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use vigil_core::{DeviceId, PersonId};
@@ -21,6 +21,8 @@ pub const MQTT_PAYLOAD_BYTES_MAX: usize = 256 * 1024;
 pub const MQTT_CONNECTIONS_MAX: usize = 200_000;
 /// Requests queued towards an external broker before publishing blocks.
 const CLIENT_QUEUE_MAX: usize = 10_000;
+/// Packs received from an external broker and waiting for the ingestion thread, at most.
+const UPLINK_QUEUE_MAX: usize = 4_096;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -33,8 +35,20 @@ pub enum MqttError {
     Client(#[from] rumqttc::ClientError),
 }
 
-/// Handles one pack received on `vigil/<person>/<device>/up`.
-pub type PackHandler = Arc<dyn Fn(PersonId, &DeviceId, &[u8]) -> Reply + Send + Sync>;
+/// Packs handed to the node at once, at most: what the ingestion loop found waiting.
+pub const UPLINK_BATCH_MAX: usize = 256;
+
+/// One pack received on `vigil/<person>/<device>/up`.
+#[derive(Clone, Copy, Debug)]
+pub struct Uplink<'a> {
+    pub person: PersonId,
+    pub device: &'a DeviceId,
+    pub payload: &'a [u8],
+}
+
+/// Handles the packs that arrived together, answering each, in order. Getting them as a batch
+/// lets the node check their signatures in parallel and store them in one transaction.
+pub type PackHandler = Arc<dyn Fn(&[Uplink<'_>]) -> Vec<Reply> + Send + Sync>;
 
 enum Publisher {
     Embedded(Mutex<rumqttd::local::LinkTx>),
@@ -94,17 +108,26 @@ impl MqttGateway {
         thread::Builder::new()
             .name("mqtt-ingest".into())
             .spawn(move || {
-                while let Ok(notification) = ingest_rx.recv() {
-                    let Some(rumqttd::Notification::Forward(forward)) = notification else {
-                        continue;
-                    };
-                    let topic = String::from_utf8_lossy(&forward.publish.topic).into_owned();
-                    if let Some((reply_topic, reply)) =
-                        handle(&handler, &topic, &forward.publish.payload)
-                        && let Err(error) = ingest_tx.publish(reply_topic, reply)
-                    {
-                        tracing::warn!(%error, "could not publish a reply");
+                let mut batch: Vec<(String, bytes::Bytes)> = Vec::with_capacity(UPLINK_BATCH_MAX);
+                // Block for the first message, then take whatever else is already waiting.
+                while let Ok(first) = ingest_rx.recv() {
+                    let mut next = Some(first);
+                    while let Some(notification) = next.take() {
+                        if let Some(rumqttd::Notification::Forward(forward)) = notification {
+                            let topic =
+                                String::from_utf8_lossy(&forward.publish.topic).into_owned();
+                            batch.push((topic, forward.publish.payload));
+                        }
+                        if batch.len() < UPLINK_BATCH_MAX {
+                            next = ingest_rx.recv_deadline(Instant::now()).ok();
+                        }
                     }
+                    for (reply_topic, reply) in handle_batch(&handler, &batch) {
+                        if let Err(error) = ingest_tx.publish(reply_topic, reply) {
+                            tracing::warn!(%error, "could not publish a reply");
+                        }
+                    }
+                    batch.clear();
                 }
                 tracing::error!("MQTT ingestion link closed");
             })
@@ -136,6 +159,9 @@ impl MqttGateway {
         let (client, mut connection) = rumqttc::Client::new(options, CLIENT_QUEUE_MAX);
         let replier = client.clone();
         let subscriber = client.clone();
+        // The event thread only moves packs to the ingestion thread, so that storing them never
+        // stalls the connection's keep-alive; the bounded queue pushes back on the broker.
+        let (uplinks, queued) = mpsc::sync_channel::<(String, bytes::Bytes)>(UPLINK_QUEUE_MAX);
         thread::Builder::new()
             .name("mqtt-external".into())
             .spawn(move || {
@@ -150,12 +176,8 @@ impl MqttGateway {
                             }
                         }
                         Ok(Event::Incoming(Packet::Publish(publish))) => {
-                            if let Some((reply_topic, reply)) =
-                                handle(&handler, &publish.topic, &publish.payload)
-                                && let Err(error) =
-                                    replier.try_publish(reply_topic, QoS::AtLeastOnce, false, reply)
-                            {
-                                tracing::warn!(%error, "could not publish a reply");
+                            if uplinks.send((publish.topic, publish.payload)).is_err() {
+                                return;
                             }
                         }
                         Ok(_) => {}
@@ -164,6 +186,27 @@ impl MqttGateway {
                             thread::sleep(Duration::from_millis(500));
                         }
                     }
+                }
+            })
+            .map_err(|e| MqttError::Link(e.to_string()))?;
+        thread::Builder::new()
+            .name("mqtt-ingest".into())
+            .spawn(move || {
+                let mut batch = Vec::with_capacity(UPLINK_BATCH_MAX);
+                while let Ok(first) = queued.recv() {
+                    batch.push(first);
+                    while batch.len() < UPLINK_BATCH_MAX {
+                        let Ok(more) = queued.try_recv() else { break };
+                        batch.push(more);
+                    }
+                    for (reply_topic, reply) in handle_batch(&handler, &batch) {
+                        if let Err(error) =
+                            replier.try_publish(reply_topic, QoS::AtLeastOnce, false, reply)
+                        {
+                            tracing::warn!(%error, "could not publish a reply");
+                        }
+                    }
+                    batch.clear();
                 }
             })
             .map_err(|e| MqttError::Link(e.to_string()))?;
@@ -200,12 +243,34 @@ impl MqttGateway {
     }
 }
 
-fn handle(handler: &PackHandler, topic: &str, payload: &[u8]) -> Option<(String, Vec<u8>)> {
-    let (person, device) = topic::parse_uplink(topic)?;
-    let reply = handler(person, &device, payload);
-    if let Some(error) = &reply.error {
-        tracing::info!(%device, reason = error.reason.code(), message = %error.message, "pack refused");
-    }
-    let body = serde_json::to_vec(&reply).unwrap_or_default();
-    Some((topic::reply(person, &device), body))
+/// Hands the batch's valid uplinks to the node and returns each reply with its topic. A
+/// message on any other topic is ignored (the filter makes that unlikely).
+fn handle_batch(handler: &PackHandler, batch: &[(String, bytes::Bytes)]) -> Vec<(String, Vec<u8>)> {
+    let parsed: Vec<(PersonId, DeviceId, &[u8])> = batch
+        .iter()
+        .filter_map(|(topic, payload)| {
+            let (person, device) = topic::parse_uplink(topic)?;
+            Some((person, device, payload.as_ref()))
+        })
+        .collect();
+    let uplinks: Vec<Uplink<'_>> = parsed
+        .iter()
+        .map(|(person, device, payload)| Uplink {
+            person: *person,
+            device,
+            payload,
+        })
+        .collect();
+    let replies = handler(&uplinks);
+    parsed
+        .iter()
+        .zip(replies)
+        .map(|((person, device, _), reply)| {
+            if let Some(error) = &reply.error {
+                tracing::info!(%device, reason = error.reason.code(), message = %error.message, "pack refused");
+            }
+            let body = serde_json::to_vec(&reply).unwrap_or_default();
+            (topic::reply(*person, device), body)
+        })
+        .collect()
 }

@@ -218,6 +218,9 @@ pub struct Uploader {
     replies: mpsc::Receiver<(String, Vec<u8>)>,
     /// Reply topics to (re)subscribe on every connection: the session is clean.
     reply_topics: Arc<Mutex<HashSet<String>>>,
+    /// When each unanswered pack was last published, across flushes, so that calling
+    /// [`Uploader::flush`] often does not re-send packs still within `resend_after`.
+    sent_at: HashMap<(DeviceId, u64), Instant>,
 }
 
 impl Uploader {
@@ -261,6 +264,7 @@ impl Uploader {
             client,
             replies,
             reply_topics,
+            sent_at: HashMap::new(),
         }
     }
 
@@ -285,16 +289,23 @@ impl Uploader {
         resend_after: Duration,
     ) -> Result<FlushReport, OutboxError> {
         let mut report = FlushReport::default();
-        let mut sent_at: HashMap<(DeviceId, u64), Instant> = HashMap::new();
         loop {
             let pending = outbox.pending(IN_FLIGHT_MAX)?;
+            // Forget packs that left the outbox (answered here or by an earlier flush).
+            if self.sent_at.len() > pending.len() {
+                let waiting: HashSet<(&DeviceId, u64)> =
+                    pending.iter().map(|p| (&p.device, p.sequence)).collect();
+                self.sent_at
+                    .retain(|(device, sequence), _| waiting.contains(&(device, *sequence)));
+            }
             if pending.is_empty() || Instant::now() >= deadline {
                 report.remaining = outbox.len()?;
                 return Ok(report);
             }
             for pack in pending {
                 let key = (pack.device.clone(), pack.sequence);
-                if sent_at
+                if self
+                    .sent_at
                     .get(&key)
                     .is_some_and(|at| at.elapsed() < resend_after)
                 {
@@ -308,7 +319,7 @@ impl Uploader {
                     false,
                     pack.payload,
                 );
-                sent_at.insert(key, Instant::now());
+                self.sent_at.insert(key, Instant::now());
             }
             let mut next = self.replies.recv_timeout(Duration::from_millis(50)).ok();
             while let Some((reply_topic, payload)) = next {

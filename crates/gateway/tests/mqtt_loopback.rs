@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
-use vigil_gateway::mqtt::{MqttGateway, PackHandler};
+use vigil_gateway::mqtt::{MqttGateway, PackHandler, Uplink};
 use vigil_gateway::outbox::{Outbox, Uploader};
 use vigil_gateway::{DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply, admit};
 
@@ -27,27 +27,31 @@ fn free_port() -> SocketAddr {
 
 /// A node in miniature: admission, then an exactly-once store keyed by (device, sequence).
 fn handler(directory: Directory, stored: Arc<Mutex<HashSet<(DeviceId, u64)>>>) -> PackHandler {
-    Arc::new(
-        move |person: PersonId, _device: &DeviceId, payload: &[u8]| {
-            let admitted = match admit::admit(&directory, payload, Some(person)) {
-                Ok(admitted) => admitted,
-                Err(error) => return Reply::rejected(admit::peek_sequence(payload), error),
-            };
-            let pack = admitted.pack;
-            let new = stored
-                .lock()
-                .expect("lock")
-                .insert((pack.device.clone(), pack.sequence));
-            if new {
-                Reply::accepted(pack.sequence, pack.readings.len())
-            } else {
-                Reply::rejected(
-                    Some(pack.sequence),
-                    Rejected::new(Rejection::Replayed, "seen"),
-                )
-            }
-        },
-    )
+    let one = move |person: PersonId, payload: &[u8]| {
+        let admitted = match admit::admit(&directory, payload, Some(person)) {
+            Ok(admitted) => admitted,
+            Err(error) => return Reply::rejected(admit::peek_sequence(payload), error),
+        };
+        let pack = admitted.pack;
+        let new = stored
+            .lock()
+            .expect("lock")
+            .insert((pack.device.clone(), pack.sequence));
+        if new {
+            Reply::accepted(pack.sequence, pack.readings.len())
+        } else {
+            Reply::rejected(
+                Some(pack.sequence),
+                Rejected::new(Rejection::Replayed, "seen"),
+            )
+        }
+    };
+    Arc::new(move |uplinks: &[Uplink<'_>]| {
+        uplinks
+            .iter()
+            .map(|uplink| one(uplink.person, uplink.payload))
+            .collect()
+    })
 }
 
 #[test]
