@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod ingest;
 mod dashboard;
 pub mod metrics;
 pub mod monitor;
@@ -39,7 +40,7 @@ use vigil_ledger::node::Ledger;
 use vigil_ledger::state::AlertStatus;
 use vigil_ledger::tx::{TxBody, TxId};
 
-use crate::metrics::{NodeMetrics, TransportLabel};
+use crate::metrics::NodeMetrics;
 use crate::monitor::{AlertDraft, Monitor};
 use crate::signer::Signer;
 use crate::users::Users;
@@ -221,10 +222,16 @@ impl Node {
         });
 
         let handler_node = node.clone();
-        let handler: vigil_gateway::mqtt::PackHandler =
-            Arc::new(move |person, _device, payload| {
-                handler_node.ingest(Some(person), payload, "mqtt")
-            });
+        let handler: vigil_gateway::mqtt::PackHandler = Arc::new(move |uplinks| {
+            let packs: Vec<ingest::Incoming<'_>> = uplinks
+                .iter()
+                .map(|u| ingest::Incoming {
+                    person: Some(u.person),
+                    bytes: u.payload,
+                })
+                .collect();
+            handler_node.ingest_batch(&packs, "mqtt")
+        });
         let mqtt = match &config.mqtt {
             MqttMode::Embedded(addr) => Some(MqttGateway::embedded(*addr, handler)?),
             MqttMode::External { host, port } => {
@@ -287,50 +294,21 @@ impl Node {
         self.metrics.encode()
     }
 
-    /// The whole ingestion path for one pack; never panics, always answers.
+    /// The whole ingestion path for one pack; never panics, always answers. A batch of one:
+    /// see [`Node::ingest_batch`].
     pub fn ingest(
         &self,
         claimed_person: Option<PersonId>,
         bytes: &[u8],
         transport: &'static str,
     ) -> Reply {
-        let received = Instant::now();
-        let admitted =
-            match vigil_gateway::admit(&LedgerDirectory(&self.ledger), bytes, claimed_person) {
-                Ok(admitted) => admitted,
-                Err(error) => {
-                    self.metrics.reject(error.reason);
-                    return Reply::rejected(vigil_gateway::admit::peek_sequence(bytes), error);
-                }
-            };
-        let person = admitted.person;
-        let pack = admitted.pack;
-        let stored =
-            self.ehr
-                .lock()
-                .append_pack(person, &pack.device, pack.sequence, &pack.readings);
-        if let Err(error) = stored {
-            let reason = match error {
-                EhrError::Replayed { .. } => Rejection::Replayed,
-                EhrError::TooOld { .. } => Rejection::TooOld,
-                EhrError::UnknownPerson(_) | EhrError::Erased(_) => Rejection::UnknownDevice,
-                _ => Rejection::Unavailable,
-            };
-            self.metrics.reject(reason);
-            return Reply::rejected(
-                Some(pack.sequence),
-                Rejected::new(reason, error.to_string()),
-            );
-        }
-        self.metrics
-            .readings_accepted
-            .get_or_create(&TransportLabel { transport })
-            .inc_by(pack.readings.len() as u64);
-        let drafts = self.monitor.lock().evaluate(person, &pack.readings);
-        for draft in drafts {
-            self.submit_alert(draft, received);
-        }
-        Reply::accepted(pack.sequence, pack.readings.len())
+        let pack = ingest::Incoming {
+            person: claimed_person,
+            bytes,
+        };
+        self.ingest_batch(&[pack], transport)
+            .pop()
+            .unwrap_or_else(|| Reply::rejected(None, Rejected::new(Rejection::Unavailable, "")))
     }
 
     fn submit_alert(&self, draft: AlertDraft, received: Instant) {

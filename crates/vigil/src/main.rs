@@ -29,6 +29,9 @@ enum Command {
     /// ECG: QRS detection, scoring against reference annotations, AF screening.
     #[command(subcommand)]
     Ecg(cmd::ecg::Command),
+    /// The master device's side for one simulated wearable: signed packs, a durable outbox,
+    /// sent over MQTT (or HTTP) until the node answers each.
+    Device(cmd::device::DeviceArgs),
     /// Health record tools (`verify`).
     #[command(subcommand)]
     Ehr(cmd::ehr::Command),
@@ -66,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Contracts(command) => cmd::contracts::run(command),
         Command::Ecg(command) => cmd::ecg::run(command),
+        Command::Device(args) => cmd::device::run(args),
         Command::Ehr(command) => cmd::ehr::run(command),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Node(args) => cmd::node::run(args),

@@ -1,5 +1,6 @@
 pub mod contracts;
 pub mod demo;
+pub mod device;
 pub mod ecg;
 pub mod ehr;
 pub mod ingest;

@@ -1,0 +1,342 @@
+//! `vigil device`: the master device's side (a phone or a Raspberry Pi gateway) for one
+//! simulated wearable. It takes the wearable's readings from `vigil-sim`, signs each pack with
+//! the wearable's key, keeps it in a durable SQLite outbox, and sends the outbox to the node
+//! over MQTT (or HTTP) until the node answers each pack. Readings survive a restart of this
+//! program (the outbox is on disk and sequence numbers never repeat) and a loss of network or
+//! of the node (packs wait and are sent again); the node stores each exactly once.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, ValueEnum};
+use commonware_cryptography::Signer as _;
+use vigil_core::{DeviceId, DeviceKey, PersonId, TimestampMs};
+use vigil_gateway::Reply;
+use vigil_gateway::outbox::{FlushReport, IN_FLIGHT_MAX, Outbox, Uploader};
+use vigil_ledger::keys;
+use vigil_sim::{DeviceKind, Fleet, FleetConfig};
+
+/// Packs one run generates, at most.
+const COUNT_MAX: u64 = 10_000_000;
+/// Simulation steps tried for one pack (a phone that is "off" emits nothing for a while).
+const SIM_STEPS_MAX: usize = 1_000;
+/// One HTTP exchange with the node, at most.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// An HTTP reply body, at most.
+const HTTP_REPLY_BYTES_MAX: u64 = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Kind {
+    Thermometer,
+    Oximeter,
+    Phone,
+}
+
+impl From<Kind> for DeviceKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Thermometer => DeviceKind::Thermometer,
+            Kind::Oximeter => DeviceKind::Oximeter,
+            Kind::Phone => DeviceKind::Phone,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct DeviceArgs {
+    /// The node's MQTT broker (embedded or external), `HOST:PORT`.
+    #[arg(long, conflicts_with = "node")]
+    pub mqtt: Option<String>,
+    /// The node's HTTP address, `HOST:PORT`: packs are POSTed to `/api/packs/{person}`.
+    #[arg(long)]
+    pub node: Option<String>,
+    /// The person's pseudonym (32 hex digits) the wearable is enrolled for.
+    #[arg(long)]
+    pub person: PersonId,
+    /// The wearable's key file (`vigil keygen` format). Created when missing; its public key is
+    /// printed, for an operator to enroll.
+    #[arg(long)]
+    pub device_key: PathBuf,
+    /// The wearable's identifier, as enrolled.
+    #[arg(long)]
+    pub device: DeviceId,
+    /// What the wearable measures.
+    #[arg(long, value_enum, default_value = "thermometer")]
+    pub kind: Kind,
+    /// The durable outbox (SQLite); keep it across runs.
+    #[arg(long, default_value = "device-outbox.sqlite")]
+    pub outbox: PathBuf,
+    /// Packs per second.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate: f64,
+    /// Packs to generate in this run (0: only send what the outbox holds).
+    #[arg(long, default_value_t = 10)]
+    pub count: u64,
+    /// Seed of the simulated person's vitals.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Seconds to keep sending after the last pack is generated, until the outbox is empty.
+    #[arg(long, default_value_t = 60)]
+    pub drain_s: u64,
+    /// Seconds without an answer before a pack is sent again.
+    #[arg(long, default_value_t = 2.0)]
+    pub resend_s: f64,
+}
+
+/// Where packs go.
+enum Link {
+    Mqtt(Uploader),
+    Http(SocketAddr),
+}
+
+impl Link {
+    /// Sends what the outbox holds and applies the answers until it is empty or `deadline`.
+    fn flush(
+        &mut self,
+        outbox: &mut Outbox,
+        deadline: Instant,
+        resend_after: Duration,
+    ) -> anyhow::Result<FlushReport> {
+        match self {
+            Link::Mqtt(uploader) => Ok(uploader.flush(outbox, deadline, resend_after)?),
+            Link::Http(addr) => http_flush(*addr, outbox, deadline),
+        }
+    }
+}
+
+pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.rate.is_finite() && args.rate > 0.0 && args.rate <= 10_000.0,
+        "--rate must be in (0, 10000] packs per second"
+    );
+    anyhow::ensure!(args.count <= COUNT_MAX, "--count is at most {COUNT_MAX}");
+    anyhow::ensure!(
+        args.resend_s.is_finite() && args.resend_s > 0.0 && args.resend_s <= 3_600.0,
+        "--resend-s must be in (0, 3600]"
+    );
+    let key = device_key(&args.device_key)?;
+    println!("device {} key {}", args.device, key.public());
+    let mut outbox = Outbox::open(&args.outbox)
+        .with_context(|| format!("opening the outbox {}", args.outbox.display()))?;
+    let waiting = outbox.len()?;
+    if waiting > 0 {
+        println!("{waiting} packs waiting in the outbox from an earlier run");
+    }
+    let mut link = match (&args.mqtt, &args.node) {
+        (Some(broker), None) => {
+            let (host, port) = host_port(broker)?;
+            // A client id per device and run: two runs never share a broker session.
+            let client_id = format!("vigil-device-{}-{}", args.device, std::process::id());
+            Link::Mqtt(Uploader::connect(&host, port, &client_id))
+        }
+        (None, Some(node)) => Link::Http(
+            node.to_socket_addrs()
+                .with_context(|| format!("resolving {node}"))?
+                .next()
+                .with_context(|| format!("{node} resolves to no address"))?,
+        ),
+        _ => bail!("give the node's MQTT broker (--mqtt HOST:PORT) or its HTTP address (--node)"),
+    };
+
+    let kind = DeviceKind::from(args.kind);
+    let mut fleet = Fleet::new(FleetConfig::new(args.seed, 1));
+    let interval = Duration::from_secs_f64(1.0 / args.rate);
+    let resend_after = Duration::from_secs_f64(args.resend_s);
+    let mut total = FlushReport::default();
+    let started = Instant::now();
+    for i in 0..args.count {
+        let Some(readings) = next_readings(&mut fleet, kind) else {
+            bail!("the simulated {kind:?} emitted nothing for {SIM_STEPS_MAX} steps");
+        };
+        let time_ms = now_ms();
+        let sequence = outbox.enqueue(
+            args.person,
+            &key,
+            |draft| {
+                for (metric, value) in readings {
+                    draft.push(metric, time_ms, value);
+                }
+            },
+            &args.device,
+        )?;
+        if i == 0 {
+            println!("first pack of this run: sequence {sequence}");
+        }
+        // Send while waiting for the next pack's time.
+        let due = started + interval.mul_f64((i + 1) as f64);
+        let report = link.flush(&mut outbox, due, resend_after)?;
+        add(&mut total, report);
+        if let Some(rest) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(rest);
+        }
+    }
+    let report = link.flush(
+        &mut outbox,
+        Instant::now() + Duration::from_secs(args.drain_s),
+        resend_after,
+    )?;
+    add(&mut total, report);
+    let remaining = outbox.len()?;
+    println!(
+        "delivered={} refused={} remaining={remaining}",
+        total.delivered, total.refused
+    );
+    for (device, sequence, reason) in outbox.refused()? {
+        eprintln!("refused for good: {device} pack {sequence}: {reason}");
+    }
+    if remaining > 0 {
+        bail!(
+            "{remaining} packs not yet acknowledged; they stay in {} for the next run",
+            args.outbox.display()
+        );
+    }
+    Ok(())
+}
+
+/// The wearable's key from a `vigil keygen` key file (an Ed25519 seed and its public key, in
+/// hex), created with mode 0600 when missing.
+fn device_key(path: &Path) -> anyhow::Result<DeviceKey> {
+    #[derive(serde::Deserialize)]
+    struct KeyFile {
+        private_key: String,
+    }
+    if !path.exists() {
+        keys::write_key_file(path, &keys::os_random_key())
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("created device key {}", path.display());
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    // The ledger's parser checks the file (hex, a valid key, the public key matching).
+    let checked = keys::parse_key_file(&text).with_context(|| format!("{}", path.display()))?;
+    let file: KeyFile = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let mut seed = [0u8; 32];
+    hex::decode_to_slice(file.private_key.trim(), &mut seed)
+        .with_context(|| format!("{}: private_key is not 32 bytes of hex", path.display()))?;
+    let device = DeviceKey::from_seed(seed);
+    // Both libraries derive the public key from the seed per RFC 8032; check, not assume.
+    anyhow::ensure!(
+        device.public().to_string() == keys::public_hex(&checked.public_key()),
+        "{}: the public key does not match the seed",
+        path.display()
+    );
+    Ok(device)
+}
+
+/// The simulated wearable's next readings: the fleet advanced by one device period.
+fn next_readings(
+    fleet: &mut Fleet,
+    kind: DeviceKind,
+) -> Option<Vec<(vigil_core::Metric, vigil_core::Value)>> {
+    for _ in 0..SIM_STEPS_MAX {
+        let emission = fleet
+            .step(kind.period_ms())
+            .into_iter()
+            .find(|e| e.device == kind);
+        if let Some(emission) = emission {
+            return Some(emission.readings);
+        }
+    }
+    None
+}
+
+fn now_ms() -> TimestampMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as TimestampMs)
+}
+
+fn host_port(address: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = address
+        .rsplit_once(':')
+        .with_context(|| format!("{address}: expected HOST:PORT"))?;
+    let port = port
+        .parse()
+        .with_context(|| format!("{address}: bad port"))?;
+    Ok((host.trim_matches(['[', ']']).to_owned(), port))
+}
+
+fn add(total: &mut FlushReport, report: FlushReport) {
+    total.delivered += report.delivered;
+    total.refused += report.refused;
+    total.remaining = report.remaining;
+}
+
+/// Sends waiting packs one request at a time until the outbox is empty, the node is
+/// unreachable, or `deadline` passes. A failed request leaves the pack waiting.
+fn http_flush(
+    addr: SocketAddr,
+    outbox: &mut Outbox,
+    deadline: Instant,
+) -> anyhow::Result<FlushReport> {
+    let mut report = FlushReport::default();
+    'outer: while Instant::now() < deadline {
+        let pending = outbox.pending(IN_FLIGHT_MAX)?;
+        if pending.is_empty() {
+            break;
+        }
+        for pack in pending {
+            if Instant::now() >= deadline {
+                break 'outer;
+            }
+            let path = format!("/api/packs/{}", pack.person);
+            let reply = match http_post(addr, &path, &pack.payload) {
+                Ok(body) => serde_json::from_slice::<Reply>(&body).ok(),
+                Err(error) => {
+                    // Unreachable: wait a little rather than spin, then let the caller go on.
+                    eprintln!("node unreachable ({error}); packs wait in the outbox");
+                    std::thread::sleep(
+                        Duration::from_millis(200)
+                            .min(deadline.saturating_duration_since(Instant::now())),
+                    );
+                    break 'outer;
+                }
+            };
+            let Some(reply) = reply else { continue };
+            if outbox.apply_reply(&pack.device, &reply)? {
+                if reply.accepted
+                    || reply
+                        .error
+                        .as_ref()
+                        .is_some_and(|e| e.reason == vigil_gateway::Rejection::Replayed)
+                {
+                    report.delivered += 1;
+                } else {
+                    report.refused += 1;
+                }
+            }
+        }
+    }
+    report.remaining = outbox.len()?;
+    Ok(report)
+}
+
+/// One HTTP/1.1 POST with `Connection: close`; returns the response body whatever the status
+/// (the node answers refusals with a JSON body too).
+fn http_post(addr: SocketAddr, path: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
+    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
+    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
+    let content_type = match vigil_gateway::admit::detect_format(body) {
+        vigil_core::senml::Format::Cbor => "application/senml+cbor",
+        vigil_core::senml::Format::Json => "application/senml+json",
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    let mut response = Vec::new();
+    stream
+        .take(HTTP_REPLY_BYTES_MAX)
+        .read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no HTTP header end"))?;
+    Ok(response[split + 4..].to_vec())
+}

@@ -1,0 +1,351 @@
+//! Fault test with real processes: `vigil node` (a validator running the node service with its
+//! embedded MQTT broker) and `vigil device` (a master device with its durable outbox). While
+//! the device publishes, its connection is cut, then the node is killed with SIGKILL and
+//! restarted from its data directory. The device's outbox re-sends until every pack is
+//! answered; afterwards the health record holds each reading exactly once.
+//!
+//! Separate processes, because only a process boundary gives a real crash: no destructor, no
+//! flush, the embedded broker's threads gone mid-write. Every wait is bounded; everything
+//! listens on 127.0.0.1.
+
+use std::collections::HashSet;
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
+/// Any single wait of this test, at most.
+const WAIT: Duration = Duration::from_secs(90);
+/// Packs the device generates (one temperature reading each) and how fast.
+const PACKS: u64 = 150;
+const RATE_PER_S: u64 = 30;
+const TOKEN: &str = "operator-token-of-the-restart-test";
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// A child process killed (SIGKILL) when dropped, so a failing test leaves nothing running.
+struct Proc(Child);
+
+impl Proc {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn vigil(args: &[&str]) -> Output {
+    Command::new(VIGIL).args(args).output().expect("vigil runs")
+}
+
+fn keygen(path: &Path) -> String {
+    let out = vigil(&["keygen", "--out", path.to_str().expect("utf-8 path")]);
+    assert!(out.status.success(), "keygen: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn start_node(dir: &Path) -> Proc {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("node.log"))
+        .expect("log file");
+    let child = Command::new(VIGIL)
+        .args(["node", "--status-every-s", "1", "--config"])
+        .arg(dir.join("node.toml"))
+        .stdout(log.try_clone().expect("log file"))
+        .stderr(log)
+        .spawn()
+        .expect("vigil node starts");
+    Proc(child)
+}
+
+/// One HTTP/1.1 request with `Connection: close`: the status and the JSON body, or `None` if
+/// the node is not reachable.
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let json = text
+        .split_once("\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    Some((status, json))
+}
+
+fn until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Forwards 127.0.0.1 connections to `target`; `cut` closes every open connection at once.
+struct Proxy {
+    addr: SocketAddr,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+        let addr = listener.local_addr().expect("address");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (conns, stopped) = (open.clone(), stop.clone());
+        thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                let Ok((client, _)) = listener.accept() else {
+                    thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                let _ = client.set_nonblocking(false);
+                let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) else {
+                    continue; // the node is down: the device sees its connection closed
+                };
+                for stream in [&client, &server] {
+                    if let Ok(clone) = stream.try_clone() {
+                        conns.lock().expect("lock").push(clone);
+                    }
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone(), server.try_clone()),
+                    (server.try_clone(), client.try_clone()),
+                ]
+                .into_iter()
+                .filter_map(|(a, b)| Some((a.ok()?, b.ok()?)))
+                {
+                    thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { addr, open, stop }
+    }
+
+    fn cut(&self) {
+        for stream in self.open.lock().expect("lock").drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.cut();
+    }
+}
+
+fn private_key_hex(key_file: &Path) -> String {
+    let text = std::fs::read_to_string(key_file).expect("key file");
+    let table: toml::Table = toml::from_str(&text).expect("key file is TOML");
+    table["private_key"]
+        .as_str()
+        .expect("private_key")
+        .to_owned()
+}
+
+#[test]
+fn node_killed_and_restarted_while_a_device_publishes_stores_every_reading_once() {
+    let dir = tempfile_dir();
+    let p2p = free_port();
+    let api = free_port();
+    let mqtt = free_port();
+
+    let validator = keygen(&dir.join("v0.key"));
+    let admin = keygen(&dir.join("admin.key"));
+    let operator = keygen(&dir.join("op.key"));
+    let gateway = keygen(&dir.join("gw.key"));
+    let device_public = keygen(&dir.join("device.key"));
+    std::fs::write(
+        dir.join("genesis.toml"),
+        format!(
+            "label = \"restart-test\"\n\
+             [[validators]]\npublic_key = \"{validator}\"\naddress = \"{p2p}\"\n\
+             [[roles]]\npublic_key = \"{admin}\"\nrole = \"admin\"\n\
+             [[roles]]\npublic_key = \"{operator}\"\nrole = \"cdcp-operator\"\n\
+             [[roles]]\npublic_key = \"{gateway}\"\nrole = \"gateway\"\n"
+        ),
+    )
+    .expect("genesis");
+    std::fs::write(
+        dir.join("users.toml"),
+        format!(
+            "[[user]]\nname = \"operator\"\ntoken_sha256 = \"{}\"\nidentity_key = \"{}\"\n",
+            hex::encode(vigil_node::users::token_digest(TOKEN)),
+            private_key_hex(&dir.join("op.key"))
+        ),
+    )
+    .expect("users");
+    std::fs::write(
+        dir.join("node.toml"),
+        format!(
+            "key_file = \"v0.key\"\ngenesis = \"genesis.toml\"\ndata_dir = \"data\"\n\
+             [service]\nhttp_listen = \"{api}\"\ngateway_key_file = \"gw.key\"\n\
+             ehr_key_file = \"ehr.key\"\nusers_file = \"users.toml\"\n\
+             [service.mqtt]\nmode = \"embedded\"\nlisten = \"{mqtt}\"\n"
+        ),
+    )
+    .expect("node config");
+
+    let mut node = start_node(&dir);
+    until("the node's API", || {
+        http(api, "GET", "/api/health", None).filter(|(s, _)| *s == 200)
+    });
+    let (status, created) = http(
+        api,
+        "POST",
+        "/api/people",
+        Some(json!({"name": "F. Restart"})),
+    )
+    .expect("registers");
+    assert!(status < 300, "{status} {created}");
+    let person = created["person"].as_str().expect("pseudonym").to_owned();
+    until("the person on the ledger", || {
+        let (_, people) = http(api, "GET", "/api/people", None)?;
+        people["people"]
+            .as_array()?
+            .iter()
+            .any(|p| p["person"] == person.as_str())
+            .then_some(())
+    });
+    let (status, _) = http(
+        api,
+        "POST",
+        "/api/devices",
+        Some(json!({"person": person, "device": "thermo-1", "public_key": device_public})),
+    )
+    .expect("enrolls");
+    assert_eq!(status, 202);
+    until("the device on the ledger", || {
+        let (_, people) = http(api, "GET", "/api/people", None)?;
+        people["people"]
+            .as_array()?
+            .iter()
+            .find(|p| p["person"] == person.as_str())?["devices"]
+            .as_array()?
+            .iter()
+            .any(|d| d["device"] == "thermo-1" && d["active"] == true)
+            .then_some(())
+    });
+
+    // The device reaches the broker through a proxy this test can cut.
+    let proxy = Proxy::start(mqtt);
+    let device = Command::new(VIGIL)
+        .args([
+            "device",
+            "--mqtt",
+            &proxy.addr.to_string(),
+            "--person",
+            &person,
+        ])
+        .args(["--device", "thermo-1", "--kind", "thermometer"])
+        .arg("--device-key")
+        .arg(dir.join("device.key"))
+        .arg("--outbox")
+        .arg(dir.join("outbox.sqlite"))
+        .args([
+            "--rate",
+            &RATE_PER_S.to_string(),
+            "--count",
+            &PACKS.to_string(),
+        ])
+        .args(["--drain-s", "80", "--resend-s", "1"])
+        .stdout(std::fs::File::create(dir.join("device.out")).expect("log file"))
+        .stderr(std::fs::File::create(dir.join("device.err")).expect("log file"))
+        .spawn()
+        .expect("vigil device starts");
+    let mut device = Proc(device);
+
+    // While it publishes: cut its connection, then crash the node and bring it back.
+    thread::sleep(Duration::from_millis(1_200));
+    proxy.cut();
+    thread::sleep(Duration::from_millis(800));
+    node.kill();
+    proxy.cut();
+    thread::sleep(Duration::from_millis(1_500));
+    let _node = start_node(&dir);
+    until("the restarted node's API", || {
+        http(api, "GET", "/api/health", None).filter(|(s, _)| *s == 200)
+    });
+
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = device.0.try_wait().expect("waits") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the device never finished");
+        thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(dir.join("device.out")).unwrap_or_default();
+    let stderr = std::fs::read_to_string(dir.join("device.err")).unwrap_or_default();
+    assert!(status.success(), "device failed:\n{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("refused=0 remaining=0"),
+        "device:\n{stdout}\n{stderr}"
+    );
+
+    // Exactly once: as many records as packs, no two for the same reading.
+    let path = format!("/api/people/{person}/readings?limit=10000");
+    let (status, body) = http(api, "GET", &path, None).expect("reads");
+    assert_eq!(status, 200, "{body}");
+    let observations = body["observations"].as_array().expect("observations");
+    let times: HashSet<&str> = observations
+        .iter()
+        .filter_map(|o| o["effectiveDateTime"].as_str())
+        .collect();
+    let log = std::fs::read_to_string(dir.join("node.log")).unwrap_or_default();
+    assert_eq!(
+        observations.len() as u64,
+        PACKS,
+        "records stored; device:\n{stdout}\nnode log:\n{log}"
+    );
+    assert_eq!(times.len() as u64, PACKS, "a reading stored twice");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fresh directory under the system's temporary directory.
+fn tempfile_dir() -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("vigil-restart-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
