@@ -147,11 +147,15 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
     let resend_after = Duration::from_secs_f64(args.resend_s);
     let mut total = FlushReport::default();
     let started = Instant::now();
+    let mut last_ms = TimestampMs::MIN;
     for i in 0..args.count {
         let Some(readings) = next_readings(&mut fleet, kind) else {
             bail!("the simulated {kind:?} emitted nothing for {SIM_STEPS_MAX} steps");
         };
-        let time_ms = now_ms();
+        // Strictly increasing per device, even for packs made within one millisecond when
+        // catching up after a stall: a reading's time names it.
+        let time_ms = now_ms().max(last_ms.saturating_add(1));
+        last_ms = time_ms;
         let sequence = outbox.enqueue(
             args.person,
             &key,
