@@ -172,6 +172,9 @@ pub struct RecordProof {
     pub time_ms: TimestampMs,
     pub leaf: Digest,
     pub path: Vec<Digest>,
+    /// The sealed batch holding the record: its first sequence number and size (`None` until
+    /// the batch is sealed). The ledger's anchor of that batch has the same size and root.
+    pub batch: Option<(u64, u64)>,
 }
 
 /// The health record store.
@@ -558,12 +561,23 @@ impl Ehr {
             .chunks_exact(32)
             .map(|chunk| chunk.try_into().unwrap_or([0; 32]))
             .collect();
+        let batch: Option<(u64, u64)> = self
+            .db
+            .query_row(
+                "SELECT first_seq, count FROM anchors WHERE first_seq <= ?1
+                 ORDER BY first_seq DESC LIMIT 1",
+                [seq],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?
+            .filter(|(first, count): &(u64, u64)| seq < first.saturating_add(*count));
         Ok(Some(RecordProof {
             seq,
             person,
             time_ms,
             leaf,
             path,
+            batch,
         }))
     }
 

@@ -9,14 +9,18 @@
 //! each pack's sequence number inside the batch's transaction (a replay within the same batch
 //! is refused like any other).
 
+use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Instant;
 
-use vigil_core::PersonId;
+use parking_lot::Mutex;
+use vigil_core::{DeviceId, DevicePublicKey, PersonId};
 use vigil_ehr::{EhrError, PackToStore};
-use vigil_gateway::{Admitted, Rejected, Rejection, Reply};
+use vigil_gateway::{Admitted, DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply};
+use vigil_ledger::node::Ledger;
 
+use crate::Node;
 use crate::metrics::TransportLabel;
-use crate::{LedgerDirectory, Node};
 
 /// Packs admitted on one thread before the batch is split across threads: below this,
 /// starting threads costs more than it saves.
@@ -26,6 +30,46 @@ const ADMIT_THREADS_MAX: usize = 8;
 /// Packs stored in one health-record transaction, at most; a larger batch is cut into several
 /// so that the record's lock is never held for long.
 pub const INGEST_BATCH_MAX: usize = 512;
+
+/// Decompressed device keys kept, at most; beyond this the cache is emptied and refilled.
+const DEVICE_KEYS_MAX: usize = 100_000;
+
+/// Device public keys already decompressed, by their bytes. Decompressing an Ed25519 point is a
+/// square root, a fifth of a signature check, and the same few keys sign every pack. Keyed by
+/// the key's bytes, not the device, so a re-enrolled device can never get a stale key; the
+/// ledger's finalized state still decides, on every pack, whether the device is enrolled.
+static DEVICE_KEYS: LazyLock<Mutex<HashMap<[u8; 32], DevicePublicKey>>> =
+    LazyLock::new(Mutex::default);
+
+/// Enrolled devices as the ledger's finalized state records them.
+struct LedgerDirectory<'a>(&'a Ledger);
+
+impl DeviceDirectory for LedgerDirectory<'_> {
+    fn device(&self, id: &DeviceId) -> Option<EnrolledDevice> {
+        let (person, bytes, active) = self.0.with_state(|state| {
+            let record = state.tables().devices.get(id)?;
+            Some((record.person, record.public_key, record.active))
+        })?;
+        let cached = DEVICE_KEYS.lock().get(&bytes).copied();
+        let key = match cached {
+            Some(key) => key,
+            None => {
+                let key = DevicePublicKey::from_bytes(&bytes).ok()?;
+                let mut keys = DEVICE_KEYS.lock();
+                if keys.len() >= DEVICE_KEYS_MAX {
+                    keys.clear();
+                }
+                keys.insert(bytes, key);
+                key
+            }
+        };
+        Some(EnrolledDevice {
+            person,
+            key,
+            revoked: !active,
+        })
+    }
+}
 
 /// One pack as it arrived: the person its topic or URL names, and its bytes.
 #[derive(Clone, Copy, Debug)]

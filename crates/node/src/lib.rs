@@ -12,8 +12,8 @@
 
 pub mod api;
 pub mod bench;
-pub mod ingest;
 mod dashboard;
+pub mod ingest;
 pub mod metrics;
 pub mod monitor;
 mod openapi;
@@ -31,10 +31,10 @@ use futures::StreamExt as _;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::broadcast;
-use vigil_core::{DeviceId, PersonId, TimestampMs};
+use vigil_core::{PersonId, TimestampMs};
 use vigil_ehr::{Ehr, EhrError, SecretKey};
 use vigil_gateway::mqtt::MqttGateway;
-use vigil_gateway::{DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply};
+use vigil_gateway::{Rejected, Rejection, Reply};
 use vigil_ledger::block::Block;
 use vigil_ledger::node::Ledger;
 use vigil_ledger::state::AlertStatus;
@@ -166,22 +166,6 @@ pub struct Node {
     genesis: std::sync::OnceLock<vigil_ledger::node::Genesis>,
     /// Private statistics, when a deployment is attached ([`Node::enable_stats`]).
     pub(crate) stats: std::sync::OnceLock<Arc<stats::Stats>>,
-}
-
-/// Reads enrolled devices from the ledger's finalized state.
-struct LedgerDirectory<'a>(&'a Ledger);
-
-impl DeviceDirectory for LedgerDirectory<'_> {
-    fn device(&self, id: &DeviceId) -> Option<EnrolledDevice> {
-        self.0.with_state(|state| {
-            let record = state.tables().devices.get(id)?;
-            Some(EnrolledDevice {
-                person: record.person,
-                key: vigil_core::DevicePublicKey::from_bytes(&record.public_key).ok()?,
-                revoked: !record.active,
-            })
-        })
-    }
 }
 
 pub fn now_ms() -> TimestampMs {
