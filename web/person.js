@@ -7,6 +7,8 @@ import { $, api, el, svg, state, LEVELS, hasRole, isStaff, liveLevel, short, tim
 
 const POLL_MS = 5000;
 const READ_LIMIT = 5000;
+/** Pages of READ_LIMIT one refresh reads at most to catch up with the newest readings. */
+const READ_PAGES_MAX = 8;
 
 /** The charts, in canonical metric names, with the display unit the record uses. */
 const CHARTS = [
@@ -23,7 +25,7 @@ const THRESHOLD_FIELDS = [
   ["warning_above", "Warning above"], ["critical_above", "Critical above"],
 ];
 
-const page = { person: null, obs: [], lastMs: 0, timer: null, instances: [], windowMin: 30, busy: false };
+const page = { person: null, obs: [], lastMs: 0, timer: null, instances: [], windowMin: 30, busy: false, verdicts: new Map() };
 
 export function personMetric(o) {
   return o.code?.text ?? o.code?.coding?.at(-1)?.code;
@@ -50,6 +52,7 @@ export async function openPerson(person, target) {
     el("section", { id: "editor", "aria-labelledby": "editor-title" }),
     el("section", { "aria-labelledby": "records-title" },
       el("h3", { id: "records-title" }, "Latest records"),
+      el("button", { type: "button", onclick: () => renderRecords(true) }, "Show the newest records"),
       el("p", { class: "muted" }, "Each record is stored encrypted; “Verify” checks it against the Merkle root anchored on the ledger, without decrypting anything."),
       el("div", { id: "records" })));
   renderAlerts();
@@ -83,13 +86,18 @@ function alertWhat(a) {
 async function poll() {
   if (page.busy) return;
   page.busy = true;
-  const from = Math.max(page.lastMs + 1, Date.now() - page.windowMin * 60_000);
   try {
-    const { observations } = await api("GET", `/api/people/${page.person}/readings?from_ms=${from}&limit=${READ_LIMIT}`);
-    for (const o of observations) {
-      const t = Date.parse(o.effectiveDateTime);
-      page.lastMs = Math.max(page.lastMs, t);
-      page.obs.push({ t, id: o.id, metric: personMetric(o), value: o.valueQuantity?.value, o });
+    // The record answers oldest first: read on from the last reading until a page comes back
+    // short, so the charts reach the newest readings even after a long absence.
+    for (let pages = 0; pages < READ_PAGES_MAX; pages++) {
+      const from = Math.max(page.lastMs + 1, Date.now() - page.windowMin * 60_000);
+      const { observations } = await api("GET", `/api/people/${page.person}/readings?from_ms=${from}&limit=${READ_LIMIT}`);
+      for (const o of observations) {
+        const t = Date.parse(o.effectiveDateTime);
+        page.lastMs = Math.max(page.lastMs, t);
+        page.obs.push({ t, id: o.id, metric: personMetric(o), value: o.valueQuantity?.value, o });
+      }
+      if (observations.length < READ_LIMIT) break;
     }
     const cut = Date.now() - page.windowMin * 60_000;
     page.obs = page.obs.filter((r) => r.t >= cut);
@@ -167,22 +175,35 @@ function chart(c, points) {
   return figure;
 }
 
-function renderRecords() {
+function renderRecords(force = false) {
   const box = $("records");
   if (!box) return;
+  // A snapshot, refreshed on request: records arrive several a second with an ECG patch.
+  if (!force && box.querySelector("tbody")) return;
   const latest = page.obs.slice(-12).reverse();
   if (!latest.length) { message(box, "No records in this window."); return; }
-  box.replaceChildren(el("table", {},
-    el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Record"), el("th", { scope: "col" }, "Time"),
-      el("th", { scope: "col" }, "Reading"), el("th", { scope: "col" }, "Ledger anchor"))),
-    el("tbody", {}, latest.map((r) => {
-      const result = el("span", { "aria-live": "polite" });
-      return el("tr", {},
-        el("td", {}, `#${r.id}`),
-        el("td", {}, time(r.t)),
-        el("td", {}, describe(r)),
-        el("td", {}, el("button", { type: "button", onclick: () => verifyRecord(r.id, result) }, "Verify"), " ", result));
-    }))));
+  // Rows are kept by record: a focused button and a shown result survive live updates.
+  let body = box.querySelector("tbody");
+  if (!body) {
+    body = el("tbody");
+    box.replaceChildren(el("table", {},
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Record"), el("th", { scope: "col" }, "Time"),
+        el("th", { scope: "col" }, "Reading"), el("th", { scope: "col" }, "Ledger anchor"))),
+      body));
+  }
+  const existing = new Map([...body.children].map((tr) => [tr.dataset.record, tr]));
+  const rows = latest.map((r) => existing.get(String(r.id)) ?? recordRow(r));
+  rows.forEach((row, i) => { if (body.children[i] !== row) body.insertBefore(row, body.children[i] ?? null); });
+  while (body.children.length > rows.length) body.lastChild.remove();
+}
+
+function recordRow(r) {
+  const result = el("span", { "aria-live": "polite" });
+  return el("tr", { "data-record": r.id },
+    el("td", {}, `#${r.id}`),
+    el("td", {}, time(r.t)),
+    el("td", {}, describe(r)),
+    el("td", {}, el("button", { type: "button", onclick: () => verifyRecord(r.id, result) }, "Verify"), " ", result));
 }
 
 function describe(r) {
@@ -196,8 +217,13 @@ export async function verifyRecord(seq, target) {
   target.replaceChildren(el("span", { class: "muted" }, "Checking…"));
   try {
     const v = await api("GET", `/api/ehr/records/${encodeURIComponent(seq)}/verify`);
-    target.replaceChildren(el("span", { class: v.verified ? "ok" : v.anchored ? "error" : "muted", "data-verified": String(v.verified) },
-      v.verified ? `✓ Verified: ${v.detail}` : v.anchored ? `✗ ${v.detail}` : v.detail));
+    const result = el("span", { class: v.verified ? "ok" : v.anchored ? "error" : "muted", "data-verified": String(v.verified) },
+      v.verified ? `✓ Verified: ${v.detail}` : v.anchored ? `✗ ${v.detail}` : v.detail);
+    if (page.verdicts.size > 1000) page.verdicts.clear();
+    page.verdicts.set(String(seq), result.cloneNode(true));
+    // The row may have been re-rendered meanwhile: show the result in the current one.
+    const current = target.isConnected ? target : document.querySelector(`#records tr[data-record="${seq}"] [aria-live]`);
+    current?.replaceChildren(result);
   } catch (e) {
     target.replaceChildren(el("span", { class: "error" }, e.message));
   }

@@ -553,6 +553,15 @@ impl Ehr {
             [seq],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )?;
+        // Batches sealed since proofs got their own table keep them there.
+        let proof = match self.db.query_row(
+            "SELECT path FROM record_proofs WHERE seq = ?1",
+            [seq],
+            |row| row.get::<_, Vec<u8>>(0),
+        ) {
+            Ok(path) => Some(path),
+            Err(_) => proof,
+        };
         let person = <[u8; 16]>::try_from(person.as_slice())
             .map(PersonId::from_bytes)
             .map_err(|_| EhrError::Undecryptable(PersonId::from_bytes([0; 16])))?;

@@ -288,19 +288,11 @@ async fn verify_record(
         (Some(proof), _) => proof,
         (None, _) => return Err(ApiError::not_found(format!("no health record {seq}"))),
     };
-    // The ledger's anchors cover consecutive records from 1, in order.
-    let anchor = node.ledger.with_state(|state| {
-        let mut first = 1u64;
-        for record in state.tables().anchors.values() {
-            let count = u64::from(record.count);
-            if seq >= first && seq < first + count {
-                return Some((first, count, record.root, record.height));
-            }
-            first += count;
-        }
-        None
-    });
-    let Some((first_seq, count, root, anchor_height)) = anchor else {
+    // The batch that sealed the record, its audit path to the batch's root, and the ledger's
+    // finalized anchor with that root and size. Matched by root rather than by counting
+    // anchors from record 1, so an anchor that never reached the ledger cannot shift the
+    // others.
+    let Some((first_seq, count)) = proof.batch else {
         return Ok(Json(json!({
             "seq": seq,
             "person": proof.person,
@@ -310,9 +302,20 @@ async fn verify_record(
             "detail": "this record is not anchored yet: the next finalized block anchors it",
         })));
     };
-    let index = (seq - first_seq) as usize;
-    let computed = merkle::root_from_proof(&proof.leaf, index, count as usize, &proof.path);
-    let verified = computed == Some(root);
+    let index = usize::try_from(seq - first_seq).unwrap_or(usize::MAX);
+    let size = usize::try_from(count).unwrap_or(usize::MAX);
+    let computed = merkle::root_from_proof(&proof.leaf, index, size, &proof.path);
+    let anchor_height = computed.and_then(|root| {
+        node.ledger.with_state(|state| {
+            state
+                .tables()
+                .anchors
+                .values()
+                .find(|a| a.root == root && u64::from(a.count) == count)
+                .map(|a| a.height)
+        })
+    });
+    let verified = anchor_height.is_some();
     Ok(Json(json!({
         "seq": seq,
         "person": proof.person,
@@ -321,12 +324,15 @@ async fn verify_record(
         "leaf": hex::encode(proof.leaf),
         "path": proof.path.iter().map(hex::encode).collect::<Vec<_>>(),
         "index": index,
-        "anchor": {"first_seq": first_seq, "count": count, "root": hex::encode(root), "height": anchor_height},
+        "batch": {"first_seq": first_seq, "count": count},
         "computed_root": computed.map(hex::encode),
-        "detail": if verified {
-            format!("the record's audit path ({} hashes) leads to the root anchored at height {anchor_height}", proof.path.len())
-        } else {
-            format!("the record does not prove against the root anchored at height {anchor_height}: it was altered")
+        "anchor_height": anchor_height,
+        "detail": match anchor_height {
+            Some(height) => format!(
+                "the record's audit path ({} hashes) leads to the root anchored on the ledger at height {height}",
+                proof.path.len()
+            ),
+            None => "no finalized anchor on the ledger has the root this record proves to: it was altered, or its anchor is not finalized yet".to_owned(),
         },
     })))
 }

@@ -221,7 +221,7 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
         );
 
         // The health record: record 1 (the fix) proves against its anchor once anchored.
-        let record = poll(api, "/api/ehr/records/1/verify", |v| v["anchored"] == true).await;
+        let record = poll(api, "/api/ehr/records/1/verify", |v| v["verified"] == true).await;
         assert_eq!(record["verified"], true, "{record}");
         assert_eq!(record["person"], json!(person));
         assert_eq!(

@@ -178,6 +178,12 @@ async fn run_in_runtime(
         "starting 4 validators on 127.0.0.1 (demo keys from fixed seeds: never use them for real)",
     );
     let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let duration_s = args.duration_s;
+    tokio::spawn(async move {
+        stop_signal(duration_s).await;
+        let _ = stop.send(true);
+    });
     let doctor = Arc::new(
         hex::decode(&state.doctor_key)
             .ok()
@@ -247,7 +253,10 @@ async fn run_in_runtime(
 
     let fleet_config = FleetConfig::new(state.seed, args.people);
     let mut fleet = Fleet::new(fleet_config);
-    setup_people(api, &node, &fleet, &mut state, &data_dir, args.people).await?;
+    let setup = setup_people(api, &node, &fleet, &mut state, &data_dir, args.people);
+    if unless_stopped(setup, &stopped).await?.is_none() {
+        return stop_cleanly(&cluster, &state, &data_dir);
+    }
     // Private statistics (added by the privstats work): 3 servers, 4 data providers with
     // synthetic heart data and 2 verifying nodes, so the doctor can query /api/queries.
     {
@@ -275,7 +284,10 @@ async fn run_in_runtime(
         for note in notes {
             step(&note);
         }
-        setup_ecg(api, &node, &fleet, &state, ecg_count).await?;
+        let setup = setup_ecg(api, &node, &fleet, &state, ecg_count);
+        if unless_stopped(setup, &stopped).await?.is_none() {
+            return stop_cleanly(&cluster, &state, &data_dir);
+        }
         step(&format!(
             "ECG patches replay: {}",
             sources
@@ -327,36 +339,64 @@ async fn run_in_runtime(
         fleet.start_episode_for(index, kind, minutes * 60_000);
     }
 
-    let stop = async {
-        if args.duration_s > 0 {
-            tokio::time::sleep(Duration::from_secs(args.duration_s)).await;
-        } else {
-            // Ctrl-C, or SIGTERM from a supervisor.
-            #[cfg(unix)]
-            {
-                use tokio::signal::unix::{SignalKind, signal};
-                match signal(SignalKind::terminate()) {
-                    Ok(mut term) => {
-                        tokio::select! {
-                            _ = tokio::signal::ctrl_c() => {}
-                            _ = term.recv() => {}
-                        }
-                    }
-                    Err(_) => {
-                        let _ = tokio::signal::ctrl_c().await;
-                    }
+    if unless_stopped(
+        simulate(node.clone(), fleet, people, ecg_sources, args.speed),
+        &stopped,
+    )
+    .await?
+    .is_none()
+    {
+        step("stopping");
+    }
+    stop_cleanly(&cluster, &state, &data_dir)
+}
+
+/// Resolves on Ctrl-C or SIGTERM (from a supervisor), or after `duration_s` if it is not 0.
+async fn stop_signal(duration_s: u64) {
+    if duration_s > 0 {
+        tokio::time::sleep(Duration::from_secs(duration_s)).await;
+        return;
+    }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
                 }
             }
-            #[cfg(not(unix))]
-            let _ = tokio::signal::ctrl_c().await;
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        result = simulate(node.clone(), fleet, people, ecg_sources, args.speed) => result?,
-        () = stop => step("stopping"),
     }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs `work` unless a stop is requested first (then `None`), so that Ctrl-C works during
+/// the setup phases too.
+async fn unless_stopped<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+    stopped: &tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<T>> {
+    let mut stopped = stopped.clone();
+    tokio::select! {
+        result = work => result.map(Some),
+        _ = stopped.wait_for(|stop| *stop) => Ok(None),
+    }
+}
+
+/// Stops the validators and keeps the state file: a restart resumes.
+fn stop_cleanly(
+    cluster: &vigil_ledger::local::LocalCluster,
+    state: &DemoState,
+    data_dir: &Path,
+) -> anyhow::Result<()> {
     cluster.shutdown();
-    state.save(&data_dir)?;
+    state.save(data_dir)?;
     step("stopped; the data directory is kept");
     Ok(())
 }
@@ -447,6 +487,21 @@ async fn setup_people(
 ) -> anyhow::Result<()> {
     let token = state.operator_token.clone();
     let ledger = node.ledger().clone();
+    // A stop loses the mempool: people at the end of the state file whose registration never
+    // reached the ledger are registered again (with new pseudonyms; the fleet index of every
+    // earlier person, which names their devices, is unchanged).
+    let registered = state
+        .people
+        .iter()
+        .rposition(|p| ledger.with_state(|s| s.tables().persons.contains_key(p)))
+        .map_or(0, |last| last + 1);
+    if registered < state.people.len() {
+        step(&format!(
+            "{} people of the last run never reached the ledger: registering them again",
+            state.people.len() - registered
+        ));
+        state.people.truncate(registered);
+    }
     let missing = (count as usize).saturating_sub(state.people.len());
     if missing > 0 {
         step(&format!("registering {missing} people"));
