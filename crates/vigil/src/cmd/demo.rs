@@ -487,20 +487,36 @@ async fn setup_people(
 ) -> anyhow::Result<()> {
     let token = state.operator_token.clone();
     let ledger = node.ledger().clone();
-    // A stop loses the mempool: people at the end of the state file whose registration never
-    // reached the ledger are registered again (with new pseudonyms; the fleet index of every
-    // earlier person, which names their devices, is unchanged).
-    let registered = state
+    // A stop loses the mempool: people in the state file whose registration never reached the
+    // ledger are registered again, under new pseudonyms at the same fleet index (no device
+    // could have been enrolled for a person the ledger never knew).
+    let lost: Vec<usize> = state
         .people
         .iter()
-        .rposition(|p| ledger.with_state(|s| s.tables().persons.contains_key(p)))
-        .map_or(0, |last| last + 1);
-    if registered < state.people.len() {
+        .enumerate()
+        .filter(|(_, p)| !ledger.with_state(|s| s.tables().persons.contains_key(p)))
+        .map(|(i, _)| i)
+        .collect();
+    if !lost.is_empty() {
         step(&format!(
             "{} people of the last run never reached the ledger: registering them again",
-            state.people.len() - registered
+            lost.len()
         ));
-        state.people.truncate(registered);
+        let bodies = lost
+            .iter()
+            .map(|&i| {
+                let p = fleet.person(i as u32).context("person")?;
+                Ok(json!({"name": p.name, "address": format!("simulated home #{i}")}))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let replies = post_all(api, &token, "/api/people", bodies).await?;
+        for (&i, reply) in lost.iter().zip(replies) {
+            state.people[i] = reply["person"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .context("the node answered without a pseudonym")?;
+        }
+        state.save(data_dir)?;
     }
     let missing = (count as usize).saturating_sub(state.people.len());
     if missing > 0 {
