@@ -181,9 +181,10 @@ fn private_key_hex(key_file: &Path) -> String {
         .to_owned()
 }
 
-#[test]
-fn node_killed_and_restarted_while_a_device_publishes_stores_every_reading_once() {
-    let dir = tempfile_dir();
+/// A node (one validator with the node service) in `dir`, with a person and an enrolled
+/// thermometer `thermo-1` whose key is `dir/device.key`. Returns the node, its API and MQTT
+/// addresses and the person's pseudonym.
+fn node_with_enrolled_device(dir: &Path) -> (Proc, SocketAddr, SocketAddr, String) {
     let p2p = free_port();
     let api = free_port();
     let mqtt = free_port();
@@ -224,7 +225,7 @@ fn node_killed_and_restarted_while_a_device_publishes_stores_every_reading_once(
     )
     .expect("node config");
 
-    let mut node = start_node(&dir);
+    let mut node = start_node(dir);
     until("the node's API", || {
         http(api, "GET", "/api/health", None).filter(|(s, _)| *s == 200)
     });
@@ -264,6 +265,14 @@ fn node_killed_and_restarted_while_a_device_publishes_stores_every_reading_once(
             .any(|d| d["device"] == "thermo-1" && d["active"] == true)
             .then_some(())
     });
+
+    (node, api, mqtt, person)
+}
+
+#[test]
+fn node_killed_and_restarted_while_a_device_publishes_stores_every_reading_once() {
+    let dir = tempfile_dir();
+    let (mut node, api, mqtt, person) = node_with_enrolled_device(&dir);
 
     // The device reaches the broker through a proxy this test can cut.
     let proxy = Proxy::start(mqtt);
@@ -337,6 +346,57 @@ fn node_killed_and_restarted_while_a_device_publishes_stores_every_reading_once(
         "records stored; device:\n{stdout}\nnode log:\n{log}"
     );
     assert_eq!(times.len() as u64, PACKS, "a reading stored twice");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `vigil device` over HTTP, run twice on one outbox (a phone app restarted): the second run
+/// continues the sequence numbers, and the node stores every reading of both runs once.
+#[test]
+fn device_over_http_continues_across_runs_and_every_reading_is_stored_once() {
+    let dir = tempfile_dir();
+    let (_node, api, _mqtt, person) = node_with_enrolled_device(&dir);
+    const PER_RUN: u64 = 12;
+    for run in 0..2 {
+        let out = Command::new(VIGIL)
+            .args(["device", "--node", &api.to_string(), "--person", &person])
+            .args(["--device", "thermo-1", "--device-key"])
+            .arg(dir.join("device.key"))
+            .arg("--outbox")
+            .arg(dir.join("outbox.sqlite"))
+            .args([
+                "--rate",
+                "50",
+                "--count",
+                &PER_RUN.to_string(),
+                "--drain-s",
+                "30",
+            ])
+            .output()
+            .expect("vigil device runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "run {run}: {out:?}");
+        assert!(
+            stdout.contains(&format!(
+                "first pack of this run: sequence {}",
+                run * PER_RUN + 1
+            )),
+            "run {run}: {stdout}"
+        );
+        assert!(
+            stdout.contains("refused=0 remaining=0"),
+            "run {run}: {stdout}"
+        );
+    }
+    let path = format!("/api/people/{person}/readings?limit=10000");
+    let (status, body) = http(api, "GET", &path, None).expect("reads");
+    assert_eq!(status, 200, "{body}");
+    let observations = body["observations"].as_array().expect("observations");
+    let times: HashSet<&str> = observations
+        .iter()
+        .filter_map(|o| o["effectiveDateTime"].as_str())
+        .collect();
+    assert_eq!(observations.len() as u64, 2 * PER_RUN);
+    assert_eq!(times.len() as u64, 2 * PER_RUN, "a reading stored twice");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
