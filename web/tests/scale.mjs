@@ -17,7 +17,7 @@ import { chromium } from "playwright-core";
 
 const args = Object.fromEntries(process.argv.slice(2).reduce((pairs, a, i, all) =>
   (a.startsWith("--") ? [...pairs, [a.slice(2), all[i + 1]]] : pairs), []));
-const URL = args.url ?? "http://127.0.0.1:8080/";
+const BASE = args.url ?? "http://127.0.0.1:8080/";
 const SECONDS = Number(args.seconds ?? 60);
 const token = args.token ?? JSON.parse(readFileSync(join(args["data-dir"] ?? "./vigil-demo-data", "demo-state.json"), "utf8")).operator_token;
 
@@ -38,7 +38,7 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const t0 = Date.now();
-  await page.goto(URL);
+  await page.goto(BASE);
   await page.fill("#token", token);
   await page.press("#token", "Enter");
   await page.waitForSelector("#whoami:text('operator')");
