@@ -18,6 +18,12 @@ pub enum Error {
         dealer: ServerId,
         receiver: ServerId,
     },
+    /// A receiver's complaint against a dealer does not hold (bad proof, or the share is fine).
+    #[error("server {receiver}'s complaint against dealer {dealer} does not hold")]
+    BadComplaint {
+        dealer: ServerId,
+        receiver: ServerId,
+    },
     /// A dealer's proof of knowledge of its constant term failed.
     #[error("dealer {0}: proof of knowledge of the secret is invalid")]
     BadDealing(ServerId),

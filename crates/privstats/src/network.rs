@@ -5,7 +5,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::dp::{DpResponse, PlainAnswer};
 use crate::error::{Error, Result};
-use crate::keys::{CollectiveKey, DkgParams, ServerId, run_dkg};
+use crate::keys::{CollectiveKey, DkgParams, EncryptionKeyPair, ServerId, run_dkg};
 use crate::query::{DpId, Query};
 use crate::server::{KeySwitchShare, Server, ServerAggregate, total};
 use crate::verify::{Evidence, Verdict, verify};
@@ -32,9 +32,21 @@ impl Network {
     ) -> Result<Self> {
         let mut ceremony = [0u8; 32];
         rng.fill_bytes(&mut ceremony);
-        let params = DkgParams::new(ceremony, threshold, servers)?;
-        let keys = run_dkg(&params, rng)?;
-        let key = keys[0].collective.clone();
+        // Each server's long-term key pair for receiving its DKG shares encrypted.
+        let encryption: Vec<EncryptionKeyPair> = (0..servers.min(crate::keys::SERVERS_MAX))
+            .map(|_| EncryptionKeyPair::generate(rng))
+            .collect();
+        let params = DkgParams::new(
+            ceremony,
+            threshold,
+            servers,
+            encryption.iter().map(|k| k.public).collect(),
+        )?;
+        let keys = run_dkg(&params, &encryption, rng)?;
+        let key = keys
+            .first()
+            .map(|k| k.collective.clone())
+            .ok_or_else(|| Error::Param("no servers".into()))?;
         Ok(Self {
             servers: keys.into_iter().map(Server::new).collect(),
             key,

@@ -32,6 +32,12 @@
 //!   discrete-log-equality proof (the same x_j in X_j and in C'_d) extended with the re-encryption
 //!   randomness. The transcript binds the query id, the server index, Y, X_j and every K_d, K'_d,
 //!   C'_d, so a share cannot be moved to another aggregate, query or server.
+//! * [`DleqProof`] — statement (G, P, (B_i, K_i)_i), witness s with P = s·G and K_i = s·B_i
+//!   (Chaum–Pedersen over several bases). A DKG receiver uses it to publish the Diffie–Hellman
+//!   values of an encrypted share with proof that they are the ones its key determines, so anyone
+//!   can open the share and judge the complaint. The transcript binds the context (ceremony,
+//!   dealer, receiver), P and every (B_i, K_i). Stored in (e, z) form: the verifier recomputes
+//!   T = z·G − e·P, T_i = z·B_i − e·K_i and checks that e hashes them.
 //!
 //! Batch verification: the verification equations of many proofs are checked at once as one
 //! random linear combination (independent uniform weights ρ); if any equation fails, the combined
@@ -57,6 +63,8 @@ pub const DLOG_DOMAIN: &[u8] = b"vigil-privstats/dkg-dlog/v1";
 pub const WELLFORMED_DOMAIN: &[u8] = b"vigil-privstats/wellformed/v1";
 /// Domain separator of the key-switch proof.
 pub const KEYSWITCH_DOMAIN: &[u8] = b"vigil-privstats/keyswitch/v1";
+/// Domain separator of the DKG complaint's discrete-log-equality proof.
+pub const DLEQ_DOMAIN: &[u8] = b"vigil-privstats/dkg-dleq/v1";
 
 pub(crate) trait TranscriptExt {
     fn point(&mut self, label: &'static [u8], p: &RistrettoPoint);
@@ -125,6 +133,80 @@ impl Canonical for DlogProof {
     fn read(r: &mut Reader<'_>) -> Result<Self> {
         Ok(Self {
             t: r.point()?,
+            z: r.scalar()?,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Proof that log_G(P) = log_{B_i}(K_i) for every i.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DleqProof {
+    e: Scalar,
+    z: Scalar,
+}
+
+impl DleqProof {
+    fn challenge(
+        context: &[u8],
+        p: &RistrettoPoint,
+        pairs: &[(RistrettoPoint, RistrettoPoint)],
+        t: &RistrettoPoint,
+        ts: &[RistrettoPoint],
+    ) -> Scalar {
+        let mut tr = Transcript::new(DLEQ_DOMAIN);
+        tr.append_message(b"context", context);
+        tr.point(b"P", p);
+        tr.u64(b"n", pairs.len() as u64);
+        for ((b, k), ti) in pairs.iter().zip(ts) {
+            tr.point(b"B", b);
+            tr.point(b"K", k);
+            tr.point(b"Ti", ti);
+        }
+        tr.point(b"T", t);
+        tr.challenge(b"e")
+    }
+
+    /// Proves P = s·G and K_i = s·B_i for `pairs` = (B_i, K_i).
+    pub fn prove<R: RngCore + CryptoRng>(
+        context: &[u8],
+        s: &Scalar,
+        pairs: &[(RistrettoPoint, RistrettoPoint)],
+        rng: &mut R,
+    ) -> Self {
+        let k = Scalar::random(rng);
+        let t = &k * G_TABLE;
+        let ts: Vec<RistrettoPoint> = pairs.iter().map(|(b, _)| k * b).collect();
+        let e = Self::challenge(context, &(s * G_TABLE), pairs, &t, &ts);
+        Self { e, z: k + e * s }
+    }
+
+    pub fn verify(
+        &self,
+        context: &[u8],
+        p: &RistrettoPoint,
+        pairs: &[(RistrettoPoint, RistrettoPoint)],
+    ) -> bool {
+        if p.is_identity() || pairs.iter().any(|(b, _)| b.is_identity()) {
+            return false;
+        }
+        let t = RistrettoPoint::vartime_multiscalar_mul([self.z, -self.e], [G, *p]);
+        let ts: Vec<RistrettoPoint> = pairs
+            .iter()
+            .map(|(b, k)| RistrettoPoint::vartime_multiscalar_mul([self.z, -self.e], [*b, *k]))
+            .collect();
+        Self::challenge(context, p, pairs, &t, &ts) == self.e
+    }
+}
+
+impl Canonical for DleqProof {
+    fn write(&self, w: &mut Writer) {
+        w.scalar(&self.e).scalar(&self.z);
+    }
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        Ok(Self {
+            e: r.scalar()?,
             z: r.scalar()?,
         })
     }

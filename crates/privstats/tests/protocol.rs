@@ -4,7 +4,7 @@ use proptest::prelude::*;
 use vigil_privstats::dp::{DpResponse, PlainAnswer};
 use vigil_privstats::elgamal::{Ciphertext, KeyPair};
 use vigil_privstats::encoding::Canonical;
-use vigil_privstats::keys::{DkgParams, KeyGenReceiver, deal};
+use vigil_privstats::keys::{DkgParams, EncryptionKeyPair, KeyGenReceiver, deal};
 use vigil_privstats::network::Network;
 use vigil_privstats::querier::{Aggregates, DecryptionTable, Querier, StatResult};
 use vigil_privstats::query::{DpId, Metric, Query, Statistic};
@@ -382,29 +382,68 @@ fn beyond_table_is_an_error_never_zero() {
 }
 
 #[test]
-fn dkg_bad_share_is_named_and_resolved_by_reveal() {
+fn dkg_shares_travel_encrypted_tampering_is_refused_and_reveal_resolves() {
     let mut r = rng();
-    let params = DkgParams::new([9; 32], 2, 3).expect("params");
-    let dealt: Vec<_> = (1..=3)
-        .map(|i| deal(&params, i, &mut r).expect("deal"))
+    let enc: Vec<EncryptionKeyPair> = (0..3)
+        .map(|_| EncryptionKeyPair::generate(&mut r))
         .collect();
-    let mut rx = KeyGenReceiver::new(params, 2).expect("receiver");
-    let mut tampered = dealt[0].1[1].clone();
-    tampered.value += curve25519_dalek::scalar::Scalar::ONE;
-    let complaint = rx
-        .receive(&dealt[0].0, &tampered)
-        .expect("public part ok")
-        .expect("complaint");
-    assert_eq!((complaint.dealer, complaint.receiver), (1, 2));
-    // The dealer reveals the true share; anyone can check it.
+    let params =
+        DkgParams::new([9; 32], 2, 3, enc.iter().map(|k| k.public).collect()).expect("params");
+    let dealt: Vec<_> = (1..=3)
+        .map(|i: ServerId| deal(&params, i, &enc[i as usize - 1], &mut r).expect("deal"))
+        .collect();
+    // No share appears in clear in what a dealer publishes.
+    for (d, clear) in &dealt {
+        let bytes = d.to_bytes();
+        for s in clear {
+            assert!(!bytes.windows(32).any(|w| w == s.value.as_bytes()));
+        }
+    }
+    // A receiver needs its own published key pair.
+    assert!(KeyGenReceiver::new(params.clone(), 2, enc[2].clone()).is_err());
+    let mut rx = KeyGenReceiver::new(params.clone(), 2, enc[1].clone()).expect("receiver");
+    // Altered in transit (ciphertext, ephemeral key or receiver): refused, nothing accepted.
+    let mut tampered = dealt[0].0.clone();
+    tampered.shares[1].sealed[0] ^= 1;
+    assert!(matches!(
+        rx.receive(&tampered, &mut r),
+        Err(Error::BadDealing(1))
+    ));
+    let mut tampered = dealt[0].0.clone();
+    tampered.shares[1].ephemeral = tampered.shares[2].ephemeral;
+    assert!(matches!(
+        rx.receive(&tampered, &mut r),
+        Err(Error::BadDealing(1))
+    ));
+    let mut tampered = dealt[0].0.clone();
+    tampered.shares.swap(1, 2);
+    assert!(matches!(
+        rx.receive(&tampered, &mut r),
+        Err(Error::BadDealing(1))
+    ));
+    // The genuine dealings open and pass.
+    for (d, _) in &dealt {
+        assert!(rx.receive(d, &mut r).expect("ok").is_none());
+    }
+    // A dealer may still reveal a share publicly; anyone can check it.
     rx.resolve(&dealt[0].0, &dealt[0].1[1])
         .expect("valid reveal");
-    for (d, s) in &dealt[1..] {
-        assert!(rx.receive(d, &s[1]).expect("ok").is_none());
-    }
+    let mut wrong = dealt[0].1[1].clone();
+    wrong.value += curve25519_dalek::scalar::Scalar::ONE;
+    assert!(matches!(
+        dealt[0].0.verify_share(&wrong),
+        Err(Error::BadShare {
+            dealer: 1,
+            receiver: 2
+        })
+    ));
     let qualified: Vec<_> = dealt.iter().map(|(d, _)| d.clone()).collect();
     let key = rx.finish(&qualified).expect("key");
     key.collective.verify().expect("publishable key verifies");
+    assert_eq!(
+        key.collective.encryption_keys,
+        enc.iter().map(|k| k.public).collect::<Vec<_>>()
+    );
     let decoded = vigil_privstats::keys::CollectiveKey::from_bytes(&key.collective.to_bytes())
         .expect("decode");
     assert_eq!(decoded, key.collective);
