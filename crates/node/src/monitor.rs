@@ -105,7 +105,10 @@ impl Monitor {
         let mut drafts = Vec::new();
         for reading in readings {
             if let Value::Position(fix) = reading.value {
-                let latest = self.positions.entry(person).or_insert((reading.time_ms, fix));
+                let latest = self
+                    .positions
+                    .entry(person)
+                    .or_insert((reading.time_ms, fix));
                 if reading.time_ms >= latest.0 {
                     *latest = (reading.time_ms, fix);
                 }
