@@ -168,6 +168,36 @@ fn range_transcript(context: &[u8], index: usize, bits: usize, part: &[usize]) -
     tr
 }
 
+/// One aggregated range proof of a response with everything its verification needs.
+pub(crate) struct RangeJob<'a> {
+    proof: &'a RangeProof,
+    transcript: Transcript,
+    commitments: Vec<CompressedRistretto>,
+    bits: usize,
+    pc: PedersenGens,
+}
+
+impl RangeJob<'_> {
+    /// Relative cost (proven bits), to schedule the largest first.
+    pub(crate) fn weight(&self) -> usize {
+        self.bits * self.commitments.len()
+    }
+
+    /// Bulletproofs 5's verifier, unchanged.
+    pub(crate) fn verify(mut self) -> bool {
+        self.proof
+            .verify_multiple_with_rng(
+                bp_gens(),
+                &self.pc,
+                &mut self.transcript,
+                &self.commitments,
+                self.bits,
+                &mut rand_core::OsRng,
+            )
+            .is_ok()
+    }
+}
+
 /// Context bound into a DP's proofs: query, collective key, DP.
 pub(crate) fn dp_context(query_id: &[u8; 32], key_id: &[u8; 32], dp: DpId) -> Vec<u8> {
     let mut w = Writer::new();
@@ -326,6 +356,19 @@ impl DpResponse {
     /// Verifies the range proofs for digits of the sizes `bits` ([`Query::digit_bits`];
     /// variable time, public data).
     pub fn verify_range(&self, key: &CollectiveKey, bits: &[usize]) -> bool {
+        self.range_jobs(&key.id(), &key.key, bits)
+            .is_some_and(|jobs| jobs.into_iter().all(RangeJob::verify))
+    }
+
+    /// The response's range proofs as independent checks, one per aggregated proof, so a
+    /// verifier can spread them over threads: the response passes iff its layout fits
+    /// (`Some`) and every job verifies. `key_id` and `key` are the collective key's id and X.
+    pub(crate) fn range_jobs(
+        &self,
+        key_id: &[u8; 32],
+        key: &RistrettoPoint,
+        bits: &[usize],
+    ) -> Option<Vec<RangeJob<'_>>> {
         let n = self.ciphertexts.len();
         let chunks = range_layout(bits);
         if n == 0
@@ -334,30 +377,26 @@ impl DpResponse {
             || chunks.iter().map(|(_, p)| p.len()).sum::<usize>() != n
             || self.range_proofs.len() != chunks.len()
         {
-            return false;
+            return None;
         }
         let commitments: Vec<CompressedRistretto> =
             self.ciphertexts.iter().map(|ct| ct.c.compress()).collect();
-        let context = self.context(&key.id());
-        let pc = pc_gens(&key.key);
-        chunks
-            .iter()
-            .zip(&self.range_proofs)
-            .enumerate()
-            .all(|(i, ((bits, part), proof))| {
-                let mut tr = range_transcript(&context, i, *bits, part);
-                let mine: Vec<CompressedRistretto> = part.iter().map(|&j| commitments[j]).collect();
-                proof
-                    .verify_multiple_with_rng(
-                        bp_gens(),
-                        &pc,
-                        &mut tr,
-                        &mine,
-                        *bits,
-                        &mut rand_core::OsRng,
-                    )
-                    .is_ok()
-            })
+        let context = self.context(key_id);
+        let pc = pc_gens(key);
+        Some(
+            chunks
+                .iter()
+                .zip(&self.range_proofs)
+                .enumerate()
+                .map(|(i, ((bits, part), proof))| RangeJob {
+                    proof,
+                    transcript: range_transcript(&context, i, *bits, part),
+                    commitments: part.iter().map(|&j| commitments[j]).collect(),
+                    bits: *bits,
+                    pc,
+                })
+                .collect(),
+        )
     }
 
     /// Verifies the well-formedness proof alone (the verifier batches it instead).

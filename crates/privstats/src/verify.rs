@@ -5,20 +5,21 @@
 //! Batching: the well-formedness proofs of all DPs go into one multiscalar multiplication, and so
 //! do all key-switch proofs (random linear combination; on failure each is re-checked to name
 //! the culprit). Each DP's digits share one *aggregated* Bulletproof, which is the batching
-//! Bulletproofs 5 exposes; proofs of different DPs are verified separately, spread over threads
-//! (bulletproofs 5 has no public API to merge several proofs' verification equations, and we do
-//! not re-implement its verifier).
+//! Bulletproofs 5 exposes; proofs of different DPs are verified separately (bulletproofs 5 has
+//! no public API to merge several proofs' verification equations, and we do not re-implement its
+//! verifier). Instead every aggregated proof of every DP, and the well-formedness batch, form one
+//! pool of independent jobs spread over threads, largest first ([`verify`]'s `threads`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use curve25519_dalek::ristretto::RistrettoPoint;
 
-use crate::dp::DpResponse;
+use crate::dp::{DpResponse, RangeJob};
 use crate::elgamal::Ciphertext;
 use crate::encoding::{Canonical, Reader, Writer, digest};
 use crate::error::{Error, Result};
 use crate::keys::{CollectiveKey, ServerId};
-use crate::query::{DPS_MAX, DpId, Query};
+use crate::query::{DIGIT_BITS, DPS_MAX, DpId, Query};
 use crate::server::{KeySwitchShare, ServerAggregate, keyswitch_context, sum_responses, total};
 use crate::sigma::WellFormedProof;
 
@@ -277,14 +278,13 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
         results.insert(Check::Response(r.dp), true);
     }
     let bits = query.digit_bits();
-    let range_ok = verify_ranges(&admissible, ev.key, &bits, threads);
     let contexts: Vec<Vec<u8>> = admissible.iter().map(|r| r.context(&key_id)).collect();
     let items: Vec<(&WellFormedProof, Vec<u8>, &[Ciphertext])> = admissible
         .iter()
         .zip(contexts)
         .map(|(r, c)| (&r.wellformed, c, r.ciphertexts.as_slice()))
         .collect();
-    let wf_ok = WellFormedProof::verify_batch(&ev.key.key, &items);
+    let (range_ok, wf_ok) = verify_proofs(&admissible, &items, ev.key, &key_id, &bits, threads);
     for ((r, range), wf) in admissible.iter().zip(range_ok).zip(wf_ok) {
         results.insert(Check::Range(r.dp), range);
         results.insert(Check::WellFormed(r.dp), wf);
@@ -391,34 +391,83 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
     }
 }
 
-fn verify_ranges(
+/// Verifies every range proof of `responses` and the well-formedness batch `wf`, as one pool of
+/// jobs on `threads` threads (largest first, each thread taking the next job when done): the
+/// Bulletproofs of different responses, and the several proofs of one response, are
+/// independent checks, so a response's range check is the AND of its jobs. Fails closed: a
+/// job that does not report (a panicked thread) counts as failed.
+fn verify_proofs(
     responses: &[&DpResponse],
+    wf: &[(&WellFormedProof, Vec<u8>, &[Ciphertext])],
     key: &CollectiveKey,
+    key_id: &[u8; 32],
     bits: &[usize],
     threads: usize,
-) -> Vec<bool> {
-    let threads = threads.clamp(1, VERIFY_THREADS_MAX);
-    if threads == 1 || responses.len() < 2 {
-        return responses
-            .iter()
-            .map(|r| r.verify_range(key, bits))
-            .collect();
+) -> (Vec<bool>, Vec<bool>) {
+    enum Job<'a> {
+        WellFormed,
+        Range(usize, Box<RangeJob<'a>>),
     }
-    let chunk = responses.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = responses
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    part.iter()
-                        .map(|r| r.verify_range(key, bits))
-                        .collect::<Vec<bool>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().expect("verifier thread panicked"))
-            .collect()
-    })
+    let mut expected = vec![0usize; responses.len()];
+    let mut layout_ok = vec![false; responses.len()];
+    let mut jobs: Vec<(usize, Job<'_>)> = Vec::new();
+    for (i, r) in responses.iter().enumerate() {
+        if let Some(rj) = r.range_jobs(key_id, &key.key, bits) {
+            layout_ok[i] = true;
+            expected[i] = rj.len();
+            jobs.extend(
+                rj.into_iter()
+                    .map(|j| (j.weight(), Job::Range(i, Box::new(j)))),
+            );
+        }
+    }
+    // The well-formedness batch: about one proven 16-bit digit's worth per ciphertext.
+    let wf_weight = wf.iter().map(|(_, _, c)| c.len()).sum::<usize>() * DIGIT_BITS;
+    jobs.push((wf_weight, Job::WellFormed));
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.0));
+    let jobs: Vec<std::sync::Mutex<Option<Job<'_>>>> = jobs
+        .into_iter()
+        .map(|(_, j)| std::sync::Mutex::new(Some(j)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut passed: Vec<usize> = Vec::new();
+        let mut wf_out: Option<Vec<bool>> = None;
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(slot) = jobs.get(k) else { break };
+            let job = slot.lock().ok().and_then(|mut j| j.take());
+            match job {
+                Some(Job::Range(i, j)) => passed.extend(j.verify().then_some(i)),
+                Some(Job::WellFormed) => {
+                    wf_out = Some(WellFormedProof::verify_batch(&key.key, wf));
+                }
+                None => {}
+            }
+        }
+        (passed, wf_out)
+    };
+    let threads = threads.clamp(1, VERIFY_THREADS_MAX).min(jobs.len());
+    let outputs: Vec<(Vec<usize>, Option<Vec<bool>>)> = if threads <= 1 {
+        vec![work()]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        })
+    };
+    let mut passed = vec![0usize; responses.len()];
+    let mut wf_ok = vec![false; wf.len()];
+    for (p, w) in outputs {
+        for i in p {
+            passed[i] += 1;
+        }
+        if let Some(w) = w.filter(|w| w.len() == wf_ok.len()) {
+            wf_ok = w;
+        }
+    }
+    let range_ok = (0..responses.len())
+        .map(|i| layout_ok[i] && passed[i] == expected[i])
+        .collect();
+    (range_ok, wf_ok)
 }

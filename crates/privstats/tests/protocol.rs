@@ -480,3 +480,38 @@ fn wire_types_round_trip() {
     assert_eq!(back.to_bytes(), resp[0].to_bytes());
     assert!(DpResponse::from_bytes(&resp[0].to_bytes()[1..]).is_err());
 }
+
+#[test]
+fn range_proofs_verified_as_a_pool_of_jobs_fail_per_dp() {
+    for threads in [1, 2, 3] {
+        let mut net = Network::new(2, 3, 1, &mut rng()).expect("network");
+        net.verify_threads = threads;
+        let q = querier();
+        let edges = vec![300, 500, 700, 900, 1100, 1300, 4096];
+        let query = query(&net, &q, Statistic::Histogram, vec![1, 2, 3], edges.clone());
+        let values = vec![vec![700, 800, 900], vec![600, 1200], vec![1000, 310]];
+        let a = answers(&values, &edges);
+        let mut run = run(&net, &query, &a);
+        assert!(
+            run.responses[0].range_proofs.len() >= 2,
+            "several proofs per DP"
+        );
+        assert!(verdicts(&net, &query, &run)[0].all_good());
+        // One proof of DP 1 exchanged with DP 2's: both fail their range check, nothing else.
+        let p1 = run.responses[0].range_proofs[1].clone();
+        let p2 = run.responses[1].range_proofs[1].clone();
+        run.responses[0].range_proofs[1] = p2;
+        run.responses[1].range_proofs[1] = p1;
+        assert_eq!(
+            failures(&verdicts(&net, &query, &run)),
+            vec![Check::Range(1), Check::Range(2)]
+        );
+        // A missing proof fails too.
+        let mut run2 = self::run(&net, &query, &a);
+        run2.responses[2].range_proofs.pop();
+        assert_eq!(
+            failures(&verdicts(&net, &query, &run2)),
+            vec![Check::Range(3)]
+        );
+    }
+}
