@@ -225,7 +225,7 @@ fn node_with_enrolled_device(dir: &Path) -> (Proc, SocketAddr, SocketAddr, Strin
     )
     .expect("node config");
 
-    let mut node = start_node(dir);
+    let node = start_node(dir);
     until("the node's API", || {
         http(api, "GET", "/api/health", None).filter(|(s, _)| *s == 200)
     });
