@@ -132,6 +132,94 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{name}_before_ms={b:.2} {name}_after_1t_ms={a1:.2} {name}_after_2t_ms={a2:.2} {name}_verify_range_before_ms={vb:.2} {name}_verify_range_after_ms={va:.2}"
         ));
     }
+    let (vs, vp) = verify_many(&net, runs, &mut rng)?;
+    println!(
+        "verify 10 histogram responses on 2 threads, per DP: slices of DPs per thread then the \
+         well-formedness batch (before) {vs:.2} ms, one pool of jobs (after, full verdict) {vp:.2} ms"
+    );
+    line.push(format!(
+        "verify10_per_dp_slices_ms={vs:.2} verify10_per_dp_pool_ms={vp:.2}"
+    ));
     println!("runs={runs} {}", line.join(" "));
     Ok(())
+}
+
+/// A verifying node over 10 DPs' histogram responses on 2 threads, per DP: the former scheduling
+/// (each thread a contiguous slice of DPs, `verify_range` per DP, then the well-formedness batch
+/// on one thread; the rest of the verdict not timed) against `verify::verify` (one pool of jobs,
+/// the whole verdict timed), interleaved.
+fn verify_many(
+    net: &Network,
+    runs: usize,
+    rng: &mut rand::rngs::ThreadRng,
+) -> Result<(f64, f64), Box<dyn std::error::Error>> {
+    let edges = default_edges(Metric::Rr);
+    let dps: Vec<u32> = (1..=10).collect();
+    let query = Query {
+        nonce: 2,
+        querier: G,
+        key_id: net.key.id(),
+        metric: Metric::Rr,
+        statistic: Statistic::Histogram,
+        from_s: 0,
+        to_s: 1,
+        cohort: vec![],
+        dps: dps.clone(),
+        edges: edges.clone(),
+    };
+    let mut answer = PlainAnswer::default();
+    for v in 300..1500u64 {
+        answer.add_value(v, 250, &edges);
+    }
+    let answers: Vec<(u32, PlainAnswer)> = dps.iter().map(|&d| (d, answer.clone())).collect();
+    let responses = net.respond(&query, &answers, rng)?;
+    let aggregates = net.aggregate(&query, &responses)?;
+    let shares = net.key_switch(&query, &aggregates, rng);
+    let bits = query.digit_bits();
+    let key_id = net.key.id();
+    let ev = vigil_privstats::verify::Evidence {
+        query: &query,
+        key: &net.key,
+        responses: &responses,
+        aggregates: &aggregates,
+        shares: &shares,
+    };
+    let (mut slices, mut pool) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let start = Instant::now();
+        let refs: Vec<&DpResponse> = responses.iter().collect();
+        let ok: Vec<bool> = std::thread::scope(|scope| {
+            let handles: Vec<_> = refs
+                .chunks(refs.len().div_ceil(2))
+                .map(|part| {
+                    let bits = &bits;
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|r| r.verify_range(&net.key, bits))
+                            .collect::<Vec<bool>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let items: Vec<(&WellFormedProof, Vec<u8>, &[Ciphertext])> = responses
+            .iter()
+            .map(|r| (&r.wellformed, r.context(&key_id), r.ciphertexts.as_slice()))
+            .collect();
+        let wf = WellFormedProof::verify_batch(&net.key.key, &items);
+        slices.push(start.elapsed());
+        if !ok.iter().chain(&wf).all(|b| *b) {
+            return Err("slices: a proof does not verify".into());
+        }
+        let start = Instant::now();
+        let verdict = vigil_privstats::verify::verify(&ev, 1, 2);
+        pool.push(start.elapsed());
+        if !verdict.all_good() {
+            return Err("pool: verdict not all good".into());
+        }
+    }
+    Ok((median(slices) / 10.0, median(pool) / 10.0))
 }

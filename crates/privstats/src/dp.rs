@@ -349,7 +349,8 @@ impl DpResponse {
         })
     }
 
-    pub(crate) fn context(&self, key_id: &[u8; 32]) -> Vec<u8> {
+    /// Context bound into this response's proofs under the collective key `key_id`.
+    pub fn context(&self, key_id: &[u8; 32]) -> Vec<u8> {
         dp_context(&self.query_id, key_id, self.dp)
     }
 
