@@ -416,15 +416,21 @@ impl Monitored {
     }
 }
 
+/// Four running validators with the monitored person's registration and deployment finalized.
+async fn monitored_cluster(context: deterministic::Context) -> (Cluster, Monitored) {
+    let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
+    cluster.start_all().await;
+    let monitored = monitored(&cluster.keys, &cluster.genesis.chain_id);
+    submit(&cluster, &monitored.setup);
+    all_finalized_once(&cluster, &monitored.setup).await;
+    (cluster, monitored)
+}
+
 #[test]
 fn alerts_are_re_executed_from_their_evidence() {
     run("evidence", 8, |context| async move {
-        let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
-        cluster.start_all().await;
+        let (cluster, mut monitored) = monitored_cluster(context).await;
         let chain_id = cluster.genesis.chain_id;
-        let mut monitored = monitored(&cluster.keys, &chain_id);
-        submit(&cluster, &monitored.setup);
-        all_finalized_once(&cluster, &monitored.setup).await;
 
         // 37.60 °C is a warning; an alert that claims it is critical is refuted on submission.
         let (level, evidence, digest) = monitored.raise(3760, 1_000);
@@ -467,12 +473,8 @@ fn alerts_are_re_executed_from_their_evidence() {
 #[test]
 fn a_validator_proposing_an_alert_its_evidence_refutes_is_rejected() {
     run("evidence_byzantine", 9, |context| async move {
-        let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
-        cluster.start_all().await;
+        let (cluster, mut monitored) = monitored_cluster(context).await;
         let chain_id = cluster.genesis.chain_id;
-        let mut monitored = monitored(&cluster.keys, &chain_id);
-        submit(&cluster, &monitored.setup);
-        all_finalized_once(&cluster, &monitored.setup).await;
 
         // Validator 0 takes an inflated alert without evidence (as a colluding validator
         // would) and proposes it when it leads; the others hold the evidence, which refutes it.

@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{WAIT, free_port, http, http_raw, until};
+use common::{WAIT, free_port, http, http_raw, register_person, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use serde_json::json;
 use vigil_core::senml::PackDraft;
@@ -70,19 +70,7 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
             .expect("node starts");
         let ledger = node.ledger().clone();
 
-        let (_, created) = http(
-            api,
-            "POST",
-            "/api/people",
-            Some("op"),
-            Some(json!({"name": "M. Map"})),
-        )
-        .await;
-        let person: PersonId = created["person"]
-            .as_str()
-            .expect("pseudonym")
-            .parse()
-            .expect("valid");
+        let person = register_person(api, "op", "M. Map", &ledger).await;
         node.add_user(
             "patient",
             Principal::Patient {

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{T0_MS, WAIT, free_port, http, until};
+use common::{T0_MS, WAIT, free_port, http, register_person, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
+use vigil_core::{DeviceId, DeviceKey, Metric, Value};
 use vigil_gateway::outbox::{Outbox, Uploader};
 use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::sim::Keys;
@@ -81,25 +81,7 @@ fn readings_survive_cut_and_refused_connections_exactly_once() {
             .await
             .expect("starts");
         let ledger = node.ledger().clone();
-        let (_, created) = http(
-            api,
-            "POST",
-            "/api/people",
-            Some("op"),
-            Some(json!({"name": "D. Fault"})),
-        )
-        .await;
-        let person: PersonId = created["person"]
-            .as_str()
-            .expect("pseudonym")
-            .parse()
-            .expect("valid");
-        until("registered", || {
-            ledger
-                .with_state(|s| s.tables().persons.contains_key(&person))
-                .then_some(())
-        })
-        .await;
+        let person = register_person(api, "op", "D. Fault", &ledger).await;
         let device: DeviceId = "oxi-7".parse().expect("valid");
         let key = DeviceKey::from_seed([8; 32]);
         let body =

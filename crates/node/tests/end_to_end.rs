@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{T0_MS, WAIT, event_stream, free_port, http, next_event, until};
+use common::{T0_MS, WAIT, event_stream, free_port, http, next_event, register_person, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -61,27 +61,8 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
             401
         );
 
-        let (status, created) = http(
-            api,
-            "POST",
-            "/api/people",
-            op,
-            Some(json!({"name": "Ana Souza"})),
-        )
-        .await;
-        assert_eq!(status, 202, "{created}");
-        let person: PersonId = created["person"]
-            .as_str()
-            .expect("a pseudonym")
-            .parse()
-            .expect("valid");
         let ledger = node.ledger().clone();
-        until("the person registered", || {
-            ledger
-                .with_state(|s| s.tables().persons.contains_key(&person))
-                .then_some(())
-        })
-        .await;
+        let person = register_person(api, operator_token, "Ana Souza", &ledger).await;
 
         let thermo: DeviceId = "thermo-01".parse().expect("valid");
         let phone: DeviceId = "phone-01".parse().expect("valid");

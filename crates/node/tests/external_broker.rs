@@ -13,10 +13,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{T0_MS, WAIT, free_port, http, until};
+use common::{T0_MS, WAIT, free_port, http, register_person, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use serde_json::json;
-use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
+use vigil_core::{DeviceId, DeviceKey, Metric, Value};
 use vigil_gateway::outbox::{Outbox, Uploader};
 use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::sim::Keys;
@@ -120,27 +120,9 @@ fn packs_through_an_external_mosquitto_are_stored_once_and_answered() {
             .expect("starts");
         assert_eq!(node.mqtt_addr(), None, "no embedded broker");
         let ledger = node.ledger().clone();
-        let (_, created) = http(
-            api,
-            "POST",
-            "/api/people",
-            Some("op"),
-            Some(json!({"name": "E. Broker"})),
-        )
-        .await;
-        let person: PersonId = created["person"]
-            .as_str()
-            .expect("pseudonym")
-            .parse()
-            .expect("valid");
+        let person = register_person(api, "op", "E. Broker", &ledger).await;
         let device: DeviceId = "thermo-9".parse().expect("valid");
         let key = DeviceKey::from_seed([9; 32]);
-        until("registered", || {
-            ledger
-                .with_state(|s| s.tables().persons.contains_key(&person))
-                .then_some(())
-        })
-        .await;
         let body =
             json!({"person": person, "device": device, "public_key": key.public().to_string()});
         assert_eq!(

@@ -5,9 +5,11 @@
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
+use vigil_core::PersonId;
+use vigil_ledger::node::Ledger;
 
 pub const WAIT: Duration = Duration::from_secs(40);
 pub const T0_MS: i64 = 1_700_000_000_000;
@@ -118,4 +120,35 @@ pub async fn next_event(
             return event;
         }
     }
+}
+
+/// Registers a person through the API as `token` (the registration is accepted, 202) and waits
+/// until the ledger has finalized it.
+pub async fn register_person(
+    api: SocketAddr,
+    token: &str,
+    name: &str,
+    ledger: &Ledger,
+) -> PersonId {
+    let (status, created) = http(
+        api,
+        "POST",
+        "/api/people",
+        Some(token),
+        Some(json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, 202, "{created}");
+    let person: PersonId = created["person"]
+        .as_str()
+        .expect("a pseudonym")
+        .parse()
+        .expect("valid");
+    until("the person registered", || {
+        ledger
+            .with_state(|s| s.tables().persons.contains_key(&person))
+            .then_some(())
+    })
+    .await;
+    person
 }
