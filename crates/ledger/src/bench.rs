@@ -109,6 +109,63 @@ fn setup_txs(keys: &Keys, chain_id: &[u8; 32], people: usize) -> (Vec<Tx>, Vec<D
     (txs, deployments)
 }
 
+/// `count` critical alerts, round robin over the gateways (each in nonce order) and the
+/// deployed instances.
+fn sign_alerts(
+    keys: &Keys,
+    chain_id: &[u8; 32],
+    deployments: &[Deployment],
+    count: usize,
+) -> Vec<Tx> {
+    let per_gateway = count.div_ceil(keys.gateways.len());
+    let mut alerts: Vec<Tx> = Vec::with_capacity(count);
+    for n in 0..per_gateway {
+        for (g, gateway) in keys.gateways.iter().enumerate() {
+            if alerts.len() >= count {
+                break;
+            }
+            let deployment = &deployments[(n + g) % deployments.len()];
+            alerts.push(Tx::sign(
+                gateway,
+                chain_id,
+                n as u64,
+                TxBody::Alert {
+                    instance: deployment.instance_id(),
+                    level: AlertLevel::Critical,
+                    reading_time_ms: n as i64,
+                    evidence: [g as u8; 32],
+                },
+            ));
+        }
+    }
+    alerts
+}
+
+/// Throughput from the first submission to the last finalization, and the latency
+/// percentiles of the alerts that were finalized.
+fn summarize(
+    submitted: &HashMap<TxId, SystemTime>,
+    finalized: &HashMap<TxId, SystemTime>,
+    blocks: u64,
+    start: SystemTime,
+) -> BenchReport {
+    let end = finalized.values().max().copied().unwrap_or(start);
+    let mut latencies: Vec<f64> = submitted
+        .iter()
+        .filter_map(|(id, t)| finalized.get(id).map(|f| ms_since(*t, *f)))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let seconds = ms_since(start, end) / 1000.0;
+    BenchReport {
+        alerts: latencies.len(),
+        blocks,
+        seconds,
+        tx_per_s: latencies.len() as f64 / seconds.max(f64::EPSILON),
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -151,27 +208,7 @@ pub fn simulated(config: BenchConfig) -> BenchReport {
             cluster.context().sleep(Duration::from_millis(50)).await;
         }
         // Sign every alert up front (signing is the devices' and gateways' work, not ours).
-        let per_gateway = config.alerts.div_ceil(config.gateways);
-        let mut alerts: Vec<Tx> = Vec::with_capacity(config.alerts);
-        for n in 0..per_gateway {
-            for (g, gateway) in cluster.keys.gateways.iter().enumerate() {
-                if alerts.len() >= config.alerts {
-                    break;
-                }
-                let deployment = &deployments[(n + g) % deployments.len()];
-                alerts.push(Tx::sign(
-                    gateway,
-                    &chain_id,
-                    n as u64,
-                    TxBody::Alert {
-                        instance: deployment.instance_id(),
-                        level: AlertLevel::Critical,
-                        reading_time_ms: n as i64,
-                        evidence: [g as u8; 32],
-                    },
-                ));
-            }
-        }
+        let alerts = sign_alerts(&cluster.keys, &chain_id, &deployments, config.alerts);
         // Finalization times, observed at validator 1.
         let mut finalized = cluster.ledger(1).expect("running").subscribe();
         let clock = cluster.context().child("observer");
@@ -209,22 +246,7 @@ pub fn simulated(config: BenchConfig) -> BenchReport {
             cluster.context().sleep(TICK).await;
         }
         let (times, blocks) = done_rx.await.expect("observer");
-        let end = times.values().max().copied().unwrap_or(start);
-        let mut latencies: Vec<f64> = submitted
-            .iter()
-            .filter_map(|(id, t)| times.get(id).map(|f| ms_since(*t, *f)))
-            .collect();
-        latencies.sort_by(f64::total_cmp);
-        let seconds = ms_since(start, end) / 1000.0;
-        let report = BenchReport {
-            alerts: latencies.len(),
-            blocks,
-            seconds,
-            tx_per_s: latencies.len() as f64 / seconds.max(f64::EPSILON),
-            p50_ms: percentile(&latencies, 0.50),
-            p99_ms: percentile(&latencies, 0.99),
-        };
-        let _ = sender.send(report);
+        let _ = sender.send(summarize(&submitted, &times, blocks, start));
     });
     receiver.recv().expect("bench report")
 }
@@ -254,27 +276,7 @@ pub fn loopback(config: BenchConfig, dir: &std::path::Path, timeout: Duration) -
             assert!(context.current() < deadline, "setup not finalized");
             context.sleep(Duration::from_millis(20)).await;
         }
-        let per_gateway = config.alerts.div_ceil(config.gateways);
-        let mut alerts: Vec<Tx> = Vec::with_capacity(config.alerts);
-        for n in 0..per_gateway {
-            for (g, gateway) in cluster.keys.gateways.iter().enumerate() {
-                if alerts.len() >= config.alerts {
-                    break;
-                }
-                let deployment = &deployments[(n + g) % deployments.len()];
-                alerts.push(Tx::sign(
-                    gateway,
-                    &chain_id,
-                    n as u64,
-                    TxBody::Alert {
-                        instance: deployment.instance_id(),
-                        level: AlertLevel::Critical,
-                        reading_time_ms: n as i64,
-                        evidence: [g as u8; 32],
-                    },
-                ));
-            }
-        }
+        let alerts = sign_alerts(&cluster.keys, &chain_id, &deployments, config.alerts);
         let mut finalized = cluster.ledgers[1].subscribe();
         let (done_tx, done_rx) = futures::channel::oneshot::channel();
         let wanted = alerts.len();
@@ -316,22 +318,8 @@ pub fn loopback(config: BenchConfig, dir: &std::path::Path, timeout: Duration) -
             context.sleep_until(due).await;
         }
         let (times, blocks) = done_rx.await.expect("observer");
-        let end = times.values().max().copied().unwrap_or(start);
-        let mut latencies: Vec<f64> = submitted
-            .iter()
-            .filter_map(|(id, t)| times.get(id).map(|f| ms_since(*t, *f)))
-            .collect();
-        latencies.sort_by(f64::total_cmp);
-        let seconds = ms_since(start, end) / 1000.0;
         cluster.shutdown();
-        BenchReport {
-            alerts: latencies.len(),
-            blocks,
-            seconds,
-            tx_per_s: latencies.len() as f64 / seconds.max(f64::EPSILON),
-            p50_ms: percentile(&latencies, 0.50),
-            p99_ms: percentile(&latencies, 0.99),
-        }
+        summarize(&submitted, &times, blocks, start)
     })
 }
 

@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{WAIT, free_port, http, http_raw, register_person, until};
+use common::{WAIT, enroll_device, free_port, http, http_raw, register_person, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use serde_json::json;
 use vigil_core::senml::PackDraft;
@@ -93,18 +93,7 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
         .await;
         let phone: DeviceId = "phone-7".parse().expect("valid");
         let key = DeviceKey::from_seed([7; 32]);
-        let body =
-            json!({"person": person, "device": phone, "public_key": key.public().to_string()});
-        assert_eq!(
-            http(api, "POST", "/api/devices", Some("op"), Some(body))
-                .await
-                .0,
-            202
-        );
-        until("enrolled", || {
-            ledger.with_state(|s| s.tables().devices.contains_key(&phone).then_some(()))
-        })
-        .await;
+        enroll_device(api, "op", person, &phone, &key.public(), &ledger).await;
         let geofence = json!({"kind": "geofence", "dwell_ms": 0, "zones": [{"name": "home",
             "rule": "keep-inside", "level": 2,
             "circle": {"lat_udeg": HOME.0, "lon_udeg": HOME.1, "radius_m": 50}}]});

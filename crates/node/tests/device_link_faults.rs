@@ -9,9 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{T0_MS, WAIT, free_port, http, register_person, until};
+use common::{T0_MS, WAIT, enroll_device, free_port, register_person, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
-use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use vigil_core::{DeviceId, DeviceKey, Metric, Value};
@@ -84,20 +83,7 @@ fn readings_survive_cut_and_refused_connections_exactly_once() {
         let person = register_person(api, "op", "D. Fault", &ledger).await;
         let device: DeviceId = "oxi-7".parse().expect("valid");
         let key = DeviceKey::from_seed([8; 32]);
-        let body =
-            json!({"person": person, "device": device, "public_key": key.public().to_string()});
-        assert_eq!(
-            http(api, "POST", "/api/devices", Some("op"), Some(body))
-                .await
-                .0,
-            202
-        );
-        until("enrolled", || {
-            ledger
-                .with_state(|s| s.tables().devices.contains_key(&device))
-                .then_some(())
-        })
-        .await;
+        enroll_device(api, "op", person, &device, &key.public(), &ledger).await;
 
         let (cut, cuts) = watch::channel(0u64);
         let refusing = Arc::new(AtomicBool::new(false));

@@ -13,9 +13,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{T0_MS, WAIT, free_port, http, register_person, until};
+use common::{T0_MS, WAIT, enroll_device, free_port, register_person, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
-use serde_json::json;
 use vigil_core::{DeviceId, DeviceKey, Metric, Value};
 use vigil_gateway::outbox::{Outbox, Uploader};
 use vigil_ledger::local::{LocalConfig, start_local};
@@ -123,20 +122,7 @@ fn packs_through_an_external_mosquitto_are_stored_once_and_answered() {
         let person = register_person(api, "op", "E. Broker", &ledger).await;
         let device: DeviceId = "thermo-9".parse().expect("valid");
         let key = DeviceKey::from_seed([9; 32]);
-        let body =
-            json!({"person": person, "device": device, "public_key": key.public().to_string()});
-        assert_eq!(
-            http(api, "POST", "/api/devices", Some("op"), Some(body))
-                .await
-                .0,
-            202
-        );
-        until("enrolled", || {
-            ledger
-                .with_state(|s| s.tables().devices.contains_key(&device))
-                .then_some(())
-        })
-        .await;
+        enroll_device(api, "op", person, &device, &key.public(), &ledger).await;
 
         const PACKS: usize = 30;
         let port = broker_addr.port();

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
-use vigil_core::PersonId;
+use vigil_core::{DeviceId, DevicePublicKey, PersonId};
 use vigil_ledger::node::Ledger;
 
 pub const WAIT: Duration = Duration::from_secs(40);
@@ -151,4 +151,25 @@ pub async fn register_person(
     })
     .await;
     person
+}
+
+/// Enrolls `device` with `key` for `person` through the API as `token` (202) and waits until
+/// the ledger has finalized the enrollment.
+pub async fn enroll_device(
+    api: SocketAddr,
+    token: &str,
+    person: PersonId,
+    device: &DeviceId,
+    key: &DevicePublicKey,
+    ledger: &Ledger,
+) {
+    let body = json!({"person": person, "device": device, "public_key": key.to_string()});
+    let (status, answer) = http(api, "POST", "/api/devices", Some(token), Some(body)).await;
+    assert_eq!(status, 202, "{answer}");
+    until("the device enrolled", || {
+        ledger
+            .with_state(|s| s.tables().devices.contains_key(device))
+            .then_some(())
+    })
+    .await;
 }
