@@ -197,13 +197,23 @@ mod tests {
                 TxBody::RegisterPerson { person },
             );
             let id = ledger.submit(&mut context, tx).expect("admitted");
+            // Wait until every validator has applied the block, not only the one observed:
+            // the restart below expects it in every validator's store.
             let wait = async {
+                let mut height = None;
                 while let Some(block) = finalized.next().await {
                     if block.txs().iter().any(|t| t.id() == id) {
-                        return block.height();
+                        height = Some(block.height());
+                        break;
                     }
                 }
-                panic!("subscription ended");
+                let Some(height) = height else {
+                    panic!("subscription ended");
+                };
+                while cluster.ledgers.iter().any(|l| l.finalized().0 < height) {
+                    context.sleep(Duration::from_millis(20)).await;
+                }
+                height
             };
             futures::select! {
                 h = wait.fuse() => h,
