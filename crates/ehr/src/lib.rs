@@ -182,6 +182,15 @@ pub struct Ehr {
     db: Connection,
     master: SecretKey,
     keys: HashMap<PersonId, SecretKey>,
+    /// Leaves of the records stored since the last seal, as they were written; `None` when not
+    /// known (a fresh open, a failed transaction), and then read back from the database.
+    unsealed: Option<Unsealed>,
+}
+
+/// The leaves of records `first_seq..first_seq + leaves.len()`, all stored, none sealed.
+struct Unsealed {
+    first_seq: u64,
+    leaves: Vec<Digest>,
 }
 
 impl Ehr {
@@ -230,6 +239,8 @@ impl Ehr {
                  device TEXT PRIMARY KEY, seq INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS record_proofs (
                  seq INTEGER PRIMARY KEY, path BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS batch_leaves (
+                 first_seq INTEGER PRIMARY KEY, leaves BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS anchors (
                  first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, root BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS access_log (
@@ -240,6 +251,7 @@ impl Ehr {
             db,
             master,
             keys: HashMap::new(),
+            unsealed: None,
         })
     }
 
@@ -323,11 +335,17 @@ impl Ehr {
     /// Stores readings of one person as encrypted Observations, all or none. Returns their
     /// sequence numbers in the store.
     pub fn append(&mut self, person: PersonId, readings: &[Reading]) -> Result<Vec<u64>, EhrError> {
-        let key = self.data_key(person)?;
+        let cipher = seal::cipher(&self.data_key(person)?);
         let tx = self.db.transaction()?;
-        let seqs = insert_records(&tx, &key, person, readings)?;
+        let first = next_seq(&tx)?;
+        let mut writer = RecordWriter::new(&tx, first, readings.len())?;
+        for (reading, nonce) in readings.iter().zip(seal::nonces(readings.len())) {
+            writer.write(&cipher, &nonce, person, reading)?;
+        }
+        let (next, leaves) = writer.finish()?;
         tx.commit()?;
-        Ok(seqs)
+        self.remember_unsealed(first, leaves);
+        Ok((first..next).collect())
     }
 
     /// Stores the readings of a device's pack exactly once: the pack's sequence number is
@@ -377,105 +395,95 @@ impl Ehr {
         let readings_total = packs.iter().map(|p| p.readings.len()).sum();
         let mut nonces = seal::nonces(readings_total).into_iter();
         let tx = self.db.transaction()?;
-        let mut next: u64 =
-            tx.query_row("SELECT value FROM meta WHERE name = 'next_seq'", [], |r| {
-                r.get(0)
-            })?;
+        let first = next_seq(&tx)?;
         let mut results = Vec::with_capacity(packs.len());
-        let mut plaintext = Vec::with_capacity(fhir::OBSERVATION_BYTES_TYPICAL);
-        let mut record_aad = Vec::with_capacity(RECORD_AAD_LEN);
-        {
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO records (seq, person, device, metric, time_ms, nonce, ciphertext)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for (pack, cipher) in packs.iter().zip(keys) {
-                let cipher = match cipher {
-                    Ok(cipher) => cipher,
-                    Err(refused) => {
-                        results.push(Err(refused));
-                        continue;
-                    }
-                };
-                match accept_sequence(&tx, pack.device, pack.sequence) {
-                    Ok(()) => {}
-                    Err(EhrError::Database(error)) => return Err(EhrError::Database(error)),
-                    Err(refused) => {
-                        results.push(Err(refused));
-                        continue;
-                    }
+        let mut writer = RecordWriter::new(&tx, first, readings_total)?;
+        for (pack, cipher) in packs.iter().zip(keys) {
+            let cipher = match cipher {
+                Ok(cipher) => cipher,
+                Err(refused) => {
+                    results.push(Err(refused));
+                    continue;
                 }
-                let first = next;
-                for reading in pack.readings {
-                    // As many nonces were drawn as there are readings in all the packs.
-                    let nonce = nonces.next().unwrap_or_else(|| seal::nonces(1)[0]);
-                    plaintext.clear();
-                    fhir::write_observation(&mut plaintext, next, pack.person, reading);
-                    record_aad_into(
-                        &mut record_aad,
-                        next,
-                        pack.person,
-                        reading.metric,
-                        reading.time_ms,
-                    );
-                    seal::seal_in_place(&cipher, &nonce, &record_aad, &mut plaintext);
-                    insert.execute(params![
-                        next,
-                        pack.person.as_bytes(),
-                        reading.device.as_str(),
-                        reading.metric.code(),
-                        reading.time_ms,
-                        nonce,
-                        plaintext
-                    ])?;
-                    next += 1;
+            };
+            match accept_sequence(&tx, pack.device, pack.sequence) {
+                Ok(()) => {}
+                Err(EhrError::Database(error)) => return Err(EhrError::Database(error)),
+                Err(refused) => {
+                    results.push(Err(refused));
+                    continue;
                 }
-                results.push(Ok(first..next));
             }
+            let pack_first = writer.next;
+            for reading in pack.readings {
+                // As many nonces were drawn as there are readings in all the packs.
+                let nonce = nonces.next().unwrap_or_else(|| seal::nonces(1)[0]);
+                writer.write(&cipher, &nonce, pack.person, reading)?;
+            }
+            results.push(Ok(pack_first..writer.next));
         }
-        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'next_seq'")?
-            .execute([next])?;
+        let (_, leaves) = writer.finish()?;
         tx.commit()?;
+        self.remember_unsealed(first, leaves);
         Ok(results)
     }
 
+    /// Keeps the leaves of records just committed, if they follow those already kept.
+    fn remember_unsealed(&mut self, first: u64, leaves: Vec<Digest>) {
+        match &mut self.unsealed {
+            Some(unsealed) if unsealed.first_seq + unsealed.leaves.len() as u64 == first => {
+                unsealed.leaves.extend(leaves);
+            }
+            _ => self.unsealed = None,
+        }
+    }
+
     /// Closes the batch of records stored since the last anchor: computes their Merkle root,
-    /// stores each record's inclusion proof, and returns the anchor to submit to the ledger.
-    /// `None` when nothing was stored since.
+    /// stores the batch's leaves (from which any record's inclusion proof is derived), and
+    /// returns the anchor to submit to the ledger. `None` when nothing was stored since.
+    ///
+    /// The leaves are those computed when the records were written, kept in memory since: a
+    /// seal reads no record back, and one row per batch replaces a proof row per record.
     pub fn seal_batch(&mut self) -> Result<Option<Anchor>, EhrError> {
+        let unsealed = self.unsealed.take();
         let tx = self.db.transaction()?;
         let sealed: u64 = tx.query_row(
             "SELECT value FROM meta WHERE name = 'sealed_through'",
             [],
             |r| r.get(0),
         )?;
-        let next: u64 =
-            tx.query_row("SELECT value FROM meta WHERE name = 'next_seq'", [], |r| {
-                r.get(0)
-            })?;
-        if next <= sealed + 1 {
+        let next = next_seq(&tx)?;
+        let first_seq = sealed + 1;
+        if next <= first_seq {
+            drop(tx);
+            self.unsealed = Some(Unsealed {
+                first_seq,
+                leaves: Vec::new(),
+            });
             return Ok(None);
         }
-        let first_seq = sealed + 1;
-        let leaves = load_leaves(&tx, first_seq, next - 1)?;
-        let leaves: Vec<Digest> = leaves.into_iter().map(|(_, leaf)| leaf).collect();
+        let leaves = match unsealed {
+            Some(kept)
+                if kept.first_seq == first_seq && kept.leaves.len() as u64 == next - first_seq =>
+            {
+                kept.leaves
+            }
+            _ => load_leaves(&tx, first_seq, next - 1)?
+                .into_iter()
+                .map(|(_, leaf)| leaf)
+                .collect(),
+        };
         // Records are only ever appended in this range, so every sequence number is present.
         debug_assert_eq!(leaves.len() as u64, next - first_seq);
-        // All proofs at once: one per record would cost O(n²) hashes per batch. They go to
-        // their own append-only table rather than into each record's row: rewriting every row
-        // of the batch cost as much as storing it in the first place.
-        let (root, proofs) = merkle::root_and_proofs(&leaves);
-        {
-            let mut insert = tx.prepare_cached("INSERT INTO record_proofs VALUES (?1, ?2)")?;
-            for (index, path) in proofs.iter().enumerate() {
-                insert.execute(params![first_seq + index as u64, path.concat()])?;
-            }
-        }
         let anchor = Anchor {
             first_seq,
             count: leaves.len() as u64,
-            root,
+            root: merkle::root(&leaves),
         };
+        tx.execute(
+            "INSERT INTO batch_leaves VALUES (?1, ?2)",
+            params![first_seq, leaves.concat()],
+        )?;
         tx.execute(
             "INSERT INTO anchors VALUES (?1, ?2, ?3)",
             params![anchor.first_seq, anchor.count, anchor.root],
@@ -485,6 +493,10 @@ impl Ehr {
             [next - 1],
         )?;
         tx.commit()?;
+        self.unsealed = Some(Unsealed {
+            first_seq: next,
+            leaves: Vec::new(),
+        });
         Ok(Some(anchor))
     }
 
@@ -541,35 +553,23 @@ impl Ehr {
         Ok(report)
     }
 
-    /// One record's leaf and stored inclusion proof, to check that single record against the
-    /// ledger's anchor of its batch (RFC 6962 audit path). Needs no data key and reveals no
-    /// value: the leaf hashes the ciphertext. `None` if no record has this sequence number.
+    /// One record's leaf and inclusion proof, to check that single record against the ledger's
+    /// anchor of its batch (RFC 6962 audit path). Needs no data key and reveals no value: the
+    /// leaf hashes the ciphertext. The leaf is recomputed from the stored row and the path from
+    /// the leaves stored when the batch was sealed, so an altered record fails its proof while
+    /// an altered neighbour does not. `None` if no record has this sequence number.
     pub fn record_proof(&self, seq: u64) -> Result<Option<RecordProof>, EhrError> {
         let Some((_, leaf)) = load_leaves(&self.db, seq, seq)?.pop() else {
             return Ok(None);
         };
-        let (person, time_ms, proof): (Vec<u8>, i64, Option<Vec<u8>>) = self.db.query_row(
-            "SELECT person, time_ms, proof FROM records WHERE seq = ?1",
+        let (person, time_ms): (Vec<u8>, i64) = self.db.query_row(
+            "SELECT person, time_ms FROM records WHERE seq = ?1",
             [seq],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
-        // Batches sealed since proofs got their own table keep them there.
-        let proof = match self.db.query_row(
-            "SELECT path FROM record_proofs WHERE seq = ?1",
-            [seq],
-            |row| row.get::<_, Vec<u8>>(0),
-        ) {
-            Ok(path) => Some(path),
-            Err(_) => proof,
-        };
         let person = <[u8; 16]>::try_from(person.as_slice())
             .map(PersonId::from_bytes)
             .map_err(|_| EhrError::Undecryptable(PersonId::from_bytes([0; 16])))?;
-        let path = proof
-            .unwrap_or_default()
-            .chunks_exact(32)
-            .map(|chunk| chunk.try_into().unwrap_or([0; 32]))
-            .collect();
         let batch: Option<(u64, u64)> = self
             .db
             .query_row(
@@ -580,6 +580,10 @@ impl Ehr {
             )
             .optional()?
             .filter(|(first, count): &(u64, u64)| seq < first.saturating_add(*count));
+        let path = match batch {
+            Some((first, _)) => self.sealed_path(seq, first)?,
+            None => Vec::new(),
+        };
         Ok(Some(RecordProof {
             seq,
             person,
@@ -588,6 +592,24 @@ impl Ehr {
             path,
             batch,
         }))
+    }
+
+    /// The audit path of record `seq` in the sealed batch `first..first + count`.
+    fn sealed_path(&self, seq: u64, first: u64) -> Result<Vec<Digest>, EhrError> {
+        if let Some(leaves) = self.batch_leaves(first)? {
+            return Ok(merkle::inclusion_proof(&leaves, (seq - first) as usize).unwrap_or_default());
+        }
+        Ok(legacy_path(&self.db, seq)?.unwrap_or_default())
+    }
+
+    /// The leaves stored when the batch starting at `first` was sealed.
+    fn batch_leaves(&self, first: u64) -> Result<Option<Vec<Digest>>, EhrError> {
+        let blob: Option<Vec<u8>> = self
+            .db
+            .prepare_cached("SELECT leaves FROM batch_leaves WHERE first_seq = ?1")?
+            .query_row([first], |row| row.get(0))
+            .optional()?;
+        Ok(blob.map(|blob| digests(&blob)))
     }
 
     fn verify_batch(&self, anchor: &Anchor, report: &mut VerifyReport) -> Result<(), EhrError> {
@@ -600,27 +622,29 @@ impl Ehr {
             report.verified += anchor.count;
             return Ok(());
         }
-        // Something differs: find which records, each by its own stored inclusion proof.
+        // Something differs: find which records. The leaves stored at sealing are trusted
+        // only if they give the anchored root; a record whose leaf cannot be shown to be in the
+        // anchored tree is reported altered.
         let present: HashMap<u64, Digest> = rows.into_iter().collect();
-        // Stores sealed before proofs had their own table keep them in the record's row.
-        let mut proofs = self.db.prepare_cached(
-            "SELECT COALESCE((SELECT path FROM record_proofs WHERE seq = ?1),
-                             (SELECT proof FROM records WHERE seq = ?1))",
-        )?;
+        let sealed = self
+            .batch_leaves(anchor.first_seq)?
+            .filter(|sealed| sealed.len() as u64 == anchor.count)
+            .filter(|sealed| merkle::root(sealed) == anchor.root);
         for seq in anchor.first_seq..=last {
             let Some(leaf) = present.get(&seq) else {
                 report.missing.push(seq);
                 continue;
             };
-            let proof: Option<Vec<u8>> = proofs.query_row([seq], |row| row.get(0))?;
-            let path: Vec<Digest> = proof
-                .unwrap_or_default()
-                .chunks_exact(32)
-                .map(|chunk| chunk.try_into().unwrap_or([0; 32]))
-                .collect();
             let index = (seq - anchor.first_seq) as usize;
-            let proven = merkle::root_from_proof(leaf, index, anchor.count as usize, &path);
-            if proven == Some(anchor.root) {
+            let proven = match &sealed {
+                Some(sealed) => sealed[index] == *leaf,
+                // Stores sealed before batches kept their leaves hold a path per record.
+                None => legacy_path(&self.db, seq)?.is_some_and(|path| {
+                    merkle::root_from_proof(leaf, index, anchor.count as usize, &path)
+                        == Some(anchor.root)
+                }),
+            };
+            if proven {
                 report.verified += 1;
             } else {
                 report.altered.push(seq);
@@ -766,48 +790,83 @@ impl Ehr {
     }
 }
 
-fn insert_records(
-    tx: &rusqlite::Transaction<'_>,
-    key: &SecretKey,
-    person: PersonId,
-    readings: &[Reading],
-) -> Result<Vec<u64>, EhrError> {
-    let mut seq: u64 = tx.query_row("SELECT value FROM meta WHERE name = 'next_seq'", [], |r| {
-        r.get(0)
-    })?;
-    let mut seqs = Vec::with_capacity(readings.len());
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO records (seq, person, device, metric, time_ms, nonce, ciphertext)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    let cipher = seal::cipher(key);
-    let mut plaintext = Vec::with_capacity(fhir::OBSERVATION_BYTES_TYPICAL);
-    let mut record_aad = Vec::with_capacity(RECORD_AAD_LEN);
-    for (reading, nonce) in readings.iter().zip(seal::nonces(readings.len())) {
-        plaintext.clear();
-        fhir::write_observation(&mut plaintext, seq, person, reading);
-        record_aad_into(
-            &mut record_aad,
-            seq,
-            person,
-            reading.metric,
-            reading.time_ms,
-        );
-        seal::seal_in_place(&cipher, &nonce, &record_aad, &mut plaintext);
-        insert.execute(params![
+fn next_seq(tx: &rusqlite::Transaction<'_>) -> Result<u64, EhrError> {
+    Ok(tx
+        .prepare_cached("SELECT value FROM meta WHERE name = 'next_seq'")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Writes records under consecutive sequence numbers inside one transaction, keeping each
+/// record's leaf (the same as [`load_leaves`] computes from the stored row).
+struct RecordWriter<'t> {
+    tx: &'t rusqlite::Transaction<'t>,
+    insert: rusqlite::CachedStatement<'t>,
+    next: u64,
+    plaintext: Vec<u8>,
+    aad: Vec<u8>,
+    leaves: Vec<Digest>,
+}
+
+impl<'t> RecordWriter<'t> {
+    fn new(
+        tx: &'t rusqlite::Transaction<'t>,
+        first: u64,
+        capacity: usize,
+    ) -> Result<Self, EhrError> {
+        Ok(Self {
+            tx,
+            insert: tx.prepare_cached(
+                "INSERT INTO records (seq, person, device, metric, time_ms, nonce, ciphertext)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+            next: first,
+            plaintext: Vec::with_capacity(fhir::OBSERVATION_BYTES_TYPICAL),
+            aad: Vec::with_capacity(RECORD_AAD_LEN),
+            leaves: Vec::with_capacity(capacity),
+        })
+    }
+
+    fn write(
+        &mut self,
+        cipher: &seal::Cipher,
+        nonce: &[u8; seal::NONCE_LEN],
+        person: PersonId,
+        reading: &Reading,
+    ) -> Result<(), EhrError> {
+        let seq = self.next;
+        self.plaintext.clear();
+        fhir::write_observation(&mut self.plaintext, seq, person, reading);
+        record_aad_into(&mut self.aad, seq, person, reading.metric, reading.time_ms);
+        seal::seal_in_place(cipher, nonce, &self.aad, &mut self.plaintext);
+        let columns = [
+            ValueRef::Blob(person.as_bytes()),
+            ValueRef::Text(reading.device.as_str().as_bytes()),
+            ValueRef::Integer(i64::from(reading.metric.code())),
+            ValueRef::Integer(reading.time_ms),
+            ValueRef::Blob(nonce),
+            ValueRef::Blob(&self.plaintext),
+        ];
+        self.insert.execute(params![
             seq,
             person.as_bytes(),
             reading.device.as_str(),
             reading.metric.code(),
             reading.time_ms,
             nonce,
-            plaintext
+            self.plaintext
         ])?;
-        seqs.push(seq);
-        seq += 1;
+        self.leaves.push(record_leaf(seq, &columns));
+        self.next += 1;
+        Ok(())
     }
-    tx.execute("UPDATE meta SET value = ?1 WHERE name = 'next_seq'", [seq])?;
-    Ok(seqs)
+
+    /// Records the next sequence number; returns it with the leaves written.
+    fn finish(self) -> Result<(u64, Vec<Digest>), EhrError> {
+        self.tx
+            .prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'next_seq'")?
+            .execute([self.next])?;
+        Ok((self.next, self.leaves))
+    }
 }
 
 /// Records a device's pack sequence number inside `tx`, or refuses it: a replay of a pack in the
@@ -884,8 +943,7 @@ fn record_aad_into(
     out.extend_from_slice(&time_ms.to_be_bytes());
 }
 
-/// Leaves of records `first..=last` that are present, in order. A leaf covers every stored
-/// column of the record, so any change to a stored byte changes it.
+/// Leaves of records `first..=last` that are present, in order.
 fn load_leaves(db: &Connection, first: u64, last: u64) -> Result<Vec<(u64, Digest)>, EhrError> {
     let mut query = db.prepare_cached(
         "SELECT seq, person, device, metric, time_ms, nonce, ciphertext FROM records
@@ -893,28 +951,64 @@ fn load_leaves(db: &Connection, first: u64, last: u64) -> Result<Vec<(u64, Diges
     )?;
     let rows = query.query_map([first, last], |row| {
         let seq: u64 = row.get(0)?;
-        // Hash each column with its storage type, so a tampered column of an unexpected type
-        // is reported as altered rather than failing the whole verification.
-        let mut content = Vec::with_capacity(256);
-        for column in 1..7 {
-            match row.get_ref(column)? {
-                ValueRef::Null => content.push(0),
-                ValueRef::Integer(i) => {
-                    content.push(1);
-                    content.extend_from_slice(&i.to_be_bytes());
-                }
-                ValueRef::Real(f) => {
-                    content.push(2);
-                    content.extend_from_slice(&f.to_bits().to_be_bytes());
-                }
-                ValueRef::Text(bytes) => push_bytes(&mut content, 3, bytes),
-                ValueRef::Blob(bytes) => push_bytes(&mut content, 4, bytes),
-            }
-        }
-        let digest = vigil_core::digest("vigil/ehr/leaf/v1", &[&seq.to_be_bytes(), &content]);
-        Ok((seq, merkle::leaf_hash(&digest)))
+        let columns = [
+            row.get_ref(1)?,
+            row.get_ref(2)?,
+            row.get_ref(3)?,
+            row.get_ref(4)?,
+            row.get_ref(5)?,
+            row.get_ref(6)?,
+        ];
+        Ok((seq, record_leaf(seq, &columns)))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A record's leaf: its sequence number and every stored column (person, device, metric,
+/// time, nonce, ciphertext) with its storage type, so any change to a stored byte changes it,
+/// and a tampered column of an unexpected type is reported altered rather than failing the
+/// whole verification.
+fn record_leaf(seq: u64, columns: &[ValueRef<'_>; 6]) -> Digest {
+    let mut content = Vec::with_capacity(384);
+    for column in columns {
+        match *column {
+            ValueRef::Null => content.push(0),
+            ValueRef::Integer(i) => {
+                content.push(1);
+                content.extend_from_slice(&i.to_be_bytes());
+            }
+            ValueRef::Real(f) => {
+                content.push(2);
+                content.extend_from_slice(&f.to_bits().to_be_bytes());
+            }
+            ValueRef::Text(bytes) => push_bytes(&mut content, 3, bytes),
+            ValueRef::Blob(bytes) => push_bytes(&mut content, 4, bytes),
+        }
+    }
+    let digest = vigil_core::digest("vigil/ehr/leaf/v1", &[&seq.to_be_bytes(), &content]);
+    merkle::leaf_hash(&digest)
+}
+
+/// A record's audit path as stores sealed before batches kept their leaves recorded it: in
+/// its own table, or earlier in the record's row.
+fn legacy_path(db: &Connection, seq: u64) -> Result<Option<Vec<Digest>>, EhrError> {
+    let path: Option<Vec<u8>> = db
+        .prepare_cached(
+            "SELECT COALESCE((SELECT path FROM record_proofs WHERE seq = ?1),
+                             (SELECT proof FROM records WHERE seq = ?1))",
+        )?
+        .query_row([seq], |row| row.get(0))
+        .optional()?
+        .flatten();
+    Ok(path.map(|path| digests(&path)))
+}
+
+/// 32-byte digests laid end to end.
+fn digests(bytes: &[u8]) -> Vec<Digest> {
+    bytes
+        .chunks_exact(32)
+        .map(|chunk| chunk.try_into().unwrap_or([0; 32]))
+        .collect()
 }
 
 fn push_bytes(content: &mut Vec<u8>, tag: u8, bytes: &[u8]) {

@@ -67,7 +67,9 @@ pub(crate) fn nonces(count: usize) -> Vec<[u8; NONCE_LEN]> {
         .collect()
 }
 
-pub(crate) fn cipher(key: &SecretKey) -> XChaCha20Poly1305 {
+pub(crate) type Cipher = XChaCha20Poly1305;
+
+pub(crate) fn cipher(key: &SecretKey) -> Cipher {
     XChaCha20Poly1305::new(&key.0.into())
 }
 

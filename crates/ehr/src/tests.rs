@@ -196,6 +196,47 @@ fn altered_missing_and_extra_records_are_named() {
 }
 
 #[test]
+fn leaves_kept_at_writing_equal_those_read_back_and_prove_each_record() {
+    let (mut ehr, person) = store_with(6);
+    ehr.append(person, &[temperature(3_900, 60_000)])
+        .expect("appends");
+    // Kept in memory since the writes, not read back.
+    let anchor = ehr.seal_batch().expect("seals").expect("a batch");
+    let read_back: Vec<Digest> = load_leaves(&ehr.db, 1, 7)
+        .expect("reads")
+        .into_iter()
+        .map(|(_, leaf)| leaf)
+        .collect();
+    assert_eq!(merkle::root(&read_back), anchor.root);
+
+    // A store reopened mid-batch reads the unsealed leaves back instead.
+    ehr.append(person, &[temperature(3_910, 61_000)])
+        .expect("appends");
+    ehr.unsealed = None;
+    ehr.append(person, &[temperature(3_920, 62_000)])
+        .expect("appends");
+    let second = ehr.seal_batch().expect("seals").expect("a batch");
+    assert_eq!((second.first_seq, second.count), (8, 2));
+    assert!(ehr.verify(&[anchor, second]).expect("verifies").is_intact());
+
+    // Every record's proof checks against its anchor, and an altered neighbour leaves a
+    // record's proof intact while its own fails.
+    ehr.db
+        .execute("UPDATE records SET time_ms = time_ms + 1 WHERE seq = 4", [])
+        .expect("tampers");
+    for seq in 1..=7 {
+        let proof = ehr.record_proof(seq).expect("reads").expect("a record");
+        assert_eq!(proof.batch, Some((1, 7)));
+        let proven = merkle::root_from_proof(&proof.leaf, seq as usize - 1, 7, &proof.path);
+        assert_eq!(proven == Some(anchor.root), seq != 4, "record {seq}");
+    }
+    assert_eq!(
+        ehr.verify(&[anchor, second]).expect("verifies").altered,
+        [4]
+    );
+}
+
+#[test]
 fn erasure_makes_data_unreadable_and_leaves_verification_green() {
     let (mut ehr, person) = store_with(4);
     let anchor = ehr.seal_batch().expect("seals").expect("a batch");
