@@ -258,9 +258,13 @@ impl DpResponse {
         let x = key.key;
         let query_id = query.id();
         let context = dp_context(&query_id, &query.key_id, dp);
+        let table = crate::elgamal::key_table(&x);
         let (ciphertexts, rands): (Vec<_>, Vec<_>) = digits
             .iter()
-            .map(|m| Ciphertext::encrypt(&x, *m, &mut *rng))
+            .map(|m| {
+                let r = curve25519_dalek::scalar::Scalar::random(&mut *rng);
+                (Ciphertext::encrypt_with_table(&table, *m, &r), r)
+            })
             .unzip();
         let chunks = range_layout(&query.digit_bits());
         let prove = |i: usize, mut rng: &mut dyn RngCoreCrypto| -> Result<RangeProof> {

@@ -4,9 +4,10 @@
 //! range proofs (with `PedersenGens { B: G, B_blinding: X }`) speak about the plaintext directly.
 
 use std::ops::{Add, AddAssign};
+use std::sync::{Arc, Mutex};
 
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE as G_TABLE;
-use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoBasepointTable, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::Identity;
 use rand_core::{CryptoRng, RngCore};
@@ -34,6 +35,16 @@ impl Ciphertext {
 
     /// Encrypts `m` under `key` with the given randomness.
     pub fn encrypt_with(key: &RistrettoPoint, m: u64, r: &Scalar) -> Self {
+        Self {
+            k: r * G_TABLE,
+            c: &Scalar::from(m) * G_TABLE + r * key,
+        }
+    }
+
+    /// [`Ciphertext::encrypt_with`] with a precomputed table of the key ([`key_table`]):
+    /// r·X as a fixed-base multiplication, about 3× faster than a variable-base one. Constant
+    /// time, like the rest of encryption.
+    pub fn encrypt_with_table(key: &RistrettoBasepointTable, m: u64, r: &Scalar) -> Self {
         Self {
             k: r * G_TABLE,
             c: &Scalar::from(m) * G_TABLE + r * key,
@@ -81,6 +92,25 @@ impl Canonical for Ciphertext {
             k: r.point()?,
             c: r.point()?,
         })
+    }
+}
+
+/// A precomputed table of `key` for fixed-base multiplication (what a DP encrypts under for
+/// every query), built once per key: the last key's table is kept.
+pub fn key_table(key: &RistrettoPoint) -> Arc<RistrettoBasepointTable> {
+    static LAST: Mutex<Option<(CompressedRistretto, Arc<RistrettoBasepointTable>)>> =
+        Mutex::new(None);
+    let id = key.compress();
+    let mut last = LAST
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match last.as_ref() {
+        Some((k, t)) if *k == id => t.clone(),
+        _ => {
+            let t = Arc::new(RistrettoBasepointTable::create(key));
+            *last = Some((id, t.clone()));
+            t
+        }
     }
 }
 

@@ -240,6 +240,9 @@ pub fn recompose(query: &Query, digits: &[u64]) -> Aggregates {
             Field::Bin(_) => agg.bins.push(v),
         }
     }
+    if query.count_from_bins() {
+        agg.count = agg.bins.iter().sum();
+    }
     agg
 }
 

@@ -23,10 +23,21 @@
 //!   same r in both equations, so K_i carries the randomness of C_i and the ciphertext decrypts to
 //!   m_i. Combined with the Bulletproof on C_i (an argument of knowledge of an opening (v, γ) of
 //!   C_i with v in range), the binding of Pedersen commitments under the discrete-log assumption
-//!   (nobody knows log_G X, it is shared among the servers) gives v = m_i and γ = r_i. One
-//!   challenge covers all of a response's ciphertexts; each relation is still extracted by the
-//!   argument above. The transcript binds the query id, the DP id, the collective key X and every
-//!   (K_i, C_i).
+//!   (nobody knows log_G X, it is shared among the servers) gives v = m_i and γ = r_i.
+//!   *Version 2 proves all of a response's n ciphertexts with one proof*: the transcript first
+//!   binds the query id, the DP id, the collective key X and every (K_i, C_i), then yields ρ, and
+//!   the proof is the protocol above for the single pair (K*, C*) = Σ ρ^i·(K_i, C_i) with witness
+//!   (Σ ρ^i r_i, Σ ρ^i m_i) (the challenge e is drawn after T1, T2 on the same transcript).
+//!   Why it still covers every ciphertext: write K_i = a_i·G (a_i exists, G generates the group)
+//!   and take γ_i from the Bulletproof's extracted opening of C_i. Extraction gives (r*, m*) with
+//!   K* = r*·G, so r* = Σ ρ^i a_i, and C* = m*·G + r*·X, so by binding r* = Σ ρ^i γ_i. Hence
+//!   Σ ρ^i (a_i − γ_i) = 0: a polynomial of degree < n in ρ, fixed before ρ is drawn (ρ hashes
+//!   every K_i, C_i), which is the zero polynomial except with probability n/ℓ per random-oracle
+//!   query (Schwartz–Zippel). So a_i = γ_i for every i: each K_i carries its C_i's randomness.
+//!   This is the usual random-linear-combination batching of sigma statements (the small-
+//!   exponents test of Bellare–Garay–Rabin 1998, with Fiat–Shamir weights). n ≤ 64
+//!   ([`WELLFORMED_CIPHERTEXTS_MAX`]), so the error stays below 2^-246. Version 1 sent one
+//!   (T1, T2, z_r, z_m) per ciphertext: 28× the size and twice the verifier's points.
 //! * [`KeySwitchProof`] — statement (G, Y, X_j, (K_d, K'_d, C'_d)_d), witnesses (x_j, (v_d)_d)
 //!   with X_j = x_j·G, K'_d = v_d·G, C'_d = v_d·Y − x_j·K_d. This is a Chaum–Pedersen
 //!   discrete-log-equality proof (the same x_j in X_j and in C'_d) extended with the re-encryption
@@ -49,7 +60,7 @@ use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT as G;
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE as G_TABLE;
 use curve25519_dalek::ristretto::RistrettoPoint;
 use curve25519_dalek::scalar::Scalar;
-use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
+use curve25519_dalek::traits::{IsIdentity, MultiscalarMul, VartimeMultiscalarMul};
 use merlin::Transcript;
 use rand_core::{CryptoRng, RngCore};
 
@@ -60,7 +71,7 @@ use crate::error::{Error, Result};
 /// Domain separator of the DKG dealer's Schnorr proof.
 pub const DLOG_DOMAIN: &[u8] = b"vigil-privstats/dkg-dlog/v1";
 /// Domain separator of the ciphertext well-formedness proof.
-pub const WELLFORMED_DOMAIN: &[u8] = b"vigil-privstats/wellformed/v1";
+pub const WELLFORMED_DOMAIN: &[u8] = b"vigil-privstats/wellformed/v2";
 /// Domain separator of the key-switch proof.
 pub const KEYSWITCH_DOMAIN: &[u8] = b"vigil-privstats/keyswitch/v1";
 /// Domain separator of the DKG complaint's discrete-log-equality proof.
@@ -214,22 +225,23 @@ impl Canonical for DleqProof {
 
 // ---------------------------------------------------------------------------------------------
 
-/// Proof that every ciphertext (K_i, C_i) of a response is (r_i·G, m_i·G + r_i·X).
+/// Proof that every ciphertext (K_i, C_i) of a response is (r_i·G, m_i·G + r_i·X), for all i at
+/// once: one sigma proof on the combination Σ ρ^i·(K_i, C_i), ρ hashed from every ciphertext
+/// (soundness in the module notes). Constant size: 2 points and 2 scalars.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WellFormedProof {
-    /// (k_r·G, k_m·G + k_r·X) per ciphertext.
-    commitments: Vec<(RistrettoPoint, RistrettoPoint)>,
-    /// (z_r, z_m) per ciphertext.
-    responses: Vec<(Scalar, Scalar)>,
+    /// T1 = k_r·G, T2 = k_m·G + k_r·X.
+    commitment: (RistrettoPoint, RistrettoPoint),
+    /// z_r = k_r + e·Σ ρ^i r_i, z_m = k_m + e·Σ ρ^i m_i.
+    response: (Scalar, Scalar),
 }
 
+/// Most ciphertexts one well-formedness proof covers (the soundness error grows with it).
+pub const WELLFORMED_CIPHERTEXTS_MAX: usize = 64;
+
 impl WellFormedProof {
-    fn challenge(
-        context: &[u8],
-        key: &RistrettoPoint,
-        cts: &[Ciphertext],
-        commitments: &[(RistrettoPoint, RistrettoPoint)],
-    ) -> Scalar {
+    /// The statement's transcript: context, X and every (K_i, C_i).
+    fn transcript(context: &[u8], key: &RistrettoPoint, cts: &[Ciphertext]) -> Transcript {
         let mut tr = Transcript::new(WELLFORMED_DOMAIN);
         tr.append_message(b"context", context);
         tr.point(b"X", key);
@@ -238,10 +250,24 @@ impl WellFormedProof {
             tr.point(b"K", &ct.k);
             tr.point(b"C", &ct.c);
         }
-        for (t1, t2) in commitments {
-            tr.point(b"T1", t1);
-            tr.point(b"T2", t2);
+        tr
+    }
+
+    /// The weights 1, ρ, ρ², … of the combination, ρ hashed from the whole statement.
+    fn weights(tr: &mut Transcript, n: usize) -> Vec<Scalar> {
+        let rho = tr.challenge(b"rho");
+        let mut out = Vec::with_capacity(n);
+        let mut w = Scalar::ONE;
+        for _ in 0..n {
+            out.push(w);
+            w *= rho;
         }
+        out
+    }
+
+    fn challenge(tr: &mut Transcript, commitment: &(RistrettoPoint, RistrettoPoint)) -> Scalar {
+        tr.point(b"T1", &commitment.0);
+        tr.point(b"T2", &commitment.1);
         tr.challenge(b"e")
     }
 
@@ -255,23 +281,23 @@ impl WellFormedProof {
         rng: &mut R,
     ) -> Self {
         assert!(cts.len() == values.len() && cts.len() == rands.len());
-        let nonces: Vec<(Scalar, Scalar)> = cts
+        let mut tr = Self::transcript(context, key, cts);
+        let w = Self::weights(&mut tr, cts.len());
+        let r: Scalar = w.iter().zip(rands).map(|(w, r)| w * r).sum();
+        let m: Scalar = w
             .iter()
-            .map(|_| (Scalar::random(&mut *rng), Scalar::random(&mut *rng)))
-            .collect();
-        let commitments: Vec<_> = nonces
-            .iter()
-            .map(|(kr, km)| (kr * G_TABLE, km * G_TABLE + kr * key))
-            .collect();
-        let e = Self::challenge(context, key, cts, &commitments);
-        let responses = nonces
-            .iter()
-            .zip(values.iter().zip(rands))
-            .map(|((kr, km), (m, r))| (kr + e * r, km + e * Scalar::from(*m)))
-            .collect();
+            .zip(values)
+            .map(|(w, v)| w * Scalar::from(*v))
+            .sum();
+        let (kr, km) = (Scalar::random(&mut *rng), Scalar::random(&mut *rng));
+        let commitment = (
+            &kr * G_TABLE,
+            RistrettoPoint::multiscalar_mul([km, kr], [G, *key]),
+        );
+        let e = Self::challenge(&mut tr, &commitment);
         Self {
-            commitments,
-            responses,
+            commitment,
+            response: (kr + e * r, km + e * m),
         }
     }
 
@@ -284,24 +310,26 @@ impl WellFormedProof {
         batch: &mut Batch,
         rng: &mut R,
     ) -> bool {
-        if self.commitments.len() != cts.len() || self.responses.len() != cts.len() {
+        if cts.is_empty() || cts.len() > WELLFORMED_CIPHERTEXTS_MAX {
             return false;
         }
         if cts.iter().any(|ct| ct.k.is_identity()) {
             return false;
         }
-        let e = Self::challenge(context, key, cts, &self.commitments);
-        for ((t1, t2), (ct, (zr, zm))) in
-            self.commitments.iter().zip(cts.iter().zip(&self.responses))
-        {
-            let (p1, p2) = (Scalar::random(&mut *rng), Scalar::random(&mut *rng));
-            // p1·(z_r·G − T1 − e·K) + p2·(z_m·G + z_r·X − T2 − e·C) = 0
-            batch.g += p1 * zr + p2 * zm;
-            batch.x += p2 * zr;
-            batch.push(-p1, *t1);
-            batch.push(-p1 * e, ct.k);
-            batch.push(-p2, *t2);
-            batch.push(-p2 * e, ct.c);
+        let mut tr = Self::transcript(context, key, cts);
+        let w = Self::weights(&mut tr, cts.len());
+        let e = Self::challenge(&mut tr, &self.commitment);
+        let ((t1, t2), (zr, zm)) = (self.commitment, self.response);
+        let (p1, p2) = (Scalar::random(&mut *rng), Scalar::random(&mut *rng));
+        // p1·(z_r·G − T1 − e·Σ ρ^i K_i) + p2·(z_m·G + z_r·X − T2 − e·Σ ρ^i C_i) = 0
+        batch.g += p1 * zr + p2 * zm;
+        batch.x += p2 * zr;
+        batch.push(-p1, t1);
+        batch.push(-p2, t2);
+        let (e1, e2) = (-p1 * e, -p2 * e);
+        for (ct, w) in cts.iter().zip(&w) {
+            batch.push(e1 * w, ct.k);
+            batch.push(e2 * w, ct.c);
         }
         true
     }
@@ -333,35 +361,19 @@ impl WellFormedProof {
             .map(|(proof, context, cts)| proof.verify(context, key, cts))
             .collect()
     }
-
-    /// Number of ciphertexts covered.
-    pub fn seq_len(&self) -> usize {
-        self.commitments.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.commitments.is_empty()
-    }
 }
 
 impl Canonical for WellFormedProof {
     fn write(&self, w: &mut Writer) {
-        w.seq_len(self.commitments.len());
-        for ((t1, t2), (zr, zm)) in self.commitments.iter().zip(&self.responses) {
-            w.point(t1).point(t2).scalar(zr).scalar(zm);
-        }
+        w.point(&self.commitment.0)
+            .point(&self.commitment.1)
+            .scalar(&self.response.0)
+            .scalar(&self.response.1);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self> {
-        let n = r.seq_len()?;
-        let mut commitments = Vec::with_capacity(n);
-        let mut responses = Vec::with_capacity(n);
-        for _ in 0..n {
-            commitments.push((r.point()?, r.point()?));
-            responses.push((r.scalar()?, r.scalar()?));
-        }
         Ok(Self {
-            commitments,
-            responses,
+            commitment: (r.point()?, r.point()?),
+            response: (r.scalar()?, r.scalar()?),
         })
     }
 }

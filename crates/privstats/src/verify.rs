@@ -7,8 +7,9 @@
 //! the culprit). Each DP's digits share one *aggregated* Bulletproof, which is the batching
 //! Bulletproofs 5 exposes; proofs of different DPs are verified separately (bulletproofs 5 has
 //! no public API to merge several proofs' verification equations, and we do not re-implement its
-//! verifier). Instead every aggregated proof of every DP, and the well-formedness batch, form one
-//! pool of independent jobs spread over threads, largest first ([`verify`]'s `threads`).
+//! verifier). Instead every aggregated proof of every DP, the well-formedness batch, the
+//! key-switch batch and the responses' audit digests form one pool of independent jobs spread
+//! over threads, largest first ([`verify`]'s `threads`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -284,7 +285,49 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
         .zip(contexts)
         .map(|(r, c)| (&r.wellformed, c, r.ciphertexts.as_slice()))
         .collect();
-    let (range_ok, wf_ok) = verify_proofs(&admissible, &items, ev.key, &key_id, &bits, threads);
+    // The key-switch statements (against the total of the aggregates, what the querier
+    // combines) are ready now: their batch joins the same pool as the DPs' proofs.
+    let tot = total(digits, ev.aggregates);
+    let k: Vec<RistrettoPoint> = tot.iter().map(|ct| ct.k).collect();
+    let contexts: Vec<Vec<u8>> = ev
+        .shares
+        .iter()
+        .map(|s| keyswitch_context(&query_id, &key_id, s.server))
+        .collect();
+    let vks: Vec<Option<RistrettoPoint>> = ev
+        .shares
+        .iter()
+        .map(|s| ev.key.verification_key(s.server).ok())
+        .collect();
+    let mut ks_batch = Vec::new();
+    let mut batch_servers = Vec::new();
+    let mut bad_shares = BTreeSet::new();
+    let mut counted = BTreeSet::new();
+    for ((s, ctx), vk) in ev.shares.iter().zip(&contexts).zip(&vks) {
+        let admissible =
+            s.query_id == query_id && s.share.len() == digits && counted.insert(s.server);
+        match vk {
+            Some(vk) if admissible => {
+                ks_batch.push((&s.proof, s.statement(ctx, &query.querier, vk, &k)));
+                batch_servers.push(s.server);
+            }
+            _ => {
+                bad_shares.insert(s.server);
+            }
+        }
+    }
+    let by_dp_list: Vec<&DpResponse> = by_dp.values().copied().collect();
+    let pooled = verify_proofs(
+        &admissible,
+        &items,
+        &ks_batch,
+        &by_dp_list,
+        ev.key,
+        &key_id,
+        &bits,
+        threads,
+    );
+    let (range_ok, wf_ok) = (pooled.range, pooled.wellformed);
     for ((r, range), wf) in admissible.iter().zip(range_ok).zip(wf_ok) {
         results.insert(Check::Range(r.dp), range);
         results.insert(Check::WellFormed(r.dp), wf);
@@ -322,37 +365,8 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
         results.insert(Check::Aggregate(s), ok);
     }
 
-    // 4. Key switching against the total of the aggregates (what the querier combines).
-    let tot = total(digits, ev.aggregates);
-    let k: Vec<RistrettoPoint> = tot.iter().map(|ct| ct.k).collect();
-    let contexts: Vec<Vec<u8>> = ev
-        .shares
-        .iter()
-        .map(|s| keyswitch_context(&query_id, &key_id, s.server))
-        .collect();
-    let vks: Vec<Option<RistrettoPoint>> = ev
-        .shares
-        .iter()
-        .map(|s| ev.key.verification_key(s.server).ok())
-        .collect();
-    let mut batch = Vec::new();
-    let mut batch_servers = Vec::new();
-    let mut bad_shares = BTreeSet::new();
-    let mut counted = BTreeSet::new();
-    for ((s, ctx), vk) in ev.shares.iter().zip(&contexts).zip(&vks) {
-        let admissible =
-            s.query_id == query_id && s.share.len() == digits && counted.insert(s.server);
-        match vk {
-            Some(vk) if admissible => {
-                batch.push((&s.proof, s.statement(ctx, &query.querier, vk, &k)));
-                batch_servers.push(s.server);
-            }
-            _ => {
-                bad_shares.insert(s.server);
-            }
-        }
-    }
-    let ks_ok = crate::sigma::KeySwitchProof::verify_batch(&batch);
+    // 4. Key switching (verified in the pool above).
+    let ks_ok = pooled.keyswitch;
     let mut valid = BTreeSet::new();
     for (s, ok) in batch_servers.into_iter().zip(ks_ok) {
         if ok {
@@ -370,8 +384,8 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
     );
 
     let mut w = Writer::new();
-    for r in by_dp.values() {
-        w.fixed(&r.digest());
+    for d in &pooled.digests {
+        w.fixed(d);
     }
     let responses_digest = digest(b"vigil-privstats/responses/v1", &w.finish());
     let checks = Verdict::expected_checks(query, servers);
@@ -391,22 +405,49 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
     }
 }
 
-/// Verifies every range proof of `responses` and the well-formedness batch `wf`, as one pool of
-/// jobs on `threads` threads (largest first, each thread taking the next job when done): the
-/// Bulletproofs of different responses, and the several proofs of one response, are
-/// independent checks, so a response's range check is the AND of its jobs. Fails closed: a
-/// job that does not report (a panicked thread) counts as failed.
+/// What the pool of [`verify_proofs`] found.
+struct Pooled {
+    /// Per admissible response: every range proof verified.
+    range: Vec<bool>,
+    /// Per admissible response: its well-formedness proof.
+    wellformed: Vec<bool>,
+    /// Per key-switch share in the batch.
+    keyswitch: Vec<bool>,
+    /// Digest of every response received (DP order), for the verdict's audit digest.
+    digests: Vec<[u8; 32]>,
+}
+
+/// Verifies every range proof of `responses`, the well-formedness batch `wf` and the key-switch
+/// batch `ks`, and digests `all` responses, as one pool of jobs on `threads` threads (largest
+/// first, each thread taking the next job when done): the Bulletproofs of different responses,
+/// the several proofs of one response and the two sigma batches are independent checks, so a
+/// response's range check is the AND of its jobs. Fails closed: a job that does not report (a
+/// panicked thread) counts as failed.
+#[allow(clippy::too_many_arguments)]
 fn verify_proofs(
     responses: &[&DpResponse],
     wf: &[(&WellFormedProof, Vec<u8>, &[Ciphertext])],
+    ks: &[(
+        &crate::sigma::KeySwitchProof,
+        crate::sigma::KeySwitchStatement<'_>,
+    )],
+    all: &[&DpResponse],
     key: &CollectiveKey,
     key_id: &[u8; 32],
     bits: &[usize],
     threads: usize,
-) -> (Vec<bool>, Vec<bool>) {
+) -> Pooled {
     enum Job<'a> {
         WellFormed,
+        KeySwitch,
+        Digests,
         Range(usize, Box<RangeJob<'a>>),
+    }
+    enum Out {
+        Range(usize),
+        WellFormed(Vec<bool>),
+        KeySwitch(Vec<bool>),
+        Digests(Vec<[u8; 32]>),
     }
     let mut expected = vec![0usize; responses.len()];
     let mut layout_ok = vec![false; responses.len()];
@@ -421,9 +462,15 @@ fn verify_proofs(
             );
         }
     }
-    // The well-formedness batch: about one proven 16-bit digit's worth per ciphertext.
-    let wf_weight = wf.iter().map(|(_, _, c)| c.len()).sum::<usize>() * DIGIT_BITS;
+    // Rough weights in proven bits: the well-formedness batch costs about half a 16-bit
+    // digit per ciphertext, a key-switch share about one and a half per digit, a digest a few
+    // point compressions per ciphertext.
+    let wf_weight = wf.iter().map(|(_, _, c)| c.len()).sum::<usize>() * DIGIT_BITS / 2;
+    let ks_weight = ks.iter().map(|(_, st)| st.k.len()).sum::<usize>() * DIGIT_BITS * 3 / 2;
+    let digest_weight = all.iter().map(|r| r.ciphertexts.len()).sum::<usize>() * 2;
     jobs.push((wf_weight, Job::WellFormed));
+    jobs.push((ks_weight, Job::KeySwitch));
+    jobs.push((digest_weight, Job::Digests));
     jobs.sort_by_key(|j| std::cmp::Reverse(j.0));
     let jobs: Vec<std::sync::Mutex<Option<Job<'_>>>> = jobs
         .into_iter()
@@ -431,24 +478,31 @@ fn verify_proofs(
         .collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let work = || {
-        let mut passed: Vec<usize> = Vec::new();
-        let mut wf_out: Option<Vec<bool>> = None;
+        let mut out: Vec<Out> = Vec::new();
         loop {
             let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(slot) = jobs.get(k) else { break };
             let job = slot.lock().ok().and_then(|mut j| j.take());
             match job {
-                Some(Job::Range(i, j)) => passed.extend(j.verify().then_some(i)),
+                Some(Job::Range(i, j)) => out.extend(j.verify().then_some(Out::Range(i))),
                 Some(Job::WellFormed) => {
-                    wf_out = Some(WellFormedProof::verify_batch(&key.key, wf));
+                    out.push(Out::WellFormed(WellFormedProof::verify_batch(&key.key, wf)));
+                }
+                Some(Job::KeySwitch) => {
+                    out.push(Out::KeySwitch(crate::sigma::KeySwitchProof::verify_batch(
+                        ks,
+                    )));
+                }
+                Some(Job::Digests) => {
+                    out.push(Out::Digests(all.iter().map(|r| r.digest()).collect()));
                 }
                 None => {}
             }
         }
-        (passed, wf_out)
+        out
     };
     let threads = threads.clamp(1, VERIFY_THREADS_MAX).min(jobs.len());
-    let outputs: Vec<(Vec<usize>, Option<Vec<bool>>)> = if threads <= 1 {
+    let outputs: Vec<Vec<Out>> = if threads <= 1 {
         vec![work()]
     } else {
         std::thread::scope(|scope| {
@@ -457,17 +511,25 @@ fn verify_proofs(
         })
     };
     let mut passed = vec![0usize; responses.len()];
-    let mut wf_ok = vec![false; wf.len()];
-    for (p, w) in outputs {
-        for i in p {
-            passed[i] += 1;
-        }
-        if let Some(w) = w.filter(|w| w.len() == wf_ok.len()) {
-            wf_ok = w;
+    let mut pooled = Pooled {
+        range: Vec::new(),
+        wellformed: vec![false; wf.len()],
+        keyswitch: vec![false; ks.len()],
+        // A missing digest job (a panicked thread) leaves an all-zero audit digest; the
+        // checks themselves fail closed.
+        digests: vec![[0u8; 32]; all.len()],
+    };
+    for o in outputs.into_iter().flatten() {
+        match o {
+            Out::Range(i) => passed[i] += 1,
+            Out::WellFormed(w) if w.len() == wf.len() => pooled.wellformed = w,
+            Out::KeySwitch(k) if k.len() == ks.len() => pooled.keyswitch = k,
+            Out::Digests(d) if d.len() == all.len() => pooled.digests = d,
+            _ => {}
         }
     }
-    let range_ok = (0..responses.len())
+    pooled.range = (0..responses.len())
         .map(|i| layout_ok[i] && passed[i] == expected[i])
         .collect();
-    (range_ok, wf_ok)
+    pooled
 }

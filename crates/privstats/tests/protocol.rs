@@ -515,3 +515,71 @@ fn range_proofs_verified_as_a_pool_of_jobs_fail_per_dp() {
         );
     }
 }
+
+/// The well-formedness proof covers all of a response's ciphertexts with one combined
+/// statement: altering the K of any single ciphertext, or swapping the K of two, is caught
+/// (regression guard for the v2 combined proof, which must not check only the sum of the Ks).
+#[test]
+fn combined_wellformedness_proof_catches_any_single_bad_ciphertext() {
+    let net = Network::new(2, 3, 1, &mut rng()).expect("network");
+    let q = querier();
+    let edges = vec![0, 600, 800, 1000, 4096];
+    let query = query(&net, &q, Statistic::Histogram, vec![1, 2], edges.clone());
+    let a = answers(&[vec![700, 900, 1200], vec![650]], &edges);
+    let honest = run(&net, &query, &a);
+    assert!(honest.responses[0].verify_wellformed(&net.key));
+    let n = honest.responses[0].ciphertexts.len();
+    for i in [0, n / 2, n - 1] {
+        let mut r = honest.responses[0].clone();
+        r.ciphertexts[i].k += curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+        assert!(
+            !r.verify_wellformed(&net.key),
+            "altered K of ciphertext {i}"
+        );
+    }
+    let mut r = honest.responses[0].clone();
+    let (k0, k1) = (r.ciphertexts[0].k, r.ciphertexts[1].k);
+    r.ciphertexts[0].k = k1;
+    r.ciphertexts[1].k = k0;
+    assert!(!r.verify_wellformed(&net.key), "swapped Ks");
+    // Moving G from one K to another keeps the plain sum of the Ks: still caught.
+    let mut r = honest.responses[0].clone();
+    r.ciphertexts[0].k += curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    r.ciphertexts[1].k -= curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
+    assert!(!r.verify_wellformed(&net.key), "balanced change of two Ks");
+    // A proof does not transfer to another DP's ciphertexts.
+    let mut r = honest.responses[0].clone();
+    r.wellformed = honest.responses[1].wellformed.clone();
+    assert!(!r.verify_wellformed(&net.key));
+}
+
+/// A histogram whose edges span the metric's range sends only its bins (the count is their sum);
+/// with edges that leave values outside, the count is encrypted and "outside" is exact.
+#[test]
+fn histogram_count_is_derived_only_when_the_bins_cover_the_range() {
+    let net = Network::new(2, 3, 1, &mut rng()).expect("network");
+    let q = querier();
+    let values = vec![vec![250, 700, 900, 1200, 3000], vec![650, 2500]];
+    for (edges, count_sent) in [
+        (vec![0, 600, 800, 1000, 4096], false),
+        (vec![500, 800, 1000, 2000], true),
+    ] {
+        let query = query(&net, &q, Statistic::Histogram, vec![1, 2], edges.clone());
+        assert_eq!(query.count_from_bins(), !count_sent);
+        let bins = edges.len() - 1;
+        assert_eq!(query.digits(), 2 * (bins + usize::from(count_sent)));
+        let a = answers(&values, &edges);
+        let run = run(&net, &query, &a);
+        let v = verdicts(&net, &query, &run);
+        let (agg, stat) = q
+            .result(&query, &net.key, &run.aggregates, &run.shares, &v, 1)
+            .expect("accepted");
+        assert_eq!(agg.count, 7);
+        let p = plain(&values, &edges);
+        assert_eq!(agg.bins, p.bins);
+        let StatResult::Histogram { outside, .. } = stat else {
+            panic!("not a histogram: {stat:?}");
+        };
+        assert_eq!(outside, if count_sent { 3 } else { 0 });
+    }
+}
