@@ -130,6 +130,19 @@ impl KeyPair {
         }
     }
 
+    /// The key pair of a stored secret ([`KeyPair::secret_bytes`]).
+    pub(crate) fn from_secret(secret: Scalar) -> Self {
+        Self {
+            public: &secret * G_TABLE,
+            secret,
+        }
+    }
+
+    /// The secret, for the service's durable store only.
+    pub(crate) fn secret_bytes(&self) -> [u8; 32] {
+        self.secret.to_bytes()
+    }
+
     /// m·G = C − y·K for a ciphertext under this key.
     pub fn decrypt_to_point(&self, ct: &Ciphertext) -> RistrettoPoint {
         ct.c - self.secret * ct.k

@@ -55,6 +55,7 @@ use crate::network::Network;
 use crate::querier::{Aggregates, DecryptionTable, StatResult};
 use crate::query::{DpId, Metric, Query, Statistic};
 use crate::server::{KeySwitchShare, ServerAggregate};
+use crate::store::{QueryStore, StoredPhase};
 use crate::verify::{Evidence, Verdict, verify};
 
 /// Blocks finalized after the quorum is reached before a result is accepted without every
@@ -286,6 +287,71 @@ enum Phase {
     Done(QueryStatus),
 }
 
+impl Phase {
+    fn to_stored(&self) -> StoredPhase {
+        match self {
+            Phase::Submitted => StoredPhase::Submitted,
+            Phase::Verifying {
+                aggregates,
+                shares,
+                evidence,
+                since,
+                quorum_at,
+            } => StoredPhase::Verifying {
+                aggregates: aggregates.clone(),
+                shares: shares.clone(),
+                evidence: *evidence,
+                since: *since,
+                quorum_at: *quorum_at,
+            },
+            Phase::Done(QueryStatus::Accepted {
+                aggregates,
+                verdicts,
+                ..
+            }) => StoredPhase::Accepted {
+                aggregates: aggregates.clone(),
+                verdicts: *verdicts as u64,
+            },
+            Phase::Done(QueryStatus::Rejected { reason, failed }) => StoredPhase::Rejected {
+                reason: reason.clone(),
+                failed: failed.clone(),
+            },
+            // Never a phase's state (status() derives Pending): stored as its stage.
+            Phase::Done(QueryStatus::Pending { .. }) => StoredPhase::Submitted,
+        }
+    }
+
+    fn from_stored(p: StoredPhase, query: &Query) -> Self {
+        match p {
+            StoredPhase::Submitted => Phase::Submitted,
+            StoredPhase::Verifying {
+                aggregates,
+                shares,
+                evidence,
+                since,
+                quorum_at,
+            } => Phase::Verifying {
+                aggregates,
+                shares,
+                evidence,
+                since,
+                quorum_at,
+            },
+            StoredPhase::Accepted {
+                aggregates,
+                verdicts,
+            } => Phase::Done(QueryStatus::Accepted {
+                statistic: aggregates.statistic(query),
+                aggregates,
+                verdicts: usize::try_from(verdicts).unwrap_or(usize::MAX),
+            }),
+            StoredPhase::Rejected { reason, failed } => {
+                Phase::Done(QueryStatus::Rejected { reason, failed })
+            }
+        }
+    }
+}
+
 /// Servers, DPs and verifying nodes in one process, driven by the ledger.
 pub struct StatsService {
     ledger: Ledger,
@@ -301,6 +367,10 @@ pub struct StatsService {
     fault: Mutex<Option<Fault>>,
     /// Why the last publication failed (it is retried by [`StatsService::wait_ready`]).
     publish_error: Mutex<Option<String>>,
+    /// Where queries and the deployment's keys survive a restart (None: memory only).
+    store: Option<QueryStore>,
+    /// Why the last write to the store failed, if it did.
+    store_error: Mutex<Option<String>>,
 }
 
 impl StatsService {
@@ -314,6 +384,21 @@ impl StatsService {
         config: StatsConfig,
         data: Box<dyn DataSource>,
     ) -> Result<Self> {
+        Self::setup_with_store(ledger, admin, config, data, None)
+    }
+
+    /// [`StatsService::setup`] with a durable store: a store that already holds a deployment
+    /// of the same shape (servers, threshold) brings back its server keys (so the collective
+    /// key, already on the ledger, stays the same) and every query it tracked, pending or
+    /// decided; otherwise the DKG runs and its keys are stored. Queries then reach the store
+    /// as they are submitted and each time they change phase.
+    pub fn setup_with_store(
+        ledger: Ledger,
+        admin: &dyn Submitter,
+        config: StatsConfig,
+        data: Box<dyn DataSource>,
+        store: Option<QueryStore>,
+    ) -> Result<Self> {
         if config.verifiers.is_empty() || config.verifiers.len() > VERIFIERS_MAX {
             return Err(Error::Param(format!("1..={VERIFIERS_MAX} verifying nodes")));
         }
@@ -323,12 +408,48 @@ impl StatsService {
             ));
         }
         let mut rng = rand::thread_rng();
-        let mut net = Network::new(
-            config.threshold,
-            config.servers,
-            config.verifiers.len() as u32,
-            &mut rng,
-        )?;
+        let stored = match &store {
+            Some(st) => st.servers()?.filter(|keys| {
+                keys.len() == config.servers
+                    && keys
+                        .first()
+                        .is_some_and(|k| k.collective.threshold == config.threshold)
+            }),
+            None => None,
+        };
+        let mut net = match stored {
+            Some(keys) => Network::from_server_keys(keys, config.verifiers.len() as u32)?,
+            None => {
+                let net = Network::new(
+                    config.threshold,
+                    config.servers,
+                    config.verifiers.len() as u32,
+                    &mut rng,
+                )?;
+                if let Some(st) = &store {
+                    let keys: Vec<&crate::keys::ServerKey> =
+                        net.servers.iter().map(|s| &s.key).collect();
+                    st.save_servers(&keys)?;
+                }
+                net
+            }
+        };
+        let mut queries = BTreeMap::new();
+        let mut order = Vec::new();
+        if let Some(st) = &store {
+            for q in st.queries(TRACKED_QUERIES_MAX)? {
+                let id = TxId(q.id);
+                order.push(id);
+                queries.insert(
+                    id,
+                    Tracked {
+                        phase: Phase::from_stored(q.phase, &q.query),
+                        query: q.query,
+                        keypair: q.keypair,
+                    },
+                );
+            }
+        }
         net.offline = config.offline.clone();
         net.verify_threads = config.threads;
         let key_bytes = net.key.to_bytes();
@@ -345,10 +466,12 @@ impl StatsService {
             threads: config.threads.max(1),
             table: DecryptionTable::new(config.baby_bits, config.giant_bits),
             data,
-            queries: Mutex::new(BTreeMap::new()),
-            order: Mutex::new(Vec::new()),
+            queries: Mutex::new(queries),
+            order: Mutex::new(order),
             fault: Mutex::new(None),
             publish_error: Mutex::new(None),
+            store,
+            store_error: Mutex::new(None),
         };
         service.try_publish(admin);
         Ok(service)
@@ -494,8 +617,15 @@ impl StatsService {
         while order.len() >= TRACKED_QUERIES_MAX {
             let old = order.remove(0);
             queries.remove(&old);
+            if let Some(st) = &self.store {
+                self.note_store(st.remove(&old.0));
+            }
         }
         order.push(id);
+        let stored = self
+            .store
+            .as_ref()
+            .map(|st| st.insert(&id.0, &query, &keypair));
         queries.insert(
             id,
             Tracked {
@@ -504,7 +634,48 @@ impl StatsService {
                 phase: Phase::Submitted,
             },
         );
+        // The query is on its way to the ledger and tracked: a failed write is reported, and
+        // the query goes on in memory.
+        if let Some(Err(e)) = stored {
+            return Err(Error::Ledger(format!(
+                "query {id} submitted, but not stored durably: {e}"
+            )));
+        }
         Ok(id)
+    }
+
+    /// Remembers the outcome of a write to the store.
+    fn note_store(&self, r: Result<()>) {
+        if let Err(e) = r {
+            *self
+                .store_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e.to_string());
+        }
+    }
+
+    /// Why the last write to the durable store failed (None: every write succeeded, or no
+    /// store).
+    pub fn store_error(&self) -> Option<String> {
+        self.store_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Writes a query's phase to the store.
+    fn persist(&self, id: &QueryId, phase: &Phase) {
+        if let Some(st) = &self.store {
+            self.note_store(st.set_phase(&id.0, &phase.to_stored()));
+        }
+    }
+
+    /// The ids of every query this service tracks, oldest first.
+    pub fn tracked(&self) -> Vec<QueryId> {
+        self.order
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Waits until [`StatsService::ready`], re-submitting what is missing every 20 finalized
@@ -664,6 +835,7 @@ impl StatsService {
                     failed: Vec::new(),
                 }),
             };
+            self.persist(id, &next);
             if let Some(t) = lock().get_mut(id) {
                 t.phase = next;
             }
@@ -733,6 +905,7 @@ impl StatsService {
                 }
             }
         };
+        self.persist(id, &next);
         t.phase = next;
         true
     }

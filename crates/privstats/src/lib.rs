@@ -30,7 +30,8 @@
 //! ```
 //!
 //! Against the ledger (queries, verdicts and the collective key as transactions, acceptance only
-//! on finalized verdicts): [`ledger::StatsService`].
+//! on finalized verdicts): [`ledger::StatsService`]; a whole deployment with its own local
+//! ledger in one process (`vigil query`): [`local::run`].
 //!
 //! Soundness notes live next to the code: [`sigma`] (the sigma protocols), [`keys`] (the DKG),
 //! [`server`] (key switching), [`query`] (bounds and decryptability).
@@ -42,12 +43,14 @@ pub mod encoding;
 pub mod error;
 pub mod keys;
 pub mod ledger;
+pub mod local;
 pub mod network;
 pub mod querier;
 pub mod query;
 pub mod runner;
 pub mod server;
 pub mod sigma;
+pub mod store;
 pub mod verify;
 
 pub use error::{Error, Result};

@@ -56,6 +56,31 @@ impl Network {
         })
     }
 
+    /// A deployment from its servers' stored keys (all under one collective key, which is
+    /// re-verified against its dealings and each server's share against its verification key).
+    pub fn from_server_keys(keys: Vec<crate::keys::ServerKey>, verifiers: u32) -> Result<Self> {
+        let key = keys
+            .first()
+            .map(|k| k.collective.clone())
+            .ok_or_else(|| Error::Param("no servers".into()))?;
+        key.verify()?;
+        for k in &keys {
+            if k.collective != key || key.verification_key(k.id)? != k.verification_key() {
+                return Err(Error::Param(format!(
+                    "stored share of server {} does not match the collective key",
+                    k.id
+                )));
+            }
+        }
+        Ok(Self {
+            servers: keys.into_iter().map(Server::new).collect(),
+            key,
+            offline: Vec::new(),
+            verifiers,
+            verify_threads: 1,
+        })
+    }
+
     fn online(&self) -> impl Iterator<Item = &Server> {
         self.servers
             .iter()

@@ -209,3 +209,115 @@ fn every_cheat_is_named_by_the_verdicts_and_rejected() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A restart (a new service on the same store and ledger; nothing else survives) keeps the
+/// deployment's collective key, a decided query's result, a query still waiting for the ledger
+/// to finalize it and a query waiting for its verdicts; both pending ones then finish and equal
+/// the plaintext.
+#[test]
+fn pending_and_decided_queries_survive_a_restart() {
+    use futures::StreamExt as _;
+    use vigil_privstats::ledger::Stage;
+    use vigil_privstats::store::QueryStore;
+
+    let (runner, dir) = runtime("restart");
+    let store_path = dir.join("stats.sqlite");
+    runner.start(|context| async move {
+        let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
+        let ledger = cluster.ledgers[0].clone();
+        let admin = KeySubmitter::new(cluster.keys.admin.clone());
+        let doctor = grant_doctor(&ledger, &admin).await;
+        let open = || {
+            StatsService::setup_with_store(
+                ledger.clone(),
+                &admin,
+                StatsConfig::demo(2),
+                Box::new(Databases::synthetic(3, ROWS).expect("databases")),
+                Some(QueryStore::open(&store_path).expect("store")),
+            )
+            .expect("setup")
+        };
+        let first = open();
+        first.wait_ready(&admin, BLOCKS_MAX).await.expect("ready");
+        let key_id = first.key().id();
+        let (decided, decided_status) = first
+            .run_query(&doctor, &request(Statistic::Variance), BLOCKS_MAX)
+            .await
+            .expect("decided");
+        assert!(matches!(decided_status, QueryStatus::Accepted { .. }));
+
+        // One query that reaches the verifying stage (answered, verdicts submitted, not yet
+        // finalized), one only submitted.
+        let verifying = first
+            .submit_query(&doctor, &request(Statistic::Mean))
+            .expect("submit");
+        let mut blocks = ledger.subscribe();
+        for _ in 0..BLOCKS_MAX {
+            blocks.next().await.expect("blocks");
+            first.step();
+            if matches!(
+                first.status(&verifying),
+                Some(QueryStatus::Pending {
+                    stage: Stage::Verifying,
+                    ..
+                })
+            ) {
+                break;
+            }
+        }
+        let submitted = first
+            .submit_query(&doctor, &request(Statistic::Histogram))
+            .expect("submit");
+        assert!(matches!(
+            first.status(&verifying),
+            Some(QueryStatus::Pending {
+                stage: Stage::Verifying,
+                ..
+            })
+        ));
+        assert!(first.store_error().is_none());
+        drop(first);
+
+        let second = open();
+        assert_eq!(
+            second.key().id(),
+            key_id,
+            "the restart kept the collective key"
+        );
+        assert!(second.ready());
+        assert_eq!(second.tracked(), vec![decided, verifying, submitted]);
+        assert_eq!(second.status(&decided), Some(decided_status));
+        let data = Databases::synthetic(3, ROWS).expect("databases");
+        for (id, stat) in [
+            (verifying, Statistic::Mean),
+            (submitted, Statistic::Histogram),
+        ] {
+            let mut status = second.status(&id).expect("tracked");
+            for _ in 0..BLOCKS_MAX {
+                if !matches!(status, QueryStatus::Pending { .. }) {
+                    break;
+                }
+                blocks.next().await.expect("blocks");
+                second.step();
+                status = second.status(&id).expect("tracked");
+            }
+            let QueryStatus::Accepted { aggregates, .. } = status else {
+                panic!("{stat:?} after the restart: {status:?}");
+            };
+            let query = second.query(&id).expect("tracked");
+            assert_eq!(query.statistic, stat);
+            let (count, sum, _) = plaintext(&data, &query);
+            assert_eq!(aggregates.count, count);
+            if stat == Statistic::Mean {
+                assert_eq!(aggregates.sum, sum);
+            }
+        }
+        // Decided after the restart, and stored: a third start still has both results.
+        let (a, b) = (second.status(&verifying), second.status(&submitted));
+        drop(second);
+        let third = open();
+        assert_eq!((third.status(&verifying), third.status(&submitted)), (a, b));
+        cluster.shutdown();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
