@@ -36,6 +36,7 @@ use vigil_privstats::ledger::{
 use vigil_privstats::querier::StatResult;
 use vigil_privstats::query::{Metric, Query, Statistic};
 use vigil_privstats::runner::{DATA_SPAN_S, DATA_START_S};
+use vigil_privstats::store::QueryStore;
 
 use crate::Node;
 use crate::api::{ApiError, Caller};
@@ -103,22 +104,39 @@ pub enum StatsError {
 /// The demo's deployment: 3 servers (t = 2), `dps` data providers with `rows` synthetic rows
 /// each (in memory, the week from [`DATA_START_S`]), 2 verifying nodes (keys from fixed
 /// seeds), the collective key published by `admin`. Returns once the key and the verifying
-/// nodes' roles are finalized; then doctors can query through the API.
+/// nodes' roles are finalized; then doctors can query through the API. Queries live in memory
+/// only: [`start_demo_stats_stored`] keeps them across restarts.
 pub async fn start_demo_stats(
     node: &Arc<Node>,
     admin: Arc<Signer>,
     dps: u32,
     rows: usize,
 ) -> Result<(), StatsError> {
+    start_demo_stats_stored(node, admin, dps, rows, None).await
+}
+
+/// [`start_demo_stats`] with the deployment's keys and every query (the querier's secret, the
+/// evidence received, the result) in the SQLite file `store`: after a node restart on the same
+/// ledger, a doctor's pending query goes on and a decided one still shows its result
+/// (`vigil_privstats::store`).
+pub async fn start_demo_stats_stored(
+    node: &Arc<Node>,
+    admin: Arc<Signer>,
+    dps: u32,
+    rows: usize,
+    store: Option<std::path::PathBuf>,
+) -> Result<(), StatsError> {
     let ledger = node.ledger().clone();
     let setup_admin = admin.clone();
     let service = tokio::task::spawn_blocking(move || {
         let data = Databases::synthetic(dps, rows)?;
-        StatsService::setup(
+        let store = store.as_deref().map(QueryStore::open).transpose()?;
+        StatsService::setup_with_store(
             ledger,
             setup_admin.as_ref(),
             StatsConfig::demo(2),
             Box::new(data),
+            store,
         )
     })
     .await
@@ -258,8 +276,8 @@ async fn query_status(
         )
     })?;
     let id = TxId(raw);
-    match stats.owners.lock().get(&id) {
-        Some(owner) if owner == signer.public() => {}
+    match owner(&node, stats, &id) {
+        Some(owner) if &owner == signer.public() => {}
         Some(_) => {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -285,11 +303,10 @@ async fn list_queries(
     let signer = doctor(&node, &caller)?;
     let stats = enabled(&node)?;
     let mut mine: Vec<QueryId> = stats
-        .owners
-        .lock()
-        .iter()
-        .filter(|(_, owner)| *owner == signer.public())
-        .map(|(id, _)| *id)
+        .service
+        .tracked()
+        .into_iter()
+        .filter(|id| owner(&node, stats, id).as_ref() == Some(signer.public()))
         .collect();
     // Newest first: by the height the ledger recorded them at.
     let heights: HashMap<QueryId, u64> = node.ledger.with_state(|s| {
@@ -308,6 +325,17 @@ async fn list_queries(
     Ok(Json(
         json!({"dps": stats.service.dps(), "queries": queries}),
     ))
+}
+
+/// Who asked a query this node tracks: remembered at submission, or, for a query the service
+/// brought back from its store after a restart, the signer the ledger recorded.
+fn owner(node: &Node, stats: &Stats, id: &QueryId) -> Option<PublicKey> {
+    if let Some(o) = stats.owners.lock().get(id) {
+        return Some(o.clone());
+    }
+    stats.service.query(id)?;
+    node.ledger
+        .with_state(|s| s.tables().queries.get(id).map(|r| r.querier.clone()))
 }
 
 fn stat_name(s: Statistic) -> String {

@@ -258,12 +258,17 @@ async fn run_in_runtime(
         return stop_cleanly(&cluster, &state, &data_dir);
     }
     // Private statistics (added by the privstats work): 3 servers, 4 data providers with
-    // synthetic heart data and 2 verifying nodes, so the doctor can query /api/queries.
+    // synthetic heart data and 2 verifying nodes, so the doctor can query /api/queries. Keys and
+    // queries are kept in stats.sqlite, so a restarted demo keeps pending queries and results.
     {
         let node = node.clone();
         let admin = Arc::new(Signer::new(cluster.keys.admin.clone()));
+        let store = data_dir.join("stats.sqlite");
         tokio::spawn(async move {
-            if let Err(error) = vigil_node::stats::start_demo_stats(&node, admin, 4, 20_160).await {
+            if let Err(error) =
+                vigil_node::stats::start_demo_stats_stored(&node, admin, 4, 20_160, Some(store))
+                    .await
+            {
                 eprintln!("private statistics not started: {error}");
             }
         });

@@ -1,10 +1,17 @@
-//! `vigil query ...` and `vigil bench privstats`: private statistics over data providers, run as
-//! an in-process network of servers, DPs and verifying nodes (logic in `vigil_privstats::runner`).
+//! `vigil query ...` and `vigil bench privstats`: private statistics over data providers.
+//! `vigil query` runs servers, DPs and verifying nodes against a local ledger in this process
+//! (`vigil_privstats::local`): the query and the verdicts are transactions, and the result is
+//! accepted only on finalized verdicts. The benchmark times the protocol without the ledger
+//! (`vigil_privstats::runner`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use vigil_privstats::ledger::{Databases, QueryRequest, QueryStatus, StatsConfig};
+use vigil_privstats::local;
 use vigil_privstats::network::Network;
 use vigil_privstats::query::{DpId, Metric, Statistic};
 use vigil_privstats::runner::{self, Timings};
@@ -47,6 +54,9 @@ pub struct QueryArgs {
     /// Directory of DP databases (generated when missing).
     #[arg(long, default_value = "target/privstats-data")]
     pub data: PathBuf,
+    /// Storage of the local ledger (default: a temporary directory, removed afterwards).
+    #[arg(long)]
+    pub ledger_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -73,31 +83,62 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// `vigil query`: the query goes through a ledger like one from the node's API. A local
+/// consortium (4 validators on loopback, storage in `--ledger-dir` or a temporary directory
+/// removed afterwards) records the doctor's `StatsQuery` and the verifying nodes' verdicts, and
+/// the result is shown only once the finalized verdicts accept it (`vigil_privstats::local`).
 pub fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let out = run_query(&args)?;
+    println!(
+        "query {} signed by doctor {} (ledger: asked by {}, {} verdicts, {} valid, decided at height {})",
+        out.id,
+        hex::encode(&out.doctor.as_ref()[..8]),
+        hex::encode(&out.record_querier.as_ref()[..8]),
+        out.record_verdicts,
+        out.record_valid_verdicts,
+        out.height
+    );
+    println!(
+        "setup (consortium, DKG, key on the ledger) {:.1} s; query to decision {:.1} s",
+        out.setup.as_secs_f64(),
+        out.query_time.as_secs_f64()
+    );
+    match out.status {
+        QueryStatus::Accepted {
+            statistic,
+            aggregates,
+            verdicts,
+        } => {
+            println!("accepted on {verdicts} finalized all-valid verdicts");
+            println!(
+                "count={} sum={} sumsq={}",
+                aggregates.count, aggregates.sum, aggregates.sumsq
+            );
+            println!("{statistic:?}");
+            Ok(())
+        }
+        QueryStatus::Rejected { reason, failed } => {
+            anyhow::bail!("rejected: {reason} (failed checks: {failed:?})")
+        }
+        QueryStatus::Pending { stage, .. } => {
+            anyhow::bail!("undecided (stage {})", stage.name())
+        }
+    }
+}
+
+/// Runs `vigil query` and returns what the ledger decided (the command prints it).
+pub fn run_query(args: &QueryArgs) -> anyhow::Result<local::LocalOutcome> {
     let statistic: Statistic = args.stat.parse()?;
     let metric: Metric = args.metric.parse()?;
-    let mut rng = rand::thread_rng();
-    let mut net = Network::new(args.threshold, args.servers, args.verifiers, &mut rng)?;
-    net.offline = args.offline.clone();
-    net.verify_threads = 2;
-    let (querier, _) = runner::default_querier();
-    let dps = if args.dps.is_empty() {
+    let mut dps = if args.dps.is_empty() {
         (1..=10).collect()
     } else {
         args.dps.clone()
     };
-    let mut q = runner::make_query(&net, &querier, statistic, metric, dps);
-    q.from_s = args.from.unwrap_or(q.from_s);
-    q.to_s = args.to.unwrap_or(q.to_s);
-    q.cohort = args.cohort.clone();
-    if !args.edges.is_empty() {
-        q.edges = args.edges.clone();
-    }
-    q.dps.sort_unstable();
-    q.dps.dedup();
-    q.validate()?;
-    let mut dbs = std::collections::BTreeMap::new();
-    for &dp in &q.dps {
+    dps.sort_unstable();
+    dps.dedup();
+    let mut dbs = BTreeMap::new();
+    for &dp in &dps {
         let (db, fresh) = runner::open_or_generate(&args.data, dp, args.rows)?;
         if fresh {
             eprintln!(
@@ -105,41 +146,41 @@ pub fn query(args: QueryArgs) -> anyhow::Result<()> {
                 runner::db_path(&args.data, dp, args.rows).display()
             );
         }
-        dbs.insert(dp, db);
+        dbs.insert(dp, Mutex::new(db));
     }
-    let (m, from, to, cohort, edges) = (
-        q.metric,
-        q.from_s,
-        q.to_s,
-        q.cohort.clone(),
-        q.edges.clone(),
-    );
-    let out = runner::run(
-        &net,
-        &querier,
-        &q,
-        &mut |dp| dbs[&dp].answer(m, from, to, &cohort, &edges),
-        2,
-    )?;
-    for v in &out.verdicts {
-        println!(
-            "verdict of verifying node {}: {} checks, all good: {}",
-            v.verifier,
-            v.checks.len(),
-            v.all_good()
-        );
+    let request = QueryRequest {
+        statistic,
+        metric,
+        from_s: args.from.unwrap_or(runner::DATA_START_S),
+        to_s: args
+            .to
+            .unwrap_or(runner::DATA_START_S + runner::DATA_SPAN_S),
+        dps,
+        edges: args.edges.clone(),
+        cohort: args.cohort.clone(),
+    };
+    let mut config = StatsConfig::demo(args.verifiers as usize);
+    config.servers = args.servers;
+    config.threshold = args.threshold;
+    config.offline = args.offline.clone();
+    let (storage, temporary) = match &args.ledger_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("vigil-query-{}", std::process::id())),
+            true,
+        ),
+    };
+    let result = local::run(local::LocalRun {
+        request,
+        config,
+        data: Box::new(Databases(dbs)),
+        storage: storage.clone(),
+        workers: 2,
+    });
+    if temporary {
+        let _ = std::fs::remove_dir_all(&storage);
     }
-    println!(
-        "count={} sum={} sumsq={}",
-        out.aggregates.count, out.aggregates.sum, out.aggregates.sumsq
-    );
-    println!("{:?}", out.statistic);
-    println!(
-        "end to end {:.1} ms (wall {:.1} ms)",
-        ms(out.timings.end_to_end),
-        ms(out.timings.wall)
-    );
-    Ok(())
+    Ok(result?)
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
