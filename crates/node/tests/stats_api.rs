@@ -193,3 +193,101 @@ fn doctor_queries_are_on_the_ledger_and_answered_only_after_verdicts() {
         cluster.shutdown();
     });
 }
+
+/// A node restarted on the same ledger and statistics store (`start_demo_stats_stored`) still
+/// shows a doctor's decided query, with its result, to that doctor only: the service brings the
+/// query back from SQLite and the node finds its owner in the ledger's record.
+#[test]
+fn a_restarted_node_still_shows_a_doctors_result() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = cw_tokio::Config::new().with_storage_directory(dir.path().join("ledger"));
+    let store = dir.path().join("stats.sqlite");
+    let root = dir.path().to_path_buf();
+    cw_tokio::Runner::new(runtime).start(|context| async move {
+        let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 2))).await;
+        let doctor = || {
+            std::sync::Arc::new(Signer::new(commonware_cryptography::Signer::from_seed(
+                4040,
+            )))
+        };
+        let other = || {
+            std::sync::Arc::new(Signer::new(commonware_cryptography::Signer::from_seed(
+                4041,
+            )))
+        };
+        let admin = std::sync::Arc::new(Signer::new(cluster.keys.admin.clone()));
+        let start = |name: &str, gateway: usize| {
+            let mut users = Users::default();
+            let staff = |name: &str, signer| Principal::Staff {
+                name: name.into(),
+                signer,
+            };
+            users.insert("doc", staff("doctor", doctor()));
+            users.insert("doc2", staff("doctor 2", other()));
+            let config = NodeConfig {
+                data_dir: root.join(name),
+                http_listen: "127.0.0.1:0".parse().expect("address"),
+                mqtt: MqttMode::Embedded(free_port()),
+                ehr_master_key: vigil_ehr::SecretKey::random(),
+                gateway: Signer::new(cluster.keys.gateways[gateway].clone()),
+                users,
+            };
+            Node::start(cluster.ledgers[0].clone(), config)
+        };
+        let (first, api) = start("first", 0).await.expect("node starts");
+        for d in [doctor(), other()] {
+            admin
+                .submit(
+                    first.ledger(),
+                    TxBody::GrantRole {
+                        identity: d.public().clone(),
+                        role: Role::Doctor,
+                    },
+                )
+                .expect("grant");
+        }
+        vigil_node::stats::start_demo_stats_stored(
+            &first,
+            admin.clone(),
+            3,
+            2_000,
+            Some(store.clone()),
+        )
+        .await
+        .expect("stats start");
+        let body = json!({"stat": "variance", "metric": "hr"});
+        let (status, submitted) = http(api, "POST", "/api/queries", Some("doc"), Some(body)).await;
+        assert_eq!(status, 202, "{submitted}");
+        let path = format!("/api/queries/{}", submitted["id"].as_str().expect("id"));
+        let deadline = Instant::now() + QUERY_WAIT;
+        let done: Value = loop {
+            let (_, reply) = http(api, "GET", &path, Some("doc"), None).await;
+            if reply["status"] != "pending" {
+                break reply;
+            }
+            assert!(Instant::now() < deadline, "query still pending: {reply}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(done["status"], "accepted", "{done}");
+
+        // The restart: a new node process state (its own data directory and memory), the same
+        // ledger and statistics store.
+        let (second, api2) = start("second", 1).await.expect("node restarts");
+        vigil_node::stats::start_demo_stats_stored(&second, admin.clone(), 3, 2_000, Some(store))
+            .await
+            .expect("stats restart");
+        let (status, again) = http(api2, "GET", &path, Some("doc"), None).await;
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(again, done, "the result survives the restart");
+        assert_eq!(http(api2, "GET", &path, Some("doc2"), None).await.0, 403);
+        let (_, listing) = http(api2, "GET", "/api/queries", Some("doc"), None).await;
+        assert_eq!(
+            listing["queries"].as_array().map(Vec::len),
+            Some(1),
+            "{listing}"
+        );
+        let (_, others) = http(api2, "GET", "/api/queries", Some("doc2"), None).await;
+        assert_eq!(others["queries"].as_array().map(Vec::len), Some(0));
+        cluster.shutdown();
+    });
+}
