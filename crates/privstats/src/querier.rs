@@ -168,7 +168,10 @@ impl Aggregates {
     /// Computes the statistic the query asked for.
     pub fn statistic(&self, query: &Query) -> StatResult {
         let variance = || {
-            let numerator = self.count * self.sumsq - self.sum * self.sum;
+            // count·sumsq ≥ sum² for honest data (Cauchy–Schwarz); the proofs bound each field
+            // but not this relation (module notes of `query`), so a lying DP may break it:
+            // saturate instead of wrapping.
+            let numerator = (self.count * self.sumsq).saturating_sub(self.sum * self.sum);
             let denominator = self.count * self.count;
             let value = if denominator == 0 {
                 f64::NAN
@@ -203,7 +206,8 @@ impl Aggregates {
             Statistic::Histogram => StatResult::Histogram {
                 edges: e.clone(),
                 bins: self.bins.clone(),
-                outside: self.count - self.bins.iter().sum::<u128>(),
+                // Σ bins ≤ count for honest data; unproven (see above), so saturate.
+                outside: self.count.saturating_sub(self.bins.iter().sum::<u128>()),
             },
             Statistic::Min => StatResult::Min(self.bins.iter().position(|&b| b > 0).map(bin)),
             Statistic::Max => StatResult::Max(self.bins.iter().rposition(|&b| b > 0).map(bin)),
