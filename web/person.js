@@ -95,7 +95,9 @@ async function poll() {
       for (const o of observations) {
         const t = Date.parse(o.effectiveDateTime);
         page.lastMs = Math.max(page.lastMs, t);
-        page.obs.push({ t, id: o.id, metric: personMetric(o), value: o.valueQuantity?.value, o });
+        // An Observation's id is `<record>-<index>`: the record (a device's pack) is what the
+        // ledger anchors, so it is what "Verify" checks.
+        page.obs.push({ t, id: o.id, record: String(o.id).split("-")[0], metric: personMetric(o), value: o.valueQuantity?.value, o });
       }
       if (observations.length < READ_LIMIT) break;
     }
@@ -203,7 +205,7 @@ function recordRow(r) {
     el("td", {}, `#${r.id}`),
     el("td", {}, time(r.t)),
     el("td", {}, describe(r)),
-    el("td", {}, el("button", { type: "button", onclick: () => verifyRecord(r.id, result) }, "Verify"), " ", result));
+    el("td", {}, el("button", { type: "button", onclick: () => verifyRecord(r.record, result, r.id) }, "Verify"), " ", result));
 }
 
 function describe(r) {
@@ -213,16 +215,16 @@ function describe(r) {
   return r.metric;
 }
 
-export async function verifyRecord(seq, target) {
+export async function verifyRecord(seq, target, row = seq) {
   target.replaceChildren(el("span", { class: "muted" }, "Checking…"));
   try {
     const v = await api("GET", `/api/ehr/records/${encodeURIComponent(seq)}/verify`);
     const result = el("span", { class: v.verified ? "ok" : v.anchored ? "error" : "muted", "data-verified": String(v.verified) },
       v.verified ? `✓ Verified: ${v.detail}` : v.anchored ? `✗ ${v.detail}` : v.detail);
     if (page.verdicts.size > 1000) page.verdicts.clear();
-    page.verdicts.set(String(seq), result.cloneNode(true));
+    page.verdicts.set(String(row), result.cloneNode(true));
     // The row may have been re-rendered meanwhile: show the result in the current one.
-    const current = target.isConnected ? target : document.querySelector(`#records tr[data-record="${seq}"] [aria-live]`);
+    const current = target.isConnected ? target : document.querySelector(`#records tr[data-record="${row}"] [aria-live]`);
     current?.replaceChildren(result);
   } catch (e) {
     target.replaceChildren(el("span", { class: "error" }, e.message));

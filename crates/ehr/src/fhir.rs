@@ -56,7 +56,7 @@ fn coding(metric: Metric) -> Coding {
 /// The Observation for one reading, as a JSON value. `id` is the record's sequence number in
 /// the store. The same document as [`write_observation`] writes (it is parsed from it), so the
 /// two can never drift apart.
-pub fn observation(id: u64, person: PersonId, reading: &Reading) -> Json {
+pub fn observation(id: impl std::fmt::Display, person: PersonId, reading: &Reading) -> Json {
     let mut out = Vec::with_capacity(OBSERVATION_BYTES_TYPICAL);
     write_observation(&mut out, id, person, reading);
     // What we just wrote is valid JSON by construction (see `write_observation`).
@@ -72,7 +72,12 @@ pub const OBSERVATION_BYTES_TYPICAL: usize = 768;
 /// encrypting and storing it, and ingestion writes one per accepted reading. Every string
 /// written is either a constant, a pseudonym (hex) or a device id (`[A-Za-z0-9._-]`, checked at
 /// parse time), so none needs escaping; numbers go through serde_json, as before.
-pub fn write_observation(out: &mut Vec<u8>, id: u64, person: PersonId, reading: &Reading) {
+pub fn write_observation(
+    out: &mut Vec<u8>,
+    id: impl std::fmt::Display,
+    person: PersonId,
+    reading: &Reading,
+) {
     let c = coding(reading.metric);
     let name = reading.metric.name();
     out.extend_from_slice(br#"{"resourceType":"Observation","id":""#);
@@ -141,6 +146,42 @@ pub fn write_observation(out: &mut Vec<u8>, id: u64, person: PersonId, reading: 
     out.push(b'}');
 }
 
+/// The id of the `index`-th Observation of health record `record`: unique in the store, and
+/// the record it names is the one to verify against the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObservationId {
+    pub record: u64,
+    pub index: u32,
+}
+
+impl std::fmt::Display for ObservationId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.record, self.index)
+    }
+}
+
+/// Appends a `collection` Bundle of one Observation per reading to `out`, as compact JSON:
+/// what one health record holds (a device's pack, as the Personal Health Device IG has a
+/// gateway upload one Bundle per device report). Entry `i`'s Observation has id `record-i`.
+pub fn write_bundle(out: &mut Vec<u8>, record: u64, person: PersonId, readings: &[Reading]) {
+    out.extend_from_slice(br#"{"resourceType":"Bundle","type":"collection","entry":["#);
+    for (index, reading) in readings.iter().enumerate() {
+        let id = ObservationId {
+            record,
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+        };
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(br#"{"fullUrl":"urn:vigil:observation:"#);
+        push_display(out, id);
+        out.extend_from_slice(br#"","resource":"#);
+        write_observation(out, id, person, reading);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+}
+
 fn push_display(out: &mut Vec<u8>, value: impl std::fmt::Display) {
     use std::io::Write as _;
     // Writing to a Vec cannot fail.
@@ -194,6 +235,51 @@ pub fn rfc3339_utc(time_ms: TimestampMs) -> String {
         ms_of_day % 1_000,
     );
     format!("{year:04}-{month:02}-{day:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
+}
+
+/// Unix milliseconds from the `YYYY-MM-DDThh:mm:ss.sssZ` form [`rfc3339_utc`] writes; `None`
+/// for any other form (days-from-civil, H. Hinnant's algorithm).
+pub fn parse_rfc3339_utc(text: &str) -> Option<TimestampMs> {
+    let b = text.as_bytes();
+    if b.len() != 24 || !text.is_ascii() || b[23] != b'Z' {
+        return None;
+    }
+    let layout = [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ];
+    if layout.iter().any(|&(at, separator)| b[at] != separator) {
+        return None;
+    }
+    let field = |range: std::ops::Range<usize>| -> Option<i64> {
+        let digits = &text[range];
+        digits
+            .bytes()
+            .all(|d| d.is_ascii_digit())
+            .then(|| digits.parse().ok())?
+    };
+    let (year, month, day) = (field(0..4)?, field(5..7)?, field(8..10)?);
+    let (h, m, s, ms) = (
+        field(11..13)?,
+        field(14..16)?,
+        field(17..19)?,
+        field(20..23)?,
+    );
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 59 {
+        return None;
+    }
+    let y = year - i64::from(month <= 2);
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400_000 + h * 3_600_000 + m * 60_000 + s * 1_000 + ms)
 }
 
 #[cfg(test)]
@@ -275,6 +361,56 @@ mod tests {
                     "{metric:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_bundle_holds_one_observation_per_reading_with_record_scoped_ids() {
+        let person = PersonId::from_bytes([3; 16]);
+        let readings: Vec<Reading> = [Metric::HeartRate, Metric::SpO2, Metric::BodyTemperature]
+            .into_iter()
+            .enumerate()
+            .map(|(i, metric)| Reading {
+                device: "band-7".parse().expect("valid"),
+                metric,
+                time_ms: 1_700_000_000_000 + i as i64,
+                value: Value::Scalar(900 + i as i32),
+            })
+            .collect();
+        let mut out = Vec::new();
+        write_bundle(&mut out, 12, person, &readings);
+        let bundle: Json = serde_json::from_slice(&out).expect("valid JSON");
+        assert_eq!(bundle["resourceType"], "Bundle");
+        assert_eq!(bundle["type"], "collection");
+        let entries = bundle["entry"].as_array().expect("entries");
+        assert_eq!(entries.len(), 3);
+        for (i, (entry, reading)) in entries.iter().zip(&readings).enumerate() {
+            let id = ObservationId {
+                record: 12,
+                index: i as u32,
+            };
+            assert_eq!(entry["fullUrl"], format!("urn:vigil:observation:12-{i}"));
+            assert_eq!(entry["resource"], observation(id, person, reading));
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn dates_parse_back_to_their_instant(time_ms in -62_135_596_800_000i64..253_402_300_799_999) {
+            proptest::prop_assert_eq!(parse_rfc3339_utc(&rfc3339_utc(time_ms)), Some(time_ms));
+        }
+    }
+
+    #[test]
+    fn other_date_forms_are_refused() {
+        for text in [
+            "2023-11-14T22:13:20Z",
+            "2023-11-14 22:13:20.123Z",
+            "2023-13-14T22:13:20.123Z",
+            "2023-11-14T22:13:20.12aZ",
+            "2023-11-14T22:13:20.123+",
+        ] {
+            assert_eq!(parse_rfc3339_utc(text), None, "{text}");
         }
     }
 

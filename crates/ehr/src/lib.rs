@@ -2,6 +2,13 @@
 //! encrypted with its person's data key, in SQLite; batches of records anchored on the ledger
 //! by a Merkle root; erasure by destroying the person's data key.
 //!
+//! A record is one device pack: a FHIR `collection` Bundle of the pack's Observations,
+//! compressed, then sealed. Why not a record per reading: per reading, a row, an index entry, an
+//! AEAD call, a leaf hash and some 700 bytes of JSON cost more than everything else ingestion
+//! does; a pack's Observations share most of their text, so its Bundle compresses about tenfold.
+//! The pack is also the unit a device signs and the node answers, so it is the natural unit to
+//! prove: `verify` names the altered pack.
+//!
 //! ```
 //! use vigil_ehr::{Ehr, Identity, SecretKey};
 //! use vigil_core::{Metric, PersonId, Reading, Value};
@@ -15,7 +22,7 @@
 //!     time_ms: 1_700_000_000_000,
 //!     value: Value::Scalar(3_820),
 //! };
-//! ehr.append(person, &[reading]).unwrap();
+//! let record = ehr.append(person, &[reading]).unwrap();
 //! let anchor = ehr.seal_batch().unwrap().expect("one record to anchor");
 //! // ... the node submits `anchor` to the ledger; later an auditor checks the store against it:
 //! let report = ehr.verify(&[anchor]).unwrap();
@@ -30,13 +37,12 @@ pub mod fhir;
 mod seal;
 
 use std::collections::HashMap;
-use std::ops::Range;
 use std::path::Path;
 
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use vigil_core::{DeviceId, Digest, Metric, PersonId, Reading, TimestampMs, merkle};
+use vigil_core::{DeviceId, Digest, PersonId, Reading, TimestampMs, merkle};
 
 pub use seal::SecretKey;
 
@@ -46,8 +52,16 @@ const KEY_CACHE_MAX: usize = 100_000;
 /// device re-sending its outbox after a network loss); older ones are refused, which bounds
 /// what must be remembered to tell a replay from a late pack.
 pub const REPLAY_WINDOW: u64 = 4_096;
-/// Records returned by one read.
+/// Observations returned by one read.
 pub const READ_LIMIT_MAX: usize = 10_000;
+/// zstd level for records: the fastest, which already shrinks a pack's Bundle about tenfold.
+const COMPRESSION_LEVEL: i32 = 1;
+/// Bytes a decompressed Observation may take, at most (a typical one is about 700); bounds
+/// what a record may decompress to.
+const OBSERVATION_BYTES_MAX: usize = 4_096;
+/// The layout of the records table this code writes. Stores of earlier layouts are refused
+/// rather than misread.
+const FORMAT: i64 = 2;
 
 const DATA_KEY_DOMAIN: &[u8] = b"vigil/ehr/data-key/v1";
 const IDENTITY_DOMAIN: &[u8] = b"vigil/ehr/identity/v1";
@@ -58,6 +72,10 @@ const RECORD_DOMAIN: &[u8] = b"vigil/ehr/record/v1";
 pub enum EhrError {
     #[error("health record database: {0}")]
     Database(#[from] rusqlite::Error),
+    #[error(
+        "the health record database has format {found}, this node reads format {FORMAT}: start it on a new data directory"
+    )]
+    UnsupportedFormat { found: i64 },
     #[error("person {0} is not registered in the health record")]
     UnknownPerson(PersonId),
     #[error("person {0} is already registered")]
@@ -80,6 +98,12 @@ pub enum EhrError {
         sequence: u64,
         highest: u64,
     },
+    #[error("a record holds at least one reading")]
+    EmptyRecord,
+    #[error("could not start the checkpoint thread: {0}")]
+    Checkpoint(String),
+    #[error("record compression: {0}")]
+    Compression(String),
     #[error("read limit {0} is over the maximum of {READ_LIMIT_MAX}")]
     LimitTooLarge(usize),
     #[error(
@@ -185,6 +209,40 @@ pub struct Ehr {
     /// Leaves of the records stored since the last seal, as they were written; `None` when not
     /// known (a fresh open, a failed transaction), and then read back from the database.
     unsealed: Option<Unsealed>,
+    compressor: zstd::bulk::Compressor<'static>,
+    /// Background checkpoints of a file-backed store (`None` in memory).
+    checkpointer: Option<Checkpointer>,
+}
+
+/// Copies the write-ahead log into the database from its own connection, off the writer's
+/// path: a passive checkpoint never blocks the writer, and once it has copied the whole log
+/// the writer's next transaction starts the log over (trimmed to `journal_size_limit`).
+struct Checkpointer {
+    /// Dropped with the store, which ends the thread.
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    const PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
+
+    fn start(path: &Path) -> Result<Self, EhrError> {
+        let db = Connection::open(path)?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("ehr-checkpoint".into())
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(Self::PERIOD) {
+                    // A failed checkpoint loses nothing: the log keeps every commit and the
+                    // next one (or the next open) copies it.
+                    let _ = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                }
+                let _ = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+            })
+            .map_err(|error| EhrError::Checkpoint(error.to_string()))?;
+        Ok(Self { _stop: stop })
+    }
 }
 
 /// The leaves of records `first_seq..first_seq + leaves.len()`, all stored, none sealed.
@@ -195,7 +253,13 @@ struct Unsealed {
 
 impl Ehr {
     pub fn open(path: &Path, master: SecretKey) -> Result<Self, EhrError> {
-        Self::init(Connection::open(path)?, master)
+        let mut ehr = Self::init(Connection::open(path)?, master)?;
+        // Checkpoints move to their own connection and thread: run inside a commit, as SQLite
+        // does by default, each one copied the log into the database and fsynced it while the
+        // node held the record's lock, stalling ingestion for its whole duration.
+        ehr.db.pragma_update(None, "wal_autocheckpoint", 0)?;
+        ehr.checkpointer = Some(Checkpointer::start(path)?);
+        Ok(ehr)
     }
 
     pub fn open_in_memory(master: SecretKey) -> Result<Self, EhrError> {
@@ -211,8 +275,9 @@ impl Ehr {
         // log is fsynced at each checkpoint. An acknowledged pack therefore survives a crash of
         // the node process (SIGKILL included) but may be lost if the machine loses power
         // before the next checkpoint; the device has then dropped it from its outbox. `FULL`
-        // would close that gap at the price of one fsync per batch. The larger checkpoint
-        // interval and page cache write each hot page (the person index, recent rows) to the
+        // would close that gap at the price of one fsync per batch. A file-backed store
+        // checkpoints from a background thread (`Checkpointer`); the page cache and the
+        // checkpoint interval write each hot page (the person index, recent rows) to the
         // database file once per checkpoint rather than once per batch.
         db.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -222,6 +287,8 @@ impl Ehr {
              PRAGMA cache_size = -65536;
              PRAGMA secure_delete = ON;
              CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT OR IGNORE INTO meta
+                 SELECT 'format', CASE WHEN EXISTS (SELECT 1 FROM meta) THEN 1 ELSE 2 END;
              INSERT OR IGNORE INTO meta VALUES ('next_seq', 1), ('sealed_through', 0);
              CREATE TABLE IF NOT EXISTS data_keys (
                  person BLOB PRIMARY KEY, nonce BLOB NOT NULL, wrapped BLOB NOT NULL);
@@ -229,16 +296,14 @@ impl Ehr {
                  person BLOB PRIMARY KEY, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS records (
                  seq INTEGER PRIMARY KEY, person BLOB NOT NULL, device TEXT NOT NULL,
-                 metric INTEGER NOT NULL, time_ms INTEGER NOT NULL,
-                 nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, proof BLOB);
+                 time_ms INTEGER NOT NULL, until_ms INTEGER NOT NULL,
+                 readings INTEGER NOT NULL, nonce BLOB NOT NULL, ciphertext BLOB NOT NULL);
              CREATE INDEX IF NOT EXISTS records_by_person ON records (person, time_ms);
              CREATE TABLE IF NOT EXISTS accepted_packs (
                  device TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (device, seq))
                  WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS device_highest (
                  device TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS record_proofs (
-                 seq INTEGER PRIMARY KEY, path BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS batch_leaves (
                  first_seq INTEGER PRIMARY KEY, leaves BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS anchors (
@@ -247,11 +312,21 @@ impl Ehr {
                  accessor TEXT NOT NULL, person BLOB NOT NULL, kind TEXT NOT NULL,
                  time_ms INTEGER NOT NULL);",
         )?;
+        let format: i64 =
+            db.query_row("SELECT value FROM meta WHERE name = 'format'", [], |r| {
+                r.get(0)
+            })?;
+        if format != FORMAT {
+            return Err(EhrError::UnsupportedFormat { found: format });
+        }
         Ok(Self {
             db,
             master,
             keys: HashMap::new(),
             unsealed: None,
+            compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL)
+                .map_err(|error| EhrError::Compression(error.to_string()))?,
+            checkpointer: None,
         })
     }
 
@@ -332,20 +407,19 @@ impl Ehr {
         Ok(key)
     }
 
-    /// Stores readings of one person as encrypted Observations, all or none. Returns their
-    /// sequence numbers in the store.
-    pub fn append(&mut self, person: PersonId, readings: &[Reading]) -> Result<Vec<u64>, EhrError> {
+    /// Stores readings of one person, all from one device, as one record of encrypted
+    /// Observations. Returns the record's sequence number in the store.
+    pub fn append(&mut self, person: PersonId, readings: &[Reading]) -> Result<u64, EhrError> {
         let cipher = seal::cipher(&self.data_key(person)?);
+        let nonce = seal::nonces(1)[0];
         let tx = self.db.transaction()?;
         let first = next_seq(&tx)?;
-        let mut writer = RecordWriter::new(&tx, first, readings.len())?;
-        for (reading, nonce) in readings.iter().zip(seal::nonces(readings.len())) {
-            writer.write(&cipher, &nonce, person, reading)?;
-        }
-        let (next, leaves) = writer.finish()?;
+        let mut writer = RecordWriter::new(&tx, &mut self.compressor, first, 1)?;
+        let seq = writer.write(&cipher, &nonce, person, readings)?;
+        let (_, leaves) = writer.finish()?;
         tx.commit()?;
         self.remember_unsealed(first, leaves);
-        Ok((first..next).collect())
+        Ok(seq)
     }
 
     /// Stores the readings of a device's pack exactly once: the pack's sequence number is
@@ -357,7 +431,7 @@ impl Ehr {
         device: &DeviceId,
         sequence: u64,
         readings: &[Reading],
-    ) -> Result<Vec<u64>, EhrError> {
+    ) -> Result<u64, EhrError> {
         let pack = PackToStore {
             person,
             device,
@@ -365,16 +439,15 @@ impl Ehr {
             readings,
         };
         let mut results = self.append_packs(&[pack])?;
-        match results.pop() {
-            Some(stored) => stored.map(Iterator::collect),
-            // `append_packs` answers every pack it is given.
-            None => Ok(Vec::new()),
-        }
+        // `append_packs` answers every pack it is given.
+        results.pop().unwrap_or(Err(EhrError::Compression(
+            "no answer for the pack".to_owned(),
+        )))
     }
 
     /// Stores many devices' packs in one SQLite transaction, each exactly once, as
     /// [`Ehr::append_pack`] does for one. Returns one answer per pack, in order: the record
-    /// sequence numbers it was stored under, or why it was refused (replay, too old, unknown
+    /// sequence number it was stored under, or why it was refused (replay, too old, unknown
     /// or erased person); a refused pack stores nothing and does not affect the others.
     /// The outer error means the database failed and the whole batch was rolled back.
     ///
@@ -383,7 +456,7 @@ impl Ehr {
     pub fn append_packs(
         &mut self,
         packs: &[PackToStore<'_>],
-    ) -> Result<Vec<Result<Range<u64>, EhrError>>, EhrError> {
+    ) -> Result<Vec<Result<u64, EhrError>>, EhrError> {
         let mut keys = Vec::with_capacity(packs.len());
         for pack in packs {
             keys.push(match self.data_key(pack.person) {
@@ -392,13 +465,14 @@ impl Ehr {
                 Err(refused) => Err(refused),
             });
         }
-        let readings_total = packs.iter().map(|p| p.readings.len()).sum();
-        let mut nonces = seal::nonces(readings_total).into_iter();
+        let mut nonces = seal::nonces(packs.len()).into_iter();
         let tx = self.db.transaction()?;
         let first = next_seq(&tx)?;
         let mut results = Vec::with_capacity(packs.len());
-        let mut writer = RecordWriter::new(&tx, first, readings_total)?;
+        let mut writer = RecordWriter::new(&tx, &mut self.compressor, first, packs.len())?;
         for (pack, cipher) in packs.iter().zip(keys) {
+            // As many nonces were drawn as there are packs.
+            let nonce = nonces.next().unwrap_or_else(|| seal::nonces(1)[0]);
             let cipher = match cipher {
                 Ok(cipher) => cipher,
                 Err(refused) => {
@@ -406,6 +480,10 @@ impl Ehr {
                     continue;
                 }
             };
+            if pack.readings.is_empty() {
+                results.push(Err(EhrError::EmptyRecord));
+                continue;
+            }
             match accept_sequence(&tx, pack.device, pack.sequence) {
                 Ok(()) => {}
                 Err(EhrError::Database(error)) => return Err(EhrError::Database(error)),
@@ -414,13 +492,12 @@ impl Ehr {
                     continue;
                 }
             }
-            let pack_first = writer.next;
-            for reading in pack.readings {
-                // As many nonces were drawn as there are readings in all the packs.
-                let nonce = nonces.next().unwrap_or_else(|| seal::nonces(1)[0]);
-                writer.write(&cipher, &nonce, pack.person, reading)?;
-            }
-            results.push(Ok(pack_first..writer.next));
+            results.push(Ok(writer.write(
+                &cipher,
+                &nonce,
+                pack.person,
+                pack.readings,
+            )?));
         }
         let (_, leaves) = writer.finish()?;
         tx.commit()?;
@@ -596,10 +673,8 @@ impl Ehr {
 
     /// The audit path of record `seq` in the sealed batch `first..first + count`.
     fn sealed_path(&self, seq: u64, first: u64) -> Result<Vec<Digest>, EhrError> {
-        if let Some(leaves) = self.batch_leaves(first)? {
-            return Ok(merkle::inclusion_proof(&leaves, (seq - first) as usize).unwrap_or_default());
-        }
-        Ok(legacy_path(&self.db, seq)?.unwrap_or_default())
+        let leaves = self.batch_leaves(first)?.unwrap_or_default();
+        Ok(merkle::inclusion_proof(&leaves, (seq - first) as usize).unwrap_or_default())
     }
 
     /// The leaves stored when the batch starting at `first` was sealed.
@@ -636,15 +711,7 @@ impl Ehr {
                 continue;
             };
             let index = (seq - anchor.first_seq) as usize;
-            let proven = match &sealed {
-                Some(sealed) => sealed[index] == *leaf,
-                // Stores sealed before batches kept their leaves hold a path per record.
-                None => legacy_path(&self.db, seq)?.is_some_and(|path| {
-                    merkle::root_from_proof(leaf, index, anchor.count as usize, &path)
-                        == Some(anchor.root)
-                }),
-            };
-            if proven {
+            if sealed.as_ref().is_some_and(|sealed| sealed[index] == *leaf) {
                 report.verified += 1;
             } else {
                 report.altered.push(seq);
@@ -684,8 +751,8 @@ impl Ehr {
         Ok(identity)
     }
 
-    /// A person's Observations with effective time in `[from_ms, to_ms)`, oldest first, at most
-    /// `limit`; released only once the access is logged.
+    /// A person's Observations with effective time in `[from_ms, to_ms)`, oldest first (ties
+    /// in record order), at most `limit`; released only once the access is logged.
     pub fn read_observations(
         &mut self,
         accessor: &str,
@@ -699,43 +766,56 @@ impl Ehr {
             return Err(EhrError::LimitTooLarge(limit));
         }
         let key = self.data_key(person)?;
+        // Records are found by the span of their readings and scanned by their earliest one;
+        // once `limit` Observations are in hand, a record starting after the latest of them
+        // can only hold later ones.
         let mut query = self.db.prepare_cached(
-            "SELECT seq, metric, time_ms, nonce, ciphertext FROM records
-             WHERE person = ?1 AND time_ms >= ?2 AND time_ms < ?3 ORDER BY time_ms, seq LIMIT ?4",
+            "SELECT seq, time_ms, until_ms, readings, nonce, ciphertext FROM records
+             WHERE person = ?1 AND time_ms < ?3 AND until_ms >= ?2 ORDER BY time_ms, seq",
         )?;
-        let rows = query.query_map(
-            params![person.as_bytes(), from_ms, to_ms, limit as i64],
-            |row| {
-                Ok((
-                    row.get::<_, u64>(0)?,
-                    row.get::<_, u8>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, Vec<u8>>(3)?,
-                    row.get::<_, Vec<u8>>(4)?,
-                ))
-            },
-        )?;
-        let mut observations = Vec::new();
-        for row in rows {
-            let (seq, metric, time, nonce, ciphertext) = row?;
-            let metric = Metric::ALL
-                .into_iter()
-                .find(|m| m.code() == metric)
+        let mut rows = query.query(params![person.as_bytes(), from_ms, to_ms])?;
+        let mut found: Vec<(TimestampMs, u64, u32, serde_json::Value)> = Vec::new();
+        while let Some(row) = rows.next()? {
+            let seq: u64 = row.get(0)?;
+            let span: (i64, i64) = (row.get(1)?, row.get(2)?);
+            if found.len() >= limit {
+                found.sort_unstable_by_key(|(time, seq, index, _)| (*time, *seq, *index));
+                found.truncate(limit);
+                if found.last().is_some_and(|(latest, ..)| span.0 > *latest) {
+                    break;
+                }
+            }
+            let count: u32 = row.get(3)?;
+            let nonce: Vec<u8> = row.get(4)?;
+            let ciphertext: Vec<u8> = row.get(5)?;
+            let bundle = open_record(&key, seq, person, span, count, &nonce, &ciphertext)
                 .ok_or(EhrError::Undecryptable(person))?;
-            let plaintext = seal::open(
-                &key,
-                &nonce,
-                &record_aad(seq, person, metric, time),
-                &ciphertext,
-            )
-            .ok_or(EhrError::Undecryptable(person))?;
-            observations.push(
-                serde_json::from_slice(&plaintext).map_err(|_| EhrError::Undecryptable(person))?,
-            );
+            let serde_json::Value::Object(mut bundle) = bundle else {
+                return Err(EhrError::Undecryptable(person));
+            };
+            let Some(serde_json::Value::Array(entries)) = bundle.remove("entry") else {
+                return Err(EhrError::Undecryptable(person));
+            };
+            for (index, mut entry) in entries.into_iter().enumerate() {
+                let observation = entry["resource"].take();
+                let effective = observation["effectiveDateTime"]
+                    .as_str()
+                    .and_then(fhir::parse_rfc3339_utc)
+                    .ok_or(EhrError::Undecryptable(person))?;
+                if (from_ms..to_ms).contains(&effective) {
+                    found.push((effective, seq, index as u32, observation));
+                }
+            }
         }
+        drop(rows);
         drop(query);
+        found.sort_unstable_by_key(|(time, seq, index, _)| (*time, *seq, *index));
+        found.truncate(limit);
         self.log_access(accessor, person, AccessKind::Records, time_ms, log)?;
-        Ok(observations)
+        Ok(found
+            .into_iter()
+            .map(|(.., observation)| observation)
+            .collect())
     }
 
     fn log_access(
@@ -801,8 +881,10 @@ fn next_seq(tx: &rusqlite::Transaction<'_>) -> Result<u64, EhrError> {
 struct RecordWriter<'t> {
     tx: &'t rusqlite::Transaction<'t>,
     insert: rusqlite::CachedStatement<'t>,
+    compressor: &'t mut zstd::bulk::Compressor<'static>,
     next: u64,
-    plaintext: Vec<u8>,
+    bundle: Vec<u8>,
+    sealed: Vec<u8>,
     aad: Vec<u8>,
     leaves: Vec<Digest>,
 }
@@ -810,54 +892,74 @@ struct RecordWriter<'t> {
 impl<'t> RecordWriter<'t> {
     fn new(
         tx: &'t rusqlite::Transaction<'t>,
+        compressor: &'t mut zstd::bulk::Compressor<'static>,
         first: u64,
         capacity: usize,
     ) -> Result<Self, EhrError> {
         Ok(Self {
             tx,
             insert: tx.prepare_cached(
-                "INSERT INTO records (seq, person, device, metric, time_ms, nonce, ciphertext)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO records
+                 (seq, person, device, time_ms, until_ms, readings, nonce, ciphertext)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?,
+            compressor,
             next: first,
-            plaintext: Vec::with_capacity(fhir::OBSERVATION_BYTES_TYPICAL),
+            bundle: Vec::with_capacity(16 * fhir::OBSERVATION_BYTES_TYPICAL),
+            sealed: Vec::with_capacity(4 * fhir::OBSERVATION_BYTES_TYPICAL),
             aad: Vec::with_capacity(RECORD_AAD_LEN),
             leaves: Vec::with_capacity(capacity),
         })
     }
 
+    /// Stores `readings` (one device's, at least one) as the next record; returns its number.
     fn write(
         &mut self,
         cipher: &seal::Cipher,
         nonce: &[u8; seal::NONCE_LEN],
         person: PersonId,
-        reading: &Reading,
-    ) -> Result<(), EhrError> {
+        readings: &[Reading],
+    ) -> Result<u64, EhrError> {
+        let (Some(first), Ok(count)) = (readings.first(), u32::try_from(readings.len())) else {
+            return Err(EhrError::EmptyRecord);
+        };
         let seq = self.next;
-        self.plaintext.clear();
-        fhir::write_observation(&mut self.plaintext, seq, person, reading);
-        record_aad_into(&mut self.aad, seq, person, reading.metric, reading.time_ms);
-        seal::seal_in_place(cipher, nonce, &self.aad, &mut self.plaintext);
+        let span = readings.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| {
+            (lo.min(r.time_ms), hi.max(r.time_ms))
+        });
+        self.bundle.clear();
+        fhir::write_bundle(&mut self.bundle, seq, person, readings);
+        self.sealed.clear();
+        self.sealed
+            .reserve(zstd::zstd_safe::compress_bound(self.bundle.len()));
+        self.compressor
+            .compress_to_buffer(&self.bundle, &mut self.sealed)
+            .map_err(|error| EhrError::Compression(error.to_string()))?;
+        record_aad_into(&mut self.aad, seq, person, span, count);
+        seal::seal_in_place(cipher, nonce, &self.aad, &mut self.sealed);
+        let device = first.device.as_str();
         let columns = [
             ValueRef::Blob(person.as_bytes()),
-            ValueRef::Text(reading.device.as_str().as_bytes()),
-            ValueRef::Integer(i64::from(reading.metric.code())),
-            ValueRef::Integer(reading.time_ms),
+            ValueRef::Text(device.as_bytes()),
+            ValueRef::Integer(span.0),
+            ValueRef::Integer(span.1),
+            ValueRef::Integer(i64::from(count)),
             ValueRef::Blob(nonce),
-            ValueRef::Blob(&self.plaintext),
+            ValueRef::Blob(&self.sealed),
         ];
         self.insert.execute(params![
             seq,
             person.as_bytes(),
-            reading.device.as_str(),
-            reading.metric.code(),
-            reading.time_ms,
+            device,
+            span.0,
+            span.1,
+            count,
             nonce,
-            self.plaintext
+            self.sealed
         ])?;
         self.leaves.push(record_leaf(seq, &columns));
         self.next += 1;
-        Ok(())
+        Ok(seq)
     }
 
     /// Records the next sequence number; returns it with the leaves written.
@@ -867,6 +969,25 @@ impl<'t> RecordWriter<'t> {
             .execute([self.next])?;
         Ok((self.next, self.leaves))
     }
+}
+
+/// Decrypts and decompresses a record into its Bundle; `None` if anything was altered.
+fn open_record(
+    key: &SecretKey,
+    seq: u64,
+    person: PersonId,
+    span: (TimestampMs, TimestampMs),
+    count: u32,
+    nonce: &[u8],
+    ciphertext: &[u8],
+) -> Option<serde_json::Value> {
+    let mut aad = Vec::with_capacity(RECORD_AAD_LEN);
+    record_aad_into(&mut aad, seq, person, span, count);
+    let compressed = seal::open(key, nonce, &aad, ciphertext)?;
+    // Authentic here (the AEAD checked it), so the bound only guards against our own bugs.
+    let capacity = (count as usize).saturating_mul(OBSERVATION_BYTES_MAX) + 256;
+    let json = zstd::bulk::decompress(&compressed, capacity).ok()?;
+    serde_json::from_slice(&json).ok()
 }
 
 /// Records a device's pack sequence number inside `tx`, or refuses it: a replay of a pack in the
@@ -917,37 +1038,31 @@ fn aad(domain: &[u8], person: PersonId, rest: &[u8]) -> Vec<u8> {
 }
 
 /// Bytes of a record's associated data.
-const RECORD_AAD_LEN: usize = RECORD_DOMAIN.len() + 16 + 8 + 1 + 8;
+const RECORD_AAD_LEN: usize = RECORD_DOMAIN.len() + 16 + 8 + 8 + 8 + 4;
 
-/// Binds a record's ciphertext to its row: moving it to another sequence number, person,
-/// metric or time makes it fail to decrypt.
-fn record_aad(seq: u64, person: PersonId, metric: Metric, time_ms: TimestampMs) -> Vec<u8> {
-    let mut out = Vec::with_capacity(RECORD_AAD_LEN);
-    record_aad_into(&mut out, seq, person, metric, time_ms);
-    out
-}
-
-/// [`record_aad`] into a reused buffer (ingestion writes one per reading).
+/// Binds a record's ciphertext to its row: moving it to another sequence number or person, or
+/// changing the span or count of its readings, makes it fail to decrypt.
 fn record_aad_into(
     out: &mut Vec<u8>,
     seq: u64,
     person: PersonId,
-    metric: Metric,
-    time_ms: TimestampMs,
+    (from_ms, until_ms): (TimestampMs, TimestampMs),
+    readings: u32,
 ) {
     out.clear();
     out.extend_from_slice(RECORD_DOMAIN);
     out.extend_from_slice(person.as_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
-    out.push(metric.code());
-    out.extend_from_slice(&time_ms.to_be_bytes());
+    out.extend_from_slice(&from_ms.to_be_bytes());
+    out.extend_from_slice(&until_ms.to_be_bytes());
+    out.extend_from_slice(&readings.to_be_bytes());
 }
 
 /// Leaves of records `first..=last` that are present, in order.
 fn load_leaves(db: &Connection, first: u64, last: u64) -> Result<Vec<(u64, Digest)>, EhrError> {
     let mut query = db.prepare_cached(
-        "SELECT seq, person, device, metric, time_ms, nonce, ciphertext FROM records
-         WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
+        "SELECT seq, person, device, time_ms, until_ms, readings, nonce, ciphertext
+         FROM records WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq",
     )?;
     let rows = query.query_map([first, last], |row| {
         let seq: u64 = row.get(0)?;
@@ -958,18 +1073,19 @@ fn load_leaves(db: &Connection, first: u64, last: u64) -> Result<Vec<(u64, Diges
             row.get_ref(4)?,
             row.get_ref(5)?,
             row.get_ref(6)?,
+            row.get_ref(7)?,
         ];
         Ok((seq, record_leaf(seq, &columns)))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// A record's leaf: its sequence number and every stored column (person, device, metric,
-/// time, nonce, ciphertext) with its storage type, so any change to a stored byte changes it,
-/// and a tampered column of an unexpected type is reported altered rather than failing the
-/// whole verification.
-fn record_leaf(seq: u64, columns: &[ValueRef<'_>; 6]) -> Digest {
-    let mut content = Vec::with_capacity(384);
+/// A record's leaf: its sequence number and every stored column (person, device, span, count,
+/// nonce, ciphertext) with its storage type, so any change to a stored byte changes it, and a
+/// tampered column of an unexpected type is reported altered rather than failing the whole
+/// verification.
+fn record_leaf(seq: u64, columns: &[ValueRef<'_>; 7]) -> Digest {
+    let mut content = Vec::with_capacity(1024);
     for column in columns {
         match *column {
             ValueRef::Null => content.push(0),
@@ -985,22 +1101,8 @@ fn record_leaf(seq: u64, columns: &[ValueRef<'_>; 6]) -> Digest {
             ValueRef::Blob(bytes) => push_bytes(&mut content, 4, bytes),
         }
     }
-    let digest = vigil_core::digest("vigil/ehr/leaf/v1", &[&seq.to_be_bytes(), &content]);
+    let digest = vigil_core::digest("vigil/ehr/leaf/v2", &[&seq.to_be_bytes(), &content]);
     merkle::leaf_hash(&digest)
-}
-
-/// A record's audit path as stores sealed before batches kept their leaves recorded it: in
-/// its own table, or earlier in the record's row.
-fn legacy_path(db: &Connection, seq: u64) -> Result<Option<Vec<Digest>>, EhrError> {
-    let path: Option<Vec<u8>> = db
-        .prepare_cached(
-            "SELECT COALESCE((SELECT path FROM record_proofs WHERE seq = ?1),
-                             (SELECT proof FROM records WHERE seq = ?1))",
-        )?
-        .query_row([seq], |row| row.get(0))
-        .optional()?
-        .flatten();
-    Ok(path.map(|path| digests(&path)))
 }
 
 /// 32-byte digests laid end to end.

@@ -41,10 +41,11 @@ fn store_with(readings: usize) -> (Ehr, PersonId) {
     let mut ehr = Ehr::open_in_memory(SecretKey::random()).expect("opens");
     let person = PersonId::random();
     ehr.register_person(person, &identity()).expect("registers");
-    let batch: Vec<_> = (0..readings)
-        .map(|i| temperature(3_700 + i as i32, i as i64 * 1_000))
-        .collect();
-    ehr.append(person, &batch).expect("appends");
+    // One record per reading, so tests can name and tamper with each.
+    for i in 0..readings {
+        ehr.append(person, &[temperature(3_700 + i as i32, i as i64 * 1_000)])
+            .expect("appends");
+    }
     (ehr, person)
 }
 
@@ -186,7 +187,7 @@ fn altered_missing_and_extra_records_are_named() {
         .expect("appends");
     ehr.db
         .execute(
-            "INSERT INTO records SELECT seq + 50, person, device, metric, time_ms, nonce, ciphertext, NULL
+            "INSERT INTO records SELECT seq + 50, person, device, time_ms, until_ms, readings, nonce, ciphertext
              FROM records WHERE seq = 10",
             [],
         )
@@ -237,6 +238,29 @@ fn leaves_kept_at_writing_equal_those_read_back_and_prove_each_record() {
 }
 
 #[test]
+fn reads_pick_observations_by_time_across_overlapping_records() {
+    let (mut ehr, person) = store_with(0);
+    let a = [0, 20_000, 40_000].map(|t| temperature(3_700, t));
+    let b = [10_000, 30_000].map(|t| temperature(3_800, t));
+    assert_eq!(ehr.append(person, &a).expect("appends"), 1);
+    assert_eq!(ehr.append(person, &b).expect("appends"), 2);
+    let mut read = |window: (i64, i64), limit| -> Vec<String> {
+        ehr.read_observations("x", person, window, limit, 0, &mut MemoryLog::default())
+            .expect("reads")
+            .iter()
+            .map(|o| o["id"].as_str().expect("id").to_owned())
+            .collect()
+    };
+    let window = (T0_MS + 5_000, T0_MS + 35_000);
+    assert_eq!(read(window, 10), ["2-0", "1-1", "2-1"]);
+    assert_eq!(read(window, 2), ["2-0", "1-1"]);
+    assert_eq!(read((T0_MS, T0_MS + 1), 10), ["1-0"]);
+    // A window between readings of a record that spans it holds none.
+    assert!(read((T0_MS + 41_000, i64::MAX), 10).is_empty());
+    assert!(read((T0_MS + 1, T0_MS + 9_999), 10).is_empty());
+}
+
+#[test]
 fn erasure_makes_data_unreadable_and_leaves_verification_green() {
     let (mut ehr, person) = store_with(4);
     let anchor = ehr.seal_batch().expect("seals").expect("a batch");
@@ -282,7 +306,7 @@ fn the_file_holds_no_plaintext_and_survives_a_restart() {
         .read_observations("x", person, (0, i64::MAX), 10, 0, &mut MemoryLog::default())
         .expect("reads");
     assert_eq!(observations.len(), 2);
-    assert_eq!(observations[1]["id"], "2");
+    assert_eq!(observations[1]["id"], "2-0");
     drop(ehr);
 
     let mut bytes = std::fs::read(&path).expect("reads file");
@@ -316,10 +340,7 @@ fn each_pack_is_stored_exactly_once_even_out_of_order() {
     let (mut ehr, person) = store_with(0);
     let device: vigil_core::DeviceId = "thermo-01".parse().expect("valid");
     let pack = [temperature(3_700, 0)];
-    assert_eq!(
-        ehr.append_pack(person, &device, 10, &pack).expect("new"),
-        [1]
-    );
+    assert_eq!(ehr.append_pack(person, &device, 10, &pack).expect("new"), 1);
     assert!(matches!(
         ehr.append_pack(person, &device, 10, &pack),
         Err(EhrError::Replayed { .. })
@@ -328,7 +349,7 @@ fn each_pack_is_stored_exactly_once_even_out_of_order() {
     assert_eq!(
         ehr.append_pack(person, &device, 9, &pack)
             .expect("late but new"),
-        [2]
+        2
     );
     assert!(matches!(
         ehr.append_pack(person, &device, 9, &pack),
@@ -339,7 +360,7 @@ fn each_pack_is_stored_exactly_once_even_out_of_order() {
     assert_eq!(
         ehr.append_pack(person, &other, 10, &pack)
             .expect("other device"),
-        [3]
+        3
     );
     // Far ahead, then something older than the window.
     ehr.append_pack(person, &device, 10 + REPLAY_WINDOW, &pack)
@@ -352,7 +373,7 @@ fn each_pack_is_stored_exactly_once_even_out_of_order() {
     assert_eq!(
         ehr.append_pack(person, &device, 11, &pack)
             .expect("inside the window"),
-        [5]
+        5
     );
     assert!(matches!(
         ehr.append_pack(person, &device, 11, &pack),
@@ -396,10 +417,10 @@ fn a_batch_stores_each_new_pack_once_and_refused_packs_change_nothing() {
         ])
         .expect("the database works");
     assert_eq!(results.len(), 4);
-    assert_eq!(results[0].as_ref().expect("new"), &(1..3));
+    assert_eq!(results[0].as_ref().expect("new"), &1);
     assert!(matches!(results[1], Err(EhrError::Replayed { .. })));
     assert!(matches!(results[2], Err(EhrError::UnknownPerson(_))));
-    assert_eq!(results[3].as_ref().expect("new"), &(3..4));
+    assert_eq!(results[3].as_ref().expect("new"), &2);
     // Re-sending the whole batch stores nothing more.
     let again = ehr
         .append_packs(&[
@@ -412,7 +433,7 @@ fn a_batch_stores_each_new_pack_once_and_refused_packs_change_nothing() {
             .iter()
             .all(|r| matches!(r, Err(EhrError::Replayed { .. })))
     );
-    let anchor = ehr.seal_batch().expect("seals").expect("three records");
-    assert_eq!((anchor.first_seq, anchor.count), (1, 3));
+    let anchor = ehr.seal_batch().expect("seals").expect("two records");
+    assert_eq!((anchor.first_seq, anchor.count), (1, 2));
     assert!(ehr.verify(&[anchor]).expect("verifies").is_intact());
 }

@@ -1,6 +1,7 @@
 //! Ingestion: how signed packs get from a master device into the node.
 //!
-//! - [`admit`]: parse, validate and authenticate a pack against the enrolled devices (pure).
+//! - [`admit`]: parse, validate and authenticate a pack against the enrolled devices (pure);
+//!   [`admit_all`] the same for many packs, their signatures checked in one batch.
 //! - [`mqtt`]: the embedded MQTT broker (or an external one) and the ingestion loop.
 //! - [`outbox`]: the master device's durable outbox and its MQTT publisher.
 //! - [`topic`]: the topic layout.
@@ -10,4 +11,6 @@ pub mod mqtt;
 pub mod outbox;
 pub mod topic;
 
-pub use admit::{Admitted, DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply, admit};
+pub use admit::{
+    Admitted, DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply, admit, admit_all,
+};

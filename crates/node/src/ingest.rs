@@ -187,21 +187,24 @@ impl Node {
         replies
     }
 
-    /// Admits every pack, on several threads when the batch is large enough to pay for them.
+    /// Admits every pack, on several threads when the batch is large enough to pay for them;
+    /// each thread checks its packs' signatures in one batch.
     fn admit_all(&self, packs: &[Incoming<'_>]) -> Vec<Result<Admitted, Rejected>> {
         let directory = LedgerDirectory(&self.ledger);
-        let admit = |p: &Incoming<'_>| vigil_gateway::admit(&directory, p.bytes, p.person);
+        let admit = |part: &[Incoming<'_>]| {
+            vigil_gateway::admit_all(&directory, part.iter().map(|p| (p.bytes, p.person)))
+        };
         let threads = std::thread::available_parallelism()
             .map_or(1, usize::from)
             .min(ADMIT_THREADS_MAX);
         if packs.len() < PARALLEL_ADMIT_MIN || threads < 2 {
-            return packs.iter().map(admit).collect();
+            return admit(packs);
         }
         let chunk = packs.len().div_ceil(threads);
         std::thread::scope(|scope| {
             let workers: Vec<_> = packs
                 .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(admit).collect::<Vec<_>>()))
+                .map(|part| scope.spawn(move || admit(part)))
                 .collect();
             workers
                 .into_iter()

@@ -192,6 +192,60 @@ impl UnverifiedPack {
         })
     }
 
+    /// Checks many packs, each against its device's key, giving each the answer
+    /// [`UnverifiedPack::verify`] would: one batch equation for the lot, and only when it fails
+    /// a check of each (see `DevicePublicKey::verify_batch` for how a batch pass differs from
+    /// strict verification). Ingestion checks thousands of packs a second; this halves the cost
+    /// of the most expensive step.
+    pub fn verify_all(
+        packs: Vec<(UnverifiedPack, DevicePublicKey)>,
+    ) -> Vec<Result<SignedPack, PackError>> {
+        let messages: Vec<Option<(Vec<u8>, [u8; 64])>> = packs
+            .iter()
+            .map(|(pack, _)| match (pack.sequence, pack.signature) {
+                (Some(sequence), Some(signature)) => Some((
+                    signed_message(&pack.device, sequence, &pack.readings),
+                    signature,
+                )),
+                _ => None,
+            })
+            .collect();
+        let items: Option<Vec<crate::keys::SignedMessage<'_>>> = messages
+            .iter()
+            .zip(&packs)
+            .map(|(signed, (_, key))| {
+                signed
+                    .as_ref()
+                    .map(|(message, signature)| (message.as_slice(), signature, key))
+            })
+            .collect();
+        let all_valid = items
+            .as_deref()
+            .is_some_and(|items| !items.is_empty() && DevicePublicKey::verify_batch(items));
+        packs
+            .into_iter()
+            .zip(messages)
+            .map(|((pack, key), signed)| match signed {
+                Some((message, signature)) if all_valid || key.verify(&message, &signature) => {
+                    Ok(pack.into_signed(signature))
+                }
+                Some(_) => Err(PackError::BadSignature {
+                    device: pack.device,
+                }),
+                None => Err(PackError::Unsigned),
+            })
+            .collect()
+    }
+
+    fn into_signed(self, signature: [u8; 64]) -> SignedPack {
+        SignedPack {
+            device: self.device,
+            sequence: self.sequence.unwrap_or_default(),
+            signature,
+            readings: self.readings,
+        }
+    }
+
     /// The readings without any signature check, for offline tools that evaluate recorded
     /// files (`vigil contracts eval`). Never use this on the ingestion path.
     pub fn into_readings_unverified(self) -> Vec<Reading> {

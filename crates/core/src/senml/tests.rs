@@ -368,6 +368,47 @@ fn forged_altered_and_unsigned_packs_fail_verification() {
     assert_eq!(parsed.verify(&key.public()), Err(PackError::Unsigned));
 }
 
+proptest! {
+    /// Checking packs together gives each the answer checking it alone gives, whichever of
+    /// them are forged, signed by another key or unsigned.
+    #[test]
+    fn batch_verification_answers_each_pack_as_single_verification(
+        faults in proptest::collection::vec(0u8..4, 1..12),
+    ) {
+        let key = DeviceKey::from_seed([1; 32]);
+        let other = DeviceKey::from_seed([2; 32]);
+        let packs: Vec<(UnverifiedPack, DevicePublicKey)> = faults
+            .iter()
+            .enumerate()
+            .map(|(i, fault)| {
+                let mut draft = PackDraft::new(device(), i as u64 + 1);
+                draft.push(Metric::HeartRate, T0_MS + i as i64, Value::Scalar(700 + i as i32));
+                let json = String::from_utf8(draft.sign(&key).to_json()).expect("utf8");
+                let json = match fault {
+                    // Altered after signing.
+                    1 => json.replacen("\"v\":", "\"v\":1", 1),
+                    // Unsigned.
+                    2 => json.replacen(",\"sig_\"", ",\"x_sig\"", 1),
+                    _ => json,
+                };
+                let parsed = UnverifiedPack::from_json(json.as_bytes()).expect("parses");
+                let enrolled = if *fault == 3 { other.public() } else { key.public() };
+                (parsed, enrolled)
+            })
+            .collect();
+        let alone: Vec<_> = packs
+            .iter()
+            .cloned()
+            .map(|(pack, key)| pack.verify(&key))
+            .collect();
+        let together = UnverifiedPack::verify_all(packs);
+        prop_assert_eq!(&together, &alone);
+        for (result, fault) in together.iter().zip(&faults) {
+            prop_assert_eq!(result.is_ok(), *fault == 0);
+        }
+    }
+}
+
 fn arbitrary_reading() -> impl Strategy<Value = (Metric, i64, Value)> {
     let scalar = proptest::sample::select(&Metric::ALL[..8]).prop_flat_map(|metric| {
         let (min, max) = metric.plausible_range();
