@@ -124,13 +124,15 @@ pub struct Identity {
     pub phone: String,
 }
 
-/// What the ledger records for one batch of records: which records (`first_seq`, `count`) and
-/// the Merkle root over their leaves.
+/// What the ledger records for one batch of records: which records (`first_seq`, `count`), the
+/// Merkle root over their leaves, and the span of their readings' effective times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Anchor {
     pub first_seq: u64,
     pub count: u64,
     pub root: Digest,
+    pub from_ms: TimestampMs,
+    pub to_ms: TimestampMs,
 }
 
 /// One device pack for [`Ehr::append_packs`]: whose readings, from which device, under which
@@ -245,10 +247,12 @@ impl Checkpointer {
     }
 }
 
-/// The leaves of records `first_seq..first_seq + leaves.len()`, all stored, none sealed.
+/// The leaves of records `first_seq..first_seq + leaves.len()`, all stored, none sealed, and
+/// the span of their readings' times.
 struct Unsealed {
     first_seq: u64,
     leaves: Vec<Digest>,
+    span: Option<(TimestampMs, TimestampMs)>,
 }
 
 impl Ehr {
@@ -307,7 +311,8 @@ impl Ehr {
              CREATE TABLE IF NOT EXISTS batch_leaves (
                  first_seq INTEGER PRIMARY KEY, leaves BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS anchors (
-                 first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, root BLOB NOT NULL);
+                 first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, root BLOB NOT NULL,
+                 from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS access_log (
                  accessor TEXT NOT NULL, person BLOB NOT NULL, kind TEXT NOT NULL,
                  time_ms INTEGER NOT NULL);",
@@ -416,9 +421,9 @@ impl Ehr {
         let first = next_seq(&tx)?;
         let mut writer = RecordWriter::new(&tx, &mut self.compressor, first, 1)?;
         let seq = writer.write(&cipher, &nonce, person, readings)?;
-        let (_, leaves) = writer.finish()?;
+        let written = writer.finish()?;
         tx.commit()?;
-        self.remember_unsealed(first, leaves);
+        self.remember_unsealed(first, written);
         Ok(seq)
     }
 
@@ -499,17 +504,18 @@ impl Ehr {
                 pack.readings,
             )?));
         }
-        let (_, leaves) = writer.finish()?;
+        let written = writer.finish()?;
         tx.commit()?;
-        self.remember_unsealed(first, leaves);
+        self.remember_unsealed(first, written);
         Ok(results)
     }
 
     /// Keeps the leaves of records just committed, if they follow those already kept.
-    fn remember_unsealed(&mut self, first: u64, leaves: Vec<Digest>) {
+    fn remember_unsealed(&mut self, first: u64, written: Written) {
         match &mut self.unsealed {
             Some(unsealed) if unsealed.first_seq + unsealed.leaves.len() as u64 == first => {
-                unsealed.leaves.extend(leaves);
+                unsealed.leaves.extend(written.leaves);
+                unsealed.span = widen(unsealed.span, written.span);
             }
             _ => self.unsealed = None,
         }
@@ -536,34 +542,51 @@ impl Ehr {
             self.unsealed = Some(Unsealed {
                 first_seq,
                 leaves: Vec::new(),
+                span: None,
             });
             return Ok(None);
         }
-        let leaves = match unsealed {
+        let (leaves, span) = match unsealed {
             Some(kept)
                 if kept.first_seq == first_seq && kept.leaves.len() as u64 == next - first_seq =>
             {
-                kept.leaves
+                (kept.leaves, kept.span)
             }
-            _ => load_leaves(&tx, first_seq, next - 1)?
-                .into_iter()
-                .map(|(_, leaf)| leaf)
-                .collect(),
+            _ => (
+                load_leaves(&tx, first_seq, next - 1)?
+                    .into_iter()
+                    .map(|(_, leaf)| leaf)
+                    .collect(),
+                tx.query_row(
+                    "SELECT MIN(time_ms), MAX(until_ms) FROM records WHERE seq BETWEEN ?1 AND ?2",
+                    [first_seq, next - 1],
+                    |row| Ok(row.get::<_, Option<i64>>(0)?.zip(row.get(1)?)),
+                )?,
+            ),
         };
+        let (from_ms, to_ms) = span.unwrap_or_default();
         // Records are only ever appended in this range, so every sequence number is present.
         debug_assert_eq!(leaves.len() as u64, next - first_seq);
         let anchor = Anchor {
             first_seq,
             count: leaves.len() as u64,
             root: merkle::root(&leaves),
+            from_ms,
+            to_ms: to_ms.max(from_ms),
         };
         tx.execute(
             "INSERT INTO batch_leaves VALUES (?1, ?2)",
             params![first_seq, leaves.concat()],
         )?;
         tx.execute(
-            "INSERT INTO anchors VALUES (?1, ?2, ?3)",
-            params![anchor.first_seq, anchor.count, anchor.root],
+            "INSERT INTO anchors VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                anchor.first_seq,
+                anchor.count,
+                anchor.root,
+                anchor.from_ms,
+                anchor.to_ms
+            ],
         )?;
         tx.execute(
             "UPDATE meta SET value = ?1 WHERE name = 'sealed_through'",
@@ -573,21 +596,31 @@ impl Ehr {
         self.unsealed = Some(Unsealed {
             first_seq: next,
             leaves: Vec::new(),
+            span: None,
         });
         Ok(Some(anchor))
     }
 
     /// The anchors this store sealed, in order.
     pub fn sealed_anchors(&self) -> Result<Vec<Anchor>, EhrError> {
-        let mut query = self
-            .db
-            .prepare("SELECT first_seq, count, root FROM anchors ORDER BY first_seq")?;
-        let anchors = query.query_map([], |row| {
+        self.sealed_anchors_from(1)
+    }
+
+    /// The anchors this store sealed for records from `first_seq` on, in order: those the node
+    /// must still see on the ledger.
+    pub fn sealed_anchors_from(&self, first_seq: u64) -> Result<Vec<Anchor>, EhrError> {
+        let mut query = self.db.prepare_cached(
+            "SELECT first_seq, count, root, from_ms, to_ms FROM anchors
+             WHERE first_seq >= ?1 ORDER BY first_seq",
+        )?;
+        let anchors = query.query_map([first_seq], |row| {
             let root: Vec<u8> = row.get(2)?;
             Ok(Anchor {
                 first_seq: row.get(0)?,
                 count: row.get(1)?,
                 root: root.try_into().unwrap_or([0; 32]),
+                from_ms: row.get(3)?,
+                to_ms: row.get(4)?,
             })
         })?;
         Ok(anchors.collect::<Result<_, _>>()?)
@@ -887,6 +920,23 @@ struct RecordWriter<'t> {
     sealed: Vec<u8>,
     aad: Vec<u8>,
     leaves: Vec<Digest>,
+    span: Option<(TimestampMs, TimestampMs)>,
+}
+
+/// What a [`RecordWriter`] wrote: the leaves of its records and the span of their readings.
+struct Written {
+    leaves: Vec<Digest>,
+    span: Option<(TimestampMs, TimestampMs)>,
+}
+
+fn widen(
+    a: Option<(TimestampMs, TimestampMs)>,
+    b: Option<(TimestampMs, TimestampMs)>,
+) -> Option<(TimestampMs, TimestampMs)> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some((a.0.min(b.0), a.1.max(b.1))),
+        (a, b) => a.or(b),
+    }
 }
 
 impl<'t> RecordWriter<'t> {
@@ -909,6 +959,7 @@ impl<'t> RecordWriter<'t> {
             sealed: Vec::with_capacity(4 * fhir::OBSERVATION_BYTES_TYPICAL),
             aad: Vec::with_capacity(RECORD_AAD_LEN),
             leaves: Vec::with_capacity(capacity),
+            span: None,
         })
     }
 
@@ -958,16 +1009,20 @@ impl<'t> RecordWriter<'t> {
             self.sealed
         ])?;
         self.leaves.push(record_leaf(seq, &columns));
+        self.span = widen(self.span, Some(span));
         self.next += 1;
         Ok(seq)
     }
 
-    /// Records the next sequence number; returns it with the leaves written.
-    fn finish(self) -> Result<(u64, Vec<Digest>), EhrError> {
+    /// Records the next sequence number; returns what was written.
+    fn finish(self) -> Result<Written, EhrError> {
         self.tx
             .prepare_cached("UPDATE meta SET value = ?1 WHERE name = 'next_seq'")?
             .execute([self.next])?;
-        Ok((self.next, self.leaves))
+        Ok(Written {
+            leaves: self.leaves,
+            span: self.span,
+        })
     }
 }
 

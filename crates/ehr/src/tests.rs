@@ -203,6 +203,7 @@ fn leaves_kept_at_writing_equal_those_read_back_and_prove_each_record() {
         .expect("appends");
     // Kept in memory since the writes, not read back.
     let anchor = ehr.seal_batch().expect("seals").expect("a batch");
+    assert_eq!((anchor.from_ms, anchor.to_ms), (T0_MS, T0_MS + 60_000));
     let read_back: Vec<Digest> = load_leaves(&ehr.db, 1, 7)
         .expect("reads")
         .into_iter()
@@ -218,6 +219,11 @@ fn leaves_kept_at_writing_equal_those_read_back_and_prove_each_record() {
         .expect("appends");
     let second = ehr.seal_batch().expect("seals").expect("a batch");
     assert_eq!((second.first_seq, second.count), (8, 2));
+    assert_eq!(
+        (second.from_ms, second.to_ms),
+        (T0_MS + 61_000, T0_MS + 62_000)
+    );
+    assert_eq!(ehr.sealed_anchors_from(8).expect("reads"), [second]);
     assert!(ehr.verify(&[anchor, second]).expect("verifies").is_intact());
 
     // Every record's proof checks against its anchor, and an altered neighbour leaves a

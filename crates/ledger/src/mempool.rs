@@ -82,6 +82,19 @@ impl Mempool {
         Ok(())
     }
 
+    /// The first nonce from `next` (the signer's next in the finalized state) that no pending
+    /// transaction of the signer holds: where the signer's next transaction goes. A dropped
+    /// transaction leaves its nonce free again, so a signer never waits behind a gap.
+    pub fn next_free_nonce(&self, signer: &PublicKey, next: u64) -> u64 {
+        let mut nonce = next;
+        if let Some(queue) = self.by_signer.get(signer) {
+            while queue.contains_key(&nonce) {
+                nonce += 1;
+            }
+        }
+        nonce
+    }
+
     /// Whether this exact transaction (same bytes, hence same signature) is pending: its
     /// signature was checked on admission and need not be checked again.
     pub fn contains_exact(&self, tx: &Tx) -> bool {

@@ -285,6 +285,21 @@ impl Ledger {
         self.chain.lock().state.view().next_nonce(signer)
     }
 
+    /// The nonce the signer's next transaction should carry: after the finalized state's and
+    /// after every consecutive one pending here. When a pending transaction was dropped (it
+    /// kept failing to apply), its nonce is handed out again instead of leaving the signer's
+    /// later transactions waiting forever behind the gap.
+    pub fn next_free_nonce(&self, signer: &PublicKey) -> u64 {
+        let chain = self.chain.lock();
+        let next = chain.state.view().next_nonce(signer);
+        chain.mempool.next_free_nonce(signer, next)
+    }
+
+    /// Whether this exact transaction is waiting in this validator's mempool.
+    pub fn is_pending(&self, tx: &Tx) -> bool {
+        self.chain.lock().mempool.contains_exact(tx)
+    }
+
     /// Pending transactions in the mempool.
     pub fn mempool_len(&self) -> usize {
         self.chain.lock().mempool.len()

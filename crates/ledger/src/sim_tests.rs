@@ -46,6 +46,8 @@ fn anchors(keys: &Keys, chain_id: &[u8; 32], first: u64, count: u64) -> Vec<Tx> 
                 chain_id,
                 nonce,
                 TxBody::EhrAnchor {
+                    // Anchor `k` covers `1 + k` records, following the ones before it.
+                    first_seq: 1 + nonce + nonce * nonce.saturating_sub(1) / 2,
                     root: [nonce as u8; 32],
                     count: 1 + nonce as u32,
                     from_ms: nonce as i64,
@@ -283,6 +285,7 @@ fn a_validator_proposing_an_invalid_transaction_is_rejected() {
             &cluster.genesis.chain_id,
             0,
             TxBody::EhrAnchor {
+                first_seq: 1,
                 root: [6; 32],
                 count: 1,
                 from_ms: 0,

@@ -102,6 +102,8 @@ pub enum Rejection {
     EmptyAnchor,
     #[error("anchor time range is reversed")]
     AnchorTimeRange,
+    #[error("this gateway's next anchor must start at record {expected}, not {got}")]
+    AnchorOutOfOrder { expected: u64, got: u64 },
     #[error("a statistics query needs a non-empty specification")]
     EmptyQuery,
     #[error("unknown statistics query")]
@@ -167,6 +169,8 @@ pub struct AlertRecord {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnchorRecord {
+    /// The first health record covered; the signer's anchors cover consecutive records.
+    pub first_seq: u64,
     pub root: Hash,
     pub count: u32,
     pub from_ms: i64,
@@ -399,6 +403,7 @@ impl Canon for AlertRecord {
 }
 impl Canon for AnchorRecord {
     fn canon(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.first_seq.to_be_bytes());
         out.extend_from_slice(&self.root);
         out.extend_from_slice(&self.count.to_be_bytes());
         out.extend_from_slice(&self.from_ms.to_be_bytes());
@@ -465,6 +470,7 @@ tables! {
     verdicts / put_verdict: (QueryId, PublicKey) => VerdictRecord = 10,
     counters / put_counter: u64 => u64 = 11,
     stats_keys / put_stats_key: Hash => StatsKeyRecord = 12,
+    next_anchored / put_next_anchored: PublicKey => u64 = 13,
 }
 
 // Keys of the `counters` table.
@@ -600,6 +606,11 @@ impl<'a> View<'a> {
     /// The nonce the signer's next transaction must carry.
     pub fn next_nonce(&self, signer: &PublicKey) -> u64 {
         self.nonces(signer).copied().unwrap_or(0)
+    }
+
+    /// The first health record the gateway's next anchor must cover (records count from 1).
+    pub fn next_anchored_seq(&self, gateway: &PublicKey) -> u64 {
+        self.next_anchored(gateway).copied().unwrap_or(1)
     }
 
     fn counter(&self, key: u64) -> u64 {
@@ -816,6 +827,7 @@ impl<'a> View<'a> {
                 writes.push(Write::Alert(*alert, record));
             }
             TxBody::EhrAnchor {
+                first_seq,
                 root,
                 count,
                 from_ms,
@@ -827,10 +839,22 @@ impl<'a> View<'a> {
                 if from_ms > to_ms {
                     return Err(Rejection::AnchorTimeRange);
                 }
+                let expected = self.next_anchored_seq(&signer);
+                if *first_seq != expected {
+                    return Err(Rejection::AnchorOutOfOrder {
+                        expected,
+                        got: *first_seq,
+                    });
+                }
+                writes.push(Write::NextAnchored(
+                    signer.clone(),
+                    expected + u64::from(*count),
+                ));
                 let seq = self.counter(COUNTER_ANCHORS);
                 writes.push(Write::Anchor(
                     seq,
                     AnchorRecord {
+                        first_seq: *first_seq,
                         root: *root,
                         count: *count,
                         from_ms: *from_ms,
@@ -978,6 +1002,7 @@ impl<'a> View<'a> {
             Write::Instance(k, v) => self.put_instance().put(k, v),
             Write::Alert(k, v) => self.put_alert().put(k, v),
             Write::Anchor(k, v) => self.put_anchor().put(k, v),
+            Write::NextAnchored(k, v) => self.put_next_anchored().put(k, v),
             Write::Access(k, v) => self.put_access().put(k, v),
             Write::Query(k, v) => self.put_query().put(k, v),
             Write::Verdict(k, v) => self.put_verdict().put(k, v),
@@ -996,6 +1021,7 @@ enum Write {
     Instance(InstanceId, InstanceRecord),
     Alert(AlertId, AlertRecord),
     Anchor(u64, AnchorRecord),
+    NextAnchored(PublicKey, u64),
     Access(u64, AccessRecord),
     Query(QueryId, QueryRecord),
     Verdict((QueryId, PublicKey), VerdictRecord),

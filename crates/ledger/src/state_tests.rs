@@ -800,23 +800,42 @@ fn anchors_access_log_queries_and_verdicts() {
     let doctor = world.doctor.clone();
     let auditor = world.auditor.clone();
     let verifier = world.verifier.clone();
-    let anchor = |count, from_ms, to_ms| TxBody::EhrAnchor {
+    let anchor = |first_seq, count, from_ms, to_ms| TxBody::EhrAnchor {
+        first_seq,
         root: [1; 32],
         count,
         from_ms,
         to_ms,
     };
     assert_eq!(
-        world.run(&gateway, anchor(0, 0, 1)),
+        world.run(&gateway, anchor(1, 0, 0, 1)),
         Err(Rejection::EmptyAnchor)
     );
     assert_eq!(
-        world.run(&gateway, anchor(3, 5, 1)),
+        world.run(&gateway, anchor(1, 3, 5, 1)),
         Err(Rejection::AnchorTimeRange)
     );
-    world.run(&gateway, anchor(3, 0, 1)).expect("anchor");
-    world.run(&gateway, anchor(4, 1, 2)).expect("anchor");
+    // Anchors cover consecutive records: a gap or a repeat is refused, so an anchor sent twice
+    // (re-submitted after a crash) is counted once.
+    assert_eq!(
+        world.run(&gateway, anchor(2, 3, 0, 1)),
+        Err(Rejection::AnchorOutOfOrder {
+            expected: 1,
+            got: 2
+        })
+    );
+    world.run(&gateway, anchor(1, 3, 0, 1)).expect("anchor");
+    assert_eq!(
+        world.run(&gateway, anchor(1, 3, 0, 1)),
+        Err(Rejection::AnchorOutOfOrder {
+            expected: 4,
+            got: 1
+        })
+    );
+    world.run(&gateway, anchor(4, 4, 1, 2)).expect("anchor");
     assert_eq!(world.view().anchors(&1).expect("second").count, 4);
+    assert_eq!(world.view().anchors(&1).expect("second").first_seq, 4);
+    assert_eq!(world.view().next_anchored_seq(&gateway.public_key()), 8);
 
     let (person, _, _) = world.monitored(1);
     assert_eq!(

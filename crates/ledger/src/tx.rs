@@ -295,8 +295,11 @@ pub enum TxBody {
     },
     /// Close an alert.
     Resolve { alert: AlertId, note: Option<Hash> },
-    /// Merkle root over `count` EHR entries written since the previous anchor.
+    /// Merkle root over the `count` health records from `first_seq`, which must follow the
+    /// signer's previous anchor, so each record is anchored exactly once and an anchor
+    /// re-submitted after a crash can never be counted twice.
     EhrAnchor {
+        first_seq: u64,
         root: Hash,
         count: u32,
         from_ms: i64,
@@ -727,11 +730,13 @@ fn write_body(body: &TxBody, buf: &mut impl BufMut) {
             write_opt_hash(note, buf);
         }
         TxBody::EhrAnchor {
+            first_seq,
             root,
             count,
             from_ms,
             to_ms,
         } => {
+            first_seq.write(buf);
             buf.put_slice(root);
             count.write(buf);
             from_ms.write(buf);
@@ -815,6 +820,7 @@ fn read_body(buf: &mut impl Buf) -> Result<TxBody, CodecError> {
             note: read_opt_hash(buf)?,
         },
         TxKind::EhrAnchor => TxBody::EhrAnchor {
+            first_seq: u64::read(buf)?,
             root: hash(buf)?,
             count: u32::read(buf)?,
             from_ms: i64::read(buf)?,
@@ -921,6 +927,7 @@ pub(crate) mod tests {
             },
             TxBody::Resolve { alert, note: None },
             TxBody::EhrAnchor {
+                first_seq: 1,
                 root: [4; 32],
                 count: 10,
                 from_ms: 1,

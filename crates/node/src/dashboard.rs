@@ -288,10 +288,8 @@ async fn verify_record(
         (Some(proof), _) => proof,
         (None, _) => return Err(ApiError::not_found(format!("no health record {seq}"))),
     };
-    // The batch that sealed the record, its audit path to the batch's root, and the ledger's
-    // finalized anchor with that root and size. Matched by root rather than by counting
-    // anchors from record 1, so an anchor that never reached the ledger cannot shift the
-    // others.
+    // The batch that sealed the record, its audit path to the batch's root, and this node's
+    // finalized anchor of that batch (same first record, size and root).
     let Some((first_seq, count)) = proof.batch else {
         return Ok(Json(json!({
             "seq": seq,
@@ -311,7 +309,12 @@ async fn verify_record(
                 .tables()
                 .anchors
                 .values()
-                .find(|a| a.root == root && u64::from(a.count) == count)
+                .find(|a| {
+                    a.by == *node.gateway.public()
+                        && a.first_seq == first_seq
+                        && u64::from(a.count) == count
+                        && a.root == root
+                })
                 .map(|a| a.height)
         })
     });

@@ -161,7 +161,8 @@ pub struct Node {
     pub(crate) users: RwLock<Users>,
     pub(crate) pending: Mutex<HashMap<TxId, PendingAlert>>,
     mqtt: Mutex<Option<Arc<MqttGateway>>>,
-    last_anchor_ms: Mutex<TimestampMs>,
+    /// This node's anchor transactions submitted and not yet finalized, by first record.
+    anchors_in_flight: Mutex<std::collections::BTreeMap<u64, vigil_ledger::tx::Tx>>,
     /// The validator set block certificates are checked against ([`Node::set_genesis`]).
     genesis: std::sync::OnceLock<vigil_ledger::node::Genesis>,
     /// Private statistics, when a deployment is attached ([`Node::enable_stats`]).
@@ -200,7 +201,7 @@ impl Node {
             users: RwLock::new(config.users),
             pending: Mutex::new(HashMap::new()),
             mqtt: Mutex::new(None),
-            last_anchor_ms: Mutex::new(now_ms()),
+            anchors_in_flight: Mutex::default(),
             stats: std::sync::OnceLock::new(),
             genesis: std::sync::OnceLock::new(),
         });
@@ -270,7 +271,9 @@ impl Node {
 
     /// Records stored since the last anchor, anchored or not: for tests and `vigil ehr verify`.
     pub fn verify_ehr(&self) -> Result<vigil_ehr::VerifyReport, EhrError> {
-        let anchors = self.ledger.with_state(ledger_anchors);
+        let anchors = self
+            .ledger
+            .with_state(|state| ledger_anchors(state, self.gateway.public()));
         self.ehr.lock().verify(&anchors)
     }
 
@@ -403,30 +406,60 @@ impl Node {
         }
     }
 
-    /// Seals the records accepted since the last anchor and submits their Merkle root.
+    /// Seals the records accepted since the last anchor, then submits every sealed batch the
+    /// ledger does not hold yet, oldest first.
+    ///
+    /// Why not just the batch just sealed: the node may have died between sealing a batch and
+    /// its anchor's finalization, or the anchor may have been dropped. The ledger's anchors
+    /// then stop short of the store's, and every later record would prove against the wrong
+    /// anchor. The ledger refuses an anchor that does not start where the gateway's last one
+    /// ended, so re-submitting one whose earlier copy is finalized after all is harmless.
     fn anchor_ehr(&self) {
-        let sealed = self.ehr.lock().seal_batch();
-        let anchor = match sealed {
-            Ok(Some(anchor)) => anchor,
-            Ok(None) => return,
-            Err(error) => {
+        let unanchored = {
+            let mut ehr = self.ehr.lock();
+            if let Err(error) = ehr.seal_batch() {
                 tracing::error!(%error, "could not seal the health record batch");
-                return;
+            }
+            let next = self
+                .ledger
+                .with_state(|state| state.view().next_anchored_seq(self.gateway.public()));
+            match ehr.sealed_anchors_from(next) {
+                Ok(anchors) => anchors,
+                Err(error) => {
+                    tracing::error!(%error, "could not read the sealed anchors");
+                    return;
+                }
             }
         };
-        let to_ms = now_ms();
-        let from_ms = std::mem::replace(&mut *self.last_anchor_ms.lock(), to_ms);
-        let body = TxBody::EhrAnchor {
-            root: anchor.root,
-            count: u32::try_from(anchor.count).unwrap_or(u32::MAX),
-            from_ms,
-            to_ms,
-        };
-        match self.gateway.submit(&self.ledger, body) {
-            Ok(_) => {
-                self.metrics.ehr_records_anchored.inc_by(anchor.count);
+        let mut in_flight = self.anchors_in_flight.lock();
+        in_flight.retain(|first_seq, _| unanchored.iter().any(|a| a.first_seq == *first_seq));
+        for anchor in unanchored {
+            if in_flight
+                .get(&anchor.first_seq)
+                .is_some_and(|tx| self.ledger.is_pending(tx))
+            {
+                continue;
             }
-            Err(error) => tracing::error!(%error, "EHR anchor not submitted"),
+            let body = TxBody::EhrAnchor {
+                first_seq: anchor.first_seq,
+                root: anchor.root,
+                count: u32::try_from(anchor.count).unwrap_or(u32::MAX),
+                from_ms: anchor.from_ms,
+                to_ms: anchor.to_ms,
+            };
+            match self.gateway.submit_tx(&self.ledger, body) {
+                Ok(tx) => {
+                    if in_flight.insert(anchor.first_seq, tx).is_none() {
+                        self.metrics.ehr_records_anchored.inc_by(anchor.count);
+                    } else {
+                        tracing::warn!(first_seq = anchor.first_seq, "EHR anchor re-submitted");
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "EHR anchor not submitted; retried after the next block");
+                    return;
+                }
+            }
         }
     }
 }
@@ -452,22 +485,23 @@ async fn tick_contracts(node: Arc<Node>) {
     }
 }
 
-/// The EHR anchors recorded on the ledger, in order, as the health record checks them: each
-/// covers the records following the previous one's.
-pub fn ledger_anchors(state: &vigil_ledger::state::State) -> Vec<vigil_ehr::Anchor> {
-    let mut next = 1;
+/// The anchors `gateway` recorded on the ledger, in order, as its health record checks them.
+/// The ledger makes each start where the gateway's previous one ended.
+pub fn ledger_anchors(
+    state: &vigil_ledger::state::State,
+    gateway: &commonware_cryptography::ed25519::PublicKey,
+) -> Vec<vigil_ehr::Anchor> {
     state
         .tables()
         .anchors
         .values()
-        .map(|record| {
-            let anchor = vigil_ehr::Anchor {
-                first_seq: next,
-                count: u64::from(record.count),
-                root: record.root,
-            };
-            next += u64::from(record.count);
-            anchor
+        .filter(|record| record.by == *gateway)
+        .map(|record| vigil_ehr::Anchor {
+            first_seq: record.first_seq,
+            count: u64::from(record.count),
+            root: record.root,
+            from_ms: record.from_ms,
+            to_ms: record.to_ms,
         })
         .collect()
 }

@@ -1,5 +1,4 @@
-//! An identity that signs ledger transactions, with the nonce bookkeeping that lets it have
-//! several transactions in flight.
+//! An identity that signs ledger transactions, several in flight at once.
 
 use commonware_codec::{Encode as _, ReadExt as _};
 use commonware_cryptography::Signer as _;
@@ -13,8 +12,9 @@ use vigil_ledger::tx::{Tx, TxBody, TxId};
 pub struct Signer {
     key: PrivateKey,
     public: PublicKey,
-    /// The next nonce to use; never below the finalized state's.
-    next_nonce: Mutex<u64>,
+    /// Held while a nonce is chosen and its transaction submitted, so two submissions never
+    /// take the same nonce.
+    submitting: Mutex<()>,
 }
 
 impl Signer {
@@ -23,7 +23,7 @@ impl Signer {
         Self {
             key,
             public,
-            next_nonce: Mutex::new(0),
+            submitting: Mutex::new(()),
         }
     }
 
@@ -48,18 +48,22 @@ impl Signer {
         PrivateKey::read(&mut buf).ok().map(Self::new)
     }
 
-    /// Signs `body` with the next nonce and submits it. The nonce is taken and the submission
-    /// made under one lock, and given back if the ledger refuses the transaction, so a refusal
-    /// never leaves a gap that would stall this identity's later transactions.
+    /// Signs `body` with the next free nonce and submits it. The nonce follows this identity's
+    /// transactions pending in the ledger's mempool (`Ledger::next_free_nonce`), so neither a
+    /// refusal here nor a transaction the mempool later drops leaves a gap that would stall
+    /// this identity's later transactions.
     pub fn submit(&self, ledger: &Ledger, body: TxBody) -> Result<TxId, SubmitError> {
-        let mut next = self.next_nonce.lock();
-        let nonce = (*next).max(ledger.next_nonce(&self.public));
+        self.submit_tx(ledger, body).map(|tx| tx.id())
+    }
+
+    /// [`Signer::submit`], returning the transaction itself (to ask the ledger later whether
+    /// it is still pending).
+    pub fn submit_tx(&self, ledger: &Ledger, body: TxBody) -> Result<Tx, SubmitError> {
+        let _submitting = self.submitting.lock();
+        let nonce = ledger.next_free_nonce(&self.public);
         let tx = Tx::sign(&self.key, &ledger.chain_id(), nonce, body);
-        let result = ledger.submit(&mut rand::rng(), tx);
-        if result.is_ok() {
-            *next = nonce + 1;
-        }
-        result
+        ledger.submit(&mut rand::rng(), tx.clone())?;
+        Ok(tx)
     }
 
     /// Like [`Signer::submit`], for an alert with the evidence that re-executes it.
@@ -69,14 +73,10 @@ impl Signer {
         body: TxBody,
         evidence: vigil_contracts::Evidence,
     ) -> Result<TxId, SubmitError> {
-        let mut next = self.next_nonce.lock();
-        let nonce = (*next).max(ledger.next_nonce(&self.public));
+        let _submitting = self.submitting.lock();
+        let nonce = ledger.next_free_nonce(&self.public);
         let tx = Tx::sign(&self.key, &ledger.chain_id(), nonce, body);
-        let result = ledger.submit_with_evidence(&mut rand::rng(), tx, evidence);
-        if result.is_ok() {
-            *next = nonce + 1;
-        }
-        result
+        ledger.submit_with_evidence(&mut rand::rng(), tx, evidence)
     }
 
     /// Like [`Signer::submit`], but first checks the transaction against the finalized state,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
+use commonware_cryptography::Signer as _;
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::sim::Keys;
@@ -36,10 +37,13 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     // The anchors come from the finalized state the validators rebuild from their storage.
     let runtime = cw_tokio::Config::new().with_storage_directory(&ledger_dir);
     let (anchors, height) = cw_tokio::Runner::new(runtime).start(|context| async move {
-        let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
+        let keys = Keys::new(4, 1);
+        // The demo's node signs its anchors with the first gateway key.
+        let gateway = keys.gateways[0].public_key();
+        let cluster = start_local(context.child("ledger"), LocalConfig::new(keys)).await;
         let ledger = &cluster.ledgers[0];
         let result = (
-            ledger.with_state(vigil_node::ledger_anchors),
+            ledger.with_state(|state| vigil_node::ledger_anchors(state, &gateway)),
             ledger.finalized().0,
         );
         cluster.shutdown();
