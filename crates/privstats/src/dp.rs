@@ -198,6 +198,18 @@ impl RangeJob<'_> {
     }
 }
 
+/// A response's ciphertexts compressed once, (K_i, C_i) in order: its well-formedness
+/// transcript, its range proofs' commitments and its digest all read these bytes, and a
+/// compression costs a field inversion.
+pub(crate) type CompressedCts = Vec<(CompressedRistretto, CompressedRistretto)>;
+
+/// Compresses every ciphertext of `cts`.
+pub(crate) fn compress_cts(cts: &[Ciphertext]) -> CompressedCts {
+    cts.iter()
+        .map(|ct| (ct.k.compress(), ct.c.compress()))
+        .collect()
+}
+
 /// Context bound into a DP's proofs: query, collective key, DP.
 pub(crate) fn dp_context(query_id: &[u8; 32], key_id: &[u8; 32], dp: DpId) -> Vec<u8> {
     let mut w = Writer::new();
@@ -361,31 +373,34 @@ impl DpResponse {
     /// Verifies the range proofs for digits of the sizes `bits` ([`Query::digit_bits`];
     /// variable time, public data).
     pub fn verify_range(&self, key: &CollectiveKey, bits: &[usize]) -> bool {
-        self.range_jobs(&key.id(), &key.key, bits)
+        let cc = compress_cts(&self.ciphertexts);
+        self.range_jobs(&key.id(), &key.key, bits, &cc)
             .is_some_and(|jobs| jobs.into_iter().all(RangeJob::verify))
     }
 
     /// The response's range proofs as independent checks, one per aggregated proof, so a
     /// verifier can spread them over threads: the response passes iff its layout fits
     /// (`Some`) and every job verifies. `key_id` and `key` are the collective key's id and X.
+    /// `cc` is [`compress_cts`] of the response's ciphertexts.
     pub(crate) fn range_jobs(
         &self,
         key_id: &[u8; 32],
         key: &RistrettoPoint,
         bits: &[usize],
+        cc: &[(CompressedRistretto, CompressedRistretto)],
     ) -> Option<Vec<RangeJob<'_>>> {
         let n = self.ciphertexts.len();
         let chunks = range_layout(bits);
         if n == 0
             || n > DIGITS_MAX
             || n != bits.len()
+            || cc.len() != n
             || chunks.iter().map(|(_, p)| p.len()).sum::<usize>() != n
             || self.range_proofs.len() != chunks.len()
         {
             return None;
         }
-        let commitments: Vec<CompressedRistretto> =
-            self.ciphertexts.iter().map(|ct| ct.c.compress()).collect();
+        let commitments: Vec<CompressedRistretto> = cc.iter().map(|(_, c)| *c).collect();
         let context = self.context(key_id);
         let pc = pc_gens(key);
         Some(
@@ -411,24 +426,40 @@ impl DpResponse {
     }
 
     pub fn digest(&self) -> [u8; 32] {
-        digest(b"vigil-privstats/dp-response/v1", &self.to_bytes())
+        self.digest_with(&compress_cts(&self.ciphertexts))
     }
-}
 
-impl Canonical for DpResponse {
-    fn write(&self, w: &mut Writer) {
+    /// [`DpResponse::digest`] with the ciphertexts already compressed ([`compress_cts`]).
+    pub(crate) fn digest_with(
+        &self,
+        cc: &[(CompressedRistretto, CompressedRistretto)],
+    ) -> [u8; 32] {
+        let mut w = Writer::new();
+        self.write_with(&mut w, cc);
+        digest(b"vigil-privstats/dp-response/v1", &w.finish())
+    }
+
+    /// The canonical encoding, reading the ciphertexts from `cc` (their compressed form).
+    fn write_with(&self, w: &mut Writer, cc: &[(CompressedRistretto, CompressedRistretto)]) {
+        debug_assert_eq!(cc.len(), self.ciphertexts.len());
         w.fixed(&self.query_id)
             .u32(self.dp)
             .u32(self.server)
-            .seq_len(self.ciphertexts.len());
-        for ct in &self.ciphertexts {
-            ct.write(w);
+            .seq_len(cc.len());
+        for (k, c) in cc {
+            w.fixed(k.as_bytes()).fixed(c.as_bytes());
         }
         w.seq_len(self.range_proofs.len());
         for p in &self.range_proofs {
             w.bytes(&p.to_bytes());
         }
         self.wellformed.write(w);
+    }
+}
+
+impl Canonical for DpResponse {
+    fn write(&self, w: &mut Writer) {
+        self.write_with(w, &compress_cts(&self.ciphertexts));
     }
     fn read(r: &mut Reader<'_>) -> Result<Self> {
         let query_id = r.fixed()?;

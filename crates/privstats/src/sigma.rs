@@ -58,7 +58,7 @@
 
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT as G;
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_TABLE as G_TABLE;
-use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, MultiscalarMul, VartimeMultiscalarMul};
 use merlin::Transcript;
@@ -240,15 +240,20 @@ pub struct WellFormedProof {
 pub const WELLFORMED_CIPHERTEXTS_MAX: usize = 64;
 
 impl WellFormedProof {
-    /// The statement's transcript: context, X and every (K_i, C_i).
-    fn transcript(context: &[u8], key: &RistrettoPoint, cts: &[Ciphertext]) -> Transcript {
+    /// The statement's transcript: context, X and every (K_i, C_i), given compressed
+    /// ([`crate::dp::compress_cts`]).
+    fn transcript(
+        context: &[u8],
+        key: &RistrettoPoint,
+        cc: &[(CompressedRistretto, CompressedRistretto)],
+    ) -> Transcript {
         let mut tr = Transcript::new(WELLFORMED_DOMAIN);
         tr.append_message(b"context", context);
         tr.point(b"X", key);
-        tr.u64(b"n", cts.len() as u64);
-        for ct in cts {
-            tr.point(b"K", &ct.k);
-            tr.point(b"C", &ct.c);
+        tr.u64(b"n", cc.len() as u64);
+        for (k, c) in cc {
+            tr.append_message(b"K", k.as_bytes());
+            tr.append_message(b"C", c.as_bytes());
         }
         tr
     }
@@ -281,7 +286,7 @@ impl WellFormedProof {
         rng: &mut R,
     ) -> Self {
         assert!(cts.len() == values.len() && cts.len() == rands.len());
-        let mut tr = Self::transcript(context, key, cts);
+        let mut tr = Self::transcript(context, key, &crate::dp::compress_cts(cts));
         let w = Self::weights(&mut tr, cts.len());
         let r: Scalar = w.iter().zip(rands).map(|(w, r)| w * r).sum();
         let m: Scalar = w
@@ -302,21 +307,23 @@ impl WellFormedProof {
     }
 
     /// Appends this proof's verification equations, weighted by fresh random scalars, to a batch.
+    #[allow(clippy::too_many_arguments)]
     fn push_batch<R: RngCore + CryptoRng>(
         &self,
         context: &[u8],
         key: &RistrettoPoint,
         cts: &[Ciphertext],
+        cc: &[(CompressedRistretto, CompressedRistretto)],
         batch: &mut Batch,
         rng: &mut R,
     ) -> bool {
-        if cts.is_empty() || cts.len() > WELLFORMED_CIPHERTEXTS_MAX {
+        if cts.is_empty() || cts.len() > WELLFORMED_CIPHERTEXTS_MAX || cc.len() != cts.len() {
             return false;
         }
         if cts.iter().any(|ct| ct.k.is_identity()) {
             return false;
         }
-        let mut tr = Self::transcript(context, key, cts);
+        let mut tr = Self::transcript(context, key, cc);
         let w = Self::weights(&mut tr, cts.len());
         let e = Self::challenge(&mut tr, &self.commitment);
         let ((t1, t2), (zr, zm)) = (self.commitment, self.response);
@@ -338,7 +345,8 @@ impl WellFormedProof {
     pub fn verify(&self, context: &[u8], key: &RistrettoPoint, cts: &[Ciphertext]) -> bool {
         let mut rng = rand_core::OsRng;
         let mut batch = Batch::default();
-        self.push_batch(context, key, cts, &mut batch, &mut rng) && batch.check(key)
+        let cc = crate::dp::compress_cts(cts);
+        self.push_batch(context, key, cts, &cc, &mut batch, &mut rng) && batch.check(key)
     }
 
     /// Verifies many proofs under one key with one multiscalar multiplication; on failure
@@ -347,21 +355,50 @@ impl WellFormedProof {
         key: &RistrettoPoint,
         items: &[(&WellFormedProof, Vec<u8>, &[Ciphertext])],
     ) -> Vec<bool> {
+        let compressed: Vec<_> = items
+            .iter()
+            .map(|(_, _, cts)| crate::dp::compress_cts(cts))
+            .collect();
+        let items: Vec<WellFormedItem<'_>> = items
+            .iter()
+            .zip(&compressed)
+            .map(|((p, ctx, cts), cc)| (*p, ctx.as_slice(), *cts, cc.as_slice()))
+            .collect();
+        Self::verify_batch_compressed(key, &items)
+    }
+
+    /// [`WellFormedProof::verify_batch`] with every item's ciphertexts already compressed.
+    pub(crate) fn verify_batch_compressed(
+        key: &RistrettoPoint,
+        items: &[WellFormedItem<'_>],
+    ) -> Vec<bool> {
         let mut rng = rand_core::OsRng;
         let mut batch = Batch::default();
         let mut structurally_ok = true;
-        for (proof, context, cts) in items {
-            structurally_ok &= proof.push_batch(context, key, cts, &mut batch, &mut rng);
+        for (proof, context, cts, cc) in items {
+            structurally_ok &= proof.push_batch(context, key, cts, cc, &mut batch, &mut rng);
         }
         if structurally_ok && batch.check(key) {
             return vec![true; items.len()];
         }
         items
             .iter()
-            .map(|(proof, context, cts)| proof.verify(context, key, cts))
+            .map(|(proof, context, cts, cc)| {
+                let mut batch = Batch::default();
+                proof.push_batch(context, key, cts, cc, &mut batch, &mut rng) && batch.check(key)
+            })
             .collect()
     }
 }
+
+/// One well-formedness proof to verify: the proof, its context, the ciphertexts and their
+/// compressed form.
+pub(crate) type WellFormedItem<'a> = (
+    &'a WellFormedProof,
+    &'a [u8],
+    &'a [Ciphertext],
+    &'a [(CompressedRistretto, CompressedRistretto)],
+);
 
 impl Canonical for WellFormedProof {
     fn write(&self, w: &mut Writer) {

@@ -13,16 +13,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use curve25519_dalek::ristretto::RistrettoPoint;
+use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 
-use crate::dp::{DpResponse, RangeJob};
-use crate::elgamal::Ciphertext;
+use crate::dp::{CompressedCts, DpResponse, RangeJob, compress_cts};
 use crate::encoding::{Canonical, Reader, Writer, digest};
 use crate::error::{Error, Result};
 use crate::keys::{CollectiveKey, ServerId};
 use crate::query::{DIGIT_BITS, DPS_MAX, DpId, Query};
 use crate::server::{KeySwitchShare, ServerAggregate, keyswitch_context, sum_responses, total};
-use crate::sigma::WellFormedProof;
+use crate::sigma::{WellFormedItem, WellFormedProof};
 
 /// Namespace for signing verdicts on the ledger (the ledger signs [`Verdict::to_bytes`]).
 pub const VERDICT_NAMESPACE: &[u8] = b"vigil-privstats/verdict/v1";
@@ -279,11 +278,25 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
         results.insert(Check::Response(r.dp), true);
     }
     let bits = query.digit_bits();
-    let contexts: Vec<Vec<u8>> = admissible.iter().map(|r| r.context(&key_id)).collect();
-    let items: Vec<(&WellFormedProof, Vec<u8>, &[Ciphertext])> = admissible
+    // Every received response's ciphertexts compressed once, on the verifier's threads: the
+    // well-formedness transcripts, the range proofs' commitments and the digests read them.
+    let by_dp_list: Vec<&DpResponse> = by_dp.values().copied().collect();
+    let compressed = compress_all(&by_dp_list, threads);
+    let cc_of: BTreeMap<DpId, &[(CompressedRistretto, CompressedRistretto)]> = by_dp_list
         .iter()
-        .zip(contexts)
-        .map(|(r, c)| (&r.wellformed, c, r.ciphertexts.as_slice()))
+        .zip(&compressed)
+        .map(|(r, cc)| (r.dp, cc.as_slice()))
+        .collect();
+    let admissible_cc: Vec<&[(CompressedRistretto, CompressedRistretto)]> = admissible
+        .iter()
+        .map(|r| cc_of.get(&r.dp).copied().unwrap_or(&[]))
+        .collect();
+    let contexts: Vec<Vec<u8>> = admissible.iter().map(|r| r.context(&key_id)).collect();
+    let items: Vec<WellFormedItem<'_>> = admissible
+        .iter()
+        .zip(&contexts)
+        .zip(&admissible_cc)
+        .map(|((r, c), cc)| (&r.wellformed, c.as_slice(), r.ciphertexts.as_slice(), *cc))
         .collect();
     // The key-switch statements (against the total of the aggregates, what the querier
     // combines) are ready now: their batch joins the same pool as the DPs' proofs.
@@ -316,12 +329,15 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
             }
         }
     }
-    let by_dp_list: Vec<&DpResponse> = by_dp.values().copied().collect();
     let pooled = verify_proofs(
-        &admissible,
+        &Responses {
+            admissible: &admissible,
+            admissible_cc: &admissible_cc,
+            all: &by_dp_list,
+            all_cc: &compressed,
+        },
         &items,
         &ks_batch,
-        &by_dp_list,
         ev.key,
         &key_id,
         &bits,
@@ -405,6 +421,51 @@ pub fn verify(ev: &Evidence<'_>, verifier: u32, threads: usize) -> Verdict {
     }
 }
 
+/// The responses a verifier checks, with their ciphertexts compressed.
+struct Responses<'a> {
+    /// The responses whose proofs are checked.
+    admissible: &'a [&'a DpResponse],
+    admissible_cc: &'a [&'a [(CompressedRistretto, CompressedRistretto)]],
+    /// Every response received from a DP the query names (digested for the audit).
+    all: &'a [&'a DpResponse],
+    all_cc: &'a [CompressedCts],
+}
+
+/// [`compress_cts`] of every response, split over `threads` threads.
+fn compress_all(responses: &[&DpResponse], threads: usize) -> Vec<CompressedCts> {
+    let threads = threads
+        .clamp(1, VERIFY_THREADS_MAX)
+        .min(responses.len().max(1));
+    if threads <= 1 {
+        return responses
+            .iter()
+            .map(|r| compress_cts(&r.ciphertexts))
+            .collect();
+    }
+    let part = responses.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = responses
+            .chunks(part)
+            .map(|rs| {
+                scope.spawn(move || {
+                    rs.iter()
+                        .map(|r| compress_cts(&r.ciphertexts))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(responses.chunks(part))
+            .flat_map(|(h, rs)| {
+                // A panicked thread: compress its part here instead.
+                h.join()
+                    .unwrap_or_else(|_| rs.iter().map(|r| compress_cts(&r.ciphertexts)).collect())
+            })
+            .collect()
+    })
+}
+
 /// What the pool of [`verify_proofs`] found.
 struct Pooled {
     /// Per admissible response: every range proof verified.
@@ -423,15 +484,13 @@ struct Pooled {
 /// the several proofs of one response and the two sigma batches are independent checks, so a
 /// response's range check is the AND of its jobs. Fails closed: a job that does not report (a
 /// panicked thread) counts as failed.
-#[allow(clippy::too_many_arguments)]
 fn verify_proofs(
-    responses: &[&DpResponse],
-    wf: &[(&WellFormedProof, Vec<u8>, &[Ciphertext])],
+    resp: &Responses<'_>,
+    wf: &[WellFormedItem<'_>],
     ks: &[(
         &crate::sigma::KeySwitchProof,
         crate::sigma::KeySwitchStatement<'_>,
     )],
-    all: &[&DpResponse],
     key: &CollectiveKey,
     key_id: &[u8; 32],
     bits: &[usize],
@@ -449,11 +508,12 @@ fn verify_proofs(
         KeySwitch(Vec<bool>),
         Digests(Vec<[u8; 32]>),
     }
+    let (responses, all) = (resp.admissible, resp.all);
     let mut expected = vec![0usize; responses.len()];
     let mut layout_ok = vec![false; responses.len()];
     let mut jobs: Vec<(usize, Job<'_>)> = Vec::new();
-    for (i, r) in responses.iter().enumerate() {
-        if let Some(rj) = r.range_jobs(key_id, &key.key, bits) {
+    for (i, (r, cc)) in responses.iter().zip(resp.admissible_cc).enumerate() {
+        if let Some(rj) = r.range_jobs(key_id, &key.key, bits, cc) {
             layout_ok[i] = true;
             expected[i] = rj.len();
             jobs.extend(
@@ -465,7 +525,7 @@ fn verify_proofs(
     // Rough weights in proven bits: the well-formedness batch costs about half a 16-bit
     // digit per ciphertext, a key-switch share about one and a half per digit, a digest a few
     // point compressions per ciphertext.
-    let wf_weight = wf.iter().map(|(_, _, c)| c.len()).sum::<usize>() * DIGIT_BITS / 2;
+    let wf_weight = wf.iter().map(|(_, _, c, _)| c.len()).sum::<usize>() * DIGIT_BITS / 2;
     let ks_weight = ks.iter().map(|(_, st)| st.k.len()).sum::<usize>() * DIGIT_BITS * 3 / 2;
     let digest_weight = all.iter().map(|r| r.ciphertexts.len()).sum::<usize>() * 2;
     jobs.push((wf_weight, Job::WellFormed));
@@ -486,7 +546,9 @@ fn verify_proofs(
             match job {
                 Some(Job::Range(i, j)) => out.extend(j.verify().then_some(Out::Range(i))),
                 Some(Job::WellFormed) => {
-                    out.push(Out::WellFormed(WellFormedProof::verify_batch(&key.key, wf)));
+                    out.push(Out::WellFormed(WellFormedProof::verify_batch_compressed(
+                        &key.key, wf,
+                    )));
                 }
                 Some(Job::KeySwitch) => {
                     out.push(Out::KeySwitch(crate::sigma::KeySwitchProof::verify_batch(
@@ -494,7 +556,12 @@ fn verify_proofs(
                     )));
                 }
                 Some(Job::Digests) => {
-                    out.push(Out::Digests(all.iter().map(|r| r.digest()).collect()));
+                    out.push(Out::Digests(
+                        all.iter()
+                            .zip(resp.all_cc)
+                            .map(|(r, cc)| r.digest_with(cc))
+                            .collect(),
+                    ));
                 }
                 None => {}
             }
