@@ -1,17 +1,32 @@
 //! `vigil bench ingest`: accepted readings per second through one node's whole ingestion path
 //! (parse, signature, exactly-once encrypted storage, contract evaluation), and the latency from
-//! a pack's arrival to its alert's finalized push, with four validators.
+//! a device publishing a pack over MQTT to its alert arriving on the operators' SSE stream, with
+//! four validators.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::sync::mpsc;
 
 use vigil_core::senml::PackDraft;
 use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
 use vigil_ledger::tx::{Deployment, TxBody};
 
+use crate::Node;
 use crate::ingest::Incoming;
 use crate::signer::Signer;
-use crate::{LiveEvent, Node};
+
+/// Where the latency probe reaches the running node: its MQTT broker (the device's side) and
+/// its HTTP API with a staff token that may read the alert stream (the operators' side).
+#[derive(Clone, Debug)]
+pub struct LatencyProbe {
+    pub mqtt: SocketAddr,
+    pub api: SocketAddr,
+    pub token: String,
+}
 
 /// Shape of a run; every loop below is bounded by these counts and by `WAIT`.
 #[derive(Clone, Debug)]
@@ -37,6 +52,7 @@ pub struct IngestBenchReport {
     pub readings_per_s: f64,
     pub rounds_per_s: Vec<f64>,
     pub alerts: usize,
+    /// From the MQTT publish of a fever pack to its alert on the SSE stream.
     pub alert_p50_ms: f64,
     pub alert_p99_ms: f64,
 }
@@ -68,6 +84,7 @@ pub async fn ingest(
     node: Arc<Node>,
     operator: &Signer,
     config: &IngestBenchConfig,
+    probe: &LatencyProbe,
 ) -> Result<IngestBenchReport, String> {
     let ledger = node.ledger().clone();
     let people: Vec<(PersonId, DeviceId, DeviceKey)> = (0..config.people)
@@ -196,8 +213,25 @@ pub async fn ingest(
     let median_per_s = percentile(&sorted, 50.0);
     let ingest_s = (config.packs * config.readings_per_pack) as f64 / median_per_s;
 
-    // Latency: one fever per person, from arrival to the finalized alert's push.
-    let mut events = node.subscribe();
+    // Latency: one fever per person, published over MQTT as a device does, until its alert
+    // arrives on the operators' SSE stream, one at a time.
+    let mut alerts_seen = sse_alerts(probe).await?;
+    let (mqtt, mut mqtt_loop) = AsyncClient::new(
+        MqttOptions::new(
+            "vigil-bench-device",
+            probe.mqtt.ip().to_string(),
+            probe.mqtt.port(),
+        ),
+        64,
+    );
+    let mqtt_task = tokio::spawn(async move {
+        // Drives the connection; ends with the benchmark (the client is dropped) or on error.
+        while let Ok(event) = mqtt_loop.poll().await {
+            if let Event::Incoming(Packet::Disconnect) = event {
+                break;
+            }
+        }
+    });
     let mut latencies = Vec::with_capacity(config.alerts);
     for (i, (person, device, key)) in people.iter().take(config.alerts).enumerate() {
         // After every round's sequence numbers, inside the replay window.
@@ -211,29 +245,28 @@ pub async fn ingest(
         );
         let bytes = draft.sign(key).to_json();
         let sent = Instant::now();
-        let node_for_ingest = node.clone();
-        let person_for_ingest = *person;
-        let reply = tokio::task::spawn_blocking(move || {
-            node_for_ingest.ingest(Some(person_for_ingest), &bytes, "bench")
-        })
+        mqtt.publish(
+            vigil_gateway::topic::uplink(*person, device),
+            QoS::AtLeastOnce,
+            false,
+            bytes,
+        )
         .await
-        .map_err(|e| e.to_string())?;
-        if !reply.accepted {
-            return Err(format!("fever pack refused: {:?}", reply.error));
-        }
+        .map_err(|e| format!("MQTT publish: {e}"))?;
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let event = tokio::time::timeout_at(deadline, events.recv())
+            let alerted = tokio::time::timeout_at(deadline, alerts_seen.recv())
                 .await
-                .map_err(|_| "alert not finalized in time".to_owned())?;
-            if let Ok(LiveEvent::Alert { person: p, .. }) = event
-                && p == *person
-            {
+                .map_err(|_| format!("no alert on the SSE stream for fever {i}"))?
+                .ok_or("the SSE stream ended")?;
+            if alerted == *person {
                 latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
                 break;
             }
         }
     }
+    let _ = mqtt.disconnect().await;
+    mqtt_task.abort();
     latencies.sort_by(f64::total_cmp);
     Ok(IngestBenchReport {
         readings,
@@ -244,4 +277,45 @@ pub async fn ingest(
         alert_p50_ms: percentile(&latencies, 50.0),
         alert_p99_ms: percentile(&latencies, 99.0),
     })
+}
+
+/// Opens the operators' alert stream (`GET /api/alerts/stream`) and yields the person of each
+/// alert as it arrives.
+async fn sse_alerts(probe: &LatencyProbe) -> Result<mpsc::Receiver<PersonId>, String> {
+    let mut stream = tokio::net::TcpStream::connect(probe.api)
+        .await
+        .map_err(|e| format!("connecting to the API: {e}"))?;
+    let request = format!(
+        "GET /api/alerts/stream HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Accept: text/event-stream\r\n\r\n",
+        probe.api, probe.token
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("requesting the alert stream: {e}"))?;
+    let mut lines = BufReader::new(stream).lines();
+    match lines.next_line().await {
+        Ok(Some(status)) if status.starts_with("HTTP/1.1 200") => {}
+        other => return Err(format!("the alert stream was refused: {other:?}")),
+    }
+    let (sender, receiver) = mpsc::channel(1024);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let Some(data) = line.strip_prefix("data: ") else {
+                continue;
+            };
+            let Ok(event) = serde_json::from_str::<serde_json::Value>(data) else {
+                continue;
+            };
+            let person = event["person"].as_str().and_then(|p| p.parse().ok());
+            if event["type"] == "alert"
+                && let Some(person) = person
+                && sender.send(person).await.is_err()
+            {
+                return;
+            }
+        }
+    });
+    Ok(receiver)
 }
