@@ -6,6 +6,7 @@ use std::sync::OnceLock;
 use bulletproofs::{BulletproofGens, PedersenGens, RangeProof};
 use curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT as G;
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
+use curve25519_dalek::traits::Identity;
 use merlin::Transcript;
 use rand_core::{CryptoRng, RngCore};
 
@@ -16,9 +17,10 @@ use crate::keys::{CollectiveKey, ServerId};
 use crate::query::{DIGIT_BITS, DpId, Field, Query, ROWS_MAX, TOP_DIGIT_BITS_SMALL};
 use crate::sigma::WellFormedProof;
 
-/// Domain separator of the DPs' range proofs (Bulletproofs adds its own inside). Version 2:
-/// the digits are split into several aggregated proofs ([`range_layout`]).
-pub const RANGE_DOMAIN: &[u8] = b"vigil-privstats/range/v2";
+/// Domain separator of the DPs' range proofs (Bulletproofs adds its own inside). Version 3:
+/// the digits are split into several aggregated proofs, the 8-bit ones possibly padded with
+/// public zeros ([`range_layout`]).
+pub const RANGE_DOMAIN: &[u8] = b"vigil-privstats/range/v3";
 /// Most digits in one response (Bulletproofs party capacity).
 pub const DIGITS_MAX: usize = 64;
 /// Threads one DP uses to prove its range proofs (a Raspberry Pi has 4 cores; this machine 2).
@@ -46,13 +48,35 @@ pub fn range_chunks(digits: usize) -> Vec<std::ops::Range<usize>> {
     out
 }
 
+/// A padding slot of a range proof ([`range_layout`]): a public zero, committed as the identity
+/// (value 0, blinding 0), so the verifier knows its commitment and it proves nothing about any
+/// ciphertext.
+pub const PAD: usize = usize::MAX;
+
 /// The range proofs of an answer whose digits have the bit sizes `bits` (see
 /// [`Query::digit_bits`]): for each size (16, then 8), the indices of the digits of that size,
 /// split by [`range_chunks`]. Each entry is one aggregated proof: (bits, digit indices).
+///
+/// One exception, for the verifier: the 8-bit digits (top digits of counts and bins) form a
+/// single proof padded with [`PAD`] slots to a power of two when that adds at most a quarter
+/// more slots (13 top digits of the default histogram: one 16-party proof instead of 8 + 4 + 1).
+/// Bulletproofs' verification costs less per bit the larger the aggregation (on this machine
+/// 2.2 ms for 16 × 8 bits against 2.7 ms for 8 + 4 + 1), while proving costs 3 × 8 more bits.
 pub fn range_layout(bits: &[usize]) -> Vec<(usize, Vec<usize>)> {
     let mut out = Vec::new();
     for width in [DIGIT_BITS, TOP_DIGIT_BITS_SMALL] {
         let idx: Vec<usize> = (0..bits.len()).filter(|&i| bits[i] == width).collect();
+        let padded = idx.len().next_power_of_two();
+        if width == TOP_DIGIT_BITS_SMALL
+            && idx.len() > 1
+            && padded != idx.len()
+            && (padded - idx.len()) * 4 <= idx.len()
+        {
+            let mut part = idx;
+            part.resize(padded, PAD);
+            out.push((width, part));
+            continue;
+        }
         for part in range_chunks(idx.len()) {
             out.push((width, idx[part].to_vec()));
         }
@@ -282,8 +306,20 @@ impl DpResponse {
         let prove = |i: usize, mut rng: &mut dyn RngCoreCrypto| -> Result<RangeProof> {
             let (bits, part) = &chunks[i];
             let mut tr = range_transcript(&context, i, *bits, part);
-            let values: Vec<u64> = part.iter().map(|&j| digits[j]).collect();
-            let blindings: Vec<_> = part.iter().map(|&j| rands[j]).collect();
+            let values: Vec<u64> = part
+                .iter()
+                .map(|&j| if j == PAD { 0 } else { digits[j] })
+                .collect();
+            let blindings: Vec<_> = part
+                .iter()
+                .map(|&j| {
+                    if j == PAD {
+                        curve25519_dalek::scalar::Scalar::ZERO
+                    } else {
+                        rands[j]
+                    }
+                })
+                .collect();
             let (proof, commitments) = RangeProof::prove_multiple_with_rng(
                 bp_gens(),
                 &pc_gens(&x),
@@ -294,12 +330,11 @@ impl DpResponse {
                 &mut rng,
             )
             .map_err(|e| Error::OutOfRange(format!("range proof: {e}")))?;
-            debug_assert!(
-                commitments
-                    .iter()
-                    .zip(part)
-                    .all(|(v, &j)| *v == ciphertexts[j].c.compress())
-            );
+            debug_assert!(commitments.iter().zip(part).all(|(v, &j)| if j == PAD {
+                *v == CompressedRistretto::identity()
+            } else {
+                *v == ciphertexts[j].c.compress()
+            }));
             Ok(proof)
         };
         let threads = threads.clamp(1, PROVE_THREADS_MAX).min(chunks.len());
@@ -395,7 +430,11 @@ impl DpResponse {
             || n > DIGITS_MAX
             || n != bits.len()
             || cc.len() != n
-            || chunks.iter().map(|(_, p)| p.len()).sum::<usize>() != n
+            || chunks
+                .iter()
+                .map(|(_, p)| p.iter().filter(|&&j| j != PAD).count())
+                .sum::<usize>()
+                != n
             || self.range_proofs.len() != chunks.len()
         {
             return None;
@@ -411,7 +450,16 @@ impl DpResponse {
                 .map(|(i, ((bits, part), proof))| RangeJob {
                     proof,
                     transcript: range_transcript(&context, i, *bits, part),
-                    commitments: part.iter().map(|&j| commitments[j]).collect(),
+                    commitments: part
+                        .iter()
+                        .map(|&j| {
+                            if j == PAD {
+                                CompressedRistretto::identity()
+                            } else {
+                                commitments[j]
+                            }
+                        })
+                        .collect(),
                     bits: *bits,
                     pc,
                 })

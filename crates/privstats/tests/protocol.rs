@@ -646,3 +646,35 @@ fn inconsistent_fields_within_bounds_do_not_overflow_the_statistic() {
 fn query_variance(net: &Network, q: &Querier) -> Query {
     query(net, q, Statistic::Variance, vec![1], vec![])
 }
+
+/// The top digits of a full-range histogram share one Bulletproof padded with public zeros
+/// (range_layout): a top digit out of [0, 2^8) still fails it, and so does a proof moved to a
+/// response whose padding layout differs.
+#[test]
+fn padded_top_digit_proof_catches_an_out_of_range_top_digit() {
+    use vigil_privstats::dp::{PAD, range_layout};
+    let net = Network::new(2, 3, 1, &mut rng()).expect("network");
+    let q = querier();
+    let edges = vigil_privstats::runner::default_edges(Metric::Rr);
+    let query = query(&net, &q, Statistic::Histogram, vec![1], edges);
+    let bits = query.digit_bits();
+    let layout = range_layout(&bits);
+    assert!(
+        layout
+            .iter()
+            .any(|(b, part)| *b == 8 && part.contains(&PAD)),
+        "{layout:?}"
+    );
+    let mut digits = vec![3u64; query.digits()];
+    let honest = DpResponse::encrypt_digits(&query, &net.key, 1, 2, &digits, 2, &mut rng())
+        .expect("encrypt");
+    assert!(honest.verify_range(&net.key, &bits));
+    // The last digit is a top digit (8 bits): 256 is out of its range.
+    let last = digits.len() - 1;
+    assert_eq!(bits[last], 8);
+    digits[last] = 256;
+    match DpResponse::encrypt_digits(&query, &net.key, 1, 2, &digits, 2, &mut rng()) {
+        Ok(r) => assert!(!r.verify_range(&net.key, &bits)),
+        Err(e) => assert!(matches!(e, Error::OutOfRange(_)), "{e}"),
+    }
+}
