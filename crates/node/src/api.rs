@@ -939,17 +939,25 @@ fn block_summary(block: &vigil_ledger::block::Block) -> JsonValue {
     })
 }
 
+/// The finalized block at `height`, for a caller who may read the ledger.
+pub(crate) async fn finalized_block(
+    node: &Node,
+    caller: &Caller,
+    height: u64,
+) -> ApiResult<Arc<vigil_ledger::block::Block>> {
+    caller.require(node, LEDGER_READERS)?;
+    node.ledger
+        .block(height)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("no finalized block {height}")))
+}
+
 async fn get_block(
     State(node): State<Shared>,
     caller: Caller,
     Path(height): Path<u64>,
 ) -> ApiResult<Json<JsonValue>> {
-    caller.require(&node, LEDGER_READERS)?;
-    let block = node
-        .ledger
-        .block(height)
-        .await
-        .ok_or_else(|| ApiError::not_found(format!("no finalized block {height}")))?;
+    let block = finalized_block(&node, &caller, height).await?;
     let finalization = node.ledger.finalization(height).await;
     let txs: Vec<JsonValue> = block
         .txs()

@@ -130,12 +130,7 @@ async fn verify_block(
     caller: Caller,
     Path(height): Path<u64>,
 ) -> ApiResult<Json<JsonValue>> {
-    caller.require(&node, LEDGER_READERS)?;
-    let block = node
-        .ledger
-        .block(height)
-        .await
-        .ok_or_else(|| ApiError::not_found(format!("no finalized block {height}")))?;
+    let block = crate::api::finalized_block(&node, &caller, height).await?;
     let parent_digest = match height {
         0 => None,
         1 => node.genesis.get().map(|g| g.block.digest()),
