@@ -27,7 +27,7 @@
 //! or max reads only the bins, and a histogram whose edges span the metric's whole range
 //! [0, bound) has every row in exactly one bin, so the count is the sum of the bins. The DPs
 //! then encrypt and prove only the bins (13 bins of the default RR histogram: 26 digits, 312
-//! proven bits instead of 28 digits and 336 bits), and the querier derives the count as the sum
+//! proven bits instead of 28 digits and 336 bits, before the padding of `dp::range_layout`), and the querier derives the count as the sum
 //! of the decrypted bins. No bound changes: each bin keeps its own proven bound (< 2^24 per DP,
 //! each digit decryptable after aggregation), and the derived count is an exact sum of exact
 //! integers (< 31 · 2^34 over 1,024 DPs, far inside u128). What a DP could do before — claim a
