@@ -42,7 +42,8 @@ enum Command {
     Ledger(cmd::ledger::Command),
     /// Run one ledger validator over authenticated p2p (`--config node.toml`).
     Node(cmd::node::NodeArgs),
-    /// Private statistics query over data providers (in-process servers, DPs, verifying nodes).
+    /// Private statistics query over data providers: a doctor's query on an in-process ledger,
+    /// answered by in-process servers, DPs and verifying nodes, accepted on finalized verdicts.
     Query(cmd::privstats::QueryArgs),
     /// Benchmarks that print a table and a final machine-readable `key=value` line.
     #[command(subcommand)]
