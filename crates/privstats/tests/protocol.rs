@@ -587,6 +587,33 @@ fn histogram_count_is_derived_only_when_the_bins_cover_the_range() {
 /// A DP may claim, within its proven bounds, a count below the sum of its bins, or a sum whose
 /// square exceeds count · sumsq (the proofs bound each field, not the relations between them):
 /// the querier's statistic saturates instead of overflowing (no panic, no wrapped huge value).
+/// One DP answering `query` with exactly these digits, through aggregation, key switching,
+/// verification and the querier's decision.
+fn answer_one(
+    net: &Network,
+    q: &Querier,
+    query: &Query,
+    digits: &[u64],
+) -> (Aggregates, StatResult) {
+    let r = DpResponse::encrypt_digits(
+        query,
+        &net.key,
+        1,
+        net.route(1).expect("route"),
+        digits,
+        1,
+        &mut rng(),
+    )
+    .expect("encrypt");
+    let aggregates = net
+        .aggregate(query, std::slice::from_ref(&r))
+        .expect("aggregate");
+    let shares = net.key_switch(query, &aggregates, &mut rng());
+    let v = net.verify(query, std::slice::from_ref(&r), &aggregates, &shares);
+    q.result(query, &net.key, &aggregates, &shares, &v, 1)
+        .expect("in range, so accepted")
+}
+
 #[test]
 fn inconsistent_fields_within_bounds_do_not_overflow_the_statistic() {
     let net = Network::new(2, 3, 1, &mut rng()).expect("network");
@@ -594,49 +621,13 @@ fn inconsistent_fields_within_bounds_do_not_overflow_the_statistic() {
     // Partial edges: the count is sent. Digits: count (2), then 2 bins (2 each).
     let edges = vec![500, 800, 1000];
     let query = query(&net, &q, Statistic::Histogram, vec![1], edges);
-    let digits = [0, 0, 7, 0, 9, 0];
-    let r = DpResponse::encrypt_digits(
-        &query,
-        &net.key,
-        1,
-        net.route(1).expect("route"),
-        &digits,
-        1,
-        &mut rng(),
-    )
-    .expect("encrypt");
-    let aggregates = net
-        .aggregate(&query, std::slice::from_ref(&r))
-        .expect("aggregate");
-    let shares = net.key_switch(&query, &aggregates, &mut rng());
-    let v = net.verify(&query, std::slice::from_ref(&r), &aggregates, &shares);
-    let (agg, stat) = q
-        .result(&query, &net.key, &aggregates, &shares, &v, 1)
-        .expect("in range, so accepted");
+    let (agg, stat) = answer_one(&net, &q, &query, &[0, 0, 7, 0, 9, 0]);
     assert_eq!((agg.count, agg.bins.clone()), (0, vec![7, 9]));
     assert!(matches!(stat, StatResult::Histogram { outside: 0, .. }));
 
     // Variance: count 1, sum 100, sumsq 0.
     let query = query_variance(&net, &q);
-    let digits = [1, 0, 100, 0, 0, 0, 0];
-    let r = DpResponse::encrypt_digits(
-        &query,
-        &net.key,
-        1,
-        net.route(1).expect("route"),
-        &digits,
-        1,
-        &mut rng(),
-    )
-    .expect("encrypt");
-    let aggregates = net
-        .aggregate(&query, std::slice::from_ref(&r))
-        .expect("aggregate");
-    let shares = net.key_switch(&query, &aggregates, &mut rng());
-    let v = net.verify(&query, std::slice::from_ref(&r), &aggregates, &shares);
-    let (_, stat) = q
-        .result(&query, &net.key, &aggregates, &shares, &v, 1)
-        .expect("in range, so accepted");
+    let (_, stat) = answer_one(&net, &q, &query, &[1, 0, 100, 0, 0, 0, 0]);
     assert!(
         matches!(stat, StatResult::Variance { numerator: 0, .. }),
         "{stat:?}"
