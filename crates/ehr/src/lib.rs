@@ -572,7 +572,7 @@ impl Ehr {
             count: leaves.len() as u64,
             root: merkle::root(&leaves),
             from_ms,
-            to_ms: to_ms.max(from_ms),
+            to_ms,
         };
         tx.execute(
             "INSERT INTO batch_leaves VALUES (?1, ?2)",
@@ -811,10 +811,14 @@ impl Ehr {
         while let Some(row) = rows.next()? {
             let seq: u64 = row.get(0)?;
             let span: (i64, i64) = (row.get(1)?, row.get(2)?);
-            if found.len() >= limit {
-                found.sort_unstable_by_key(|(time, seq, index, _)| (*time, *seq, *index));
+            if limit > 0 && found.len() >= limit {
+                // Keep the `limit` earliest (in no order, the latest of them last): linear,
+                // where sorting on every record past the limit was not.
+                found.select_nth_unstable_by_key(limit - 1, |(time, seq, index, _)| {
+                    (*time, *seq, *index)
+                });
                 found.truncate(limit);
-                if found.last().is_some_and(|(latest, ..)| span.0 > *latest) {
+                if span.0 > found[limit - 1].0 {
                     break;
                 }
             }

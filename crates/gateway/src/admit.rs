@@ -156,32 +156,27 @@ pub fn admit_all<'a>(
     directory: &dyn DeviceDirectory,
     packs: impl IntoIterator<Item = (&'a [u8], Option<PersonId>)>,
 ) -> Vec<Result<Admitted, Rejected>> {
-    let mut answers: Vec<Result<Admitted, Rejected>> = Vec::new();
     let mut to_verify = Vec::new();
-    let mut people = Vec::new();
-    let mut slots = Vec::new();
-    for (bytes, claimed) in packs {
-        match screen(directory, bytes, claimed) {
-            Ok(screened) => {
-                slots.push(answers.len());
-                people.push(screened.person);
-                to_verify.push((screened.pack, screened.key));
-                // Replaced below by the signature's verdict.
-                answers.push(Err(Rejected::new(
-                    Rejection::Unavailable,
-                    "not yet verified",
-                )));
-            }
-            Err(rejected) => answers.push(Err(rejected)),
-        }
-    }
-    let verified = UnverifiedPack::verify_all(to_verify);
-    for ((slot, person), result) in slots.into_iter().zip(people).zip(verified) {
-        answers[slot] = result
-            .map(|pack| Admitted { person, pack })
-            .map_err(Rejected::from);
-    }
-    answers
+    let screened: Vec<Result<PersonId, Rejected>> = packs
+        .into_iter()
+        .map(|(bytes, claimed)| {
+            let screened = screen(directory, bytes, claimed)?;
+            to_verify.push((screened.pack, screened.key));
+            Ok(screened.person)
+        })
+        .collect();
+    // `verify_all` answers every pack it is handed, in order.
+    let mut verified = UnverifiedPack::verify_all(to_verify).into_iter();
+    screened
+        .into_iter()
+        .map(|person| {
+            let person = person?;
+            let pack = verified.next().ok_or_else(|| {
+                Rejected::new(Rejection::Unavailable, "no signature verdict; send again")
+            })??;
+            Ok(Admitted { person, pack })
+        })
+        .collect()
 }
 
 /// A pack that passed every check but its signature, with the key to check it against.

@@ -55,7 +55,7 @@ use crate::network::Network;
 use crate::querier::{Aggregates, DecryptionTable, StatResult};
 use crate::query::{DpId, Metric, Query, Statistic};
 use crate::server::{KeySwitchShare, ServerAggregate};
-use crate::store::{QueryStore, StoredPhase};
+use crate::store::{QueryStore, StoredPhase, Verifying};
 use crate::verify::{Evidence, Verdict, verify};
 
 /// Blocks finalized after the quorum is reached before a result is accepted without every
@@ -275,15 +275,7 @@ struct Tracked {
 
 enum Phase {
     Submitted,
-    Verifying {
-        aggregates: Vec<ServerAggregate>,
-        shares: Vec<KeySwitchShare>,
-        evidence: [u8; 32],
-        /// Height at which the verdicts were submitted.
-        since: u64,
-        /// Height at which the quorum was first seen.
-        quorum_at: Option<u64>,
-    },
+    Verifying(Verifying),
     Done(QueryStatus),
 }
 
@@ -291,19 +283,7 @@ impl Phase {
     fn to_stored(&self) -> StoredPhase {
         match self {
             Phase::Submitted => StoredPhase::Submitted,
-            Phase::Verifying {
-                aggregates,
-                shares,
-                evidence,
-                since,
-                quorum_at,
-            } => StoredPhase::Verifying {
-                aggregates: aggregates.clone(),
-                shares: shares.clone(),
-                evidence: *evidence,
-                since: *since,
-                quorum_at: *quorum_at,
-            },
+            Phase::Verifying(verifying) => StoredPhase::Verifying(verifying.clone()),
             Phase::Done(QueryStatus::Accepted {
                 aggregates,
                 verdicts,
@@ -324,19 +304,7 @@ impl Phase {
     fn from_stored(p: StoredPhase, query: &Query) -> Self {
         match p {
             StoredPhase::Submitted => Phase::Submitted,
-            StoredPhase::Verifying {
-                aggregates,
-                shares,
-                evidence,
-                since,
-                quorum_at,
-            } => Phase::Verifying {
-                aggregates,
-                shares,
-                evidence,
-                since,
-                quorum_at,
-            },
+            StoredPhase::Verifying(verifying) => Phase::Verifying(verifying),
             StoredPhase::Accepted {
                 aggregates,
                 verdicts,
@@ -755,7 +723,7 @@ impl StatsService {
                 verdicts: 0,
                 valid_verdicts: 0,
             },
-            Phase::Verifying { .. } => {
+            Phase::Verifying(_) => {
                 let (verdicts, valid_verdicts) = counts();
                 QueryStatus::Pending {
                     stage: Stage::Verifying,
@@ -823,13 +791,13 @@ impl StatsService {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .take();
             let next = match self.answer_and_verify(id, &query, fault) {
-                Ok((aggregates, shares, evidence)) => Phase::Verifying {
+                Ok((aggregates, shares, evidence)) => Phase::Verifying(Verifying {
                     aggregates,
                     shares,
                     evidence,
                     since: height,
                     quorum_at: None,
-                },
+                }),
                 Err(e) => Phase::Done(QueryStatus::Rejected {
                     reason: format!("the query could not be answered: {e}"),
                     failed: Vec::new(),
@@ -847,13 +815,13 @@ impl StatsService {
         };
         let next = match &mut t.phase {
             Phase::Done(_) | Phase::Submitted => return false,
-            Phase::Verifying {
+            Phase::Verifying(Verifying {
                 aggregates,
                 shares,
                 evidence,
                 since,
                 quorum_at,
-            } => {
+            }) => {
                 let decision = self.ledger.with_state(|s| {
                     decide(
                         s,

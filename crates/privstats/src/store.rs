@@ -33,17 +33,25 @@ const TEXT_BYTES_MAX: usize = 4096;
 /// Failed checks stored per rejection at most.
 const FAILED_MAX: usize = 4 * crate::query::DPS_MAX + 256;
 
-/// A stored query's phase (mirrors the service's private phase type).
+/// A query whose answers are in, waiting for the verifying nodes' verdicts: what the
+/// service tracks and what the store keeps alike.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Verifying {
+    pub aggregates: Vec<ServerAggregate>,
+    pub shares: Vec<KeySwitchShare>,
+    pub evidence: [u8; 32],
+    /// Height at which the verdicts were submitted.
+    pub since: u64,
+    /// Height at which the quorum was first seen.
+    pub quorum_at: Option<u64>,
+}
+
+/// A stored query's phase (the service's phase, with a decided status reduced to what the
+/// statistic is recomputed from).
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum StoredPhase {
     Submitted,
-    Verifying {
-        aggregates: Vec<ServerAggregate>,
-        shares: Vec<KeySwitchShare>,
-        evidence: [u8; 32],
-        since: u64,
-        quorum_at: Option<u64>,
-    },
+    Verifying(Verifying),
     Accepted {
         aggregates: Aggregates,
         verdicts: u64,
@@ -60,6 +68,15 @@ pub(crate) struct StoredQuery {
     pub query: Query,
     pub keypair: KeyPair,
     pub phase: StoredPhase,
+}
+
+/// A list of at most one item per server.
+fn read_per_server<T: Canonical>(r: &mut Reader<'_>, too_many: &'static str) -> Result<Vec<T>> {
+    let n = r.seq_len()?;
+    if n > SERVERS_STORED_MAX {
+        return Err(Error::Decode(too_many));
+    }
+    (0..n).map(|_| T::read(r)).collect()
 }
 
 fn text(w: &mut Writer, s: &str) {
@@ -94,13 +111,13 @@ impl Canonical for StoredPhase {
             StoredPhase::Submitted => {
                 w.u8(1);
             }
-            StoredPhase::Verifying {
+            StoredPhase::Verifying(Verifying {
                 aggregates,
                 shares,
                 evidence,
                 since,
                 quorum_at,
-            } => {
+            }) => {
                 w.u8(2).seq_len(aggregates.len());
                 for a in aggregates {
                     a.write(w);
@@ -145,20 +162,8 @@ impl Canonical for StoredPhase {
         Ok(match r.u8()? {
             1 => StoredPhase::Submitted,
             2 => {
-                let n = r.seq_len()?;
-                if n > SERVERS_STORED_MAX {
-                    return Err(Error::Decode("too many stored aggregates"));
-                }
-                let aggregates = (0..n)
-                    .map(|_| ServerAggregate::read(r))
-                    .collect::<Result<_>>()?;
-                let n = r.seq_len()?;
-                if n > SERVERS_STORED_MAX {
-                    return Err(Error::Decode("too many stored shares"));
-                }
-                let shares = (0..n)
-                    .map(|_| KeySwitchShare::read(r))
-                    .collect::<Result<_>>()?;
+                let aggregates = read_per_server(r, "too many stored aggregates")?;
+                let shares = read_per_server(r, "too many stored shares")?;
                 let evidence = r.fixed()?;
                 let since = r.u64()?;
                 let quorum_at = match r.u8()? {
@@ -166,13 +171,13 @@ impl Canonical for StoredPhase {
                     1 => Some(r.u64()?),
                     _ => return Err(Error::Decode("stored quorum height")),
                 };
-                StoredPhase::Verifying {
+                StoredPhase::Verifying(Verifying {
                     aggregates,
                     shares,
                     evidence,
                     since,
                     quorum_at,
-                }
+                })
             }
             3 => {
                 let count = u128_read(r)?;
