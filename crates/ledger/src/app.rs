@@ -21,21 +21,19 @@ use commonware_consensus::{
 use commonware_cryptography::{Digested, Digestible as _, ed25519::PublicKey, sha256::Digest};
 use commonware_runtime::Clock;
 use commonware_utils::{Acknowledgement as _, sync::Mutex};
-use futures::{StreamExt as _, channel::mpsc};
+use futures::StreamExt as _;
 use rand_core::CryptoRng;
 use tracing::{debug, error, warn};
 
 use crate::block::{BLOCK_BYTES_MAX, BLOCK_TXS_MAX, Block, Header};
 use crate::evidence::{self, EvidenceCache, EvidenceError};
+use crate::finalized::{Finalized, Publisher, Snapshots};
 use crate::mempool::{AdmitError, Mempool};
 use crate::state::{Layer, Rejection, State, View, execute_block};
 use crate::tx::{Hash, Tx, TxId, verify_batch};
 
 /// Unfinalized ancestors a validator will fetch and execute to judge one block.
 pub const ANCESTRY_WALK_MAX: usize = 256;
-/// Finalized blocks queued for one subscriber; a subscriber that falls this far behind is
-/// disconnected (it can re-read from storage) rather than slowing the validator down.
-pub const SUBSCRIBER_QUEUE_MAX: usize = 4096;
 /// Transactions waiting to be gossiped to peers.
 pub const GOSSIP_QUEUE_MAX: usize = 200_000;
 
@@ -79,7 +77,8 @@ pub(crate) struct Chain {
     tip_timestamp_ms: u64,
     pending: HashMap<Digest, Pending>,
     pub(crate) mempool: Mempool,
-    subscribers: Vec<mpsc::Sender<Arc<Block>>>,
+    /// The finalized view: one snapshot per finalized block, latest value only.
+    published: Publisher,
     pub(crate) gossip_out: VecDeque<(Tx, Option<bytes::Bytes>)>,
     /// Evidence of pending alerts, for re-execution (never stored, never on the ledger).
     pub(crate) evidence: EvidenceCache,
@@ -91,13 +90,17 @@ pub(crate) struct Chain {
 
 impl Chain {
     pub(crate) fn new(genesis: State, genesis_block: &Block, limits: BlockLimits) -> Chain {
+        let published = Publisher::new(Finalized::new(
+            Arc::new(genesis_block.clone()),
+            genesis.clone(),
+        ));
         Chain {
             state: genesis,
             tip: genesis_block.digest(),
             tip_timestamp_ms: genesis_block.header().timestamp_ms,
             pending: HashMap::new(),
             mempool: Mempool::default(),
-            subscribers: Vec::new(),
+            published,
             gossip_out: VecDeque::new(),
             evidence: EvidenceCache::default(),
             diverged: None,
@@ -187,8 +190,8 @@ impl Chain {
                     .copied(),
             );
         }
-        self.subscribers
-            .retain_mut(|s| s.try_send(block.clone()).is_ok());
+        self.published
+            .publish(Finalized::new(block.clone(), self.state.clone()));
     }
 
     fn diverge(&mut self, reason: String) {
@@ -200,10 +203,8 @@ impl Chain {
         self.diverged.as_deref()
     }
 
-    pub(crate) fn subscribe(&mut self) -> mpsc::Receiver<Arc<Block>> {
-        let (sender, receiver) = mpsc::channel(SUBSCRIBER_QUEUE_MAX);
-        self.subscribers.push(sender);
-        receiver
+    pub(crate) fn snapshots(&self) -> Snapshots {
+        self.published.subscribe()
     }
 
     /// Admit transactions whose signatures are checked; optionally queue them for gossip.

@@ -8,7 +8,6 @@ use std::time::{Duration, SystemTime};
 use commonware_cryptography::Signer as _;
 use commonware_p2p::simulated::Link;
 use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _, deterministic};
-use futures::StreamExt as _;
 use vigil_core::{AlertLevel, DeviceId, DeviceKey, PersonId};
 
 use crate::sim::{Cluster, ClusterConfig, Keys};
@@ -210,7 +209,8 @@ pub fn simulated(config: BenchConfig) -> BenchReport {
         // Sign every alert up front (signing is the devices' and gateways' work, not ours).
         let alerts = sign_alerts(&cluster.keys, &chain_id, &deployments, config.alerts);
         // Finalization times, observed at validator 1.
-        let mut finalized = cluster.ledger(1).expect("running").subscribe();
+        let observed = cluster.ledger(1).expect("running");
+        let mut finalized = observed.follow(observed.snapshot().height() + 1);
         let clock = cluster.context().child("observer");
         let (done_tx, done_rx) = futures::channel::oneshot::channel();
         let wanted: usize = alerts.len();
@@ -218,9 +218,10 @@ pub fn simulated(config: BenchConfig) -> BenchReport {
             let mut times: HashMap<TxId, SystemTime> = HashMap::with_capacity(wanted);
             let mut blocks = 0u64;
             while times.len() < wanted {
-                let Some(block) = finalized.next().await else {
+                let Some(followed) = finalized.next().await else {
                     break;
                 };
+                let block = followed.block;
                 blocks += 1;
                 let now = context.current();
                 for tx in block.txs() {
@@ -277,7 +278,7 @@ pub fn loopback(config: BenchConfig, dir: &std::path::Path, timeout: Duration) -
             context.sleep(Duration::from_millis(20)).await;
         }
         let alerts = sign_alerts(&cluster.keys, &chain_id, &deployments, config.alerts);
-        let mut finalized = cluster.ledgers[1].subscribe();
+        let mut finalized = cluster.ledgers[1].follow(cluster.ledgers[1].snapshot().height() + 1);
         let (done_tx, done_rx) = futures::channel::oneshot::channel();
         let wanted = alerts.len();
         context.child("observer").spawn(move |context| async move {
@@ -285,13 +286,14 @@ pub fn loopback(config: BenchConfig, dir: &std::path::Path, timeout: Duration) -
             let mut blocks = 0u64;
             while times.len() < wanted {
                 let next = futures::future::select(
-                    finalized.next(),
+                    Box::pin(finalized.next()),
                     Box::pin(context.sleep_until(deadline)),
                 )
                 .await;
-                let futures::future::Either::Left((Some(block), _)) = next else {
+                let futures::future::Either::Left((Some(followed), _)) = next else {
                     break;
                 };
+                let block = followed.block;
                 blocks += 1;
                 let now = context.current();
                 for tx in block.txs() {

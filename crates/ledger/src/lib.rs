@@ -5,6 +5,11 @@
 //! - [`state`]: the deterministic state machine, its permission table and typed rejections,
 //!   and the chained state commitment carried in every block header.
 //! - [`block`]: blocks, headers, Merkle inclusion proofs of transactions.
+//! - [`finalized`]: the read boundary. After each finalized block a [`finalized::Finalized`]
+//!   snapshot (the block, the state after it and its indexes) is published on a latest-value
+//!   channel ([`node::Ledger::snapshot`], [`node::Ledger::snapshots`]); a reader that needs
+//!   every block follows them with [`node::Ledger::follow`]. The state's lookups and
+//!   [`read`]'s role-checked queries are the only reads other crates make.
 //!
 //! Consensus is `commonware-consensus` simplex with Ed25519 validator signatures; this crate
 //! supplies blocks and checks them, and never orders anything itself.
@@ -14,6 +19,8 @@ pub mod bench;
 pub mod block;
 pub mod config;
 pub mod evidence;
+pub mod finalized;
+mod index;
 mod keycache;
 pub mod keys;
 pub mod local;

@@ -160,7 +160,7 @@ mod tests {
     use std::time::Duration;
 
     use commonware_runtime::{Clock as _, Runner as _};
-    use futures::{FutureExt as _, StreamExt as _};
+    use futures::FutureExt as _;
     use vigil_core::PersonId;
 
     use super::*;
@@ -189,7 +189,7 @@ mod tests {
             let cluster = start_local(context.child("cluster"), LocalConfig::new(Keys::new(4, 1))).await;
             let ledger = cluster.ledgers[0].clone();
             let operator = &cluster.keys.operator;
-            let mut finalized = cluster.ledgers[3].subscribe();
+            let mut finalized = cluster.ledgers[3].follow(1);
             let tx = Tx::sign(
                 operator,
                 &ledger.chain_id(),
@@ -201,9 +201,9 @@ mod tests {
             // the restart below expects it in every validator's store.
             let wait = async {
                 let mut height = None;
-                while let Some(block) = finalized.next().await {
-                    if block.txs().iter().any(|t| t.id() == id) {
-                        height = Some(block.height());
+                while let Some(followed) = finalized.next().await {
+                    if followed.block.txs().iter().any(|t| t.id() == id) {
+                        height = Some(followed.block.height());
                         break;
                     }
                 }

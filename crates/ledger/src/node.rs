@@ -38,13 +38,13 @@ use commonware_parallel::Sequential;
 use commonware_runtime::{Clock, Handle, Metrics, Spawner, Storage, buffer::paged::CacheRef};
 use commonware_storage::archive::{Archive as _, Identifier as ArchiveId, immutable};
 use commonware_utils::{NZDuration, NZU16, NZU64, NZUsize, ordered::Set, sync::Mutex};
-use futures::channel::mpsc;
 use rand_core::CryptoRng;
 use tracing::{info, warn};
 
 use crate::app::{AdmitWithEvidenceError, BlockLimits, Chain, Finalizer, LedgerApp, ProposerFault};
 use crate::block::{BLOCK_BYTES_MAX, Block};
 use crate::evidence::{self, EVIDENCE_BYTES_MAX, EvidenceError};
+use crate::finalized::{Finalized, Follower, Snapshots};
 use crate::mempool::AdmitError;
 use crate::state::{Rejection, State};
 use crate::tx::{Hash, Tx, TxId, verify_batch};
@@ -190,6 +190,7 @@ pub struct Ledger {
     chain: Arc<Mutex<Chain>>,
     chain_id: Hash,
     marshal: MarshalMailbox<Scheme, Standard<Block>>,
+    snapshots: Snapshots,
 }
 
 impl Ledger {
@@ -269,10 +270,22 @@ impl Ledger {
             .unwrap_or(Err(SubmitError::Signature))
     }
 
-    /// Finalized blocks from now on, in height order. The queue is bounded
-    /// ([`crate::app::SUBSCRIBER_QUEUE_MAX`]); a subscriber that lags further is dropped.
-    pub fn subscribe(&self) -> mpsc::Receiver<Arc<Block>> {
-        self.chain.lock().subscribe()
+    /// The latest finalized snapshot (the block and the state after it). Taken without the
+    /// consensus lock; hold it as long as needed, it never changes.
+    pub fn snapshot(&self) -> Arc<Finalized> {
+        self.snapshots.borrow().clone()
+    }
+
+    /// The finalized view as a latest-value channel: `changed().await` wakes on the next
+    /// finalized block; a reader that waits longer sees only the latest snapshot.
+    pub fn snapshots(&self) -> Snapshots {
+        self.snapshots.clone()
+    }
+
+    /// Every finalized block from height `from` on, in order: the ones the channel skipped
+    /// while the reader was busy are read back from the finalized block store.
+    pub fn follow(&self, from: u64) -> Follower {
+        Follower::new(self.clone(), self.snapshots.clone(), from)
     }
 
     /// Height and digest of the last finalized block applied to the state.
@@ -303,11 +316,6 @@ impl Ledger {
     /// Pending transactions in the mempool.
     pub fn mempool_len(&self) -> usize {
         self.chain.lock().mempool.len()
-    }
-
-    /// Run `f` on the finalized state (for reads; see [`crate::read`]).
-    pub fn with_state<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        f(&self.chain.lock().state)
     }
 
     /// Set when a finalized block failed to apply (a bug or a Byzantine quorum).
@@ -423,6 +431,7 @@ where
     if height > 1 {
         info!(%me, height = height - 1, "state rebuilt from finalized blocks");
     }
+    let snapshots = chain.snapshots();
     let chain = Arc::new(Mutex::new(chain));
 
     // Marshal: block dissemination, finalized storage, backfill.
@@ -534,6 +543,7 @@ where
         chain: chain.clone(),
         chain_id: genesis.chain_id,
         marshal: marshal_mailbox,
+        snapshots,
     };
     spawn_gossip(
         context.child("gossip"),

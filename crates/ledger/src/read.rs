@@ -81,53 +81,51 @@ pub fn read(state: &State, reader: &PublicKey, query: &Query) -> Result<Answer, 
     if !needed.iter().any(|r| roles.contains(*r)) {
         return Err(ReadError::Forbidden(needed));
     }
-    let t = state.tables();
-    let alerts = |f: &dyn Fn(&AlertRecord) -> bool| {
+    let alerts = |found: &mut dyn Iterator<Item = (&AlertId, &AlertRecord)>| {
         Answer::Alerts(
-            t.alerts
-                .iter()
-                .filter(|(_, a)| f(a))
+            found
                 .take(READ_RESULTS_MAX)
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),
         )
     };
     Ok(match query {
-        Query::Alert(id) => Answer::Alerts(
-            t.alerts
-                .get(id)
-                .map(|a| vec![(*id, a.clone())])
-                .unwrap_or_default(),
+        Query::Alert(id) => alerts(&mut state.alert(id).map(|a| (id, a)).into_iter()),
+        Query::AlertsByStatus(status) => alerts(&mut state.alerts_with_status(*status)),
+        Query::AlertsByPerson(person) => alerts(&mut state.alerts_of(person)),
+        // Reading times are not indexed: the scan stops at the first READ_RESULTS_MAX matches.
+        Query::AlertsByTime { from_ms, to_ms } => alerts(
+            &mut state
+                .tables()
+                .alerts
+                .iter()
+                .filter(|(_, a)| (*from_ms..*to_ms).contains(&a.reading_time_ms)),
         ),
-        Query::AlertsByStatus(status) => alerts(&|a| a.status == *status),
-        Query::AlertsByPerson(person) => alerts(&|a| a.person == *person),
-        Query::AlertsByTime { from_ms, to_ms } => {
-            alerts(&|a| (*from_ms..*to_ms).contains(&a.reading_time_ms))
-        }
         Query::Instance(id) => Answer::Instances(
-            t.instances
-                .get(id)
+            state
+                .instance(id)
                 .map(|i| vec![(*id, i.clone())])
                 .unwrap_or_default(),
         ),
         Query::InstancesByPerson(person) => Answer::Instances(
-            t.instances
-                .iter()
-                .filter(|(_, i)| i.deployment.person == *person)
+            state
+                .instances_of(person)
                 .take(READ_RESULTS_MAX)
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),
         ),
         Query::Anchors { from } => Answer::Anchors(
-            t.anchors
-                .range(from..)
+            state
+                .tables()
+                .anchors
+                .range(*from..)
                 .take(READ_RESULTS_MAX)
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),
         ),
         Query::Accesses { from } => Answer::Accesses(
-            t.accesses
-                .range(from..)
+            state
+                .accesses_from(*from)
                 .take(READ_RESULTS_MAX)
                 .map(|(k, v)| (*k, v.clone()))
                 .collect(),

@@ -268,7 +268,7 @@ fn a_restarted_validator_catches_up_from_its_storage_and_peers() {
         let roots: HashSet<[u8; 32]> = cluster
             .live()
             .filter(|(_, l)| l.finalized().0 == height)
-            .map(|(_, l)| l.with_state(|s| s.root()))
+            .map(|(_, l)| l.snapshot().root())
             .collect();
         assert!(roots.len() <= 1, "state roots differ");
     });
@@ -589,7 +589,7 @@ fn a_crash_mid_write_leaves_every_store_readable_and_consistent() {
             let roots: HashSet<[u8; 32]> = cluster
                 .live()
                 .filter(|(_, l)| l.finalized().0 == height)
-                .map(|(_, l)| l.with_state(|s| s.root()))
+                .map(|(_, l)| l.snapshot().root())
                 .collect();
             assert!(roots.len() <= 1, "state roots differ after the crash");
         });

@@ -24,6 +24,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::index::Indexes;
 use bytes::Bytes;
 use commonware_cryptography::ed25519::PublicKey;
 use sha2::{Digest as _, Sha256};
@@ -231,10 +232,35 @@ macro_rules! tables {
             $( pub $field: BTreeMap<$key, $value>, )*
         }
 
-        impl Tables {
+        /// The whole finalized state, in persistent maps: cloning it (for each published
+        /// [`crate::finalized::Finalized`] snapshot) shares every node, and merging a block
+        /// copies only the paths to the entries it writes.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub(crate) struct StateTables {
+            $( pub(crate) $field: imbl::OrdMap<$key, $value>, )*
+        }
+
+        impl StateTables {
             fn merge_from(&mut self, other: &Tables) {
                 $( for (k, v) in &other.$field { self.$field.insert(k.clone(), v.clone()); } )*
             }
+
+            fn from_tables(tables: Tables) -> StateTables {
+                StateTables { $( $field: tables.$field.into_iter().collect(), )* }
+            }
+
+            fn write_canonical(&self, out: &mut Vec<u8>) {
+                $(
+                    for (k, v) in &self.$field {
+                        out.push($tag);
+                        k.canon(out);
+                        v.canon(out);
+                    }
+                )*
+            }
+        }
+
+        impl Tables {
 
             /// Number of entries over all tables.
             pub fn len(&self) -> usize {
@@ -486,13 +512,18 @@ pub struct Layer {
     pub root: Hash,
 }
 
-/// The finalized state of the ledger.
+/// The finalized state of the ledger: the tables the state root commits to, and the indexes
+/// readers need (never committed to: they are functions of the tables).
+///
+/// Cloning is cheap (persistent maps share their nodes): each finalized block publishes a clone
+/// as part of its [`crate::finalized::Finalized`] snapshot.
 #[derive(Clone, Debug)]
 pub struct State {
     chain_id: Hash,
     height: u64,
     root: Hash,
-    tables: Tables,
+    tables: StateTables,
+    index: Indexes,
 }
 
 impl State {
@@ -516,7 +547,8 @@ impl State {
             chain_id,
             height: 0,
             root,
-            tables,
+            tables: StateTables::from_tables(tables),
+            index: Indexes::default(),
         }
     }
 
@@ -531,8 +563,13 @@ impl State {
     pub fn root(&self) -> Hash {
         self.root
     }
-    pub fn tables(&self) -> &Tables {
+    /// The raw tables: for the ledger's own execution and reads only. Other crates read through
+    /// the lookups in [`crate::finalized`] and the role-checked [`crate::read`].
+    pub(crate) fn tables(&self) -> &StateTables {
         &self.tables
+    }
+    pub(crate) fn index(&self) -> &Indexes {
+        &self.index
     }
 
     /// A read-only view of the finalized state (no layers).
@@ -548,6 +585,7 @@ impl State {
             self.height + 1,
             "layers merge in height order"
         );
+        self.index.update(&self.tables, &layer.tables);
         self.tables.merge_from(&layer.tables);
         self.height = layer.height;
         self.root = layer.root;

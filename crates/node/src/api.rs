@@ -140,7 +140,9 @@ impl Caller {
         match &self.0 {
             Principal::Staff { signer, .. } => node
                 .ledger
-                .with_state(|s| s.view().has_role(signer.public(), role)),
+                .snapshot()
+                .view()
+                .has_role(signer.public(), role),
             Principal::Patient { .. } => false,
         }
     }
@@ -332,13 +334,12 @@ async fn ingest_pack(
 async fn me(State(node): State<Shared>, caller: Caller) -> Json<JsonValue> {
     match &caller.0 {
         Principal::Staff { name, signer } => {
-            let roles: Vec<&str> = node.ledger.with_state(|s| {
-                Role::ALL
-                    .into_iter()
-                    .filter(|r| s.view().has_role(signer.public(), *r))
-                    .map(Role::name)
-                    .collect()
-            });
+            let snapshot = node.ledger.snapshot();
+            let roles: Vec<&str> = Role::ALL
+                .into_iter()
+                .filter(|r| snapshot.view().has_role(signer.public(), *r))
+                .map(Role::name)
+                .collect();
             Json(
                 json!({"name": name, "kind": "staff", "roles": roles, "identity": signer.public().to_string()}),
             )
@@ -351,30 +352,23 @@ async fn me(State(node): State<Shared>, caller: Caller) -> Json<JsonValue> {
 
 async fn list_people(State(node): State<Shared>, caller: Caller) -> ApiResult<Json<JsonValue>> {
     caller.require(&node, PEOPLE_READERS)?;
-    let people = node.ledger.with_state(|state| {
-        let tables = state.tables();
-        let people: Vec<JsonValue> = tables
-            .persons
-            .keys()
-            .take(PEOPLE_LISTED_MAX)
-            .map(|person| {
-                let devices: Vec<JsonValue> = tables
-                    .devices
-                    .iter()
-                    .filter(|(_, d)| d.person == *person)
-                    .map(|(id, d)| json!({"device": id, "active": d.active}))
-                    .collect();
-                let open_alerts = tables
-                    .alerts
-                    .values()
-                    .filter(|a| a.person == *person && a.status != AlertStatus::Resolved)
-                    .map(|a| a.level.code())
-                    .max();
-                json!({"person": person, "devices": devices, "open_alert_level": open_alerts})
-            })
-            .collect();
-        people
-    });
+    let state = node.ledger.snapshot();
+    let people: Vec<JsonValue> = state
+        .persons()
+        .take(PEOPLE_LISTED_MAX)
+        .map(|(person, _)| {
+            let devices: Vec<JsonValue> = state
+                .devices_of(person)
+                .map(|(id, d)| json!({"device": id, "active": d.active}))
+                .collect();
+            let open_alerts = state
+                .alerts_of(person)
+                .filter(|(_, a)| a.status != AlertStatus::Resolved)
+                .map(|(_, a)| a.level.code())
+                .max();
+            json!({"person": person, "devices": devices, "open_alert_level": open_alerts})
+        })
+        .collect();
     Ok(Json(json!({"people": people})))
 }
 
@@ -581,12 +575,10 @@ struct InstancesQuery {
 
 fn ledger_read(node: &Node, caller: &Caller, query: LedgerQuery) -> ApiResult<Answer> {
     let reader = caller.reader_key(node);
-    node.ledger
-        .with_state(|state| read::read(state, &reader, &query))
-        .map_err(|error| match error {
-            read::ReadError::Forbidden(roles) => ApiError::forbidden(roles),
-            other => ApiError::new(StatusCode::BAD_REQUEST, "read", other.to_string()),
-        })
+    read::read(&node.ledger.snapshot(), &reader, &query).map_err(|error| match error {
+        read::ReadError::Forbidden(roles) => ApiError::forbidden(roles),
+        other => ApiError::new(StatusCode::BAD_REQUEST, "read", other.to_string()),
+    })
 }
 
 async fn list_instances(
@@ -737,15 +729,12 @@ async fn list_alerts(
 ) -> ApiResult<Json<JsonValue>> {
     let alerts: Vec<JsonValue> = match &caller.0 {
         // A patient sees their own alerts only, read by the node on their behalf.
-        Principal::Patient { person, .. } => node.ledger.with_state(|state| {
-            state
-                .tables()
-                .alerts
-                .iter()
-                .filter(|(_, a)| a.person == *person)
-                .map(|(id, a)| alert_json(id, a))
-                .collect()
-        }),
+        Principal::Patient { person, .. } => node
+            .ledger
+            .snapshot()
+            .alerts_of(person)
+            .map(|(id, a)| alert_json(id, a))
+            .collect(),
         Principal::Staff { .. } => {
             caller.require(&node, ALERT_READERS)?;
             let statuses = match q.status.as_deref() {

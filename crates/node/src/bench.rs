@@ -114,11 +114,8 @@ pub async fn ingest(
         submit(TxBody::RegisterPerson { person: *person })?;
     }
     wait_until("people registered", || {
-        ledger.with_state(|s| {
-            people
-                .iter()
-                .all(|(p, _, _)| s.tables().persons.contains_key(p))
-        })
+        let s = ledger.snapshot();
+        people.iter().all(|(p, _, _)| s.person(p).is_some())
     })
     .await?;
     let params = vigil_contracts::Params::Threshold(vigil_contracts::ThresholdParams {
@@ -137,9 +134,8 @@ pub async fn ingest(
         })?;
     }
     wait_until("devices and instances", || {
-        ledger.with_state(|s| {
-            s.tables().instances.len() >= people.len() && s.tables().devices.len() >= people.len()
-        })
+        let s = ledger.snapshot();
+        s.instance_count() >= people.len() && s.device_count() >= people.len()
     })
     .await?;
     wait_until("the node's catalog", || {

@@ -18,7 +18,6 @@ use serde_json::{Value as JsonValue, json};
 use vigil_core::{PersonId, merkle};
 use vigil_ledger::block::Block;
 use vigil_ledger::node::Genesis;
-use vigil_ledger::state::AlertStatus;
 use vigil_ledger::tx::Role;
 
 use crate::api::{ApiError, ApiResult, Caller, Shared};
@@ -55,23 +54,18 @@ pub(crate) fn routes() -> Router<Shared> {
 /// latest position fix, if any.
 async fn map(State(node): State<Shared>, caller: Caller) -> ApiResult<Json<JsonValue>> {
     caller.require(&node, MAP_READERS)?;
-    let (people, levels) = node.ledger.with_state(|state| {
-        let tables = state.tables();
-        let mut levels: HashMap<PersonId, u8> = HashMap::new();
-        for alert in tables.alerts.values() {
-            if alert.status != AlertStatus::Resolved {
-                let level = levels.entry(alert.person).or_insert(0);
-                *level = (*level).max(alert.level.code());
-            }
-        }
-        let people: Vec<PersonId> = tables
-            .persons
-            .keys()
-            .take(MAP_PEOPLE_MAX)
-            .copied()
-            .collect();
-        (people, levels)
-    });
+    let state = node.ledger.snapshot();
+    let mut levels: HashMap<PersonId, u8> = HashMap::new();
+    for (_, alert) in state.unresolved_alerts() {
+        let level = levels.entry(alert.person).or_insert(0);
+        *level = (*level).max(alert.level.code());
+    }
+    let people: Vec<PersonId> = state
+        .persons()
+        .take(MAP_PEOPLE_MAX)
+        .map(|(p, _)| *p)
+        .collect();
+    drop(state);
     let monitor = node.monitor.lock();
     let positions = monitor.positions();
     let people: Vec<JsonValue> = people
@@ -94,9 +88,10 @@ async fn map(State(node): State<Shared>, caller: Caller) -> ApiResult<Json<JsonV
 /// `GET /api/map/zones`: the zones of every active geofence instance, as deployed.
 async fn map_zones(State(node): State<Shared>, caller: Caller) -> ApiResult<Json<JsonValue>> {
     caller.require(&node, MAP_READERS)?;
-    let zones: Vec<JsonValue> = node.ledger.with_state(|state| {
+    let zones: Vec<JsonValue> = {
+        let state = node.ledger.snapshot();
         let mut zones = Vec::new();
-        for (id, record) in &state.tables().instances {
+        for (id, record) in state.instances() {
             if !record.active || record.deployment.kind != "geofence" {
                 continue;
             }
@@ -112,7 +107,7 @@ async fn map_zones(State(node): State<Shared>, caller: Caller) -> ApiResult<Json
             }
         }
         zones
-    });
+    };
     Ok(Json(json!({"zones": zones})))
 }
 
@@ -299,19 +294,11 @@ async fn verify_record(
     let size = usize::try_from(count).unwrap_or(usize::MAX);
     let computed = merkle::root_from_proof(&proof.leaf, index, size, &proof.path);
     let anchor_height = computed.and_then(|root| {
-        node.ledger.with_state(|state| {
-            state
-                .tables()
-                .anchors
-                .values()
-                .find(|a| {
-                    a.by == *node.gateway.public()
-                        && a.first_seq == first_seq
-                        && u64::from(a.count) == count
-                        && a.root == root
-                })
-                .map(|a| a.height)
-        })
+        node.ledger
+            .snapshot()
+            .anchor_by(node.gateway.public(), first_seq)
+            .filter(|a| u64::from(a.count) == count && a.root == root)
+            .map(|a| a.height)
     });
     let verified = anchor_height.is_some();
     Ok(Json(json!({

@@ -46,10 +46,11 @@ struct LedgerDirectory<'a>(&'a Ledger);
 
 impl DeviceDirectory for LedgerDirectory<'_> {
     fn device(&self, id: &DeviceId) -> Option<EnrolledDevice> {
-        let (person, bytes, active) = self.0.with_state(|state| {
-            let record = state.tables().devices.get(id)?;
-            Some((record.person, record.public_key, record.active))
-        })?;
+        let (person, bytes, active) = {
+            let snapshot = self.0.snapshot();
+            let record = snapshot.device(id)?;
+            (record.person, record.public_key, record.active)
+        };
         let cached = DEVICE_KEYS.lock().get(&bytes).copied();
         let key = match cached {
             Some(key) => key,

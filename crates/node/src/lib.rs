@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt as _;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -36,6 +35,7 @@ use vigil_ehr::{Ehr, EhrError, SecretKey};
 use vigil_gateway::mqtt::MqttGateway;
 use vigil_gateway::{Rejected, Rejection, Reply};
 use vigil_ledger::block::Block;
+use vigil_ledger::finalized::{Finalized, Followed, Follower};
 use vigil_ledger::node::Ledger;
 use vigil_ledger::state::AlertStatus;
 use vigil_ledger::tx::{TxBody, TxId};
@@ -188,8 +188,12 @@ impl Node {
             source,
         })?;
         let ehr = Ehr::open(&ehr_path(&config.data_dir), config.ehr_master_key)?;
+        // The catalog is loaded from one snapshot and the follower starts right after it, so no
+        // block falls between the two.
+        let loaded = ledger.snapshot();
         let mut monitor = Monitor::new();
-        ledger.with_state(|state| monitor.load_active(state));
+        monitor.load_active(&loaded);
+        let follower = ledger.follow(loaded.height() + 1);
         let (events, _) = broadcast::channel(LIVE_EVENTS_QUEUE_MAX);
         let node = Arc::new(Node {
             ledger,
@@ -226,7 +230,7 @@ impl Node {
         };
         *node.mqtt.lock() = mqtt.map(Arc::new);
 
-        tokio::spawn(follow_finalized(node.clone()));
+        tokio::spawn(follow_finalized(node.clone(), follower));
         tokio::spawn(tick_contracts(node.clone()));
 
         let listener = tokio::net::TcpListener::bind(config.http_listen)
@@ -271,9 +275,7 @@ impl Node {
 
     /// Records stored since the last anchor, anchored or not: for tests and `vigil ehr verify`.
     pub fn verify_ehr(&self) -> Result<vigil_ehr::VerifyReport, EhrError> {
-        let anchors = self
-            .ledger
-            .with_state(|state| ledger_anchors(state, self.gateway.public()));
+        let anchors = ledger_anchors(&self.ledger.snapshot(), self.gateway.public());
         self.ehr.lock().verify(&anchors)
     }
 
@@ -327,7 +329,9 @@ impl Node {
         }
     }
 
-    fn on_finalized(&self, block: &Block) {
+    /// Applies one finalized block: the catalog, the live stream, the person's push, the EHR
+    /// anchor. `latest` is the newest snapshot (at the block's height or later).
+    fn on_finalized(&self, block: &Block, latest: &Finalized) {
         let height = block.height();
         self.metrics.ledger_height.set(height as i64);
         self.monitor.lock().apply_finalized(block);
@@ -340,9 +344,7 @@ impl Node {
                     reading_time_ms,
                     ..
                 } => {
-                    let person = self
-                        .ledger
-                        .with_state(|s| s.tables().alerts.get(&id).map(|a| a.person));
+                    let person = latest.alert(&id).map(|a| a.person);
                     let Some(person) = person else { continue };
                     let pending = self.pending.lock().remove(&id);
                     if let Some(pending) = &pending {
@@ -366,9 +368,7 @@ impl Node {
                 TxBody::Acknowledge { alert }
                 | TxBody::Order { alert, .. }
                 | TxBody::Resolve { alert, .. } => {
-                    let record = self
-                        .ledger
-                        .with_state(|s| s.tables().alerts.get(alert).cloned());
+                    let record = latest.alert(alert).cloned();
                     let Some(record) = record else { continue };
                     if matches!(tx.body(), TxBody::Resolve { .. }) {
                         self.monitor.lock().resolve(&record.instance, now_ms());
@@ -389,7 +389,7 @@ impl Node {
             height,
             txs: block.txs().len(),
         });
-        self.anchor_ehr();
+        self.anchor_ehr(latest);
     }
 
     fn push_to_person(&self, person: PersonId, event: &LiveEvent) {
@@ -414,15 +414,13 @@ impl Node {
     /// then stop short of the store's, and every later record would prove against the wrong
     /// anchor. The ledger refuses an anchor that does not start where the gateway's last one
     /// ended, so re-submitting one whose earlier copy is finalized after all is harmless.
-    fn anchor_ehr(&self) {
+    fn anchor_ehr(&self, latest: &Finalized) {
         let unanchored = {
             let mut ehr = self.ehr.lock();
             if let Err(error) = ehr.seal_batch() {
                 tracing::error!(%error, "could not seal the health record batch");
             }
-            let next = self
-                .ledger
-                .with_state(|state| state.view().next_anchored_seq(self.gateway.public()));
+            let next = latest.view().next_anchored_seq(self.gateway.public());
             match ehr.sealed_anchors_from(next) {
                 Ok(anchors) => anchors,
                 Err(error) => {
@@ -464,14 +462,15 @@ impl Node {
     }
 }
 
-async fn follow_finalized(node: Arc<Node>) {
-    let mut blocks = node.ledger.subscribe();
-    while let Some(block) = blocks.next().await {
+/// Applies every finalized block in order, however far behind the node falls: the follower
+/// reads the blocks the finalized view skipped back from the ledger's block store.
+async fn follow_finalized(node: Arc<Node>, mut follower: Follower) {
+    while let Some(Followed { block, latest }) = follower.next().await {
         let node = node.clone();
         // Applying a block touches SQLite: keep it off the async workers.
-        let _ = tokio::task::spawn_blocking(move || node.on_finalized(&block)).await;
+        let _ = tokio::task::spawn_blocking(move || node.on_finalized(&block, &latest)).await;
     }
-    tracing::error!("finalized-block subscription ended");
+    tracing::error!("the validator stopped: no more finalized blocks to apply");
 }
 
 async fn tick_contracts(node: Arc<Node>) {
@@ -492,10 +491,7 @@ pub fn ledger_anchors(
     gateway: &commonware_cryptography::ed25519::PublicKey,
 ) -> Vec<vigil_ehr::Anchor> {
     state
-        .tables()
-        .anchors
-        .values()
-        .filter(|record| record.by == *gateway)
+        .anchors_by(gateway)
         .map(|record| vigil_ehr::Anchor {
             first_seq: record.first_seq,
             count: u64::from(record.count),

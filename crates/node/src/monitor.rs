@@ -46,7 +46,7 @@ impl Monitor {
 
     /// Deploys every instance active in the finalized state (at start-up).
     pub fn load_active(&mut self, state: &vigil_ledger::state::State) {
-        for record in state.tables().instances.values() {
+        for (_, record) in state.instances() {
             if record.active {
                 self.deploy(&record.deployment);
             }

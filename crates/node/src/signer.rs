@@ -85,22 +85,19 @@ impl Signer {
     /// accepted into the mempool and dropped at proposal. Actions that depend on a transaction
     /// not yet finalized are refused too: the API acts on what staff can see, which is final.
     pub fn submit_checked(&self, ledger: &Ledger, body: TxBody) -> Result<TxId, SubmitError> {
-        // The probe's nonce is read under the same state lock as the check: read apart, a
-        // block finalized in between made the probe's nonce stale and refused a good
-        // transaction ("bad nonce") while registering thousands of people.
+        // The probe's nonce is read from the same snapshot as the check: read apart, a block
+        // finalized in between made the probe's nonce stale and refused a good transaction
+        // ("bad nonce") while registering thousands of people.
         let chain_id = ledger.chain_id();
-        ledger
-            .with_state(|state| {
-                let view = state.view();
-                let probe = Tx::sign(
-                    &self.key,
-                    &chain_id,
-                    view.next_nonce(&self.public),
-                    body.clone(),
-                );
-                view.check(&probe)
-            })
-            .map_err(SubmitError::Rejected)?;
+        let snapshot = ledger.snapshot();
+        let view = snapshot.view();
+        let probe = Tx::sign(
+            &self.key,
+            &chain_id,
+            view.next_nonce(&self.public),
+            body.clone(),
+        );
+        view.check(&probe).map_err(SubmitError::Rejected)?;
         self.submit(ledger, body)
     }
 }

@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -43,8 +42,6 @@ use crate::api::{ApiError, Caller};
 use crate::signer::Signer;
 use crate::users::Principal;
 
-/// How often pending queries are advanced.
-const STEP_PERIOD: Duration = Duration::from_millis(200);
 /// Queries one doctor's listing returns at most.
 const LISTED_MAX: usize = 100;
 /// Query owners remembered before forgotten queries are pruned.
@@ -76,10 +73,11 @@ impl Node {
         if self.stats.set(stats).is_err() {
             return false;
         }
+        // Queries advance only when the finalized state does: step after each finalized
+        // block (a step that runs long sees the latest block next, not every one missed).
+        let mut snapshots = self.ledger.snapshots();
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(STEP_PERIOD);
-            loop {
-                interval.tick().await;
+            while snapshots.changed().await.is_ok() {
                 let service = service.clone();
                 // Encryption and proofs are CPU-bound: keep them off the async workers.
                 let _ = tokio::task::spawn_blocking(move || service.step()).await;
@@ -167,7 +165,9 @@ fn doctor(node: &Node, caller: &Caller) -> Result<Arc<Signer>, ApiError> {
         Principal::Staff { signer, .. }
             if node
                 .ledger
-                .with_state(|s| s.view().has_role(signer.public(), Role::Doctor)) =>
+                .snapshot()
+                .view()
+                .has_role(signer.public(), Role::Doctor) =>
         {
             Ok(signer.clone())
         }
@@ -309,16 +309,11 @@ async fn list_queries(
         .filter(|id| owner(&node, stats, id).as_ref() == Some(signer.public()))
         .collect();
     // Newest first: by the height the ledger recorded them at.
-    let heights: HashMap<QueryId, u64> = node.ledger.with_state(|s| {
-        mine.iter()
-            .map(|id| {
-                (
-                    *id,
-                    s.tables().queries.get(id).map_or(u64::MAX, |r| r.height),
-                )
-            })
-            .collect()
-    });
+    let snapshot = node.ledger.snapshot();
+    let heights: HashMap<QueryId, u64> = mine
+        .iter()
+        .map(|id| (*id, snapshot.query(id).map_or(u64::MAX, |r| r.height)))
+        .collect();
     mine.sort_by_key(|id| std::cmp::Reverse(heights.get(id).copied().unwrap_or(u64::MAX)));
     mine.truncate(LISTED_MAX);
     let queries: Vec<JsonValue> = mine.iter().map(|id| status_json(stats, id)).collect();
@@ -334,8 +329,7 @@ fn owner(node: &Node, stats: &Stats, id: &QueryId) -> Option<PublicKey> {
         return Some(o.clone());
     }
     stats.service.query(id)?;
-    node.ledger
-        .with_state(|s| s.tables().queries.get(id).map(|r| r.querier.clone()))
+    node.ledger.snapshot().query(id).map(|r| r.querier.clone())
 }
 
 fn stat_name(s: Statistic) -> String {

@@ -83,7 +83,7 @@ fn a_batch_sealed_before_a_crash_is_anchored_after_the_restart() {
         assert!(report.is_intact(), "{report:?}");
         assert_eq!(report.verified, 5);
         let gateway = gateway_key.public_key();
-        let anchors = ledger.with_state(|state| ledger_anchors(state, &gateway));
+        let anchors = ledger_anchors(&ledger.snapshot(), &gateway);
         assert_eq!(
             anchors
                 .iter()
@@ -139,9 +139,7 @@ fn a_batch_sealed_before_a_crash_is_anchored_after_the_restart() {
         let after = again.submit_tx(&ledger, after).expect("admitted");
         assert_eq!(after.nonce(), second.nonce(), "the dropped nonce is reused");
         until("the next anchor finalized", || {
-            ledger
-                .with_state(|state| state.view().next_anchored_seq(&gateway) == 8)
-                .then_some(())
+            (ledger.snapshot().view().next_anchored_seq(&gateway) == 8).then_some(())
         })
         .await;
     });

@@ -59,7 +59,7 @@ fn bad_input_is_refused_with_its_reason_and_roles_are_enforced_route_by_route() 
         let person: PersonId = created["person"].as_str().expect("pseudonym").parse().expect("valid");
         node.add_user("patient", Principal::Patient { name: "patient".into(), person });
         node.add_user("stranger", Principal::Patient { name: "stranger".into(), person: PersonId::random() });
-        until("registered", || ledger.with_state(|s| s.tables().persons.contains_key(&person)).then_some(())).await;
+        until("registered", || ledger.snapshot().person(&person).map(|_| ())).await;
         let device: DeviceId = "thermo-9".parse().expect("valid");
         let revoked: DeviceId = "thermo-old".parse().expect("valid");
         let key = DeviceKey::from_seed([5; 32]);
@@ -67,10 +67,10 @@ fn bad_input_is_refused_with_its_reason_and_roles_are_enforced_route_by_route() 
             let body = json!({"person": person, "device": d, "public_key": key.public().to_string()});
             assert_eq!(http(api, "POST", "/api/devices", Some("op"), Some(body)).await.0, 202);
         }
-        until("enrolled", || ledger.with_state(|s| (s.tables().devices.len() == 2).then_some(()))).await;
+        until("enrolled", || (ledger.snapshot().device_count() == 2).then_some(())).await;
         assert_eq!(http(api, "DELETE", &format!("/api/devices/{revoked}"), Some("op"), None).await.0, 202);
         until("revoked", || {
-            ledger.with_state(|s| s.tables().devices.get(&revoked).is_some_and(|d| !d.active).then_some(()))
+            ledger.snapshot().device(&revoked).is_some_and(|d| !d.active).then_some(())
         })
         .await;
 
@@ -156,7 +156,7 @@ fn bad_input_is_refused_with_its_reason_and_roles_are_enforced_route_by_route() 
             }
         }
         // Reads of identity and records were logged on the ledger, by who read them.
-        until("accesses logged", || ledger.with_state(|s| (s.tables().accesses.len() >= 2).then_some(()))).await;
+        until("accesses logged", || (ledger.snapshot().access_count() >= 2).then_some(())).await;
         cluster.shutdown();
     });
 }

@@ -86,9 +86,7 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
             },
         );
         until("registered", || {
-            ledger
-                .with_state(|s| s.tables().persons.contains_key(&person))
-                .then_some(())
+            ledger.snapshot().person(&person).is_some().then_some(())
         })
         .await;
         let phone: DeviceId = "phone-7".parse().expect("valid");
@@ -105,7 +103,7 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
             202
         );
         until("deployed", || {
-            ledger.with_state(|s| (!s.tables().instances.is_empty()).then_some(()))
+            (ledger.snapshot().instance_count() > 0).then_some(())
         })
         .await;
 

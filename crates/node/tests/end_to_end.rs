@@ -75,7 +75,7 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
             assert_eq!(status, 202, "{reply}");
         }
         until("both devices enrolled", || {
-            ledger.with_state(|s| (s.tables().devices.len() == 2).then_some(()))
+            (ledger.snapshot().device_count() == 2).then_some(())
         })
         .await;
 
@@ -105,7 +105,7 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
         )
         .await;
         until("both instances deployed", || {
-            ledger.with_state(|s| (s.tables().instances.len() == 2).then_some(()))
+            (ledger.snapshot().instance_count() == 2).then_some(())
         })
         .await;
         drop(listed);

@@ -79,7 +79,12 @@ fn doctor_queries_are_on_the_ledger_and_answered_only_after_verdicts() {
             .await
             .expect("stats start");
         let ledger = node.ledger().clone();
-        assert!(ledger.with_state(|s| s.view().has_role(doctor.public(), Role::Doctor)));
+        assert!(
+            ledger
+                .snapshot()
+                .view()
+                .has_role(doctor.public(), Role::Doctor)
+        );
 
         // Only doctors.
         let body = json!({"stat": "mean", "metric": "rr"});
@@ -164,12 +169,9 @@ fn doctor_queries_are_on_the_ledger_and_answered_only_after_verdicts() {
             let mut raw = [0u8; 32];
             hex::decode_to_slice(&id, &mut raw).expect("hex id");
             let record = ledger
-                .with_state(|s| {
-                    s.tables()
-                        .queries
-                        .get(&vigil_ledger::tx::TxId(raw))
-                        .cloned()
-                })
+                .snapshot()
+                .query(&vigil_ledger::tx::TxId(raw))
+                .cloned()
                 .expect("query recorded");
             assert_eq!(&record.querier, doctor.public());
             assert_eq!((record.verdicts, record.valid_verdicts), (2, 2));

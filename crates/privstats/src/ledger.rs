@@ -448,7 +448,8 @@ impl StatsService {
     /// Submits what setup still lacks in the finalized state (the key, verifying-node roles).
     /// Safe to call again: a submission lost to a nonce race is simply made again.
     pub fn publish(&self, admin: &dyn Submitter) -> Result<()> {
-        let (key_done, missing) = self.ledger.with_state(|s| {
+        let (key_done, missing) = {
+            let s = self.ledger.snapshot();
             let view = s.view();
             let missing: Vec<PublicKey> = self
                 .verifiers
@@ -457,12 +458,10 @@ impl StatsService {
                 .filter(|v| !view.has_role(v, Role::VerifyingNode))
                 .collect();
             (
-                s.tables()
-                    .stats_keys
-                    .contains_key(&stats_key_id(&self.key_bytes)),
+                s.stats_key(&stats_key_id(&self.key_bytes)).is_some(),
                 missing,
             )
-        });
+        };
         if !key_done {
             admin
                 .submit(
@@ -499,16 +498,13 @@ impl StatsService {
 
     /// True once the key and every verifying node's role are finalized.
     pub fn ready(&self) -> bool {
-        self.ledger.with_state(|s| {
-            let view = s.view();
-            s.tables()
-                .stats_keys
-                .contains_key(&stats_key_id(&self.key_bytes))
-                && self
-                    .verifiers
-                    .iter()
-                    .all(|v| view.has_role(&v.identity(), Role::VerifyingNode))
-        })
+        let s = self.ledger.snapshot();
+        let view = s.view();
+        s.stats_key(&stats_key_id(&self.key_bytes)).is_some()
+            && self
+                .verifiers
+                .iter()
+                .all(|v| view.has_role(&v.identity(), Role::VerifyingNode))
     }
 
     /// The collective key (as published).
@@ -650,11 +646,12 @@ impl StatsService {
     /// blocks (a submission can lose a nonce race with another user of the admin key). At most
     /// `blocks_max` blocks.
     pub async fn wait_ready(&self, admin: &dyn Submitter, blocks_max: u64) -> Result<()> {
-        use futures::StreamExt as _;
-        let mut blocks = self.ledger.subscribe();
-        let mut seen = 0u64;
+        let mut snapshots = self.ledger.snapshots();
+        let start = snapshots.borrow_and_update().height();
+        let mut republished = start;
         while !self.ready() {
-            if seen >= blocks_max || blocks.next().await.is_none() {
+            let seen = snapshots.borrow().height() - start;
+            if seen >= blocks_max || snapshots.changed().await.is_err() {
                 let last = self
                     .publish_error
                     .lock()
@@ -665,8 +662,9 @@ impl StatsService {
                     "the collective key and verifying nodes are not finalized after {seen} blocks (last submission error: {last})"
                 )));
             }
-            seen += 1;
-            if seen.is_multiple_of(20) && !self.ready() {
+            let height = snapshots.borrow_and_update().height();
+            if height >= republished + 20 && !self.ready() {
+                republished = height;
                 self.try_publish(admin);
             }
         }
@@ -683,11 +681,11 @@ impl StatsService {
         request: &QueryRequest,
         blocks_max: u64,
     ) -> Result<(QueryId, QueryStatus)> {
-        use futures::StreamExt as _;
-        let mut blocks = self.ledger.subscribe();
+        let mut snapshots = self.ledger.snapshots();
+        let start = snapshots.borrow_and_update().height();
         let id = self.submit_query(doctor, request)?;
-        for _ in 0..blocks_max {
-            if blocks.next().await.is_none() {
+        while snapshots.borrow().height() - start < blocks_max {
+            if snapshots.changed().await.is_err() {
                 break;
             }
             self.step();
@@ -710,12 +708,10 @@ impl StatsService {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let t = queries.get(id)?;
         let counts = || {
-            self.ledger.with_state(|s| {
-                s.tables()
-                    .queries
-                    .get(id)
-                    .map_or((0, 0), |r| (r.verdicts, r.valid_verdicts))
-            })
+            self.ledger
+                .snapshot()
+                .query(id)
+                .map_or((0, 0), |r| (r.verdicts, r.valid_verdicts))
         };
         Some(match &t.phase {
             Phase::Submitted => QueryStatus::Pending {
@@ -772,9 +768,8 @@ impl StatsService {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         };
-        let (height, finalized) = self
-            .ledger
-            .with_state(|s| (s.height(), s.tables().queries.contains_key(id)));
+        let snapshot = self.ledger.snapshot();
+        let (height, finalized) = (snapshot.height(), snapshot.query(id).is_some());
         // A newly finalized query: answer and verify it without holding the lock (status reads
         // go on meanwhile; only `step` changes phases).
         let submitted = lock()
@@ -822,17 +817,15 @@ impl StatsService {
                 since,
                 quorum_at,
             }) => {
-                let decision = self.ledger.with_state(|s| {
-                    decide(
-                        s,
-                        id,
-                        &t.query,
-                        self.net.key.servers,
-                        evidence,
-                        self.quorum,
-                        self.verifiers.len(),
-                    )
-                });
+                let decision = decide(
+                    &snapshot,
+                    id,
+                    &t.query,
+                    self.net.key.servers,
+                    evidence,
+                    self.quorum,
+                    self.verifiers.len(),
+                );
                 match decision {
                     Decision::Wait if height > *since + VERDICT_BLOCKS_MAX => {
                         Phase::Done(QueryStatus::Rejected {
@@ -993,16 +986,11 @@ impl StatsService {
         }
 
         // Each verifying node works from the ledger: the query's spec and the published key.
-        let (record, keys) = self.ledger.with_state(|s| {
-            (
-                s.tables().queries.get(id).cloned(),
-                s.tables()
-                    .stats_keys
-                    .values()
-                    .map(|k| k.key.clone())
-                    .collect::<Vec<_>>(),
-            )
-        });
+        let (record, keys) = {
+            let s = self.ledger.snapshot();
+            let keys: Vec<Bytes> = s.stats_keys().map(|(_, k)| k.key.clone()).collect();
+            (s.query(id).cloned(), keys)
+        };
         let record = record.ok_or_else(|| Error::Ledger("query not on the ledger".into()))?;
         let evidence = crate::verify::result_digest(&query.id(), &aggregates, &shares);
         for (i, verifier) in self.verifiers.iter().enumerate() {
@@ -1088,10 +1076,7 @@ fn decide(
 ) -> Decision {
     let mut good = BTreeSet::new();
     let mut seen = 0;
-    for ((q, who), v) in state.tables().verdicts.iter() {
-        if q != id {
-            continue;
-        }
+    for (who, v) in state.verdicts_on(id) {
         seen += 1;
         let who_hex = short(who);
         let failed = match Verdict::failures_in_bitmap(query, servers, &v.bitmap) {

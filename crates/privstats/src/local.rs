@@ -96,8 +96,10 @@ pub fn run_with_fault(run: LocalRun, fault: Option<Fault>) -> Result<LocalOutcom
                 .ok_or_else(|| Error::Ledger("no validator started".into()))?;
             let admin = KeySubmitter::new(cluster.keys.admin.clone());
             let doctor = KeySubmitter::new(PrivateKey::from_seed(DOCTOR_SEED));
-            let has_role =
-                ledger.with_state(|s| s.view().has_role(&doctor.identity(), Role::Doctor));
+            let has_role = ledger
+                .snapshot()
+                .view()
+                .has_role(&doctor.identity(), Role::Doctor);
             if !has_role {
                 admin
                     .submit(
@@ -123,8 +125,8 @@ pub fn run_with_fault(run: LocalRun, fault: Option<Fault>) -> Result<LocalOutcom
             let query = service
                 .query(&id)
                 .ok_or_else(|| Error::Ledger("the query is no longer tracked".into()))?;
-            let (record, height) =
-                ledger.with_state(|s| (s.tables().queries.get(&id).cloned(), s.height()));
+            let snapshot = ledger.snapshot();
+            let (record, height) = (snapshot.query(&id).cloned(), snapshot.height());
             let record =
                 record.ok_or_else(|| Error::Ledger("the query is not on the ledger".into()))?;
             Ok(LocalOutcome {

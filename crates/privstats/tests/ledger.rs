@@ -118,7 +118,9 @@ fn honest_query_is_accepted_after_finalized_verdicts_and_survives_a_server_down(
             // The decision rests on finalized ledger records: the query (by the doctor) and
             // both verdicts, all valid.
             let record = ledger
-                .with_state(|s| s.tables().queries.get(&id).cloned())
+                .snapshot()
+                .query(&id)
+                .cloned()
                 .expect("query on the ledger");
             assert_eq!(record.querier, doctor.identity());
             assert_eq!((record.verdicts, record.valid_verdicts), (2, 2));
@@ -198,7 +200,9 @@ fn every_cheat_is_named_by_the_verdicts_and_rejected() {
             );
             // The refusal is on the ledger: finalized verdicts that are not all valid.
             let record = ledger
-                .with_state(|s| s.tables().queries.get(&id).cloned())
+                .snapshot()
+                .query(&id)
+                .cloned()
                 .expect("query on the ledger");
             assert!(
                 record.verdicts >= 1 && record.valid_verdicts == 0,
@@ -216,7 +220,6 @@ fn every_cheat_is_named_by_the_verdicts_and_rejected() {
 /// the plaintext.
 #[test]
 fn pending_and_decided_queries_survive_a_restart() {
-    use futures::StreamExt as _;
     use vigil_privstats::ledger::Stage;
     use vigil_privstats::store::QueryStore;
 
@@ -251,7 +254,7 @@ fn pending_and_decided_queries_survive_a_restart() {
         let verifying = first
             .submit_query(&doctor, &request(Statistic::Mean))
             .expect("submit");
-        let mut blocks = ledger.subscribe();
+        let mut blocks = ledger.follow(ledger.snapshot().height() + 1);
         for _ in 0..BLOCKS_MAX {
             blocks.next().await.expect("blocks");
             first.step();

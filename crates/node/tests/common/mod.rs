@@ -145,9 +145,7 @@ pub async fn register_person(
         .parse()
         .expect("valid");
     until("the person registered", || {
-        ledger
-            .with_state(|s| s.tables().persons.contains_key(&person))
-            .then_some(())
+        ledger.snapshot().person(&person).map(|_| ())
     })
     .await;
     person
@@ -167,9 +165,7 @@ pub async fn enroll_device(
     let (status, answer) = http(api, "POST", "/api/devices", Some(token), Some(body)).await;
     assert_eq!(status, 202, "{answer}");
     until("the device enrolled", || {
-        ledger
-            .with_state(|s| s.tables().devices.contains_key(device))
-            .then_some(())
+        ledger.snapshot().device(device).map(|_| ())
     })
     .await;
 }

@@ -24,7 +24,9 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use vigil_core::senml::PackDraft;
 use vigil_core::{DeviceId, DeviceKey, PersonId};
 use vigil_ledger::local::{LocalConfig, start_local};
+use vigil_ledger::node::Ledger;
 use vigil_ledger::sim::Keys;
+use vigil_ledger::state::State as LedgerState;
 use vigil_ledger::tx::{Role, TxBody};
 use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users, new_token};
@@ -238,7 +240,7 @@ async fn run_in_runtime(
     let ledger = node.ledger().clone();
     let admin = Signer::new(cluster.keys.admin.clone());
     for (who, role) in [(&doctor, Role::Doctor), (&auditor, Role::Auditor)] {
-        if !ledger.with_state(|s| s.view().has_role(who.public(), role)) {
+        if !ledger.snapshot().view().has_role(who.public(), role) {
             admin
                 .submit(
                     &ledger,
@@ -436,23 +438,32 @@ async fn http(
     Ok((status, json))
 }
 
-async fn wait_for(what: &str, mut done: impl FnMut() -> (usize, usize)) -> anyhow::Result<()> {
-    let deadline = Instant::now() + PHASE_WAIT;
+/// Waits until `done` counts everything wanted in the finalized state, checking again after
+/// each finalized block.
+async fn wait_for(
+    what: &str,
+    ledger: &Ledger,
+    mut done: impl FnMut(&LedgerState) -> (usize, usize),
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + PHASE_WAIT;
+    let mut snapshots = ledger.snapshots();
     let mut last_print = Instant::now();
     loop {
-        let (have, want) = done();
+        let snapshot = snapshots.borrow_and_update().clone();
+        let (have, want) = done(&snapshot);
         if have >= want {
             step(&format!("{what}: {have}/{want} finalized"));
             return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what} ({have}/{want} finalized)");
         }
         if last_print.elapsed() > Duration::from_secs(3) {
             step(&format!("{what}: {have}/{want} finalized…"));
             last_print = Instant::now();
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        match tokio::time::timeout_at(deadline, snapshots.changed()).await {
+            Err(_) => bail!("timed out waiting for {what} ({have}/{want} finalized)"),
+            Ok(Err(_)) => bail!("the validator stopped while waiting for {what}"),
+            Ok(Ok(())) => {}
+        }
     }
 }
 
@@ -499,7 +510,7 @@ async fn setup_people(
         .people
         .iter()
         .enumerate()
-        .filter(|(_, p)| !ledger.with_state(|s| s.tables().persons.contains_key(p)))
+        .filter(|(_, p)| ledger.snapshot().person(p).is_none())
         .map(|(i, _)| i)
         .collect();
     if !lost.is_empty() {
@@ -547,19 +558,18 @@ async fn setup_people(
     }
     let people: Vec<PersonId> = state.people[..count as usize].to_vec();
     let want: HashSet<PersonId> = people.iter().copied().collect();
-    wait_for("people registered", || {
-        let have = ledger.with_state(|s| {
-            want.iter()
-                .filter(|p| s.tables().persons.contains_key(p))
-                .count()
-        });
+    wait_for("people registered", &ledger, |s| {
+        let have = want.iter().filter(|p| s.person(p).is_some()).count();
         (have, want.len())
     })
     .await?;
 
     // Devices.
-    let enrolled: HashSet<String> =
-        ledger.with_state(|s| s.tables().devices.keys().map(ToString::to_string).collect());
+    let enrolled: HashSet<String> = ledger
+        .snapshot()
+        .devices()
+        .map(|(id, _)| id.to_string())
+        .collect();
     let mut bodies = Vec::new();
     for (i, person) in people.iter().enumerate() {
         let p = fleet.person(i as u32).context("person")?;
@@ -578,31 +588,26 @@ async fn setup_people(
         post_all(api, &token, "/api/devices", bodies).await?;
     }
     let devices_wanted = people.len() * DeviceKind::ALL.len();
-    let device_ids: HashSet<String> = (0..count)
+    let device_ids: HashSet<DeviceId> = (0..count)
         .filter_map(|i| fleet.person(i))
         .flat_map(|p| DeviceKind::ALL.map(|k| p.device_id(k)))
+        .filter_map(|id| id.parse().ok())
         .collect();
-    wait_for("devices enrolled", || {
-        let have = ledger.with_state(|s| {
-            s.tables()
-                .devices
-                .keys()
-                .filter(|d| device_ids.contains(d.as_str()))
-                .count()
-        });
+    wait_for("devices enrolled", &ledger, |s| {
+        let have = device_ids.iter().filter(|d| s.device(d).is_some()).count();
         (have, devices_wanted)
     })
     .await?;
 
     // Contract instances: people with none get the standard set.
-    let covered: HashSet<PersonId> = ledger.with_state(|s| {
-        s.tables()
-            .instances
-            .values()
-            .filter(|r| r.active)
-            .map(|r| r.deployment.person)
+    let covered: HashSet<PersonId> = {
+        let s = ledger.snapshot();
+        people
+            .iter()
+            .filter(|p| s.instances_of(p).any(|(_, r)| r.active))
+            .copied()
             .collect()
-    });
+    };
     let mut bodies = Vec::new();
     for (i, person) in people.iter().enumerate() {
         if covered.contains(person) {
@@ -618,14 +623,11 @@ async fn setup_people(
         step(&format!("deploying {} contract instances", bodies.len()));
         post_all(api, &token, "/api/instances", bodies).await?;
     }
-    wait_for("contract instances deployed", || {
-        let have = ledger.with_state(|s| {
-            s.tables()
-                .instances
-                .values()
-                .filter(|r| r.active && want.contains(&r.deployment.person))
-                .count()
-        });
+    wait_for("contract instances deployed", &ledger, |s| {
+        let have: usize = want
+            .iter()
+            .map(|p| s.instances_of(p).filter(|(_, r)| r.active).count())
+            .sum();
         (have / per_person.max(1), people.len())
     })
     .await?;
@@ -669,7 +671,7 @@ async fn setup_ecg(
     }
     let missing: Vec<JsonValue> = devices
         .iter()
-        .filter(|(_, id, _)| !ledger.with_state(|s| s.tables().devices.contains_key(id)))
+        .filter(|(_, id, _)| ledger.snapshot().device(id).is_none())
         .map(|(person, id, key)| {
             json!({"person": person, "device": id, "public_key": key.public().to_string()})
         })
@@ -677,36 +679,30 @@ async fn setup_ecg(
     if !missing.is_empty() {
         post_all(api, &state.operator_token, "/api/devices", missing).await?;
     }
-    wait_for("ECG patches enrolled", || {
-        let have = ledger.with_state(|s| {
-            devices
-                .iter()
-                .filter(|(_, id, _)| s.tables().devices.contains_key(id))
-                .count()
-        });
+    wait_for("ECG patches enrolled", &ledger, |s| {
+        let have = devices
+            .iter()
+            .filter(|(_, id, _)| s.device(id).is_some())
+            .count();
         (have, devices.len())
     })
     .await?;
-    let covered = |ledger: &vigil_ledger::node::Ledger, id: &DeviceId| {
-        ledger.with_state(|s| {
-            s.tables()
-                .instances
-                .values()
-                .any(|r| r.active && r.deployment.device == *id)
-        })
+    let covered = |s: &LedgerState, person: &PersonId, id: &DeviceId| {
+        s.instances_of(person)
+            .any(|(_, r)| r.active && r.deployment.device == *id)
     };
     let bodies: Vec<JsonValue> = devices
         .iter()
-        .filter(|(_, id, _)| !covered(&ledger, id))
+        .filter(|(person, id, _)| !covered(&ledger.snapshot(), person, id))
         .map(|(person, id, _)| json!({"person": person, "device": id, "params": ecg_instance()}))
         .collect();
     if !bodies.is_empty() {
         post_all(api, &state.operator_token, "/api/instances", bodies).await?;
     }
-    wait_for("heart-rhythm contracts deployed", || {
+    wait_for("heart-rhythm contracts deployed", &ledger, |s| {
         let have = devices
             .iter()
-            .filter(|(_, id, _)| covered(&ledger, id))
+            .filter(|(person, id, _)| covered(s, person, id))
             .count();
         (have, devices.len())
     })

@@ -43,7 +43,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         let cluster = start_local(context.child("ledger"), LocalConfig::new(keys)).await;
         let ledger = &cluster.ledgers[0];
         let result = (
-            ledger.with_state(|state| vigil_node::ledger_anchors(state, &gateway)),
+            vigil_node::ledger_anchors(&ledger.snapshot(), &gateway),
             ledger.finalized().0,
         );
         cluster.shutdown();
