@@ -599,3 +599,40 @@ fn a_crash_mid_write_leaves_every_store_readable_and_consistent() {
         resume_unwind(panic);
     }
 }
+
+/// A reader of the finalized view that stops reading never slows or loses anything: the
+/// channel keeps only the latest snapshot, and a follower that resumes after many blocks gets
+/// every one of them, in order, from the block store. A snapshot taken earlier is unchanged.
+#[test]
+fn a_follower_paused_for_many_blocks_gets_every_block_in_order() {
+    run("paused_follower", 7, |context| async move {
+        let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
+        cluster.start_all().await;
+        let ledger = cluster.ledger(0).expect("running").clone();
+        let mut follower = ledger.follow(1);
+        let mut snapshots = ledger.snapshots();
+        let before = ledger.snapshot();
+        let txs = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 20);
+        submit(&cluster, &txs);
+        all_finalized_once(&cluster, &txs).await;
+        wait_height(&cluster, before.height() + 30).await;
+        // The latest-value channel skipped blocks; the follower misses none.
+        let latest = snapshots.borrow_and_update().clone();
+        assert!(latest.height() >= before.height() + 30);
+        let mut ids = Vec::new();
+        for height in 1..=latest.height() {
+            let followed = follower.next().await.expect("validator running");
+            assert_eq!(followed.block.height(), height);
+            assert!(followed.latest.height() >= height);
+            ids.extend(followed.block.txs().iter().map(Tx::id));
+        }
+        assert_eq!(ids, finalized_ids(&cluster, 0).await[..ids.len()]);
+        let anchored: HashSet<TxId> = ids.into_iter().collect();
+        assert!(txs.iter().all(|tx| anchored.contains(&tx.id())));
+        // Snapshots are immutable: the one taken first still shows no anchor.
+        for gateway in &cluster.keys.gateways {
+            assert_eq!(before.anchors_by(&gateway.public_key()).count(), 0);
+            assert_eq!(latest.anchors_by(&gateway.public_key()).count(), 20);
+        }
+    });
+}

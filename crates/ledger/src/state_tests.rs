@@ -1057,3 +1057,140 @@ fn reads_are_checked_against_the_readers_roles() {
         Ok(Answer::Alerts(a)) if a.is_empty()
     ));
 }
+
+/// The indexes answer exactly what a scan of the tables would, through an alert's whole
+/// lifecycle, a device's revocation, an instance's replacement, anchors and verdicts; and a
+/// state cloned before those blocks (a published snapshot) is unchanged by them.
+#[test]
+fn indexes_agree_with_scans_and_earlier_snapshots_stay_unchanged() {
+    let mut world = World::new();
+    let operator = world.operator.clone();
+    let gateway = world.gateway.clone();
+    let doctor = world.doctor.clone();
+    let verifier = world.verifier.clone();
+    let (ana, thermo, first) = world.monitored(1);
+    let (bo, _, second) = world.monitored(2);
+    let before = world.state.clone();
+    let open = world.alert(&first);
+    let acked = world.alert(&second);
+    let resolved = world.alert(&first);
+    world
+        .run(&operator, TxBody::Acknowledge { alert: acked })
+        .expect("ack");
+    world
+        .run(
+            &operator,
+            TxBody::Resolve {
+                alert: resolved,
+                note: None,
+            },
+        )
+        .expect("resolve");
+    world
+        .run(&operator, TxBody::RevokeDevice { device: thermo })
+        .expect("revoke");
+    world
+        .run(
+            &gateway,
+            TxBody::EhrAnchor {
+                first_seq: 1,
+                root: [1; 32],
+                count: 2,
+                from_ms: 0,
+                to_ms: 1,
+            },
+        )
+        .expect("anchor");
+    let query = world
+        .run(
+            &doctor,
+            TxBody::StatsQuery {
+                spec: Bytes::from_static(b"count"),
+            },
+        )
+        .expect("query");
+    world
+        .run(
+            &verifier,
+            TxBody::ProofVerdict {
+                query,
+                bitmap: Bytes::from_static(&[1]),
+                all_valid: true,
+                evidence: [9; 32],
+            },
+        )
+        .expect("verdict");
+
+    let state = &world.state;
+    let ids = |it: &mut dyn Iterator<Item = (&TxId, &crate::state::AlertRecord)>| {
+        it.map(|(id, _)| *id).collect::<Vec<_>>()
+    };
+    for person in [ana, bo] {
+        let scanned: Vec<TxId> = state
+            .tables()
+            .alerts
+            .iter()
+            .filter(|(_, a)| a.person == person)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(ids(&mut state.alerts_of(&person)), scanned);
+        let devices: Vec<_> = state
+            .devices_of(&person)
+            .map(|(d, r)| (d.clone(), r.clone()))
+            .collect();
+        let scanned: Vec<_> = state
+            .devices()
+            .filter(|(_, r)| r.person == person)
+            .map(|(d, r)| (d.clone(), r.clone()))
+            .collect();
+        assert_eq!(devices, scanned);
+        assert_eq!(state.instances_of(&person).count(), 1);
+    }
+    for status in [
+        AlertStatus::Open,
+        AlertStatus::Acknowledged,
+        AlertStatus::Resolved,
+    ] {
+        let scanned: Vec<TxId> = state
+            .tables()
+            .alerts
+            .iter()
+            .filter(|(_, a)| a.status == status)
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(
+            ids(&mut state.alerts_with_status(status)),
+            scanned,
+            "{status:?}"
+        );
+    }
+    let mut unresolved = ids(&mut state.unresolved_alerts());
+    unresolved.sort();
+    let mut want = vec![open, acked];
+    want.sort();
+    assert_eq!(unresolved, want);
+    assert!(state.devices_of(&ana).all(|(_, d)| !d.active));
+    let anchors: Vec<u64> = state
+        .anchors_by(&gateway.public_key())
+        .map(|a| a.first_seq)
+        .collect();
+    assert_eq!(anchors, [1]);
+    assert_eq!(
+        state.anchor_by(&gateway.public_key(), 1).map(|a| a.count),
+        Some(2)
+    );
+    assert!(state.anchors_by(&operator.public_key()).next().is_none());
+    let verdicts: Vec<_> = state
+        .verdicts_on(&query)
+        .map(|(who, _)| who.clone())
+        .collect();
+    assert_eq!(verdicts, [verifier.public_key()]);
+
+    // The state before the alerts is untouched.
+    assert_eq!(before.alert_count(), 0);
+    assert!(before.unresolved_alerts().next().is_none());
+    assert!(before.devices_of(&ana).all(|(_, d)| d.active));
+    assert!(before.anchors_by(&gateway.public_key()).next().is_none());
+    assert_eq!(before.root(), before.clone().root());
+    assert_ne!(before.full_digest(), state.full_digest());
+}
