@@ -173,6 +173,10 @@ impl Chain {
         self.tip_timestamp_ms = block.header().timestamp_ms;
         let finalized = self.state.height();
         self.pending.retain(|_, p| p.height > finalized);
+        // Published before the block's transactions leave the mempool: a reader that finds
+        // its transaction no longer pending finds it in the latest snapshot.
+        self.published
+            .publish(Finalized::new(block.clone(), self.state.clone()));
         let view = self.state.view();
         let signers: Vec<(PublicKey, u64)> = block
             .txs()
@@ -190,8 +194,6 @@ impl Chain {
                     .copied(),
             );
         }
-        self.published
-            .publish(Finalized::new(block.clone(), self.state.clone()));
     }
 
     fn diverge(&mut self, reason: String) {

@@ -389,7 +389,15 @@ impl Node {
             height,
             txs: block.txs().len(),
         });
-        self.anchor_ehr(latest);
+        self.anchor_ehr();
+    }
+
+    /// The first health record this node's next anchor must cover, in the latest snapshot.
+    fn anchored_up_to(&self) -> u64 {
+        self.ledger
+            .snapshot()
+            .view()
+            .next_anchored_seq(self.gateway.public())
     }
 
     fn push_to_person(&self, person: PersonId, event: &LiveEvent) {
@@ -414,13 +422,16 @@ impl Node {
     /// then stop short of the store's, and every later record would prove against the wrong
     /// anchor. The ledger refuses an anchor that does not start where the gateway's last one
     /// ended, so re-submitting one whose earlier copy is finalized after all is harmless.
-    fn anchor_ehr(&self, latest: &Finalized) {
+    ///
+    /// It reads the current snapshot, not the block's: a node catching up applies old blocks,
+    /// and against their state an anchor finalized since would look missing.
+    fn anchor_ehr(&self) {
         let unanchored = {
             let mut ehr = self.ehr.lock();
             if let Err(error) = ehr.seal_batch() {
                 tracing::error!(%error, "could not seal the health record batch");
             }
-            let next = latest.view().next_anchored_seq(self.gateway.public());
+            let next = self.anchored_up_to();
             match ehr.sealed_anchors_from(next) {
                 Ok(anchors) => anchors,
                 Err(error) => {
@@ -436,6 +447,13 @@ impl Node {
                 .get(&anchor.first_seq)
                 .is_some_and(|tx| self.ledger.is_pending(tx))
             {
+                continue;
+            }
+            // Not pending: finalized since the snapshot above, or really lost. The ledger
+            // publishes a block's snapshot before its transactions leave the mempool, so a
+            // fresh snapshot tells; re-sending a finalized anchor would fail forever and, once
+            // the mempool drops it, take this identity's later transactions (alerts) with it.
+            if self.anchored_up_to() > anchor.first_seq {
                 continue;
             }
             let body = TxBody::EhrAnchor {
