@@ -21,6 +21,7 @@ pub mod mempool;
 pub mod net;
 pub mod node;
 pub mod read;
+pub mod signer;
 pub mod sim;
 pub mod state;
 pub mod tx;

@@ -17,7 +17,6 @@ pub mod ingest;
 pub mod metrics;
 pub mod monitor;
 mod openapi;
-pub mod signer;
 pub mod stats;
 pub mod users;
 
@@ -37,12 +36,14 @@ use vigil_gateway::mqtt::MqttGateway;
 use vigil_gateway::{Rejected, Rejection, Reply};
 use vigil_ledger::block::Block;
 use vigil_ledger::node::Ledger;
+// The signer lives in the ledger crate; `signer` stays nameable as `crate::signer` for the
+// modules (api, users, bench) that import it from there.
+use vigil_ledger::signer::{self, Signer};
 use vigil_ledger::state::AlertStatus;
 use vigil_ledger::tx::{TxBody, TxId};
 
 use crate::metrics::NodeMetrics;
 use crate::monitor::{AlertDraft, Monitor};
-use crate::signer::Signer;
 use crate::users::Users;
 
 /// Live events buffered per subscriber of the alert stream; a slower subscriber skips ahead.

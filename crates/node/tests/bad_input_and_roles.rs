@@ -9,8 +9,8 @@ use serde_json::json;
 use vigil_core::senml::PackDraft;
 use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
 use vigil_ledger::local::{LocalConfig, start_local};
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
-use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, Node, NodeConfig};
 

@@ -25,6 +25,7 @@ use anyhow::Context as _;
 use clap::Args;
 use commonware_runtime::{Clock as _, Runner as _, Supervisor as _, tokio};
 use serde::Deserialize;
+use vigil_ledger::signer::Signer;
 use vigil_ledger::{
     config::{
         ConfigError, DATA_DIR_GENESIS, GenesisFile, NODE_PARTITION_PREFIX, NodeConfig, NodeFile,
@@ -33,7 +34,6 @@ use vigil_ledger::{
     net::{self, NetConfig},
     node::{Timing, ValidatorConfig},
 };
-use vigil_node::signer::Signer;
 use vigil_node::users::Users;
 use vigil_node::{MqttMode, Node, NodeConfig as ServiceConfig};
 
