@@ -1,6 +1,7 @@
-//! One-process runner for `vigil query` and `vigil bench privstats`: DP databases on disk
-//! (generated when missing), a [`Network`] of servers and verifying nodes, a querier, and timings
-//! of every step.
+//! The protocol alone in one process, without a ledger, for `vigil bench privstats` (and the DP
+//! databases `vigil query` and the tests open): DP databases on disk (generated when missing), a
+//! [`Network`] of servers and verifying nodes, a querier, and timings of every step. `vigil
+//! query` itself goes through a ledger: the `local` module.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
