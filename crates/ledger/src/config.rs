@@ -109,10 +109,6 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-fn parse_role(name: &str) -> Option<Role> {
-    Role::ALL.into_iter().find(|r| r.name() == name)
-}
-
 impl GenesisFile {
     pub fn parse(text: &str, path: &Path) -> Result<GenesisFile, ConfigError> {
         parse_toml(text, path)
@@ -150,7 +146,7 @@ impl GenesisFile {
         for (index, r) in self.roles.iter().enumerate() {
             let key = keys::parse_public(&r.public_key)
                 .map_err(|source| ConfigError::RoleKey { index, source })?;
-            let role = parse_role(&r.role).ok_or_else(|| ConfigError::UnknownRole {
+            let role = Role::from_name(&r.role).ok_or_else(|| ConfigError::UnknownRole {
                 index,
                 name: r.role.clone(),
             })?;
