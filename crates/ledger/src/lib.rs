@@ -10,7 +10,6 @@
 //! supplies blocks and checks them, and never orders anything itself.
 
 pub mod app;
-pub mod bench;
 pub mod block;
 pub mod config;
 pub mod evidence;

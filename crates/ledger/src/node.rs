@@ -42,7 +42,9 @@ use futures::channel::mpsc;
 use rand_core::CryptoRng;
 use tracing::{info, warn};
 
-use crate::app::{AdmitWithEvidenceError, BlockLimits, Chain, Finalizer, LedgerApp, ProposerFault};
+#[cfg(test)]
+use crate::app::ProposerFault;
+use crate::app::{AdmitWithEvidenceError, BlockLimits, Chain, Finalizer, LedgerApp};
 use crate::block::{BLOCK_BYTES_MAX, Block};
 use crate::evidence::{self, EVIDENCE_BYTES_MAX, EvidenceError};
 use crate::mempool::AdmitError;
@@ -157,7 +159,8 @@ pub struct ValidatorConfig {
     pub partition_prefix: String,
     pub timing: Timing,
     pub limits: BlockLimits,
-    #[doc(hidden)]
+    /// A misbehaving proposer, in the ledger's own tests only.
+    #[cfg(test)]
     pub fault: Option<ProposerFault>,
 }
 
@@ -329,7 +332,7 @@ impl Ledger {
         self.marshal.get_finalization(Height::new(height)).await
     }
 
-    #[doc(hidden)]
+    #[cfg(test)]
     pub fn set_fault(&self, fault: Option<ProposerFault>) {
         self.chain.lock().set_fault(fault);
     }
@@ -389,6 +392,7 @@ where
         partition_prefix: prefix,
         timing,
         limits,
+        #[cfg(test)]
         fault,
     } = config;
     let me = key.public_key();
@@ -414,6 +418,7 @@ where
     .await
     .expect("open the blocks archive");
     let mut chain = Chain::new(genesis.state.clone(), &genesis.block, limits);
+    #[cfg(test)]
     chain.set_fault(fault);
     let mut height = 1u64;
     while let Ok(Some(block)) = blocks.get(ArchiveId::Index(height)).await {
