@@ -43,10 +43,7 @@ pub struct InstanceId(pub Digest);
 
 impl fmt::Display for InstanceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&hex::encode(self.0))
     }
 }
 
@@ -59,19 +56,14 @@ impl fmt::Debug for InstanceId {
 impl FromStr for InstanceId {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bytes = s.as_bytes();
-        if bytes.len() != 64 {
+        if s.len() != 64 {
             return Err(format!(
                 "an instance id is 64 hexadecimal digits, got {} characters",
                 s.len()
             ));
         }
         let mut out = [0u8; 32];
-        for (i, pair) in bytes.chunks(2).enumerate() {
-            let hex = std::str::from_utf8(pair).map_err(|_| "not hexadecimal".to_owned())?;
-            out[i] =
-                u8::from_str_radix(hex, 16).map_err(|_| format!("{hex:?} is not hexadecimal"))?;
-        }
+        hex::decode_to_slice(s, &mut out).map_err(|e| format!("{s:?}: {e}"))?;
         Ok(Self(out))
     }
 }

@@ -12,9 +12,11 @@ use crate::nosignal::{NoSignalParams, NoSignalReason, NoSignalState};
 use crate::rhythm::{HeartRhythmParams, HeartRhythmReason, HeartRhythmState};
 use crate::threshold::{ThresholdParams, ThresholdReason, ThresholdState};
 
-/// The monitor kinds compiled into every node.
+/// The monitor kinds compiled into every node. Its one written form is [`Kind::name`]:
+/// `Display`, `FromStr` and serde all go through it (the `kind` tag of [`Params`] is serde's
+/// own; `tests/written_names.rs` pins both to the same spelling).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Kind {
     Threshold,
     News2,
@@ -24,6 +26,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Threshold,
+        Kind::News2,
+        Kind::Geofence,
+        Kind::NoSignal,
+        Kind::HeartRhythm,
+    ];
+
     pub const fn name(self) -> &'static str {
         match self {
             Kind::Threshold => "threshold",
@@ -48,6 +58,29 @@ impl Kind {
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown contract kind {s:?}"))
+    }
+}
+
+impl TryFrom<String> for Kind {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
+    }
+}
+
+impl From<Kind> for &'static str {
+    fn from(kind: Kind) -> &'static str {
+        kind.name()
     }
 }
 

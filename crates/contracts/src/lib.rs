@@ -38,6 +38,7 @@ mod contract;
 mod error;
 pub mod geo;
 pub mod geofence;
+pub mod instance_file;
 pub mod news2;
 pub mod nosignal;
 pub mod rhythm;

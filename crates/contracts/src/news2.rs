@@ -110,7 +110,7 @@ pub struct News2Params {
 
 /// Clinical risk band of an aggregate score.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum News2Band {
     Zero,
     Low,
@@ -121,6 +121,14 @@ pub enum News2Band {
 }
 
 impl News2Band {
+    pub const ALL: [News2Band; 5] = [
+        News2Band::Zero,
+        News2Band::Low,
+        News2Band::LowRedSingle,
+        News2Band::Medium,
+        News2Band::High,
+    ];
+
     pub const fn name(self) -> &'static str {
         match self {
             News2Band::Zero => "zero",
@@ -129,6 +137,30 @@ impl News2Band {
             News2Band::Medium => "medium",
             News2Band::High => "high",
         }
+    }
+}
+
+// One written form, `News2Band::name`: parsing and serde go through it.
+impl std::str::FromStr for News2Band {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        News2Band::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown band {s:?}"))
+    }
+}
+
+impl TryFrom<String> for News2Band {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
+    }
+}
+
+impl From<News2Band> for &'static str {
+    fn from(band: News2Band) -> &'static str {
+        band.name()
     }
 }
 

@@ -216,7 +216,7 @@ fn advance(streak: &mut Option<Streak>, on: bool, time_ms: TimestampMs) {
 
 /// Where a value lies relative to the thresholds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum Band {
     CriticalLow,
     WarningLow,
@@ -226,6 +226,14 @@ pub enum Band {
 }
 
 impl Band {
+    pub const ALL: [Band; 5] = [
+        Band::CriticalLow,
+        Band::WarningLow,
+        Band::Normal,
+        Band::WarningHigh,
+        Band::CriticalHigh,
+    ];
+
     pub const fn level(self) -> AlertLevel {
         match self {
             Band::Normal => AlertLevel::Ok,
@@ -242,6 +250,30 @@ impl Band {
             Band::WarningHigh => "warning-high",
             Band::CriticalHigh => "critical-high",
         }
+    }
+}
+
+// One written form, `Band::name`: parsing and serde go through it.
+impl std::str::FromStr for Band {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Band::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| format!("unknown band {s:?}"))
+    }
+}
+
+impl TryFrom<String> for Band {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
+    }
+}
+
+impl From<Band> for &'static str {
+    fn from(band: Band) -> &'static str {
+        band.name()
     }
 }
 

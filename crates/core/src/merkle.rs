@@ -1,41 +1,160 @@
-//! A binary Merkle tree over SHA-256 in the shape of RFC 6962 §2.1 (Certificate Transparency):
-//! leaves and interior nodes hashed with distinct prefixes (so a leaf can never pass for a
-//! node), and an unbalanced tree split at the largest power of two below the size (so no leaf is
-//! duplicated and the tree is fixed by the leaf count alone). Used to anchor batches of health
-//! records and transactions by one root.
+//! The one binary Merkle tree of Vigil, over SHA-256, in the shape of RFC 6962 §2.1 (Certificate
+//! Transparency): an unbalanced tree split at the largest power of two below the size, so no
+//! leaf is duplicated and the tree is fixed by the leaf count alone. (Pairing a level's nodes
+//! bottom-up and carrying an odd last node up unchanged builds the same tree.)
+//!
+//! Two users hash its leaves and nodes differently, and each keeps its format, because both are
+//! already committed to: the health record's anchors ([`Rfc6962`]: prefixes 0x00 and 0x01, as
+//! RFC 6962) are on the chain, and the ledger's transaction roots (`vigil_ledger::block`'s
+//! domain-separated hashing) are inside every signed block header. A [`Hashing`] names one
+//! such format; [`Tree`] is the tree for it. In both, leaf and node hashes are
+//! domain-separated, so a node can never pass for a leaf (the second-preimage attack on naive
+//! Merkle trees).
+
+use std::marker::PhantomData;
 
 use sha2::{Digest as _, Sha256};
 
 use crate::Digest;
 
+/// How one tree hashes its leaves, its interior nodes and the empty tree.
+pub trait Hashing {
+    /// The hash of one leaf's content.
+    fn leaf(content: &[u8]) -> Digest;
+    /// The hash of an interior node over its two children.
+    fn node(left: &Digest, right: &Digest) -> Digest;
+    /// The root of the tree with no leaves.
+    fn empty() -> Digest;
+}
+
+/// RFC 6962's hashing: leaves `SHA-256(0x00 || content)`, nodes `SHA-256(0x01 || l || r)`, the
+/// empty tree `SHA-256()`. The health record's anchors use it.
+pub struct Rfc6962;
+
 const LEAF_PREFIX: u8 = 0x00;
 const NODE_PREFIX: u8 = 0x01;
 
-/// The hash of one leaf's content.
-pub fn leaf_hash(content: &[u8]) -> Digest {
-    let mut hasher = Sha256::new();
-    hasher.update([LEAF_PREFIX]);
-    hasher.update(content);
-    hasher.finalize().into()
+impl Hashing for Rfc6962 {
+    fn leaf(content: &[u8]) -> Digest {
+        let mut hasher = Sha256::new();
+        hasher.update([LEAF_PREFIX]);
+        hasher.update(content);
+        hasher.finalize().into()
+    }
+
+    fn node(left: &Digest, right: &Digest) -> Digest {
+        let mut hasher = Sha256::new();
+        hasher.update([NODE_PREFIX]);
+        hasher.update(left);
+        hasher.update(right);
+        hasher.finalize().into()
+    }
+
+    fn empty() -> Digest {
+        Sha256::digest([]).into()
+    }
 }
 
-fn node_hash(left: &Digest, right: &Digest) -> Digest {
-    let mut hasher = Sha256::new();
-    hasher.update([NODE_PREFIX]);
-    hasher.update(left);
-    hasher.update(right);
-    hasher.finalize().into()
-}
+/// The tree for the hashing `H`; every operation takes the leaves' hashes (`H::leaf`).
+pub struct Tree<H>(PhantomData<H>);
 
-/// The root over leaf hashes, as RFC 6962's MTH; the empty tree's root is SHA-256 of nothing.
-pub fn root(leaves: &[Digest]) -> Digest {
-    match leaves {
-        [] => Sha256::digest([]).into(),
-        [leaf] => *leaf,
-        _ => {
-            let split = split_point(leaves.len());
-            node_hash(&root(&leaves[..split]), &root(&leaves[split..]))
+impl<H: Hashing> Tree<H> {
+    /// The root over leaf hashes, as RFC 6962's MTH.
+    pub fn root(leaves: &[Digest]) -> Digest {
+        match leaves {
+            [] => H::empty(),
+            [leaf] => *leaf,
+            _ => {
+                let split = split_point(leaves.len());
+                H::node(&Self::root(&leaves[..split]), &Self::root(&leaves[split..]))
+            }
         }
+    }
+
+    /// The audit path for leaf `index` (RFC 6962 §2.1.1), siblings from the leaf upwards.
+    /// `None` if `index` is out of range.
+    pub fn inclusion_proof(leaves: &[Digest], index: usize) -> Option<Vec<Digest>> {
+        if index >= leaves.len() {
+            return None;
+        }
+        let (mut lo, mut hi, mut at) = (0, leaves.len(), index);
+        // Walk down from the root, remembering the sibling subtree at each level.
+        let mut siblings = Vec::new();
+        while hi - lo > 1 {
+            let split = split_point(hi - lo);
+            if at < split {
+                siblings.push(Self::root(&leaves[lo + split..hi]));
+                hi = lo + split;
+            } else {
+                siblings.push(Self::root(&leaves[lo..lo + split]));
+                lo += split;
+                at -= split;
+            }
+        }
+        siblings.reverse();
+        Some(siblings)
+    }
+
+    /// The root and every leaf's audit path at once, in O(n log n) hashes and pushes, where
+    /// calling [`Self::inclusion_proof`] per leaf would cost O(n²): sealing a batch of n records
+    /// needs them all. `proofs[i]` equals `inclusion_proof(leaves, i)`.
+    pub fn root_and_proofs(leaves: &[Digest]) -> (Digest, Vec<Vec<Digest>>) {
+        let depth = usize::BITS - leaves.len().leading_zeros();
+        let mut proofs: Vec<Vec<Digest>> = (0..leaves.len())
+            .map(|_| Vec::with_capacity(depth as usize))
+            .collect();
+        let root = Self::fill_proofs(leaves, &mut proofs);
+        (root, proofs)
+    }
+
+    /// Returns the root of `leaves` and appends, bottom-up, each leaf's siblings within it.
+    fn fill_proofs(leaves: &[Digest], proofs: &mut [Vec<Digest>]) -> Digest {
+        match leaves {
+            [] => H::empty(),
+            [leaf] => *leaf,
+            _ => {
+                let split = split_point(leaves.len());
+                let (left_proofs, right_proofs) = proofs.split_at_mut(split);
+                let left = Self::fill_proofs(&leaves[..split], left_proofs);
+                let right = Self::fill_proofs(&leaves[split..], right_proofs);
+                left_proofs.iter_mut().for_each(|p| p.push(right));
+                right_proofs.iter_mut().for_each(|p| p.push(left));
+                H::node(&left, &right)
+            }
+        }
+    }
+
+    /// Recomputes the root from a leaf hash, its index, the tree size and its audit path
+    /// (RFC 9162 §2.1.3.2). `None` if the index is out of range or the path has the wrong
+    /// length for it.
+    pub fn root_from_proof(
+        leaf: &Digest,
+        index: usize,
+        size: usize,
+        path: &[Digest],
+    ) -> Option<Digest> {
+        if index >= size {
+            return None;
+        }
+        let (mut fn_, mut sn) = (index, size - 1);
+        let mut hash = *leaf;
+        for sibling in path {
+            if sn == 0 {
+                return None;
+            }
+            if fn_ & 1 == 1 || fn_ == sn {
+                hash = H::node(sibling, &hash);
+                while fn_ & 1 == 0 && fn_ != 0 {
+                    fn_ >>= 1;
+                    sn >>= 1;
+                }
+            } else {
+                hash = H::node(&hash, sibling);
+            }
+            fn_ >>= 1;
+            sn >>= 1;
+        }
+        (sn == 0).then_some(hash)
     }
 }
 
@@ -45,92 +164,37 @@ fn split_point(n: usize) -> usize {
     1 << (usize::BITS - 1 - (n - 1).leading_zeros())
 }
 
-/// The audit path for leaf `index` (RFC 6962 §2.1.1), siblings from the leaf upwards.
-/// `None` if `index` is out of range.
+/// The health record's anchor tree.
+pub type AnchorTree = Tree<Rfc6962>;
+
+/// The hash of one anchored leaf's content ([`Rfc6962`]).
+pub fn leaf_hash(content: &[u8]) -> Digest {
+    Rfc6962::leaf(content)
+}
+
+/// [`Tree::root`] of the anchor tree.
+pub fn root(leaves: &[Digest]) -> Digest {
+    AnchorTree::root(leaves)
+}
+
+/// [`Tree::inclusion_proof`] of the anchor tree.
 pub fn inclusion_proof(leaves: &[Digest], index: usize) -> Option<Vec<Digest>> {
-    if index >= leaves.len() {
-        return None;
-    }
-    let mut path = Vec::new();
-    let (mut lo, mut hi, mut at) = (0, leaves.len(), index);
-    // Walk down from the root, remembering the sibling subtree at each level.
-    let mut siblings = Vec::new();
-    while hi - lo > 1 {
-        let split = split_point(hi - lo);
-        if at < split {
-            siblings.push(root(&leaves[lo + split..hi]));
-            hi = lo + split;
-        } else {
-            siblings.push(root(&leaves[lo..lo + split]));
-            lo += split;
-            at -= split;
-        }
-    }
-    while let Some(sibling) = siblings.pop() {
-        path.push(sibling);
-    }
-    Some(path)
+    AnchorTree::inclusion_proof(leaves, index)
 }
 
-/// The root and every leaf's audit path at once, in O(n log n) hashes and pushes, where calling
-/// [`inclusion_proof`] per leaf would cost O(n²): sealing a batch of n records needs them all.
-/// `proofs[i]` equals `inclusion_proof(leaves, i)`.
+/// [`Tree::root_and_proofs`] of the anchor tree.
 pub fn root_and_proofs(leaves: &[Digest]) -> (Digest, Vec<Vec<Digest>>) {
-    let depth = usize::BITS - leaves.len().leading_zeros();
-    let mut proofs: Vec<Vec<Digest>> = (0..leaves.len())
-        .map(|_| Vec::with_capacity(depth as usize))
-        .collect();
-    let root = fill_proofs(leaves, &mut proofs);
-    (root, proofs)
+    AnchorTree::root_and_proofs(leaves)
 }
 
-/// Returns the root of `leaves` and appends, bottom-up, each leaf's siblings within it.
-fn fill_proofs(leaves: &[Digest], proofs: &mut [Vec<Digest>]) -> Digest {
-    match leaves {
-        [] => Sha256::digest([]).into(),
-        [leaf] => *leaf,
-        _ => {
-            let split = split_point(leaves.len());
-            let (left_proofs, right_proofs) = proofs.split_at_mut(split);
-            let left = fill_proofs(&leaves[..split], left_proofs);
-            let right = fill_proofs(&leaves[split..], right_proofs);
-            left_proofs.iter_mut().for_each(|p| p.push(right));
-            right_proofs.iter_mut().for_each(|p| p.push(left));
-            node_hash(&left, &right)
-        }
-    }
-}
-
-/// Recomputes the root from a leaf, its index, the tree size and its audit path
-/// (RFC 9162 §2.1.3.2).
+/// [`Tree::root_from_proof`] of the anchor tree.
 pub fn root_from_proof(
     leaf: &Digest,
     index: usize,
     size: usize,
     path: &[Digest],
 ) -> Option<Digest> {
-    if index >= size {
-        return None;
-    }
-    let (mut fn_, mut sn) = (index, size - 1);
-    let mut hash = *leaf;
-    for sibling in path {
-        if sn == 0 {
-            return None;
-        }
-        if fn_ & 1 == 1 || fn_ == sn {
-            hash = node_hash(sibling, &hash);
-            while fn_ & 1 == 0 && fn_ != 0 {
-                fn_ >>= 1;
-                sn >>= 1;
-            }
-        } else {
-            hash = node_hash(&hash, sibling);
-        }
-        fn_ >>= 1;
-        sn >>= 1;
-    }
-    (sn == 0).then_some(hash)
+    AnchorTree::root_from_proof(leaf, index, size, path)
 }
 
 #[cfg(test)]
@@ -138,6 +202,10 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    fn node_hash(left: &Digest, right: &Digest) -> Digest {
+        Rfc6962::node(left, right)
+    }
 
     fn leaves(n: usize) -> Vec<Digest> {
         (0..n as u32).map(|i| leaf_hash(&i.to_be_bytes())).collect()

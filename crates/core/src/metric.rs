@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 
 /// What a reading measures. Each metric has one canonical fixed-point unit, which is the only
 /// unit contracts ever see, so their arithmetic is integer and the same on every validator.
+/// Its one written form is [`Metric::name`]: `Display`, `FromStr` and serde all go through it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(into = "&'static str", try_from = "String")]
 #[repr(u8)]
 pub enum Metric {
     /// Body temperature in hundredths of a degree Celsius (`3712` is 37.12 °C).
@@ -16,7 +17,6 @@ pub enum Metric {
     /// Respiration rate in tenths of a breath per minute.
     RespirationRate,
     /// Peripheral oxygen saturation in tenths of a percent (`975` is 97.5 %).
-    #[serde(rename = "spo2")]
     SpO2,
     /// Systolic blood pressure in whole mmHg.
     SystolicBp,
@@ -112,6 +112,19 @@ impl FromStr for Metric {
     }
 }
 
+impl TryFrom<String> for Metric {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
+    }
+}
+
+impl From<Metric> for &'static str {
+    fn from(metric: Metric) -> &'static str {
+        metric.name()
+    }
+}
+
 /// NEWS2's ACVPU scale. Codes are stable: they travel in SenML records and contract evidence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[repr(u8)]
@@ -179,5 +192,36 @@ impl Value {
             Value::Position(fix) => Some(*fix),
             Value::Scalar(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names serde wrote before it went through `Metric::name` (kebab-case of the variants,
+    /// `spo2`): stored records and configurations hold them.
+    #[test]
+    fn metrics_keep_their_written_names_in_every_form() {
+        let written = [
+            "body-temperature",
+            "heart-rate",
+            "respiration-rate",
+            "spo2",
+            "systolic-bp",
+            "consciousness",
+            "supplemental-oxygen",
+            "rr-interval",
+            "position",
+        ];
+        for (metric, name) in Metric::ALL.into_iter().zip(written) {
+            assert_eq!(metric.to_string(), name);
+            let json = serde_json::to_string(&metric).expect("serializes");
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<Metric>(&json).ok(), Some(metric));
+            assert_eq!(name.parse::<Metric>().ok(), Some(metric));
+        }
+        assert!(serde_json::from_str::<Metric>("\"SpO2\"").is_err());
+        assert!("Spo2".parse::<Metric>().is_err());
     }
 }

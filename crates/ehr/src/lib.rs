@@ -37,8 +37,10 @@ pub mod fhir;
 mod seal;
 
 use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::path::Path;
 
+use lru::LruCache;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -46,8 +48,8 @@ use vigil_core::{DeviceId, Digest, PersonId, Reading, TimestampMs, merkle};
 
 pub use seal::SecretKey;
 
-/// Unwrapped data keys kept in memory; beyond this the cache is emptied and refilled.
-const KEY_CACHE_MAX: usize = 100_000;
+/// Unwrapped data keys kept in memory; beyond this the least recently used is forgotten.
+const KEY_CACHE_MAX: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
 /// A device's packs may arrive out of order by up to this many sequence numbers (a master
 /// device re-sending its outbox after a network loss); older ones are refused, which bounds
 /// what must be remembered to tell a replay from a late pack.
@@ -207,7 +209,7 @@ pub struct RecordProof {
 pub struct Ehr {
     db: Connection,
     master: SecretKey,
-    keys: HashMap<PersonId, SecretKey>,
+    keys: LruCache<PersonId, SecretKey>,
     /// Leaves of the records stored since the last seal, as they were written; `None` when not
     /// known (a fresh open, a failed transaction), and then read back from the database.
     unsealed: Option<Unsealed>,
@@ -327,7 +329,7 @@ impl Ehr {
         Ok(Self {
             db,
             master,
-            keys: HashMap::new(),
+            keys: LruCache::new(KEY_CACHE_MAX),
             unsealed: None,
             compressor: zstd::bulk::Compressor::new(COMPRESSION_LEVEL)
                 .map_err(|error| EhrError::Compression(error.to_string()))?,
@@ -368,7 +370,7 @@ impl Ehr {
             params![person.as_bytes(), nonce, ciphertext],
         )?;
         tx.commit()?;
-        self.keys.insert(person, data_key);
+        self.keys.put(person, data_key);
         Ok(())
     }
 
@@ -404,11 +406,8 @@ impl Ehr {
         )
         .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
         .ok_or(EhrError::Undecryptable(person))?;
-        if self.keys.len() >= KEY_CACHE_MAX {
-            self.keys.clear();
-        }
         let key = SecretKey::from_bytes(bytes);
-        self.keys.insert(person, key.clone());
+        self.keys.put(person, key.clone());
         Ok(key)
     }
 
@@ -888,7 +887,7 @@ impl Ehr {
             "DELETE FROM data_keys WHERE person = ?1",
             [person.as_bytes()],
         )?;
-        self.keys.remove(&person);
+        self.keys.pop(&person);
         if deleted == 0 {
             // Erasing twice is fine; erasing someone never registered is a mistake.
             let registered: bool = self.db.query_row(

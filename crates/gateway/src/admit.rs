@@ -2,13 +2,17 @@
 //! the enrolled devices come through [`DeviceDirectory`], which the node backs with the
 //! ledger's finalized state.
 
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 use vigil_core::senml::{Format, PackError, SignedPack, UnverifiedPack};
 use vigil_core::{DeviceId, DevicePublicKey, PersonId};
 
-/// Why a pack was refused; the code is stable and is what metrics count by.
+/// Why a pack was refused; the code is stable and is what metrics count by. Its one written
+/// form is [`Rejection::code`]; parsing ([`FromStr`]) and serde both go through it, so the
+/// two can never disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "&'static str", try_from = "String")]
 #[non_exhaustive]
 pub enum Rejection {
     TooLarge,
@@ -24,6 +28,43 @@ pub enum Rejection {
     TooOld,
     /// The node could not store the pack (its database failed); the device should retry.
     Unavailable,
+}
+
+/// A code that names no [`Rejection`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown rejection code {0:?}")]
+pub struct UnknownRejection(pub String);
+
+impl FromStr for Rejection {
+    type Err = UnknownRejection;
+
+    /// The inverse of [`Rejection::code`].
+    fn from_str(code: &str) -> Result<Rejection, UnknownRejection> {
+        Rejection::ALL
+            .into_iter()
+            .find(|r| r.code() == code)
+            .ok_or_else(|| UnknownRejection(code.to_owned()))
+    }
+}
+
+impl TryFrom<String> for Rejection {
+    type Error = UnknownRejection;
+
+    fn try_from(code: String) -> Result<Rejection, UnknownRejection> {
+        code.parse()
+    }
+}
+
+impl From<Rejection> for &'static str {
+    fn from(rejection: Rejection) -> &'static str {
+        rejection.code()
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
 }
 
 impl Rejection {
@@ -411,6 +452,17 @@ mod tests {
     fn codes_and_statuses_are_distinct_and_client_errors() {
         let codes: std::collections::HashSet<_> = Rejection::ALL.iter().map(|r| r.code()).collect();
         assert_eq!(codes.len(), Rejection::ALL.len());
+        for rejection in Rejection::ALL {
+            let json = serde_json::to_string(&rejection).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", rejection.code()));
+            assert_eq!(
+                serde_json::from_str::<Rejection>(&json).ok(),
+                Some(rejection)
+            );
+            assert_eq!(rejection.code().parse::<Rejection>().ok(), Some(rejection));
+        }
+        assert!("TooLarge".parse::<Rejection>().is_err());
+        assert!(serde_json::from_str::<Rejection>("\"nope\"").is_err());
         for rejection in Rejection::ALL {
             let status = rejection.http_status();
             assert!((400..600).contains(&status));

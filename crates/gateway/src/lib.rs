@@ -3,10 +3,12 @@
 //! - [`admit`]: parse, validate and authenticate a pack against the enrolled devices (pure);
 //!   [`admit_all`] the same for many packs, their signatures checked in one batch.
 //! - [`mqtt`]: the embedded MQTT broker (or an external one) and the ingestion loop.
-//! - [`outbox`]: the master device's durable outbox and its MQTT publisher.
+//! - [`outbox`]: the master device's durable outbox and its MQTT publisher;
+//!   [`http_upload`] its HTTP one.
 //! - [`topic`]: the topic layout.
 
 pub mod admit;
+pub mod http_upload;
 pub mod mqtt;
 pub mod outbox;
 pub mod topic;

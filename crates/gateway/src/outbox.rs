@@ -32,6 +32,8 @@ pub enum OutboxError {
     Client(#[from] rumqttc::ClientError),
     #[error("pack of {0} readings is empty or too large to send")]
     PackSize(usize),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 /// One pack waiting for the node's answer.
@@ -210,6 +212,8 @@ pub struct FlushReport {
     pub refused: usize,
     /// Packs still waiting when the flush ended.
     pub remaining: usize,
+    /// Whether the flush ended because the node could not be reached (the packs wait).
+    pub unreachable: bool,
 }
 
 /// Sends the outbox over MQTT and applies the node's replies.

@@ -37,8 +37,9 @@ pub const ANCESTRY_WALK_MAX: usize = 256;
 /// Transactions waiting to be gossiped to peers.
 pub const GOSSIP_QUEUE_MAX: usize = 200_000;
 
-/// A deliberate fault for tests: a proposer that breaks the rules.
-#[doc(hidden)]
+/// A deliberate fault for tests: a proposer that breaks the rules. Compiled into the ledger's
+/// own tests only, so no production validator can be configured to misbehave.
+#[cfg(test)]
 #[derive(Clone, Debug)]
 pub enum ProposerFault {
     /// Append this transaction to every block without applying it (the state root then
@@ -85,6 +86,7 @@ pub(crate) struct Chain {
     /// Set if a finalized block does not apply: the validator stops applying blocks.
     diverged: Option<String>,
     limits: BlockLimits,
+    #[cfg(test)]
     fault: Option<ProposerFault>,
 }
 
@@ -105,10 +107,12 @@ impl Chain {
             evidence: EvidenceCache::default(),
             diverged: None,
             limits,
+            #[cfg(test)]
             fault: None,
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn set_fault(&mut self, fault: Option<ProposerFault>) {
         self.fault = fault;
     }
@@ -385,10 +389,12 @@ where
                 held.judge(view, tx).is_err()
             });
         let layer = view.finish();
-        let mut txs = fill.txs;
-        if let Some(ProposerFault::InjectTx(tx)) = &chain.fault {
-            txs.push(tx.clone());
-        }
+        let txs = fill.txs;
+        #[cfg(test)]
+        let txs = match &chain.fault {
+            Some(ProposerFault::InjectTx(tx)) => [txs, vec![tx.clone()]].concat(),
+            None => txs,
+        };
         let block = Block::new(
             height,
             parent.digest(),

@@ -10,6 +10,8 @@ use commonware_codec::{Buf, EncodeSize, Error as CodecError, Read, ReadExt, Writ
 use commonware_consensus::{Heightable, types::Height};
 use commonware_cryptography::{Digestible, sha256::Digest};
 
+use vigil_core::merkle::{Hashing, Tree};
+
 use crate::tx::{Hash, Tx, TxId};
 
 /// Most transactions in one block.
@@ -141,8 +143,7 @@ impl Block {
 
     /// Merkle proof that the transaction at `index` is in this block.
     pub fn prove(&self, index: usize) -> Option<TxProof> {
-        let leaves: Vec<Hash> = self.txs.iter().map(|tx| leaf(&tx.id())).collect();
-        merkle_proof(&leaves, index).map(|siblings| TxProof {
+        TxTree::inclusion_proof(&leaves(&self.txs), index).map(|siblings| TxProof {
             index: index as u32,
             siblings,
         })
@@ -201,65 +202,42 @@ impl commonware_consensus::Block for Block {
 
 // ---- Merkle tree over transaction ids ------------------------------------------------------
 //
-// Leaves are H(0x00 || id), inner nodes H(0x01 || left || right); a level with an odd count
-// carries its last node up unchanged. Leaf and node hashes are domain-separated, so a node can
-// never be passed off as a leaf (the second-preimage attack on naive Merkle trees).
+// The tree is `vigil_core::merkle`'s; only the hashing is the ledger's own, unchanged since the
+// first block because every header commits to it: leaves H("tx-leaf" || id), nodes
+// H("tx-node" || left || right), the empty tree H("tx-empty"), each a length-prefixed,
+// domain-separated `vigil_core::digest` (so a node can never pass for a leaf).
+
+/// The hashing of transaction trees.
+pub struct TxHashing;
+
+impl Hashing for TxHashing {
+    fn leaf(id: &[u8]) -> Hash {
+        vigil_core::digest("vigil/ledger/tx-leaf/v1", &[id])
+    }
+
+    fn node(left: &Hash, right: &Hash) -> Hash {
+        vigil_core::digest("vigil/ledger/tx-node/v1", &[left, right])
+    }
+
+    fn empty() -> Hash {
+        vigil_core::digest("vigil/ledger/tx-empty/v1", &[])
+    }
+}
+
+/// The Merkle tree over a block's transaction ids.
+pub type TxTree = Tree<TxHashing>;
 
 fn leaf(id: &TxId) -> Hash {
-    vigil_core::digest("vigil/ledger/tx-leaf/v1", &[&id.0])
+    TxHashing::leaf(&id.0)
 }
 
-fn node(left: &Hash, right: &Hash) -> Hash {
-    vigil_core::digest("vigil/ledger/tx-node/v1", &[left, right])
+fn leaves(txs: &[Tx]) -> Vec<Hash> {
+    txs.iter().map(|tx| leaf(&tx.id())).collect()
 }
-
-const EMPTY_ROOT_DOMAIN: &str = "vigil/ledger/tx-empty/v1";
 
 /// Merkle root over the ids of `txs`.
 pub fn tx_root(txs: &[Tx]) -> Hash {
-    let leaves: Vec<Hash> = txs.iter().map(|tx| leaf(&tx.id())).collect();
-    merkle_root(leaves)
-}
-
-fn merkle_root(mut level: Vec<Hash>) -> Hash {
-    if level.is_empty() {
-        return vigil_core::digest(EMPTY_ROOT_DOMAIN, &[]);
-    }
-    while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [l, r] => node(l, r),
-                [single] => *single,
-                _ => unreachable!("chunks(2) yields one or two"),
-            })
-            .collect();
-    }
-    level[0]
-}
-
-fn merkle_proof(leaves: &[Hash], mut index: usize) -> Option<Vec<Hash>> {
-    if index >= leaves.len() {
-        return None;
-    }
-    let mut siblings = Vec::new();
-    let mut level = leaves.to_vec();
-    while level.len() > 1 {
-        let sibling = index ^ 1;
-        if sibling < level.len() {
-            siblings.push(level[sibling]);
-        }
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [l, r] => node(l, r),
-                [single] => *single,
-                _ => unreachable!("chunks(2) yields one or two"),
-            })
-            .collect();
-        index /= 2;
-    }
-    Some(siblings)
+    TxTree::root(&leaves(txs))
 }
 
 /// A Merkle path from a transaction to its block's `tx_root`.
@@ -272,29 +250,13 @@ pub struct TxProof {
 impl TxProof {
     /// Whether `id` sits at `self.index` in a block of `count` transactions with root `root`.
     pub fn verify(&self, id: &TxId, count: u32, root: &Hash) -> bool {
-        if self.index >= count {
-            return false;
-        }
-        let mut hash = leaf(id);
-        let mut index = self.index as usize;
-        let mut width = count as usize;
-        let mut siblings = self.siblings.iter();
-        while width > 1 {
-            let sibling = index ^ 1;
-            if sibling < width {
-                let Some(s) = siblings.next() else {
-                    return false;
-                };
-                hash = if index.is_multiple_of(2) {
-                    node(&hash, s)
-                } else {
-                    node(s, &hash)
-                };
-            }
-            index /= 2;
-            width = width.div_ceil(2);
-        }
-        siblings.next().is_none() && &hash == root
+        TxTree::root_from_proof(
+            &leaf(id),
+            self.index as usize,
+            count as usize,
+            &self.siblings,
+        )
+        .is_some_and(|computed| &computed == root)
     }
 }
 
@@ -342,6 +304,54 @@ mod tests {
                 );
             }
             assert!(block.prove(n).is_none());
+        }
+    }
+
+    /// The transaction roots of blocks already on chains, from before the ledger used
+    /// `vigil_core::merkle`: a change of tree or hashing would fork every existing chain.
+    #[test]
+    fn transaction_roots_keep_their_on_chain_format() {
+        let pinned = [
+            (
+                0usize,
+                "e3745430d774e21cacbbfd1e7169168839155f474ec71ec5abd7d58ca5ba9ff6",
+                0usize,
+            ),
+            (
+                1,
+                "2e76ce83e86e31f738c987b096e45a7ca681641c0838f5025f72487a5cd13553",
+                0,
+            ),
+            (
+                2,
+                "f437614d62eac5fd981eeefbe62399de415d80a0263bcc7bec46bf6f2a01079e",
+                1,
+            ),
+            (
+                3,
+                "e6570771e0aa70d0a196c14d268b2716d7a374a91a02673bfaae4ae277dcba50",
+                1,
+            ),
+            (
+                5,
+                "557c9e924e69a8d7862666811e39ec503a821d52d407c2a958390a14bb8599a8",
+                1,
+            ),
+            (
+                7,
+                "63f945e00be8a7a7921a2a8b3b1b31f6a24dd10e6ec459fa1fe8d546413959e9",
+                2,
+            ),
+        ];
+        for (n, root, last_proof_len) in pinned {
+            let leaves: Vec<Hash> = (0..n as u64)
+                .map(|i| leaf(&TxId(vigil_core::digest("pin", &[&i.to_be_bytes()]))))
+                .collect();
+            assert_eq!(hex::encode(TxTree::root(&leaves)), root, "n = {n}");
+            if let Some(last) = n.checked_sub(1) {
+                let proof = TxTree::inclusion_proof(&leaves, last).expect("in range");
+                assert_eq!(proof.len(), last_proof_len, "n = {n}");
+            }
         }
     }
 

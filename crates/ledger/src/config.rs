@@ -109,16 +109,9 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-fn parse_role(name: &str) -> Option<Role> {
-    Role::ALL.into_iter().find(|r| r.name() == name)
-}
-
 impl GenesisFile {
     pub fn parse(text: &str, path: &Path) -> Result<GenesisFile, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Toml {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })
+        parse_toml(text, path)
     }
 
     pub fn load(path: &Path) -> Result<GenesisFile, ConfigError> {
@@ -153,7 +146,7 @@ impl GenesisFile {
         for (index, r) in self.roles.iter().enumerate() {
             let key = keys::parse_public(&r.public_key)
                 .map_err(|source| ConfigError::RoleKey { index, source })?;
-            let role = parse_role(&r.role).ok_or_else(|| ConfigError::UnknownRole {
+            let role = Role::from_name(&r.role).ok_or_else(|| ConfigError::UnknownRole {
                 index,
                 name: r.role.clone(),
             })?;
@@ -194,25 +187,36 @@ pub struct NodeConfig {
 
 impl NodeConfig {
     pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
-        let text = read(path)?;
-        let file: NodeFile = toml::from_str(&text).map_err(|e| ConfigError::Toml {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let resolve = |p: &Path| {
-            if p.is_absolute() {
-                p.to_owned()
-            } else {
-                base.join(p)
-            }
-        };
-        let key_path = resolve(&file.key_file);
+        let file: NodeFile = parse_toml(&read(path)?, path)?;
+        NodeConfig::from_file(file, path)
+    }
+
+    /// Loads a node configuration that may also hold a `[section]` table owned by a layer above
+    /// the ledger (the node service's `[service]`). The table is taken out unread and returned,
+    /// with the directory its relative paths are relative to; the ledger's own keys are still
+    /// checked strictly (unknown keys refused).
+    pub fn load_with_section(
+        path: &Path,
+        section: &str,
+    ) -> Result<(NodeConfig, Option<toml::Value>), ConfigError> {
+        let mut table: toml::Table = parse_toml(&read(path)?, path)?;
+        let extra = table.remove(section);
+        let file =
+            NodeFile::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Toml {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok((NodeConfig::from_file(file, path)?, extra))
+    }
+
+    /// Resolves `file`, read from `path`: keys, genesis, addresses.
+    fn from_file(file: NodeFile, path: &Path) -> Result<NodeConfig, ConfigError> {
+        let key_path = resolve(path, &file.key_file);
         let key = keys::read_key_file(&key_path).map_err(|source| ConfigError::Key {
             path: key_path.clone(),
             source,
         })?;
-        let genesis_path = resolve(&file.genesis);
+        let genesis_path = resolve(path, &file.genesis);
         let genesis_text = read(&genesis_path)?;
         let genesis = GenesisFile::parse(&genesis_text, &genesis_path)?.build()?;
         let me = key.public_key();
@@ -226,10 +230,27 @@ impl NodeConfig {
             key,
             genesis,
             genesis_text,
-            data_dir: resolve(&file.data_dir),
+            data_dir: resolve(path, &file.data_dir),
             listen,
         })
     }
+}
+
+/// `relative` as written in the file at `config`: relative paths are relative to that file's
+/// directory.
+pub fn resolve(config: &Path, relative: &Path) -> PathBuf {
+    if relative.is_absolute() {
+        relative.to_owned()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(relative)
+    }
+}
+
+fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Toml {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -279,5 +300,45 @@ mod tests {
             bad_key.build(),
             Err(ConfigError::ValidatorKey { index: 2, .. })
         ));
+    }
+
+    #[test]
+    fn a_section_above_the_ledger_is_taken_out_and_the_rest_still_checked() {
+        let dir = std::env::temp_dir().join(format!("vigil-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let key = PrivateKey::from_seed(0);
+        keys::write_key_file(&dir.join("v0.key"), &key).expect("key file");
+        std::fs::write(dir.join("genesis.toml"), sample().to_toml()).expect("genesis");
+        let node = |extra: &str| {
+            let path = dir.join("node.toml");
+            let text = format!(
+                "key_file = \"v0.key\"\ngenesis = \"genesis.toml\"\ndata_dir = \"d\"\n{extra}"
+            );
+            std::fs::write(&path, text).expect("node file");
+            path
+        };
+        let path = node("[service]\nhttp_listen = \"127.0.0.1:1\"\n");
+        let (config, section) = NodeConfig::load_with_section(&path, "service").expect("loads");
+        assert_eq!(config.data_dir, dir.join("d"));
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 7100)));
+        let section = section.expect("the section is returned");
+        assert_eq!(
+            section.get("http_listen").and_then(|v| v.as_str()),
+            Some("127.0.0.1:1")
+        );
+        // The ledger's own loader knows no such table; neither loader accepts another one.
+        assert!(matches!(
+            NodeConfig::load(&path),
+            Err(ConfigError::Toml { .. })
+        ));
+        let path = node("[other]\nx = 1\n");
+        assert!(matches!(
+            NodeConfig::load_with_section(&path, "service"),
+            Err(ConfigError::Toml { .. })
+        ));
+        let path = node("");
+        let (_, section) = NodeConfig::load_with_section(&path, "service").expect("loads");
+        assert!(section.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

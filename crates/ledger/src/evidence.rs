@@ -15,9 +15,10 @@
 //! every validator that holds evidence for an alert holds the same evidence and reaches the same
 //! verdict; a validator without it never rejects a block that one with it accepts.
 
-use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use lru::LruCache;
 use vigil_contracts::{Evidence, ReexecuteError, verify_alert};
 
 use crate::state::View;
@@ -28,7 +29,7 @@ use crate::tx::{Deployment, Hash, Tx, TxBody};
 pub const EVIDENCE_BYTES_MAX: usize = 64 * 1024;
 /// Evidence held per validator; the oldest is forgotten first (its alert is then judged on the
 /// state machine's rules alone, never wrongly rejected).
-pub const EVIDENCE_CACHE_MAX: usize = 100_000;
+pub const EVIDENCE_CACHE_MAX: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
 
 /// Why evidence was refused.
 #[derive(Debug, thiserror::Error)]
@@ -102,10 +103,19 @@ pub fn check(view: &View<'_>, tx: &Tx, evidence: &Evidence) -> Result<bool, Evid
 }
 
 /// Evidence held by one validator, by evidence digest, bounded and oldest-first forgotten.
-#[derive(Default)]
+///
+/// Lookups `peek` and never refresh an entry: evidence is read while judging a block and is
+/// forgotten once its alert is finalized, so the order of arrival is the order to forget in.
 pub struct EvidenceCache {
-    by_digest: HashMap<Hash, Arc<Evidence>>,
-    order: VecDeque<Hash>,
+    by_digest: LruCache<Hash, Arc<Evidence>>,
+}
+
+impl Default for EvidenceCache {
+    fn default() -> Self {
+        EvidenceCache {
+            by_digest: LruCache::new(EVIDENCE_CACHE_MAX),
+        }
+    }
 }
 
 impl EvidenceCache {
@@ -118,20 +128,13 @@ impl EvidenceCache {
     }
 
     pub fn insert(&mut self, digest: Hash, evidence: Arc<Evidence>) {
-        if self.by_digest.insert(digest, evidence).is_some() {
-            return;
-        }
-        self.order.push_back(digest);
-        while self.by_digest.len() > EVIDENCE_CACHE_MAX {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            self.by_digest.remove(&oldest);
+        if !self.by_digest.contains(&digest) {
+            self.by_digest.put(digest, evidence);
         }
     }
 
     pub fn get(&self, digest: &Hash) -> Option<&Arc<Evidence>> {
-        self.by_digest.get(digest)
+        self.by_digest.peek(digest)
     }
 
     /// The evidence held for `tx`, if it is an alert and its evidence is here.
@@ -141,12 +144,8 @@ impl EvidenceCache {
 
     /// Forget the evidence of finalized alerts: they are decided.
     pub fn forget(&mut self, digests: impl IntoIterator<Item = Hash>) {
-        let mut removed = false;
         for digest in digests {
-            removed |= self.by_digest.remove(&digest).is_some();
-        }
-        if removed {
-            self.order.retain(|d| self.by_digest.contains_key(d));
+            self.by_digest.pop(&digest);
         }
     }
 

@@ -7,12 +7,25 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use commonware_consensus::marshal::{Identifier, core::Mailbox, standard::Standard};
+use commonware_consensus::simplex::scheme::ed25519::Scheme;
+use commonware_consensus::types::Height;
 use tokio::sync::watch;
 use tracing::warn;
 
 use crate::block::Block;
-use crate::node::Ledger;
 use crate::state::State;
+
+/// The validator's finalized block store (marshal's archive, behind its mailbox).
+pub(crate) type BlockStore = Mailbox<Scheme, Standard<Block>>;
+
+/// The finalized block at `height`, from the store.
+pub(crate) async fn stored_block(store: &BlockStore, height: u64) -> Option<Arc<Block>> {
+    store
+        .get_block(Identifier::Height(Height::new(height)))
+        .await
+        .map(|b| b.inner_shared())
+}
 
 /// One finalized height: its block and the state after it. Derefs to [`State`], whose lookups
 /// (by key or through an index) are the read API of the finalized state.
@@ -82,15 +95,15 @@ pub struct Followed {
 /// Every finalized block from a height on, in order, however slowly it is read: blocks the
 /// latest-value channel skipped are fetched from the validator's finalized block store.
 pub struct Follower {
-    ledger: Ledger,
+    store: BlockStore,
     snapshots: Snapshots,
     next: u64,
 }
 
 impl Follower {
-    pub(crate) fn new(ledger: Ledger, snapshots: Snapshots, next: u64) -> Follower {
+    pub(crate) fn new(store: BlockStore, snapshots: Snapshots, next: u64) -> Follower {
         Follower {
-            ledger,
+            store,
             snapshots,
             next: next.max(1),
         }
@@ -110,7 +123,7 @@ impl Follower {
                 let block = if latest.height() == self.next {
                     Some(latest.block().clone())
                 } else {
-                    self.ledger.block(self.next).await
+                    stored_block(&self.store, self.next).await
                 };
                 match block {
                     Some(block) if block.height() == self.next => {

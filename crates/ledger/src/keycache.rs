@@ -6,32 +6,34 @@
 //! cache turns almost every one of those decompressions into a lookup. Decoding is a pure
 //! function of the bytes, so a cached key is exactly the key a fresh decode would give.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::{LazyLock, Mutex};
 
 use bytes::Bytes;
 use commonware_codec::{Buf, Error as CodecError, ReadExt as _};
 use commonware_cryptography::ed25519::PublicKey;
+use lru::LruCache;
 
-/// Signer keys held; the cache is emptied when full (simple, and the working set refills it).
-const KEYS_MAX: usize = 65_536;
+/// Signer keys held; beyond this the least recently used is forgotten.
+const KEYS_MAX: NonZeroUsize = NonZeroUsize::new(65_536).expect("not zero");
 
-static KEYS: LazyLock<Mutex<HashMap<[u8; 32], PublicKey>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
+static KEYS: LazyLock<Mutex<LruCache<[u8; 32], PublicKey>>> =
+    LazyLock::new(|| Mutex::new(LruCache::new(KEYS_MAX)));
 
 /// Reads a public key from `reader` as `PublicKey::read` does, decompressing each distinct key
 /// once.
 pub(crate) fn read_public_key(reader: &mut impl Buf) -> Result<PublicKey, CodecError> {
     let raw = <[u8; 32]>::read(reader)?;
-    if let Some(key) = KEYS.lock().ok().and_then(|keys| keys.get(&raw).cloned()) {
+    if let Some(key) = KEYS
+        .lock()
+        .ok()
+        .and_then(|mut keys| keys.get(&raw).cloned())
+    {
         return Ok(key);
     }
     let key = PublicKey::read(&mut Bytes::copy_from_slice(&raw))?;
     if let Ok(mut keys) = KEYS.lock() {
-        if keys.len() >= KEYS_MAX {
-            keys.clear();
-        }
-        keys.insert(raw, key.clone());
+        keys.put(raw, key.clone());
     }
     Ok(key)
 }

@@ -15,12 +15,10 @@
 //! supplies blocks and checks them, and never orders anything itself.
 
 pub mod app;
-pub mod bench;
 pub mod block;
 pub mod config;
 pub mod evidence;
 pub mod finalized;
-mod index;
 mod keycache;
 pub mod keys;
 pub mod local;
@@ -28,6 +26,7 @@ pub mod mempool;
 pub mod net;
 pub mod node;
 pub mod read;
+pub mod signer;
 pub mod sim;
 pub mod state;
 pub mod tx;

@@ -131,6 +131,7 @@ pub async fn start_local(context: tokio::Context, config: LocalConfig) -> LocalC
             partition_prefix: format!("{}-{i}", config.partition_prefix),
             timing: config.timing.clone(),
             limits: config.limits.clone(),
+            #[cfg(test)]
             fault: None,
         };
         let net = NetConfig {

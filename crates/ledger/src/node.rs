@@ -14,7 +14,7 @@ use bytes::Bytes;
 use commonware_codec::{EncodeSize as _, ReadExt as _, Write as _};
 use commonware_consensus::{
     marshal::{
-        self, Identifier,
+        self,
         core::{Actor as MarshalActor, Mailbox as MarshalMailbox},
         standard::{Inline, Standard},
     },
@@ -41,10 +41,12 @@ use commonware_utils::{NZDuration, NZU16, NZU64, NZUsize, ordered::Set, sync::Mu
 use rand_core::CryptoRng;
 use tracing::{info, warn};
 
-use crate::app::{AdmitWithEvidenceError, BlockLimits, Chain, Finalizer, LedgerApp, ProposerFault};
+#[cfg(test)]
+use crate::app::ProposerFault;
+use crate::app::{AdmitWithEvidenceError, BlockLimits, Chain, Finalizer, LedgerApp};
 use crate::block::{BLOCK_BYTES_MAX, Block};
 use crate::evidence::{self, EVIDENCE_BYTES_MAX, EvidenceError};
-use crate::finalized::{Finalized, Follower, Snapshots};
+use crate::finalized::{Finalized, Follower, Snapshots, stored_block};
 use crate::mempool::AdmitError;
 use crate::state::{Rejection, State};
 use crate::tx::{Hash, Tx, TxId, verify_batch};
@@ -157,7 +159,8 @@ pub struct ValidatorConfig {
     pub partition_prefix: String,
     pub timing: Timing,
     pub limits: BlockLimits,
-    #[doc(hidden)]
+    /// A misbehaving proposer, in the ledger's own tests only.
+    #[cfg(test)]
     pub fault: Option<ProposerFault>,
 }
 
@@ -285,7 +288,7 @@ impl Ledger {
     /// Every finalized block from height `from` on, in order: the ones the channel skipped
     /// while the reader was busy are read back from the finalized block store.
     pub fn follow(&self, from: u64) -> Follower {
-        Follower::new(self.clone(), self.snapshots.clone(), from)
+        Follower::new(self.marshal.clone(), self.snapshots.clone(), from)
     }
 
     /// Height and digest of the last finalized block applied to the state.
@@ -325,10 +328,7 @@ impl Ledger {
 
     /// A finalized block by height, from storage.
     pub async fn block(&self, height: u64) -> Option<Arc<Block>> {
-        self.marshal
-            .get_block(Identifier::Height(Height::new(height)))
-            .await
-            .map(|b| b.inner_shared())
+        stored_block(&self.marshal, height).await
     }
 
     /// The finalization certificate stored for a height, if that block was finalized directly
@@ -337,7 +337,7 @@ impl Ledger {
         self.marshal.get_finalization(Height::new(height)).await
     }
 
-    #[doc(hidden)]
+    #[cfg(test)]
     pub fn set_fault(&self, fault: Option<ProposerFault>) {
         self.chain.lock().set_fault(fault);
     }
@@ -397,6 +397,7 @@ where
         partition_prefix: prefix,
         timing,
         limits,
+        #[cfg(test)]
         fault,
     } = config;
     let me = key.public_key();
@@ -422,6 +423,7 @@ where
     .await
     .expect("open the blocks archive");
     let mut chain = Chain::new(genesis.state.clone(), &genesis.block, limits);
+    #[cfg(test)]
     chain.set_fault(fault);
     let mut height = 1u64;
     while let Ok(Some(block)) = blocks.get(ArchiveId::Index(height)).await {

@@ -12,7 +12,9 @@ use commonware_p2p::simulated::{self, Link, Network, Oracle};
 use commonware_runtime::{Handle, Quota, Spawner as _, Supervisor as _, deterministic};
 use commonware_utils::{NZU32, NZUsize, channel::oneshot};
 
-use crate::app::{BlockLimits, ProposerFault};
+use crate::app::BlockLimits;
+#[cfg(test)]
+use crate::app::ProposerFault;
 use crate::node::{
     self, Channels, Genesis, Ledger, MESSAGE_BYTES_MAX, Timing, ValidatorConfig, channel,
 };
@@ -159,12 +161,23 @@ impl Cluster {
 
     pub async fn start_all(&mut self) {
         for i in 0..self.nodes.len() {
-            self.start(i, None).await;
+            self.start(i).await;
         }
     }
 
     /// Start (or restart, from its storage) validator `i`.
-    pub async fn start(&mut self, i: usize, fault: Option<ProposerFault>) {
+    pub async fn start(&mut self, i: usize) {
+        self.start_with(i, |_| {}).await;
+    }
+
+    /// Start validator `i` as a proposer that breaks the rules.
+    #[cfg(test)]
+    pub async fn start_faulty(&mut self, i: usize, fault: ProposerFault) {
+        self.start_with(i, |config| config.fault = Some(fault))
+            .await;
+    }
+
+    async fn start_with(&mut self, i: usize, adjust: impl FnOnce(&mut ValidatorConfig)) {
         assert!(self.nodes[i].is_none(), "validator {i} is running");
         let key = self.keys.validators[i].clone();
         let me = key.public_key();
@@ -190,14 +203,16 @@ impl Cluster {
             blocks: next(),
             txs: next(),
         };
-        let config = ValidatorConfig {
+        let mut config = ValidatorConfig {
             key,
             genesis: self.genesis.clone(),
             partition_prefix: format!("validator-{i}"),
             timing: self.config.timing.clone(),
             limits: self.config.limits.clone(),
-            fault,
+            #[cfg(test)]
+            fault: None,
         };
+        adjust(&mut config);
         let peer_provider = self.oracle.manager();
         let blocker = control;
         let (sender, receiver) = oneshot::channel();

@@ -222,7 +222,7 @@ fn two_crashed_validators_stall_and_finality_resumes_when_one_returns() {
         let stalled = min_height(&cluster);
         cluster.context().sleep(Duration::from_secs(20)).await;
         assert_eq!(min_height(&cluster), stalled, "2 of 4 must not finalize");
-        cluster.start(3, None).await;
+        cluster.start(3).await;
         all_finalized_once(&cluster, &txs).await;
         assert!(min_height(&cluster) > stalled);
     });
@@ -259,7 +259,7 @@ fn a_restarted_validator_catches_up_from_its_storage_and_peers() {
         submit(&cluster, &second);
         all_finalized_once(&cluster, &second).await;
         let target = min_height(&cluster) + 3;
-        cluster.start(3, None).await;
+        cluster.start(3).await;
         wait_height(&cluster, target).await;
         let all: Vec<Tx> = first.iter().chain(&second).cloned().collect();
         all_finalized_once(&cluster, &all).await;
@@ -293,10 +293,10 @@ fn a_validator_proposing_an_invalid_transaction_is_rejected() {
             },
         );
         cluster
-            .start(0, Some(ProposerFault::InjectTx(forged.clone())))
+            .start_faulty(0, ProposerFault::InjectTx(forged.clone()))
             .await;
         for i in 1..4 {
-            cluster.start(i, None).await;
+            cluster.start(i).await;
         }
         let txs = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 40);
         submit(&cluster, &txs);

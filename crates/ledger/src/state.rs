@@ -21,12 +21,14 @@
 //! per-entry proofs of current state; inclusion proofs are per transaction (see
 //! [`crate::block`]).
 
+mod index;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::index::Indexes;
 use bytes::Bytes;
 use commonware_cryptography::ed25519::PublicKey;
+use index::Indexes;
 use sha2::{Digest as _, Sha256};
 use vigil_core::{AlertLevel, DeviceId, PersonId};
 

@@ -9,10 +9,11 @@
 //! each pack's sequence number inside the batch's transaction (a replay within the same batch
 //! is refused like any other).
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::LazyLock;
 use std::time::Instant;
 
+use lru::LruCache;
 use parking_lot::Mutex;
 use vigil_core::{DeviceId, DevicePublicKey, PersonId};
 use vigil_ehr::{EhrError, PackToStore};
@@ -31,15 +32,15 @@ const ADMIT_THREADS_MAX: usize = 8;
 /// so that the record's lock is never held for long.
 pub const INGEST_BATCH_MAX: usize = 512;
 
-/// Decompressed device keys kept, at most; beyond this the cache is emptied and refilled.
-const DEVICE_KEYS_MAX: usize = 100_000;
+/// Decompressed device keys kept, at most; beyond this the least recently used is forgotten.
+const DEVICE_KEYS_MAX: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
 
 /// Device public keys already decompressed, by their bytes. Decompressing an Ed25519 point is a
 /// square root, a fifth of a signature check, and the same few keys sign every pack. Keyed by
 /// the key's bytes, not the device, so a re-enrolled device can never get a stale key; the
 /// ledger's finalized state still decides, on every pack, whether the device is enrolled.
-static DEVICE_KEYS: LazyLock<Mutex<HashMap<[u8; 32], DevicePublicKey>>> =
-    LazyLock::new(Mutex::default);
+static DEVICE_KEYS: LazyLock<Mutex<LruCache<[u8; 32], DevicePublicKey>>> =
+    LazyLock::new(|| Mutex::new(LruCache::new(DEVICE_KEYS_MAX)));
 
 /// Enrolled devices as the ledger's finalized state records them.
 struct LedgerDirectory<'a>(&'a Ledger);
@@ -56,11 +57,7 @@ impl DeviceDirectory for LedgerDirectory<'_> {
             Some(key) => key,
             None => {
                 let key = DevicePublicKey::from_bytes(&bytes).ok()?;
-                let mut keys = DEVICE_KEYS.lock();
-                if keys.len() >= DEVICE_KEYS_MAX {
-                    keys.clear();
-                }
-                keys.insert(bytes, key);
+                DEVICE_KEYS.lock().put(bytes, key);
                 key
             }
         };

@@ -11,22 +11,22 @@
 //! of the records accepted since the previous one.
 
 pub mod api;
-pub mod bench;
+pub mod config;
 mod dashboard;
 pub mod ingest;
 pub mod metrics;
 pub mod monitor;
 mod openapi;
-pub mod signer;
 pub mod stats;
 pub mod users;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use lru::LruCache;
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -37,18 +37,21 @@ use vigil_gateway::{Rejected, Rejection, Reply};
 use vigil_ledger::block::Block;
 use vigil_ledger::finalized::{Finalized, Followed, Follower};
 use vigil_ledger::node::Ledger;
+// The signer lives in the ledger crate; `signer` stays nameable as `crate::signer` for the
+// modules (api, users, bench) that import it from there.
+use vigil_ledger::signer::{self, Signer};
 use vigil_ledger::state::AlertStatus;
 use vigil_ledger::tx::{TxBody, TxId};
 
 use crate::metrics::NodeMetrics;
 use crate::monitor::{AlertDraft, Monitor};
-use crate::signer::Signer;
 use crate::users::Users;
 
 /// Live events buffered per subscriber of the alert stream; a slower subscriber skips ahead.
 pub const LIVE_EVENTS_QUEUE_MAX: usize = 4_096;
-/// Alerts awaiting finalization whose arrival time is remembered for the latency metric.
-const PENDING_ALERTS_MAX: usize = 100_000;
+/// Alerts awaiting finalization whose arrival time and reason are remembered; beyond this the
+/// oldest is forgotten (one alert without a reason rather than every in-flight one).
+const PENDING_ALERTS_MAX: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
 /// How often time-driven contracts (no-signal, durations) are advanced.
 const TICK_PERIOD: Duration = Duration::from_secs(1);
 
@@ -159,7 +162,7 @@ pub struct Node {
     pub(crate) metrics: NodeMetrics,
     pub(crate) events: broadcast::Sender<LiveEvent>,
     pub(crate) users: RwLock<Users>,
-    pub(crate) pending: Mutex<HashMap<TxId, PendingAlert>>,
+    pub(crate) pending: Mutex<LruCache<TxId, PendingAlert>>,
     mqtt: Mutex<Option<Arc<MqttGateway>>>,
     /// This node's anchor transactions submitted and not yet finalized, by first record.
     anchors_in_flight: Mutex<std::collections::BTreeMap<u64, vigil_ledger::tx::Tx>>,
@@ -203,7 +206,7 @@ impl Node {
             metrics: NodeMetrics::new(),
             events,
             users: RwLock::new(config.users),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(LruCache::new(PENDING_ALERTS_MAX)),
             mqtt: Mutex::new(None),
             anchors_in_flight: Mutex::default(),
             stats: std::sync::OnceLock::new(),
@@ -254,6 +257,21 @@ impl Node {
 
     pub fn ledger(&self) -> &Ledger {
         &self.ledger
+    }
+
+    /// Opens a person's health record, as registering them through the API does; for tools
+    /// that drive the node in-process (`vigil bench ingest`).
+    pub fn register_record(
+        &self,
+        person: PersonId,
+        identity: &vigil_ehr::Identity,
+    ) -> Result<(), EhrError> {
+        self.ehr.lock().register_person(person, identity)
+    }
+
+    /// Contract instances the node's monitor runs (it follows the finalized deployments).
+    pub fn monitored_instances(&self) -> usize {
+        self.monitor.lock().instances()
     }
 
     pub fn gateway_identity(&self) -> &Signer {
@@ -313,11 +331,7 @@ impl Node {
         {
             Ok(id) => {
                 self.metrics.alerts_submitted.inc();
-                let mut pending = self.pending.lock();
-                if pending.len() >= PENDING_ALERTS_MAX {
-                    pending.clear();
-                }
-                pending.insert(
+                self.pending.lock().put(
                     id,
                     PendingAlert {
                         received,
@@ -346,7 +360,7 @@ impl Node {
                 } => {
                     let person = latest.alert(&id).map(|a| a.person);
                     let Some(person) = person else { continue };
-                    let pending = self.pending.lock().remove(&id);
+                    let pending = self.pending.lock().pop(&id);
                     if let Some(pending) = &pending {
                         self.metrics
                             .alert_latency

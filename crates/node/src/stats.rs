@@ -1,4 +1,4 @@
-//! Private statistics for doctors: the HTTP side of `vigil_privstats::ledger`.
+//! Private statistics for doctors: the HTTP side of `vigil_stats_service::ledger`.
 //!
 //! A doctor posts a query; the node signs it as a `StatsQuery` transaction with the doctor's
 //! identity (so every query is on the ledger, attributed), keeps the querier's ElGamal secret
@@ -27,39 +27,29 @@ use commonware_cryptography::ed25519::PublicKey;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
-use vigil_ledger::node::{Ledger, SubmitError};
-use vigil_ledger::tx::{QueryId, Role, TxBody, TxId};
-use vigil_privstats::ledger::{
-    Databases, QueryRequest, QueryStatus, StatsConfig, StatsService, Submitter,
-};
+use vigil_ledger::signer::Signer;
+use vigil_ledger::tx::{QueryId, Role, TxId};
 use vigil_privstats::querier::StatResult;
 use vigil_privstats::query::{Metric, Query, Statistic};
-use vigil_privstats::runner::{DATA_SPAN_S, DATA_START_S};
-use vigil_privstats::store::QueryStore;
+use vigil_stats_service::ledger::{
+    Databases, QueryRequest, QueryStatus, StatsConfig, StatsService,
+};
+use vigil_stats_service::runner::{DATA_SPAN_S, DATA_START_S};
+use vigil_stats_service::store::QueryStore;
 
 use crate::Node;
 use crate::api::{ApiError, Caller};
-use crate::signer::Signer;
 use crate::users::Principal;
 
 /// Queries one doctor's listing returns at most.
 const LISTED_MAX: usize = 100;
 /// Query owners remembered before forgotten queries are pruned.
-const OWNERS_MAX: usize = 2 * vigil_privstats::ledger::TRACKED_QUERIES_MAX;
+const OWNERS_MAX: usize = 2 * vigil_stats_service::ledger::TRACKED_QUERIES_MAX;
 
 /// The node's statistics deployment and who asked which query.
 pub struct Stats {
     service: Arc<StatsService>,
     owners: Mutex<HashMap<QueryId, PublicKey>>,
-}
-
-impl Submitter for Signer {
-    fn identity(&self) -> PublicKey {
-        self.public().clone()
-    }
-    fn submit(&self, ledger: &Ledger, body: TxBody) -> Result<TxId, SubmitError> {
-        self.submit_checked(ledger, body)
-    }
 }
 
 impl Node {
@@ -92,7 +82,7 @@ impl Node {
 #[non_exhaustive]
 pub enum StatsError {
     #[error("private statistics: {0}")]
-    Privstats(#[from] vigil_privstats::Error),
+    Privstats(#[from] vigil_stats_service::Error),
     #[error("private statistics: setup task failed")]
     Task,
     #[error("private statistics are already enabled on this node")]
@@ -116,7 +106,7 @@ pub async fn start_demo_stats(
 /// [`start_demo_stats`] with the deployment's keys and every query (the querier's secret, the
 /// evidence received, the result) in the SQLite file `store`: after a node restart on the same
 /// ledger, a doctor's pending query goes on and a decided one still shows its result
-/// (`vigil_privstats::store`).
+/// (`vigil_stats_service::store`).
 pub async fn start_demo_stats_stored(
     node: &Arc<Node>,
     admin: Arc<Signer>,
@@ -244,7 +234,7 @@ async fn submit_query(
                 )
             })?
             .map_err(|e| match e {
-                vigil_privstats::Error::Ledger(m) => {
+                vigil_stats_service::Error::Ledger(m) => {
                     ApiError::new(StatusCode::CONFLICT, "rejected", m)
                 }
                 e => bad(e.to_string()),

@@ -17,10 +17,10 @@ use vigil_core::{Metric, PersonId, Reading, Value};
 use vigil_ehr::{Ehr, Identity, SecretKey};
 use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::node::SubmitError;
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_ledger::state::Rejection;
 use vigil_ledger::tx::TxBody;
-use vigil_node::signer::Signer;
 use vigil_node::users::Users;
 use vigil_node::{MqttMode, Node, NodeConfig, ehr_path, ledger_anchors};
 

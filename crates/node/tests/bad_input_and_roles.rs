@@ -9,8 +9,8 @@ use serde_json::json;
 use vigil_core::senml::PackDraft;
 use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
 use vigil_ledger::local::{LocalConfig, start_local};
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
-use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, Node, NodeConfig};
 
@@ -119,9 +119,11 @@ fn bad_input_is_refused_with_its_reason_and_roles_are_enforced_route_by_route() 
         let elsewhere = format!("/api/packs/{}", PersonId::random());
         let (got, reply) = http_raw(api, "POST", &elsewhere, None, "application/senml+json", pack(&key, &device, 9, 3_700)).await;
         assert_eq!((got, reply["error"]["reason"].as_str()), (403, Some("wrong_person")));
-        // 10 MB is refused before it is read.
+        // 10 MB is refused before it is read: 413, or the connection closed under the client
+        // while it was still sending (0); never read and judged. The node still serves after it
+        // (checked below).
         let (got, _) = http_raw(api, "POST", &path, None, "application/senml+json", vec![b'['; 10 << 20]).await;
-        assert_eq!(got, 413);
+        assert!(got == 413 || got == 0, "10 MB body: {got}");
 
         // Nothing refused was stored: one record, and the node still serves.
         let report = node.verify_ehr().expect("verifies");

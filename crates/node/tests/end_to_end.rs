@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use vigil_core::{DeviceId, DeviceKey, GeoFix, Metric, PersonId, Value as Reading};
 use vigil_gateway::outbox::{Outbox, Uploader};
 use vigil_ledger::local::{LocalConfig, start_local};
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
-use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, Node, NodeConfig};
 

@@ -18,8 +18,8 @@ use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use vigil_core::{DeviceId, DeviceKey, Metric, Value};
 use vigil_gateway::outbox::{Outbox, Uploader};
 use vigil_ledger::local::{LocalConfig, start_local};
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
-use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, Node, NodeConfig};
 

@@ -21,9 +21,9 @@ use vigil_core::senml::PackDraft;
 use vigil_core::{DeviceId, DeviceKey, Metric, Value};
 use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::node::Ledger;
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_ledger::tx::{Deployment, TxBody};
-use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users};
 use vigil_node::{LiveEvent, MqttMode, Node, NodeConfig};
 

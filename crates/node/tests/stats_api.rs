@@ -10,9 +10,9 @@ use common::{free_port, http};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use serde_json::{Value, json};
 use vigil_ledger::local::{LocalConfig, start_local};
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_ledger::tx::{Role, TxBody};
-use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, Node, NodeConfig};
 

@@ -20,7 +20,6 @@ use vigil_privstats::dp::{DpResponse, PlainAnswer};
 use vigil_privstats::elgamal::Ciphertext;
 use vigil_privstats::network::Network;
 use vigil_privstats::query::{DIGIT_BITS, Metric, Query, Statistic};
-use vigil_privstats::runner::default_edges;
 use vigil_privstats::sigma::WellFormedProof;
 
 fn median(mut v: Vec<Duration>) -> f64 {
@@ -49,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     for statistic in [Statistic::Mean, Statistic::Variance, Statistic::Histogram] {
         let edges = if statistic == Statistic::Histogram {
-            default_edges(Metric::Rr)
+            Metric::Rr.default_edges()
         } else {
             vec![]
         };
@@ -157,7 +156,7 @@ fn verify_many(
     runs: usize,
     rng: &mut rand::rngs::ThreadRng,
 ) -> Result<(f64, f64), Box<dyn std::error::Error>> {
-    let edges = default_edges(Metric::Rr);
+    let edges = Metric::Rr.default_edges();
     let dps: Vec<u32> = (1..=10).collect();
     let query = Query {
         nonce: 2,

@@ -10,7 +10,7 @@ use curve25519_dalek::traits::Identity;
 use merlin::Transcript;
 use rand_core::{CryptoRng, RngCore};
 
-use crate::elgamal::Ciphertext;
+use crate::elgamal::{Ciphertext, compress_cts};
 use crate::encoding::{Canonical, Reader, Writer, digest};
 use crate::error::{Error, Result};
 use crate::keys::{CollectiveKey, ServerId};
@@ -220,18 +220,6 @@ impl RangeJob<'_> {
             )
             .is_ok()
     }
-}
-
-/// A response's ciphertexts compressed once, (K_i, C_i) in order: its well-formedness
-/// transcript, its range proofs' commitments and its digest all read these bytes, and a
-/// compression costs a field inversion.
-pub(crate) type CompressedCts = Vec<(CompressedRistretto, CompressedRistretto)>;
-
-/// Compresses every ciphertext of `cts`.
-pub(crate) fn compress_cts(cts: &[Ciphertext]) -> CompressedCts {
-    cts.iter()
-        .map(|ct| (ct.k.compress(), ct.c.compress()))
-        .collect()
 }
 
 /// Context bound into a DP's proofs: query, collective key, DP.

@@ -95,6 +95,18 @@ impl Canonical for Ciphertext {
     }
 }
 
+/// A response's ciphertexts compressed once, (K_i, C_i) in order: its well-formedness
+/// transcript, its range proofs' commitments and its digest all read these bytes, and a
+/// compression costs a field inversion.
+pub(crate) type CompressedCts = Vec<(CompressedRistretto, CompressedRistretto)>;
+
+/// Compresses every ciphertext of `cts`.
+pub(crate) fn compress_cts(cts: &[Ciphertext]) -> CompressedCts {
+    cts.iter()
+        .map(|ct| (ct.k.compress(), ct.c.compress()))
+        .collect()
+}
+
 /// A precomputed table of `key` for fixed-base multiplication (what a DP encrypts under for
 /// every query), built once per key: the last key's table is kept.
 pub fn key_table(key: &RistrettoPoint) -> Arc<RistrettoBasepointTable> {
@@ -131,7 +143,7 @@ impl KeyPair {
     }
 
     /// The key pair of a stored secret ([`KeyPair::secret_bytes`]).
-    pub(crate) fn from_secret(secret: Scalar) -> Self {
+    pub fn from_secret(secret: Scalar) -> Self {
         Self {
             public: &secret * G_TABLE,
             secret,
@@ -139,7 +151,7 @@ impl KeyPair {
     }
 
     /// The secret, for the service's durable store only.
-    pub(crate) fn secret_bytes(&self) -> [u8; 32] {
+    pub fn secret_bytes(&self) -> [u8; 32] {
         self.secret.to_bytes()
     }
 

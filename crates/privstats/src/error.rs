@@ -1,6 +1,6 @@
 //! Typed errors. Each variant that concerns a party names it.
 
-use crate::{DpId, ServerId};
+use crate::ids::{DpId, ServerId};
 
 /// Everything that can go wrong in `vigil-privstats`.
 #[derive(Debug, thiserror::Error)]
@@ -45,12 +45,6 @@ pub enum Error {
     /// The verifying nodes did not accept the result.
     #[error("result rejected: {0}")]
     Rejected(String),
-    /// The ledger refused a transaction or lacks a record.
-    #[error("ledger: {0}")]
-    Ledger(String),
-    /// The data provider's local database failed.
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
 }
 
 /// Result alias.

@@ -50,8 +50,7 @@ use crate::encoding::{Canonical, Reader, Writer, digest};
 use crate::error::{Error, Result};
 use crate::sigma::{DleqProof, DlogProof, check_public_key};
 
-/// A server's index: 1-based, it is also the server's evaluation point.
-pub type ServerId = u32;
+pub use crate::ids::ServerId;
 
 /// The most servers a key can have (a limit on everything).
 pub const SERVERS_MAX: usize = 64;
@@ -785,6 +784,21 @@ pub struct ServerKey {
 }
 
 impl ServerKey {
+    /// A server's key from its stored share (the durable store of a service that plays every
+    /// server). Not checked here: `Network::from_server_keys` checks it against the key.
+    pub fn from_share(id: ServerId, share: Scalar, collective: CollectiveKey) -> Self {
+        Self {
+            id,
+            share,
+            collective,
+        }
+    }
+
+    /// The secret share, for that durable store only.
+    pub fn share(&self) -> &Scalar {
+        &self.share
+    }
+
     /// x_j·G, equal to the published verification key.
     pub fn verification_key(&self) -> RistrettoPoint {
         &self.share * G_TABLE

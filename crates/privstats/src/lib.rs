@@ -29,30 +29,26 @@
 //! assert_eq!((agg.count, agg.sum), (6, 4800));
 //! ```
 //!
-//! Against the ledger (queries, verdicts and the collective key as transactions, acceptance only
-//! on finalized verdicts): [`ledger::StatsService`]; a whole deployment with its own local
-//! ledger in one process (`vigil query`): [`local::run`].
+//! This crate is the protocol only: pure computation over bytes, no ledger, no database, no
+//! async runtime. Running it against the ledger (queries, verdicts and the collective key as
+//! transactions, acceptance only on finalized verdicts), the DPs' SQLite databases, the durable
+//! store and the runners live in `vigil-stats-service`.
 //!
 //! Soundness notes live next to the code: [`sigma`] (the sigma protocols), [`keys`] (the DKG),
 //! [`server`] (key switching), [`query`] (bounds and decryptability).
 
-pub mod db;
 pub mod dp;
 pub mod elgamal;
 pub mod encoding;
 pub mod error;
+pub mod ids;
 pub mod keys;
-pub mod ledger;
-pub mod local;
 pub mod network;
 pub mod querier;
 pub mod query;
-pub mod runner;
 pub mod server;
 pub mod sigma;
-pub mod store;
 pub mod verify;
 
 pub use error::{Error, Result};
-pub use keys::ServerId;
-pub use query::DpId;
+pub use ids::{DpId, ServerId};

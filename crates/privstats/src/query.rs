@@ -38,8 +38,7 @@ use curve25519_dalek::ristretto::RistrettoPoint;
 use crate::encoding::{Canonical, Reader, Writer, digest};
 use crate::error::{Error, Result};
 
-/// A data provider's id.
-pub type DpId = u32;
+pub use crate::ids::DpId;
 
 /// Bits per encrypted digit.
 pub const DIGIT_BITS: usize = 16;
@@ -67,6 +66,15 @@ impl Metric {
         match self {
             Metric::Hr => 1 << 8,
             Metric::Rr => 1 << 12,
+        }
+    }
+    /// Default histogram edges (what a query that needs bins and names none is given).
+    pub fn default_edges(self) -> Vec<u32> {
+        match self {
+            Metric::Rr => vec![
+                0, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200, 1500, 2000, 4096,
+            ],
+            Metric::Hr => vec![0, 40, 50, 60, 70, 80, 90, 100, 110, 120, 140, 160, 256],
         }
     }
     fn tag(self) -> u8 {
@@ -114,7 +122,8 @@ pub enum Statistic {
 }
 
 impl Statistic {
-    fn needs_bins(self) -> bool {
+    /// True for the statistics computed from bins (histogram, quantile, min, max).
+    pub fn needs_bins(self) -> bool {
         matches!(
             self,
             Statistic::Histogram | Statistic::Quantile(_) | Statistic::Min | Statistic::Max

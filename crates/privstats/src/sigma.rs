@@ -241,7 +241,7 @@ pub const WELLFORMED_CIPHERTEXTS_MAX: usize = 64;
 
 impl WellFormedProof {
     /// The statement's transcript: context, X and every (K_i, C_i), given compressed
-    /// ([`crate::dp::compress_cts`]).
+    /// ([`crate::elgamal::compress_cts`]).
     fn transcript(
         context: &[u8],
         key: &RistrettoPoint,
@@ -286,7 +286,7 @@ impl WellFormedProof {
         rng: &mut R,
     ) -> Self {
         assert!(cts.len() == values.len() && cts.len() == rands.len());
-        let mut tr = Self::transcript(context, key, &crate::dp::compress_cts(cts));
+        let mut tr = Self::transcript(context, key, &crate::elgamal::compress_cts(cts));
         let w = Self::weights(&mut tr, cts.len());
         let r: Scalar = w.iter().zip(rands).map(|(w, r)| w * r).sum();
         let m: Scalar = w
@@ -345,7 +345,7 @@ impl WellFormedProof {
     pub fn verify(&self, context: &[u8], key: &RistrettoPoint, cts: &[Ciphertext]) -> bool {
         let mut rng = rand_core::OsRng;
         let mut batch = Batch::default();
-        let cc = crate::dp::compress_cts(cts);
+        let cc = crate::elgamal::compress_cts(cts);
         self.push_batch(context, key, cts, &cc, &mut batch, &mut rng) && batch.check(key)
     }
 
@@ -357,7 +357,7 @@ impl WellFormedProof {
     ) -> Vec<bool> {
         let compressed: Vec<_> = items
             .iter()
-            .map(|(_, _, cts)| crate::dp::compress_cts(cts))
+            .map(|(_, _, cts)| crate::elgamal::compress_cts(cts))
             .collect();
         let items: Vec<WellFormedItem<'_>> = items
             .iter()

@@ -15,16 +15,14 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use curve25519_dalek::ristretto::{CompressedRistretto, RistrettoPoint};
 
-use crate::dp::{CompressedCts, DpResponse, RangeJob, compress_cts};
+use crate::dp::{DpResponse, RangeJob};
+use crate::elgamal::{CompressedCts, compress_cts};
 use crate::encoding::{Canonical, Reader, Writer, digest};
 use crate::error::{Error, Result};
 use crate::keys::{CollectiveKey, ServerId};
 use crate::query::{DIGIT_BITS, DPS_MAX, DpId, Query};
 use crate::server::{KeySwitchShare, ServerAggregate, keyswitch_context, sum_responses, total};
 use crate::sigma::{WellFormedItem, WellFormedProof};
-
-/// Namespace for signing verdicts on the ledger (the ledger signs [`Verdict::to_bytes`]).
-pub const VERDICT_NAMESPACE: &[u8] = b"vigil-privstats/verdict/v1";
 
 /// One named check of a verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,8 +86,9 @@ impl std::fmt::Display for Check {
     }
 }
 
-/// A verifying node's verdict on one query: goes on the ledger, signed under
-/// [`VERDICT_NAMESPACE`].
+/// A verifying node's verdict on one query. Its bitmap, all-good flag and result digest go on
+/// the ledger as a `ProofVerdict` transaction, which the verifying node's ledger identity signs
+/// like any transaction: the verdict itself carries no signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
     pub query_id: [u8; 32],

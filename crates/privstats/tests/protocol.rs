@@ -646,7 +646,7 @@ fn padded_top_digit_proof_catches_an_out_of_range_top_digit() {
     use vigil_privstats::dp::{PAD, range_layout};
     let net = Network::new(2, 3, 1, &mut rng()).expect("network");
     let q = querier();
-    let edges = vigil_privstats::runner::default_edges(Metric::Rr);
+    let edges = Metric::Rr.default_edges();
     let query = query(&net, &q, Statistic::Histogram, vec![1], edges);
     let bits = query.digit_bits();
     let layout = range_layout(&bits);

@@ -9,7 +9,6 @@
 //! listens on 127.0.0.1.
 
 use std::collections::HashSet;
-use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -76,27 +75,25 @@ fn start_node(dir: &Path) -> Proc {
     Proc(child)
 }
 
-/// One HTTP/1.1 request with `Connection: close`: the status and the JSON body, or `None` if
-/// the node is not reachable.
+/// One request: the status and the JSON body, or `None` if the node is not reachable. A new
+/// connection each time, so a restarted node is never asked on a connection to the old one.
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -> Option<(u16, Value)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()
         .ok()?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
+    let method = reqwest::Method::from_bytes(method.as_bytes()).ok()?;
+    let response = client
+        .request(method, format!("http://{addr}{path}"))
+        .bearer_auth(TOKEN)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.map(|b| b.to_string()).unwrap_or_default())
+        .send()
+        .ok()?;
+    let status = response.status().as_u16();
+    let json = serde_json::from_slice(&response.bytes().ok()?).unwrap_or(Value::Null);
     Some((status, json))
 }
 

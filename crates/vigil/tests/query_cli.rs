@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use vigil_privstats::query::Metric;
-use vigil_privstats::runner::{DATA_START_S, open_or_generate};
+use vigil_stats_service::runner::{DATA_START_S, open_or_generate};
 
 const VIGIL: &str = env!("CARGO_BIN_EXE_vigil");
 const ROWS: usize = 2_000;

@@ -1,12 +1,11 @@
-//! Helpers shared by the node's integration tests: a raw HTTP/1.1 client and waits with a
-//! bound.
+//! Helpers shared by the node's integration tests: HTTP requests and the alert stream through
+//! the workspace's one HTTP client (reqwest), and waits with a bound.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 use vigil_core::{DeviceId, DevicePublicKey, PersonId};
 use vigil_ledger::node::Ledger;
@@ -20,8 +19,8 @@ pub fn free_port() -> SocketAddr {
         .expect("a free port")
 }
 
-/// One HTTP/1.1 request with a JSON body and `Connection: close`; returns the status and the
-/// JSON body of the response.
+/// One request with a JSON body; returns the status and the JSON body of the response
+/// (`null` if it is not JSON).
 pub async fn http(
     addr: SocketAddr,
     method: &str,
@@ -33,7 +32,10 @@ pub async fn http(
     http_raw(addr, method, path, token, "application/json", body).await
 }
 
-/// One HTTP/1.1 request with any body.
+/// One request with any body. Each request on a connection of its own, as a client seen for
+/// the first time. Status 0 if the exchange failed: a server that refuses a huge body by its
+/// length answers and closes at once, and the client may then fail writing the body before it
+/// reads the answer.
 pub async fn http_raw(
     addr: SocketAddr,
     method: &str,
@@ -42,52 +44,53 @@ pub async fn http_raw(
     content_type: &str,
     body: Vec<u8>,
 ) -> (u16, Value) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connects");
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.expect("writes");
-    // The server may answer (413) and close before reading a huge body: that is fine.
-    let _ = stream.write_all(&body).await;
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response).await;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(Value::Null);
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let mut request = client()
+        .request(method, format!("http://{addr}{path}"))
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .body(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let Ok(response) = request.send().await else {
+        return (0, Value::Null);
+    };
+    let status = response.status().as_u16();
+    let json =
+        serde_json::from_slice(&response.bytes().await.unwrap_or_default()).unwrap_or(Value::Null);
     (status, json)
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("an HTTP client")
 }
 
 /// Server-sent events of the alert stream, as parsed JSON.
 pub async fn event_stream(addr: SocketAddr, token: &str) -> mpsc::Receiver<Value> {
-    let mut stream = tokio::net::TcpStream::connect(addr)
+    let mut response = client()
+        .get(format!("http://{addr}/api/alerts/stream"))
+        .bearer_auth(token)
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .send()
         .await
-        .expect("connects");
-    let request = format!(
-        "GET /api/alerts/stream HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("writes");
+        .expect("the alert stream opens");
     let (sender, receiver) = mpsc::channel(256);
     tokio::spawn(async move {
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(data) = line.strip_prefix("data: ")
-                && let Ok(event) = serde_json::from_str::<Value>(data)
-                && sender.send(event).await.is_err()
-            {
-                return;
+        let mut buffer = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&line);
+                if let Some(data) = line.trim_end().strip_prefix("data: ")
+                    && let Ok(event) = serde_json::from_str::<Value>(data)
+                    && sender.send(event).await.is_err()
+                {
+                    return;
+                }
             }
         }
     });

@@ -5,16 +5,16 @@
 //! reading object, tick or SenML pack per line), printing one result per reading.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::hint::black_box;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use vigil_contracts::instance_file::InstanceFile;
 use vigil_contracts::{
     Catalog, Circle, Contract, Deployment, Evaluation, GeofenceParams, Input, InstanceId,
     News2Params, Params, Reason, State, ThresholdParams, ZoneRule, ZoneSpec,
@@ -58,7 +58,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Eval(args) => eval(&args),
         Command::Check { contracts } => {
-            let file = load_instances(&contracts)?;
+            let file = InstanceFile::load(&contracts)?;
             let mut out = std::io::stdout().lock();
             for (deployment, name) in &file.instances {
                 writeln!(
@@ -72,91 +72,6 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Instance files
-
-/// One `[[instance]]` of an instance file: a deployment plus an optional display name (which
-/// is not part of the deployment, hence not of its address).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InstanceEntry {
-    #[serde(default)]
-    name: Option<String>,
-    person: PersonId,
-    #[serde(default)]
-    device: Option<DeviceId>,
-    #[serde(default)]
-    nonce: u64,
-    params: Params,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeviceEntry {
-    id: DeviceId,
-    person: PersonId,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InstanceFileRaw {
-    #[serde(default)]
-    device: Vec<DeviceEntry>,
-    #[serde(default)]
-    instance: Vec<InstanceEntry>,
-}
-
-struct InstanceFile {
-    /// Which person each listed device belongs to.
-    devices: BTreeMap<DeviceId, PersonId>,
-    /// Validated deployments with their display names.
-    instances: Vec<(Deployment, String)>,
-}
-
-fn load_instances(path: &Path) -> anyhow::Result<InstanceFile> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let raw: InstanceFileRaw = match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => toml::from_str(&text)
-            .with_context(|| format!("{}: invalid instance file", path.display()))?,
-        Some("json") => serde_json::from_str(&text)
-            .with_context(|| format!("{}: invalid instance file", path.display()))?,
-        _ => bail!(
-            "{}: an instance file ends in .toml or .json",
-            path.display()
-        ),
-    };
-    let mut devices = BTreeMap::new();
-    for d in raw.device {
-        if let Some(previous) = devices.insert(d.id.clone(), d.person)
-            && previous != d.person
-        {
-            bail!(
-                "{}: device {} is listed for two people",
-                path.display(),
-                d.id
-            );
-        }
-    }
-    let mut instances = Vec::new();
-    for (i, entry) in raw.instance.into_iter().enumerate() {
-        let name = entry
-            .name
-            .unwrap_or_else(|| format!("{}#{i}", entry.params.kind()));
-        let deployment = Deployment {
-            person: entry.person,
-            device: entry.device,
-            nonce: entry.nonce,
-            params: entry.params,
-        };
-        deployment
-            .validate()
-            .with_context(|| format!("{}: instance[{i}] ({name})", path.display()))?;
-        instances.push((deployment, name));
-    }
-    Ok(InstanceFile { devices, instances })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -252,7 +167,7 @@ fn parse_line(text: &str, devices: &BTreeMap<DeviceId, PersonId>) -> Result<Line
 // eval
 
 fn eval(args: &EvalArgs) -> anyhow::Result<()> {
-    let file = load_instances(&args.contracts)?;
+    let file = InstanceFile::load(&args.contracts)?;
     let mut catalog = Catalog::new();
     let mut names = BTreeMap::new();
     for (deployment, name) in file.instances {
@@ -336,19 +251,12 @@ fn reason_json(
                 item["alert"] = json!(update);
             }
             if let Some((_, digest)) = &e.evidence {
-                item["evidence_digest"] = json!(hex(digest));
+                item["evidence_digest"] = json!(hex::encode(digest));
             }
             item
         })
         .collect();
     json!(items)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 fn value_text(value: &Value) -> String {

@@ -11,8 +11,8 @@ mod ecg;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -20,15 +20,14 @@ use clap::Args;
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value as JsonValue, json};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use vigil_core::senml::PackDraft;
 use vigil_core::{DeviceId, DeviceKey, PersonId};
 use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::node::Ledger;
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_ledger::state::State as LedgerState;
 use vigil_ledger::tx::{Role, TxBody};
-use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users, new_token};
 use vigil_node::{MqttMode, Node, NodeConfig, now_ms};
 use vigil_sim::{DeviceKind, EpisodeKind, Fleet, FleetConfig, HOME_RADIUS_M, PEOPLE_MAX, Person};
@@ -408,7 +407,10 @@ fn stop_cleanly(
     Ok(())
 }
 
-/// One HTTP/1.1 request to the node with `Connection: close`: the status and the JSON body.
+/// The demo's HTTP client: one connection pool for every request to the node.
+static CLIENT: LazyLock<reqwest::Client> = LazyLock::new(reqwest::Client::new);
+
+/// One request to the node: the status and the JSON body (`null` if the body is not JSON).
 async fn http(
     addr: SocketAddr,
     method: &str,
@@ -416,25 +418,16 @@ async fn http(
     token: &str,
     body: &JsonValue,
 ) -> anyhow::Result<(u16, JsonValue)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await?;
-    let body = body.to_string();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no HTTP status line")?;
-    let json = text
-        .split_once("\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(b).ok())
-        .unwrap_or(JsonValue::Null);
+    let method = reqwest::Method::from_bytes(method.as_bytes())?;
+    let response = CLIENT
+        .request(method, format!("http://{addr}{path}"))
+        .bearer_auth(token)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let json = serde_json::from_slice(&response.bytes().await?).unwrap_or(JsonValue::Null);
     Ok((status, json))
 }
 

@@ -5,8 +5,7 @@
 //! program (the outbox is on disk and sequence numbers never repeat) and a loss of network or
 //! of the node (packs wait and are sent again); the node stores each exactly once.
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs as _};
+use std::net::ToSocketAddrs as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -14,8 +13,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use commonware_cryptography::Signer as _;
 use vigil_core::{DeviceId, DeviceKey, PersonId, TimestampMs};
-use vigil_gateway::Reply;
-use vigil_gateway::outbox::{FlushReport, IN_FLIGHT_MAX, Outbox, Uploader};
+use vigil_gateway::http_upload::HttpUploader;
+use vigil_gateway::outbox::{FlushReport, Outbox, Uploader};
 use vigil_ledger::keys;
 use vigil_sim::{DeviceKind, Fleet, FleetConfig};
 
@@ -23,10 +22,6 @@ use vigil_sim::{DeviceKind, Fleet, FleetConfig};
 const COUNT_MAX: u64 = 10_000_000;
 /// Simulation steps tried for one pack (a phone that is "off" emits nothing for a while).
 const SIM_STEPS_MAX: usize = 1_000;
-/// One HTTP exchange with the node, at most.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
-/// An HTTP reply body, at most.
-const HTTP_REPLY_BYTES_MAX: u64 = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum Kind {
@@ -89,7 +84,7 @@ pub struct DeviceArgs {
 /// Where packs go.
 enum Link {
     Mqtt(Uploader),
-    Http(SocketAddr),
+    Http(HttpUploader),
 }
 
 impl Link {
@@ -102,7 +97,13 @@ impl Link {
     ) -> anyhow::Result<FlushReport> {
         match self {
             Link::Mqtt(uploader) => Ok(uploader.flush(outbox, deadline, resend_after)?),
-            Link::Http(addr) => http_flush(*addr, outbox, deadline),
+            Link::Http(uploader) => {
+                let report = uploader.flush(outbox, deadline)?;
+                if report.unreachable {
+                    eprintln!("node unreachable; packs wait in the outbox");
+                }
+                Ok(report)
+            }
         }
     }
 }
@@ -132,12 +133,12 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
             let client_id = format!("vigil-device-{}-{}", args.device, std::process::id());
             Link::Mqtt(Uploader::connect(&host, port, &client_id))
         }
-        (None, Some(node)) => Link::Http(
+        (None, Some(node)) => Link::Http(HttpUploader::new(
             node.to_socket_addrs()
                 .with_context(|| format!("resolving {node}"))?
                 .next()
                 .with_context(|| format!("{node} resolves to no address"))?,
-        ),
+        )?),
         _ => bail!("give the node's MQTT broker (--mqtt HOST:PORT) or its HTTP address (--node)"),
     };
 
@@ -267,80 +268,4 @@ fn add(total: &mut FlushReport, report: FlushReport) {
     total.delivered += report.delivered;
     total.refused += report.refused;
     total.remaining = report.remaining;
-}
-
-/// Sends waiting packs one request at a time until the outbox is empty, the node is
-/// unreachable, or `deadline` passes. A failed request leaves the pack waiting.
-fn http_flush(
-    addr: SocketAddr,
-    outbox: &mut Outbox,
-    deadline: Instant,
-) -> anyhow::Result<FlushReport> {
-    let mut report = FlushReport::default();
-    'outer: while Instant::now() < deadline {
-        let pending = outbox.pending(IN_FLIGHT_MAX)?;
-        if pending.is_empty() {
-            break;
-        }
-        for pack in pending {
-            if Instant::now() >= deadline {
-                break 'outer;
-            }
-            let path = format!("/api/packs/{}", pack.person);
-            let reply = match http_post(addr, &path, &pack.payload) {
-                Ok(body) => serde_json::from_slice::<Reply>(&body).ok(),
-                Err(error) => {
-                    // Unreachable: wait a little rather than spin, then let the caller go on.
-                    eprintln!("node unreachable ({error}); packs wait in the outbox");
-                    std::thread::sleep(
-                        Duration::from_millis(200)
-                            .min(deadline.saturating_duration_since(Instant::now())),
-                    );
-                    break 'outer;
-                }
-            };
-            let Some(reply) = reply else { continue };
-            if outbox.apply_reply(&pack.device, &reply)? {
-                if reply.accepted
-                    || reply
-                        .error
-                        .as_ref()
-                        .is_some_and(|e| e.reason == vigil_gateway::Rejection::Replayed)
-                {
-                    report.delivered += 1;
-                } else {
-                    report.refused += 1;
-                }
-            }
-        }
-    }
-    report.remaining = outbox.len()?;
-    Ok(report)
-}
-
-/// One HTTP/1.1 POST with `Connection: close`; returns the response body whatever the status
-/// (the node answers refusals with a JSON body too).
-fn http_post(addr: SocketAddr, path: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT)?;
-    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
-    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
-    let content_type = match vigil_gateway::admit::detect_format(body) {
-        vigil_core::senml::Format::Cbor => "application/senml+cbor",
-        vigil_core::senml::Format::Json => "application/senml+json",
-    };
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
-    let mut response = Vec::new();
-    stream
-        .take(HTTP_REPLY_BYTES_MAX)
-        .read_to_end(&mut response)?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other("no HTTP header end"))?;
-    Ok(response[split + 4..].to_vec())
 }

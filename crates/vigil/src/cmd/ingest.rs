@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
+use super::ingest_bench::{IngestBenchConfig, LatencyProbe, ingest};
 use anyhow::Context as _;
 use clap::Args;
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use vigil_ledger::local::{LocalConfig, start_local};
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
-use vigil_node::bench::{IngestBenchConfig, LatencyProbe, ingest};
-use vigil_node::signer::Signer;
 use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, Node, NodeConfig};
 

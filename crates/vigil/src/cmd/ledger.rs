@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use super::ledger_bench::{self as bench, BenchConfig};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use vigil_ledger::bench::{self, BenchConfig};
 use vigil_ledger::config::{DATA_DIR_GENESIS, GenesisFile, NODE_PARTITION_PREFIX};
 
 #[derive(Args)]
@@ -115,7 +115,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let store = args.dir.join("store");
     let report = vigil_ledger::verify::verify_dir(&store, &genesis, NODE_PARTITION_PREFIX)
         .with_context(|| format!("verifying {}", args.dir.display()))?;
-    println!("chain        {}", hex(&report.chain_id));
+    println!("chain        {}", hex::encode(report.chain_id));
     println!("validators   {}", report.validators);
     println!(
         "blocks       {} (all linked, replayed, state roots match)",
@@ -129,14 +129,10 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     if let Some(tip) = report.tip_digest {
         println!("tip          {tip}");
     }
-    println!("state root   {}", hex(&report.state_root));
+    println!("state root   {}", hex::encode(report.state_root));
     println!(
         "ok=true blocks={} transactions={} certificates={}",
         report.blocks, report.transactions, report.certificates
     );
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -4,18 +4,9 @@
 //!
 //! With a `[service]` table, the same process also runs the Vigil node on that validator's
 //! finalized state: ingestion (MQTT, embedded broker or an external one such as mosquitto, and
-//! HTTP), the encrypted health record, the monitor contracts and the HTTP API:
-//!
-//! ```toml
-//! [service]
-//! http_listen = "127.0.0.1:8080"
-//! gateway_key_file = "gateway.key"   # an identity with role `gateway` in the genesis
-//! ehr_key_file = "ehr.key"           # 64 hex digits; created with the health record
-//! users_file = "users.toml"          # optional: API users (`[[user]]` name, token_sha256, …)
-//! [service.mqtt]
-//! mode = "embedded"                  # or "external" (host, port) or "disabled"
-//! listen = "127.0.0.1:1883"
-//! ```
+//! HTTP), the encrypted health record, the monitor contracts and the HTTP API. The file is read
+//! by the libraries that own it: the ledger's part by `vigil_ledger::config`, the `[service]`
+//! table by `vigil_node::config`; this command only applies the MQTT options on top.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,17 +15,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use commonware_runtime::{Clock as _, Runner as _, Supervisor as _, tokio};
-use serde::Deserialize;
 use vigil_ledger::{
-    config::{
-        ConfigError, DATA_DIR_GENESIS, GenesisFile, NODE_PARTITION_PREFIX, NodeConfig, NodeFile,
-    },
-    keys,
+    config::{DATA_DIR_GENESIS, NODE_PARTITION_PREFIX, NodeConfig},
     net::{self, NetConfig},
     node::{Timing, ValidatorConfig},
 };
-use vigil_node::signer::Signer;
-use vigil_node::users::Users;
+use vigil_node::config::ServiceFile;
 use vigil_node::{MqttMode, Node, NodeConfig as ServiceConfig};
 
 #[derive(Args)]
@@ -98,7 +84,6 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             partition_prefix: NODE_PARTITION_PREFIX.into(),
             timing: Timing::default(),
             limits: Default::default(),
-            fault: None,
         };
         let net = NetConfig {
             listen: config.listen,
@@ -109,7 +94,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             "validator {me} listening on {} ({} validators), chain {}",
             config.listen,
             config.genesis.peers.len(),
-            hex_id(&running.ledger.chain_id())
+            hex::encode(running.ledger.chain_id())
         );
         // Kept alive for the life of the process: it owns the API and ingestion tasks.
         let _service = match service {
@@ -152,110 +137,22 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
 /// The node service's directory inside the validator's data directory.
 const SERVICE_DIR: &str = "node";
 
-/// The optional `[service]` table of a node configuration.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServiceFile {
-    http_listen: SocketAddr,
-    gateway_key_file: PathBuf,
-    ehr_key_file: PathBuf,
-    #[serde(default)]
-    users_file: Option<PathBuf>,
-    #[serde(default)]
-    mqtt: MqttFile,
-}
-
-/// Where the node's MQTT side lives, as written in `[service.mqtt]`.
-#[derive(Deserialize)]
-#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
-enum MqttFile {
-    /// The broker embedded in the node (rumqttd): nothing to install.
-    Embedded {
-        listen: SocketAddr,
-    },
-    /// An external broker (e.g. mosquitto), the node being one of its clients.
-    External {
-        host: String,
-        port: u16,
-    },
-    Disabled,
-}
-
-impl Default for MqttFile {
-    fn default() -> Self {
-        MqttFile::Embedded {
-            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
-        }
-    }
-}
-
-/// Reads the validator's configuration as [`NodeConfig::load`] does, plus the optional
-/// `[service]` table. The ledger's file format refuses unknown keys, so the table is taken out
-/// before the rest is handed to the ledger's types.
-fn load(path: &Path) -> anyhow::Result<(NodeConfig, Option<(ServiceFile, PathBuf)>)> {
-    let text = std::fs::read_to_string(path)?;
-    let mut table: toml::Table = toml::from_str(&text)?;
-    let base = path.parent().unwrap_or(Path::new(".")).to_owned();
-    let Some(service) = table.remove("service") else {
-        // No service: exactly the ledger's own loader.
-        return Ok((NodeConfig::load(path)?, None));
-    };
-    let service = ServiceFile::deserialize(service).context("[service]")?;
-    let file = NodeFile::deserialize(toml::Value::Table(table))?;
-    let resolve = |p: &Path| {
-        if p.is_absolute() {
-            p.to_owned()
-        } else {
-            base.join(p)
-        }
-    };
-    let key_path = resolve(&file.key_file);
-    let key = keys::read_key_file(&key_path)
-        .with_context(|| format!("key file {}", key_path.display()))?;
-    let genesis_path = resolve(&file.genesis);
-    let genesis_text = std::fs::read_to_string(&genesis_path)
-        .with_context(|| format!("reading {}", genesis_path.display()))?;
-    let genesis = GenesisFile::parse(&genesis_text, &genesis_path)?.build()?;
-    let me = commonware_cryptography::Signer::public_key(&key);
-    let mine = genesis
-        .peers
-        .iter()
-        .find(|p| p.key == me)
-        .ok_or_else(|| ConfigError::NotAValidator(keys::public_hex(&me)))?;
-    let listen = file.listen.unwrap_or(mine.address);
-    let config = NodeConfig {
-        key,
-        genesis,
-        genesis_text,
-        data_dir: resolve(&file.data_dir),
-        listen,
-    };
-    Ok((config, Some((service, base))))
+/// Reads the validator's configuration and its optional `[service]` table.
+fn load(path: &Path) -> anyhow::Result<(NodeConfig, Option<ServiceFile>)> {
+    let (config, service) = NodeConfig::load_with_section(path, "service")?;
+    let service = service.map(ServiceFile::from_toml).transpose()?;
+    Ok((config, service))
 }
 
 /// The node service's configuration from `[service]` and the command line.
 fn service_config(
-    (service, base): (ServiceFile, PathBuf),
+    service: ServiceFile,
     args: &NodeArgs,
     data_dir: PathBuf,
 ) -> anyhow::Result<ServiceConfig> {
-    let resolve = |p: &Path| {
-        if p.is_absolute() {
-            p.to_owned()
-        } else {
-            base.join(p)
-        }
-    };
-    let gateway_path = resolve(&service.gateway_key_file);
-    let gateway = keys::read_key_file(&gateway_path)
-        .with_context(|| format!("gateway key file {}", gateway_path.display()))?;
-    let ehr_master_key = ehr_master_key(&resolve(&service.ehr_key_file), &data_dir)?;
-    let users = match &service.users_file {
-        Some(path) => Users::load(&resolve(path))?,
-        None => Users::default(),
-    };
-    let mqtt = if args.no_mqtt {
-        MqttMode::Disabled
+    let mut config = service.into_config(&args.config, data_dir)?;
+    if args.no_mqtt {
+        config.mqtt = MqttMode::Disabled;
     } else if let Some(broker) = &args.mqtt_broker {
         let (host, port) = broker
             .rsplit_once(':')
@@ -263,62 +160,12 @@ fn service_config(
         let port = port
             .parse()
             .with_context(|| format!("--mqtt-broker {broker}: bad port"))?;
-        MqttMode::External {
+        config.mqtt = MqttMode::External {
             host: host.trim_matches(['[', ']']).to_owned(),
             port,
-        }
+        };
     } else if let Some(listen) = args.mqtt_listen {
-        MqttMode::Embedded(listen)
-    } else {
-        match service.mqtt {
-            MqttFile::Embedded { listen } => MqttMode::Embedded(listen),
-            MqttFile::External { host, port } => MqttMode::External { host, port },
-            MqttFile::Disabled => MqttMode::Disabled,
-        }
-    };
-    Ok(ServiceConfig {
-        data_dir,
-        http_listen: service.http_listen,
-        mqtt,
-        ehr_master_key,
-        gateway: Signer::new(gateway),
-        users,
-    })
-}
-
-/// The health record's master key (64 hex digits). Created, readable by its owner only, with a
-/// new health record; refused to be created for an existing one, whose data keys it wraps.
-fn ehr_master_key(path: &Path, data_dir: &Path) -> anyhow::Result<vigil_ehr::SecretKey> {
-    if !path.exists() {
-        let record = vigil_node::ehr_path(data_dir);
-        anyhow::ensure!(
-            !record.exists(),
-            "{} is missing but the health record {} exists: its data keys need that key",
-            path.display(),
-            record.display()
-        );
-        let key = vigil_ehr::SecretKey::random();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = options
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        std::io::Write::write_all(&mut file, hex::encode(key.to_bytes()).as_bytes())?;
-        return Ok(key);
+        config.mqtt = MqttMode::Embedded(listen);
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut bytes = [0u8; 32];
-    hex::decode_to_slice(text.trim(), &mut bytes)
-        .with_context(|| format!("{}: expected 64 hex digits", path.display()))?;
-    Ok(vigil_ehr::SecretKey::from_bytes(bytes))
-}
-
-fn hex_id(id: &[u8; 32]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(config)
 }

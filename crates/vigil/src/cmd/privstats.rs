@@ -1,8 +1,8 @@
 //! `vigil query ...` and `vigil bench privstats`: private statistics over data providers.
 //! `vigil query` runs servers, DPs and verifying nodes against a local ledger in this process
-//! (`vigil_privstats::local`): the query and the verdicts are transactions, and the result is
-//! accepted only on finalized verdicts. The benchmark times the protocol without the ledger
-//! (`vigil_privstats::runner`).
+//! (`vigil_stats_service::local`): the query and the verdicts are transactions, and the result
+//! is accepted only on finalized verdicts. The benchmark times the protocol without the ledger
+//! (`vigil_stats_service::runner`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,11 +10,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use vigil_privstats::ledger::{Databases, QueryRequest, QueryStatus, StatsConfig};
-use vigil_privstats::local;
 use vigil_privstats::network::Network;
 use vigil_privstats::query::{DpId, Metric, Statistic};
-use vigil_privstats::runner::{self, Timings};
+use vigil_stats_service::ledger::{Databases, QueryRequest, QueryStatus, StatsConfig};
+use vigil_stats_service::local;
+use vigil_stats_service::runner::{self, Timings};
 
 #[derive(Args)]
 pub struct QueryArgs {
@@ -86,7 +86,7 @@ fn ms(d: Duration) -> f64 {
 /// `vigil query`: the query goes through a ledger like one from the node's API. A local
 /// consortium (4 validators on loopback, storage in `--ledger-dir` or a temporary directory
 /// removed afterwards) records the doctor's `StatsQuery` and the verifying nodes' verdicts, and
-/// the result is shown only once the finalized verdicts accept it (`vigil_privstats::local`).
+/// the result is shown only once the finalized verdicts accept it (`vigil_stats_service::local`).
 pub fn query(args: QueryArgs) -> anyhow::Result<()> {
     let out = run_query(&args)?;
     println!(

@@ -1,11 +1,13 @@
-//! An identity that signs ledger transactions, several in flight at once.
+//! An identity that signs ledger transactions, several in flight at once: the one signer of the
+//! node (its gateway identity, the staff it acts for) and of the statistics service (its
+//! verifying nodes, the admin, the doctor of `vigil query`).
 
+use crate::node::{Ledger, SubmitError};
+use crate::tx::{Tx, TxBody, TxId};
 use commonware_codec::{Encode as _, ReadExt as _};
 use commonware_cryptography::Signer as _;
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
 use parking_lot::Mutex;
-use vigil_ledger::node::{Ledger, SubmitError};
-use vigil_ledger::tx::{Tx, TxBody, TxId};
 
 /// A key the node signs with: its own gateway identity, or a staff member's on whose behalf
 /// the API acts after authenticating them.

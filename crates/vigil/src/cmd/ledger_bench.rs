@@ -10,8 +10,8 @@ use commonware_p2p::simulated::Link;
 use commonware_runtime::{Clock as _, Runner as _, Spawner as _, Supervisor as _, deterministic};
 use vigil_core::{AlertLevel, DeviceId, DeviceKey, PersonId};
 
-use crate::sim::{Cluster, ClusterConfig, Keys};
-use crate::tx::{Deployment, Tx, TxBody, TxId};
+use vigil_ledger::sim::{Cluster, ClusterConfig, Keys};
+use vigil_ledger::tx::{Deployment, Tx, TxBody, TxId};
 
 /// Bench parameters.
 #[derive(Clone, Debug)]
@@ -253,16 +253,16 @@ pub fn simulated(config: BenchConfig) -> BenchReport {
 }
 
 /// Run the bench in real time: 4 validators in this process on the tokio runtime, talking
-/// over authenticated p2p on 127.0.0.1 sockets ([`crate::local`]), storage under `dir`.
+/// over authenticated p2p on 127.0.0.1 sockets ([`vigil_ledger::local`]), storage under `dir`.
 /// Gives up after `timeout` of wall time (the report then counts what was finalized).
 pub fn loopback(config: BenchConfig, dir: &std::path::Path, timeout: Duration) -> BenchReport {
     use commonware_runtime::tokio;
     let runtime = tokio::Config::new().with_storage_directory(dir);
     tokio::Runner::new(runtime).start(|mut context| async move {
         let keys = Keys::new(4, config.gateways);
-        let cluster = crate::local::start_local(
+        let cluster = vigil_ledger::local::start_local(
             context.child("cluster"),
-            crate::local::LocalConfig::new(keys),
+            vigil_ledger::local::LocalConfig::new(keys),
         )
         .await;
         let chain_id = cluster.genesis.chain_id;

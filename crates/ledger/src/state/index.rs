@@ -9,7 +9,7 @@ use commonware_cryptography::ed25519::PublicKey;
 use imbl::{OrdMap, OrdSet};
 use vigil_core::{DeviceId, PersonId};
 
-use crate::state::{
+use super::{
     AccessRecord, AlertRecord, AlertStatus, AnchorRecord, DeviceRecord, InstanceRecord,
     PersonRecord, QueryRecord, State, StateTables, StatsKeyRecord, Tables, VerdictRecord,
 };
@@ -92,6 +92,7 @@ impl Indexes {
 }
 
 /// Lookups of the finalized state, each by key or through an index (none scans a table).
+/// (A child of `state`: the indexes are part of the finalized state, kept by its merge.)
 impl State {
     pub fn person(&self, id: &PersonId) -> Option<&PersonRecord> {
         self.tables().persons.get(id)

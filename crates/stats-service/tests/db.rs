@@ -1,9 +1,9 @@
 //! DP database: bucketed answers equal a full scan, for any window, cohort and edges.
 
 use proptest::prelude::*;
-use vigil_privstats::db::{DpDatabase, GeneratorConfig, Row, generate};
 use vigil_privstats::dp::PlainAnswer;
 use vigil_privstats::query::Metric;
+use vigil_stats_service::db::{DpDatabase, GeneratorConfig, Row, generate};
 
 fn scan(
     rows: &[Row],

@@ -7,14 +7,15 @@ use commonware_cryptography::ed25519::PrivateKey;
 use commonware_runtime::{Runner as _, Supervisor as _, tokio};
 use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::node::Ledger;
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_ledger::tx::{Role, TxBody};
-use vigil_privstats::ledger::{
-    DataSource, Databases, Fault, KeySubmitter, QueryRequest, QueryStatus, StatsConfig,
-    StatsService, Submitter,
-};
 use vigil_privstats::query::{Metric, Query, Statistic};
-use vigil_privstats::runner::{DATA_SPAN_S, DATA_START_S};
+use vigil_stats_service::fault::Fault;
+use vigil_stats_service::ledger::{
+    DataSource, Databases, QueryRequest, QueryStatus, StatsConfig, StatsService,
+};
+use vigil_stats_service::runner::{DATA_SPAN_S, DATA_START_S};
 
 /// Finalized blocks one query may take before the test fails.
 const BLOCKS_MAX: u64 = 400;
@@ -57,13 +58,13 @@ fn plaintext(data: &Databases, query: &Query) -> (u128, u128, u128) {
     })
 }
 
-async fn grant_doctor(ledger: &Ledger, admin: &KeySubmitter) -> KeySubmitter {
-    let doctor = KeySubmitter::new(PrivateKey::from_seed(4242));
+async fn grant_doctor(ledger: &Ledger, admin: &Signer) -> Signer {
+    let doctor = Signer::new(PrivateKey::from_seed(4242));
     admin
         .submit(
             ledger,
             TxBody::GrantRole {
-                identity: doctor.identity(),
+                identity: doctor.public().clone(),
                 role: Role::Doctor,
             },
         )
@@ -71,12 +72,7 @@ async fn grant_doctor(ledger: &Ledger, admin: &KeySubmitter) -> KeySubmitter {
     doctor
 }
 
-async fn service(
-    ledger: &Ledger,
-    admin: &KeySubmitter,
-    config: StatsConfig,
-    dps: u32,
-) -> StatsService {
+async fn service(ledger: &Ledger, admin: &Signer, config: StatsConfig, dps: u32) -> StatsService {
     let service = StatsService::setup(
         ledger.clone(),
         admin,
@@ -96,7 +92,7 @@ fn honest_query_is_accepted_after_finalized_verdicts_and_survives_a_server_down(
     runner.start(|context| async move {
         let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
         let ledger = cluster.ledgers[0].clone();
-        let admin = KeySubmitter::new(cluster.keys.admin.clone());
+        let admin = Signer::new(cluster.keys.admin.clone());
         let doctor = grant_doctor(&ledger, &admin).await;
         let stats = service(&ledger, &admin, StatsConfig::demo(2), 3).await;
 
@@ -122,7 +118,7 @@ fn honest_query_is_accepted_after_finalized_verdicts_and_survives_a_server_down(
                 .query(&id)
                 .cloned()
                 .expect("query on the ledger");
-            assert_eq!(record.querier, doctor.identity());
+            assert_eq!(record.querier, doctor.public().clone());
             assert_eq!((record.verdicts, record.valid_verdicts), (2, 2));
             let data = Databases::synthetic(3, ROWS).expect("databases");
             let (count, sum, sumsq) = plaintext(&data, &query);
@@ -152,7 +148,7 @@ fn honest_query_is_accepted_after_finalized_verdicts_and_survives_a_server_down(
         assert_eq!((aggregates.count, aggregates.sum), (count, sum));
 
         // A query from someone without the doctor role never reaches the ledger.
-        let intruder = KeySubmitter::new(PrivateKey::from_seed(77));
+        let intruder = Signer::new(PrivateKey::from_seed(77));
         assert!(
             stats
                 .submit_query(&intruder, &request(Statistic::Mean))
@@ -171,7 +167,7 @@ fn every_cheat_is_named_by_the_verdicts_and_rejected() {
     runner.start(|context| async move {
         let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
         let ledger = cluster.ledgers[0].clone();
-        let admin = KeySubmitter::new(cluster.keys.admin.clone());
+        let admin = Signer::new(cluster.keys.admin.clone());
         let doctor = grant_doctor(&ledger, &admin).await;
         let stats = service(&ledger, &admin, StatsConfig::demo(2), 3).await;
         // DP d sends to server d mod 3 + 1: DP 1 → server 2.
@@ -220,15 +216,15 @@ fn every_cheat_is_named_by_the_verdicts_and_rejected() {
 /// the plaintext.
 #[test]
 fn pending_and_decided_queries_survive_a_restart() {
-    use vigil_privstats::ledger::Stage;
-    use vigil_privstats::store::QueryStore;
+    use vigil_stats_service::ledger::Stage;
+    use vigil_stats_service::store::QueryStore;
 
     let (runner, dir) = runtime("restart");
     let store_path = dir.join("stats.sqlite");
     runner.start(|context| async move {
         let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
         let ledger = cluster.ledgers[0].clone();
-        let admin = KeySubmitter::new(cluster.keys.admin.clone());
+        let admin = Signer::new(cluster.keys.admin.clone());
         let doctor = grant_doctor(&ledger, &admin).await;
         let open = || {
             StatsService::setup_with_store(

@@ -14,7 +14,7 @@
 //!    and prove their answers, each online server sums the responses routed to it, and key-switches
 //!    the total to the querier's key with proofs.
 //! 4. **Verify**: each verifying node reads the query *from the ledger* (spec bytes) and the key
-//!    *from the ledger* (`StatsKey`), checks every proof ([`crate::verify::verify`]) and submits
+//!    *from the ledger* (`StatsKey`), checks every proof ([`vigil_privstats::verify::verify`]) and submits
 //!    `ProofVerdict { bitmap, all_valid, evidence }`, where `bitmap` has one bit per check in
 //!    [`Verdict::expected_checks`] order and `evidence` is the digest of the aggregates and
 //!    key-switch shares it checked.
@@ -43,20 +43,23 @@ use bytes::Bytes;
 use commonware_cryptography::Signer as _;
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
 use vigil_ledger::node::{Ledger, SubmitError};
+use vigil_ledger::signer::Signer;
 use vigil_ledger::state::{State, stats_key_id};
-use vigil_ledger::tx::{QUERY_SPEC_BYTES_MAX, QueryId, Role, Tx, TxBody, TxId};
+use vigil_ledger::tx::{QUERY_SPEC_BYTES_MAX, QueryId, Role, TxBody, TxId};
 
-use crate::dp::{DpResponse, PlainAnswer};
-use crate::elgamal::{Ciphertext, KeyPair};
-use crate::encoding::Canonical;
 use crate::error::{Error, Result};
-use crate::keys::{CollectiveKey, ServerId};
-use crate::network::Network;
-use crate::querier::{Aggregates, DecryptionTable, StatResult};
-use crate::query::{DpId, Metric, Query, Statistic};
-use crate::server::{KeySwitchShare, ServerAggregate};
+#[cfg(feature = "fault-injection")]
+use crate::fault::Fault;
 use crate::store::{QueryStore, StoredPhase, Verifying};
-use crate::verify::{Evidence, Verdict, verify};
+use vigil_privstats::dp::{DpResponse, PlainAnswer};
+use vigil_privstats::elgamal::KeyPair;
+use vigil_privstats::encoding::Canonical;
+use vigil_privstats::keys::{CollectiveKey, ServerId};
+use vigil_privstats::network::Network;
+use vigil_privstats::querier::{Aggregates, DecryptionTable, StatResult};
+use vigil_privstats::query::{DpId, Metric, Query, Statistic};
+use vigil_privstats::server::{KeySwitchShare, ServerAggregate};
+use vigil_privstats::verify::{Evidence, Verdict, verify};
 
 /// Blocks finalized after the quorum is reached before a result is accepted without every
 /// configured verifying node's verdict.
@@ -67,49 +70,6 @@ pub const VERDICT_BLOCKS_MAX: u64 = 600;
 pub const TRACKED_QUERIES_MAX: usize = 256;
 /// Verifying nodes one service runs.
 pub const VERIFIERS_MAX: usize = 16;
-
-/// Signs and submits ledger transactions for one identity.
-pub trait Submitter: Send + Sync {
-    fn identity(&self) -> PublicKey;
-    fn submit(&self, ledger: &Ledger, body: TxBody) -> std::result::Result<TxId, SubmitError>;
-}
-
-/// A private key with its own nonce bookkeeping: several transactions may be in flight.
-pub struct KeySubmitter {
-    key: PrivateKey,
-    public: PublicKey,
-    next_nonce: Mutex<u64>,
-}
-
-impl KeySubmitter {
-    pub fn new(key: PrivateKey) -> Self {
-        Self {
-            public: key.public_key(),
-            key,
-            next_nonce: Mutex::new(0),
-        }
-    }
-}
-
-impl Submitter for KeySubmitter {
-    fn identity(&self) -> PublicKey {
-        self.public.clone()
-    }
-
-    fn submit(&self, ledger: &Ledger, body: TxBody) -> std::result::Result<TxId, SubmitError> {
-        let mut next = self
-            .next_nonce
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let nonce = (*next).max(ledger.next_nonce(&self.public));
-        let tx = Tx::sign(&self.key, &ledger.chain_id(), nonce, body);
-        let result = ledger.submit(&mut rand010::rng(), tx);
-        if result.is_ok() {
-            *next = nonce + 1;
-        }
-        result
-    }
-}
 
 fn submit_err(what: &str, e: SubmitError) -> Error {
     Error::Ledger(format!("{what}: {e}"))
@@ -160,22 +120,6 @@ impl Databases {
     }
 }
 
-/// Faults a test (or a demonstration) injects into the next query's computation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Fault {
-    /// The DP encrypts a first digit of 2^16 + 5 (outside the proven range).
-    DpOutOfRange(DpId),
-    /// The DP sends a ciphertext whose K does not carry its C's randomness.
-    MalformedCiphertext(DpId),
-    /// The server leaves the DP's response out of its sum.
-    ServerDropsDp(DpId),
-    /// The server adds an encryption of 1,000 to the DP's contribution in its sum.
-    ServerAltersDp(DpId),
-    /// The server's key-switch share is off by G in its first digit.
-    WrongKeySwitch(ServerId),
-}
-
 /// Shape of a statistics deployment.
 #[derive(Clone, Debug)]
 pub struct StatsConfig {
@@ -207,8 +151,8 @@ impl StatsConfig {
                 .collect(),
             quorum: verifiers,
             threads: 2,
-            baby_bits: crate::querier::BABY_BITS,
-            giant_bits: crate::querier::GIANT_BITS,
+            baby_bits: vigil_privstats::querier::BABY_BITS,
+            giant_bits: vigil_privstats::querier::GIANT_BITS,
         }
     }
 }
@@ -325,13 +269,14 @@ pub struct StatsService {
     ledger: Ledger,
     net: Network,
     key_bytes: Vec<u8>,
-    verifiers: Vec<KeySubmitter>,
+    verifiers: Vec<Signer>,
     quorum: usize,
     threads: usize,
     table: DecryptionTable,
     data: Box<dyn DataSource>,
     queries: Mutex<BTreeMap<QueryId, Tracked>>,
     order: Mutex<Vec<QueryId>>,
+    #[cfg(feature = "fault-injection")]
     fault: Mutex<Option<Fault>>,
     /// Why the last publication failed (it is retried by [`StatsService::wait_ready`]).
     publish_error: Mutex<Option<String>>,
@@ -348,7 +293,7 @@ impl StatsService {
     /// [`StatsService::wait_ready`] waits for it (re-submitting what a race lost).
     pub fn setup(
         ledger: Ledger,
-        admin: &dyn Submitter,
+        admin: &Signer,
         config: StatsConfig,
         data: Box<dyn DataSource>,
     ) -> Result<Self> {
@@ -362,7 +307,7 @@ impl StatsService {
     /// as they are submitted and each time they change phase.
     pub fn setup_with_store(
         ledger: Ledger,
-        admin: &dyn Submitter,
+        admin: &Signer,
         config: StatsConfig,
         data: Box<dyn DataSource>,
         store: Option<QueryStore>,
@@ -395,7 +340,7 @@ impl StatsService {
                     &mut rng,
                 )?;
                 if let Some(st) = &store {
-                    let keys: Vec<&crate::keys::ServerKey> =
+                    let keys: Vec<&vigil_privstats::keys::ServerKey> =
                         net.servers.iter().map(|s| &s.key).collect();
                     st.save_servers(&keys)?;
                 }
@@ -425,17 +370,14 @@ impl StatsService {
             ledger,
             net,
             key_bytes,
-            verifiers: config
-                .verifiers
-                .into_iter()
-                .map(KeySubmitter::new)
-                .collect(),
+            verifiers: config.verifiers.into_iter().map(Signer::new).collect(),
             quorum: config.quorum,
             threads: config.threads.max(1),
             table: DecryptionTable::new(config.baby_bits, config.giant_bits),
             data,
             queries: Mutex::new(queries),
             order: Mutex::new(order),
+            #[cfg(feature = "fault-injection")]
             fault: Mutex::new(None),
             publish_error: Mutex::new(None),
             store,
@@ -447,15 +389,15 @@ impl StatsService {
 
     /// Submits what setup still lacks in the finalized state (the key, verifying-node roles).
     /// Safe to call again: a submission lost to a nonce race is simply made again.
-    pub fn publish(&self, admin: &dyn Submitter) -> Result<()> {
+    pub fn publish(&self, admin: &Signer) -> Result<()> {
         let (key_done, missing) = {
             let s = self.ledger.snapshot();
             let view = s.view();
             let missing: Vec<PublicKey> = self
                 .verifiers
                 .iter()
-                .map(KeySubmitter::identity)
-                .filter(|v| !view.has_role(v, Role::VerifyingNode))
+                .filter(|v| !view.has_role(v.public(), Role::VerifyingNode))
+                .map(|v| v.public().clone())
                 .collect();
             (
                 s.stats_key(&stats_key_id(&self.key_bytes)).is_some(),
@@ -464,7 +406,7 @@ impl StatsService {
         };
         if !key_done {
             admin
-                .submit(
+                .submit_checked(
                     &self.ledger,
                     TxBody::StatsKey {
                         key: Bytes::from(self.key_bytes.clone()),
@@ -474,7 +416,7 @@ impl StatsService {
         }
         for identity in missing {
             admin
-                .submit(
+                .submit_checked(
                     &self.ledger,
                     TxBody::GrantRole {
                         identity,
@@ -488,7 +430,7 @@ impl StatsService {
 
     /// [`StatsService::publish`], remembering a failure instead of returning it (a submission
     /// that lost a nonce race with another user of the admin key is simply made again).
-    fn try_publish(&self, admin: &dyn Submitter) {
+    fn try_publish(&self, admin: &Signer) {
         let error = self.publish(admin).err().map(|e| e.to_string());
         *self
             .publish_error
@@ -504,7 +446,7 @@ impl StatsService {
             && self
                 .verifiers
                 .iter()
-                .all(|v| view.has_role(&v.identity(), Role::VerifyingNode))
+                .all(|v| view.has_role(v.public(), Role::VerifyingNode))
     }
 
     /// The collective key (as published).
@@ -517,7 +459,8 @@ impl StatsService {
         self.data.dps()
     }
 
-    /// Injects a fault into the next query computed (tests, demonstrations).
+    /// Injects a fault into the next query computed (tests of the acceptance rule).
+    #[cfg(feature = "fault-injection")]
     pub fn inject(&self, fault: Fault) {
         *self
             .fault
@@ -527,7 +470,7 @@ impl StatsService {
 
     /// Builds the query of a request (a fresh querier key pair and nonce), checks it fits a
     /// ledger transaction, and submits it signed by `doctor`. Returns the ledger's query id.
-    pub fn submit_query(&self, doctor: &dyn Submitter, request: &QueryRequest) -> Result<QueryId> {
+    pub fn submit_query(&self, doctor: &Signer, request: &QueryRequest) -> Result<QueryId> {
         let mut rng = rand::thread_rng();
         let keypair = KeyPair::generate(&mut rng);
         let mut dps = if request.dps.is_empty() {
@@ -537,8 +480,8 @@ impl StatsService {
         };
         dps.sort_unstable();
         dps.dedup();
-        let edges = if request.edges.is_empty() && needs_bins(request.statistic) {
-            crate::runner::default_edges(request.metric)
+        let edges = if request.edges.is_empty() && request.statistic.needs_bins() {
+            request.metric.default_edges()
         } else {
             request.edges.clone()
         };
@@ -563,7 +506,7 @@ impl StatsService {
             )));
         }
         let id = doctor
-            .submit(
+            .submit_checked(
                 &self.ledger,
                 TxBody::StatsQuery {
                     spec: Bytes::from(spec),
@@ -645,7 +588,7 @@ impl StatsService {
     /// Waits until [`StatsService::ready`], re-submitting what is missing every 20 finalized
     /// blocks (a submission can lose a nonce race with another user of the admin key). At most
     /// `blocks_max` blocks.
-    pub async fn wait_ready(&self, admin: &dyn Submitter, blocks_max: u64) -> Result<()> {
+    pub async fn wait_ready(&self, admin: &Signer, blocks_max: u64) -> Result<()> {
         let mut snapshots = self.ledger.snapshots();
         let start = snapshots.borrow_and_update().height();
         let mut republished = start;
@@ -677,7 +620,7 @@ impl StatsService {
     /// give the runtime spare workers, or drive [`StatsService::step`] yourself off them).
     pub async fn run_query(
         &self,
-        doctor: &dyn Submitter,
+        doctor: &Signer,
         request: &QueryRequest,
         blocks_max: u64,
     ) -> Result<(QueryId, QueryStatus)> {
@@ -780,12 +723,7 @@ impl StatsService {
             if !finalized {
                 return false;
             }
-            let fault = self
-                .fault
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .take();
-            let next = match self.answer_and_verify(id, &query, fault) {
+            let next = match self.answer_and_verify(id, &query) {
                 Ok((aggregates, shares, evidence)) => Phase::Verifying(Verifying {
                     aggregates,
                     shares,
@@ -877,113 +815,71 @@ impl StatsService {
         &self,
         id: &QueryId,
         query: &Query,
-        fault: Option<Fault>,
     ) -> Result<(Vec<ServerAggregate>, Vec<KeySwitchShare>, [u8; 32])> {
         let mut rng = rand::thread_rng();
         let net = &self.net;
+        #[cfg(feature = "fault-injection")]
+        let fault = self
+            .fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        #[cfg(feature = "fault-injection")]
+        let mut answers = Vec::with_capacity(query.dps.len());
         let mut responses = Vec::with_capacity(query.dps.len());
         for &dp in &query.dps {
             let answer = self.data.answer(dp, query)?;
             let server = net.route(dp)?;
-            let response = match fault {
-                Some(Fault::DpOutOfRange(d)) if d == dp => {
-                    let mut digits = answer.digits(query)?;
-                    if let Some(first) = digits.first_mut() {
-                        *first = (1 << 16) + 5;
-                    }
-                    // Bulletproofs may refuse to prove it; then the DP sends the honest proofs
-                    // of another value, which fail just the same.
-                    DpResponse::encrypt_digits(
-                        query,
-                        &net.key,
-                        dp,
-                        server,
-                        &digits,
-                        self.threads,
-                        &mut rng,
-                    )
-                    .or_else(|_| {
-                        let mut r = DpResponse::create_with_threads(
-                            query,
-                            &net.key,
-                            dp,
-                            server,
-                            &answer,
-                            self.threads,
-                            &mut rng,
-                        )?;
-                        if let Some(ct) = r.ciphertexts.first_mut() {
-                            *ct += Ciphertext::encrypt_with(
-                                &net.key.key,
-                                1 << 16,
-                                &curve25519_dalek::scalar::Scalar::ZERO,
-                            );
-                        }
-                        Ok::<_, Error>(r)
-                    })?
-                }
-                _ => DpResponse::create_with_threads(
-                    query,
-                    &net.key,
-                    dp,
-                    server,
-                    &answer,
-                    self.threads,
-                    &mut rng,
-                )?,
-            };
-            responses.push(response);
+            responses.push(DpResponse::create_with_threads(
+                query,
+                &net.key,
+                dp,
+                server,
+                &answer,
+                self.threads,
+                &mut rng,
+            )?);
+            #[cfg(feature = "fault-injection")]
+            answers.push((dp, answer));
         }
-        if let Some(Fault::MalformedCiphertext(d)) = fault
-            && let Some(r) = responses.iter_mut().find(|r| r.dp == d)
-            && let Some(ct) = r.ciphertexts.get_mut(0)
-        {
-            ct.k += curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
-        }
+        #[cfg(feature = "fault-injection")]
+        crate::fault::tamper_responses(
+            fault.as_ref(),
+            query,
+            net,
+            self.threads,
+            &answers,
+            &mut responses,
+            &mut rng,
+        )?;
         let mut aggregates = Vec::new();
         for s in net
             .servers
             .iter()
             .filter(|s| !net.offline.contains(&s.id()))
         {
-            let mine: Vec<&DpResponse> = responses
-                .iter()
-                .filter(|r| r.server == s.id())
-                .filter(|r| fault != Some(Fault::ServerDropsDp(r.dp)))
-                .collect();
-            let mut agg = s.aggregate(query, &mine)?;
-            if let Some(Fault::ServerDropsDp(d)) = fault
-                && responses.iter().any(|r| r.dp == d && r.server == s.id())
-            {
-                // The server claims the full list of DPs but left one out of the sum.
-                agg.dps = responses
-                    .iter()
-                    .filter(|r| r.server == s.id())
-                    .map(|r| r.dp)
-                    .collect();
-                agg.dps.sort_unstable();
-            }
-            if let Some(Fault::ServerAltersDp(d)) = fault
-                && responses.iter().any(|r| r.dp == d && r.server == s.id())
-                && let Some(ct) = agg.sum.last_mut()
-            {
-                *ct += Ciphertext::encrypt(&net.key.key, 1000, &mut rng).0;
-            }
-            aggregates.push(agg);
+            let mine: Vec<&DpResponse> = responses.iter().filter(|r| r.server == s.id()).collect();
+            aggregates.push(s.aggregate(query, &mine)?);
         }
-        let total = crate::server::total(query.digits(), &aggregates);
+        #[cfg(feature = "fault-injection")]
+        crate::fault::tamper_aggregates(
+            fault.as_ref(),
+            query,
+            net,
+            &responses,
+            &mut aggregates,
+            &mut rng,
+        )?;
+        let total = vigil_privstats::server::total(query.digits(), &aggregates);
+        #[cfg_attr(not(feature = "fault-injection"), allow(unused_mut))]
         let mut shares: Vec<KeySwitchShare> = net
             .servers
             .iter()
             .filter(|s| !net.offline.contains(&s.id()))
             .map(|s| s.key_switch(query, &total, &mut rng))
             .collect();
-        if let Some(Fault::WrongKeySwitch(bad)) = fault
-            && let Some(share) = shares.iter_mut().find(|s| s.server == bad)
-            && let Some(ct) = share.share.get_mut(0)
-        {
-            ct.c += curve25519_dalek::constants::RISTRETTO_BASEPOINT_POINT;
-        }
+        #[cfg(feature = "fault-injection")]
+        crate::fault::tamper_shares(fault.as_ref(), &mut shares);
 
         // Each verifying node works from the ledger: the query's spec and the published key.
         let (record, keys) = {
@@ -992,7 +888,7 @@ impl StatsService {
             (s.query(id).cloned(), keys)
         };
         let record = record.ok_or_else(|| Error::Ledger("query not on the ledger".into()))?;
-        let evidence = crate::verify::result_digest(&query.id(), &aggregates, &shares);
+        let evidence = vigil_privstats::verify::result_digest(&query.id(), &aggregates, &shares);
         for (i, verifier) in self.verifiers.iter().enumerate() {
             let verdict = ledger_verdict(
                 &record.spec,
@@ -1023,13 +919,6 @@ impl StatsService {
         }
         Ok((aggregates, shares, evidence))
     }
-}
-
-fn needs_bins(s: Statistic) -> bool {
-    matches!(
-        s,
-        Statistic::Histogram | Statistic::Quantile(_) | Statistic::Min | Statistic::Max
-    )
 }
 
 /// One verifying node's verdict from what the ledger says (the query's spec, the published
@@ -1126,7 +1015,8 @@ fn decrypt(
     aggregates: &[ServerAggregate],
     shares: &[KeySwitchShare],
 ) -> Result<(Aggregates, StatResult)> {
-    let agg = crate::querier::decrypt_with(keypair, table, query, key, aggregates, shares)?;
+    let agg =
+        vigil_privstats::querier::decrypt_with(keypair, table, query, key, aggregates, shares)?;
     let stat = agg.statistic(query);
     Ok((agg, stat))
 }

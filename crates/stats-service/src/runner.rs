@@ -1,35 +1,28 @@
-//! One-process runner for `vigil query` and `vigil bench privstats`: DP databases on disk
-//! (generated when missing), a [`Network`] of servers and verifying nodes, a querier, and timings
-//! of every step.
+//! The protocol alone in one process, without a ledger, for `vigil bench privstats` (and the DP
+//! databases `vigil query` and the tests open): DP databases on disk (generated when missing), a
+//! [`Network`] of servers and verifying nodes, a querier, and timings of every step. `vigil
+//! query` itself goes through a ledger: the `local` module.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::db::{DpDatabase, GeneratorConfig, generate};
-use crate::dp::{DpResponse, PlainAnswer};
-use crate::elgamal::KeyPair;
-use crate::encoding::Canonical;
 use crate::error::Result;
-use crate::network::Network;
-use crate::querier::{Aggregates, BABY_BITS, DecryptionTable, GIANT_BITS, Querier, StatResult};
-use crate::query::{DpId, Metric, Query, Statistic};
-use crate::verify::Verdict;
+use vigil_privstats::dp::{DpResponse, PlainAnswer};
+use vigil_privstats::elgamal::KeyPair;
+use vigil_privstats::encoding::Canonical;
+use vigil_privstats::network::Network;
+use vigil_privstats::querier::{
+    Aggregates, BABY_BITS, DecryptionTable, GIANT_BITS, Querier, StatResult,
+};
+use vigil_privstats::query::{DpId, Metric, Query, Statistic};
+use vigil_privstats::verify::Verdict;
 
 /// Start of the generated data (a Monday, 00:00 UTC) and its length (7 days).
 pub const DATA_START_S: i64 = 1_700_006_400;
 pub const DATA_SPAN_S: i64 = 7 * 86_400;
 /// DP threads used to encrypt in the one-process simulation (a limit on everything).
 pub const DP_THREADS_MAX: usize = 16;
-
-/// Default histogram edges per metric.
-pub fn default_edges(metric: Metric) -> Vec<u32> {
-    match metric {
-        Metric::Rr => vec![
-            0, 300, 400, 500, 600, 700, 800, 900, 1000, 1100, 1200, 1500, 2000, 4096,
-        ],
-        Metric::Hr => vec![0, 40, 50, 60, 70, 80, 90, 100, 110, 120, 140, 160, 256],
-    }
-}
 
 /// Path of DP `db`'s database in `dir`.
 pub fn db_path(dir: &Path, db: u32, rows: usize) -> PathBuf {
@@ -165,7 +158,7 @@ pub fn run(
         t.aggregate_max = t.aggregate_max.max(start.elapsed());
     }
     let start = Instant::now();
-    let tot = crate::server::total(query.digits(), &aggregates);
+    let tot = vigil_privstats::server::total(query.digits(), &aggregates);
     let cross = start.elapsed();
     let mut shares = Vec::new();
     for s in net
@@ -225,11 +218,10 @@ pub fn make_query(
     metric: Metric,
     dps: Vec<DpId>,
 ) -> Query {
-    let edges = match statistic {
-        Statistic::Histogram | Statistic::Quantile(_) | Statistic::Min | Statistic::Max => {
-            default_edges(metric)
-        }
-        _ => vec![],
+    let edges = if statistic.needs_bins() {
+        metric.default_edges()
+    } else {
+        vec![]
     };
     Query {
         nonce: rand::random(),

@@ -1,4 +1,4 @@
-//! Durable state of a [`crate::ledger::StatsService`] (SQLite): the deployment's server keys, so
+//! Durable state of the statistics service (SQLite): the deployment's server keys, so
 //! that a restarted service keeps the collective key its pending queries were asked under, and
 //! every tracked query with the querier's secret and its phase (submitted, verifying with the
 //! evidence received, or decided with the result), so that a node restart loses neither a
@@ -18,20 +18,22 @@ use std::sync::Mutex;
 use curve25519_dalek::scalar::Scalar;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::elgamal::KeyPair;
-use crate::encoding::{Canonical, Reader, Writer};
 use crate::error::{Error, Result};
-use crate::keys::{CollectiveKey, ServerKey};
-use crate::querier::Aggregates;
-use crate::query::{BINS_MAX, Query};
-use crate::server::{KeySwitchShare, ServerAggregate};
+use vigil_privstats::elgamal::KeyPair;
+use vigil_privstats::encoding::{Canonical, Reader, Writer};
+// Stored rows are canonical encodings: reading one fails as the protocol's decoding does.
+use vigil_privstats::error::{Error as CodecError, Result as CodecResult};
+use vigil_privstats::keys::{CollectiveKey, ServerKey};
+use vigil_privstats::querier::Aggregates;
+use vigil_privstats::query::{BINS_MAX, Query};
+use vigil_privstats::server::{KeySwitchShare, ServerAggregate};
 
 /// Servers of a stored deployment at most (a limit on what a row may claim).
-const SERVERS_STORED_MAX: usize = crate::keys::SERVERS_MAX;
+const SERVERS_STORED_MAX: usize = vigil_privstats::keys::SERVERS_MAX;
 /// Longest rejection reason or failed-check name stored.
 const TEXT_BYTES_MAX: usize = 4096;
 /// Failed checks stored per rejection at most.
-const FAILED_MAX: usize = 4 * crate::query::DPS_MAX + 256;
+const FAILED_MAX: usize = 4 * vigil_privstats::query::DPS_MAX + 256;
 
 /// A query whose answers are in, waiting for the verifying nodes' verdicts: what the
 /// service tracks and what the store keeps alike.
@@ -71,10 +73,13 @@ pub(crate) struct StoredQuery {
 }
 
 /// A list of at most one item per server.
-fn read_per_server<T: Canonical>(r: &mut Reader<'_>, too_many: &'static str) -> Result<Vec<T>> {
+fn read_per_server<T: Canonical>(
+    r: &mut Reader<'_>,
+    too_many: &'static str,
+) -> CodecResult<Vec<T>> {
     let n = r.seq_len()?;
     if n > SERVERS_STORED_MAX {
-        return Err(Error::Decode(too_many));
+        return Err(CodecError::Decode(too_many));
     }
     (0..n).map(|_| T::read(r)).collect()
 }
@@ -87,19 +92,19 @@ fn text(w: &mut Writer, s: &str) {
     w.bytes(&s.as_bytes()[..cut]);
 }
 
-fn read_text(r: &mut Reader<'_>) -> Result<String> {
+fn read_text(r: &mut Reader<'_>) -> CodecResult<String> {
     let b = r.bytes()?;
     if b.len() > TEXT_BYTES_MAX {
-        return Err(Error::Decode("stored text too long"));
+        return Err(CodecError::Decode("stored text too long"));
     }
-    String::from_utf8(b.to_vec()).map_err(|_| Error::Decode("stored text is not UTF-8"))
+    String::from_utf8(b.to_vec()).map_err(|_| CodecError::Decode("stored text is not UTF-8"))
 }
 
 fn u128_write(w: &mut Writer, v: u128) {
     w.u64((v >> 64) as u64).u64(v as u64);
 }
 
-fn u128_read(r: &mut Reader<'_>) -> Result<u128> {
+fn u128_read(r: &mut Reader<'_>) -> CodecResult<u128> {
     let hi = r.u64()?;
     let lo = r.u64()?;
     Ok((u128::from(hi) << 64) | u128::from(lo))
@@ -158,7 +163,7 @@ impl Canonical for StoredPhase {
         }
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<Self> {
+    fn read(r: &mut Reader<'_>) -> CodecResult<Self> {
         Ok(match r.u8()? {
             1 => StoredPhase::Submitted,
             2 => {
@@ -169,7 +174,7 @@ impl Canonical for StoredPhase {
                 let quorum_at = match r.u8()? {
                     0 => None,
                     1 => Some(r.u64()?),
-                    _ => return Err(Error::Decode("stored quorum height")),
+                    _ => return Err(CodecError::Decode("stored quorum height")),
                 };
                 StoredPhase::Verifying(Verifying {
                     aggregates,
@@ -185,9 +190,9 @@ impl Canonical for StoredPhase {
                 let sumsq = u128_read(r)?;
                 let n = r.seq_len()?;
                 if n > BINS_MAX {
-                    return Err(Error::Decode("too many stored bins"));
+                    return Err(CodecError::Decode("too many stored bins"));
                 }
-                let bins = (0..n).map(|_| u128_read(r)).collect::<Result<_>>()?;
+                let bins = (0..n).map(|_| u128_read(r)).collect::<CodecResult<_>>()?;
                 StoredPhase::Accepted {
                     aggregates: Aggregates {
                         count,
@@ -202,18 +207,18 @@ impl Canonical for StoredPhase {
                 let reason = read_text(r)?;
                 let n = r.seq_len()?;
                 if n > FAILED_MAX {
-                    return Err(Error::Decode("too many stored failed checks"));
+                    return Err(CodecError::Decode("too many stored failed checks"));
                 }
-                let failed = (0..n).map(|_| read_text(r)).collect::<Result<_>>()?;
+                let failed = (0..n).map(|_| read_text(r)).collect::<CodecResult<_>>()?;
                 StoredPhase::Rejected { reason, failed }
             }
-            _ => return Err(Error::Decode("stored phase tag")),
+            _ => return Err(CodecError::Decode("stored phase tag")),
         })
     }
 }
 
 fn server_key_write(w: &mut Writer, k: &ServerKey) {
-    w.u32(k.id).scalar(&k.share);
+    w.u32(k.id).scalar(k.share());
 }
 
 /// The durable store.
@@ -281,17 +286,13 @@ impl QueryStore {
         let mut r = Reader::new(&servers);
         let n = r.seq_len()?;
         if n == 0 || n > SERVERS_STORED_MAX {
-            return Err(Error::Decode("stored server count"));
+            return Err(CodecError::Decode("stored server count").into());
         }
         let mut keys = Vec::with_capacity(n);
         for _ in 0..n {
             let id = r.u32()?;
             let share = r.scalar()?;
-            keys.push(ServerKey {
-                id,
-                share,
-                collective: collective.clone(),
-            });
+            keys.push(ServerKey::from_share(id, share, collective.clone()));
         }
         r.end()?;
         Ok(Some(keys))
@@ -368,12 +369,12 @@ impl QueryStore {
             let (id, query, secret, phase) = row?;
             let id: [u8; 32] = id
                 .try_into()
-                .map_err(|_| Error::Decode("stored query id"))?;
+                .map_err(|_| CodecError::Decode("stored query id"))?;
             let secret: [u8; 32] = secret
                 .try_into()
-                .map_err(|_| Error::Decode("stored querier secret"))?;
+                .map_err(|_| CodecError::Decode("stored querier secret"))?;
             let secret = Option::<Scalar>::from(Scalar::from_canonical_bytes(secret))
-                .ok_or(Error::Decode("stored querier secret"))?;
+                .ok_or(CodecError::Decode("stored querier secret"))?;
             out.push(StoredQuery {
                 id,
                 query: Query::from_bytes(&query)?,

@@ -16,15 +16,15 @@ use commonware_cryptography::Signer as _;
 use commonware_cryptography::ed25519::{PrivateKey, PublicKey};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio};
 use vigil_ledger::local::{LocalConfig, start_local};
+use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_ledger::tx::{QueryId, Role, TxBody};
 
 use crate::error::{Error, Result};
-use crate::ledger::{
-    DataSource, Fault, KeySubmitter, QueryRequest, QueryStatus, StatsConfig, StatsService,
-    Submitter,
-};
-use crate::query::Query;
+#[cfg(feature = "fault-injection")]
+use crate::fault::Fault;
+use crate::ledger::{DataSource, QueryRequest, QueryStatus, StatsConfig, StatsService};
+use vigil_privstats::query::Query;
 
 /// Validators of the local consortium (tolerates one fault).
 pub const VALIDATORS: usize = 4;
@@ -69,11 +69,20 @@ pub struct LocalOutcome {
 /// Starts the consortium, grants the doctor its role, sets the statistics deployment up (DKG,
 /// collective key and verifying nodes' roles on the ledger), runs the query and stops.
 pub fn run(run: LocalRun) -> Result<LocalOutcome> {
-    run_with_fault(run, None)
+    run_prepared(run, Box::new(|_| {}))
 }
 
-/// [`run`] with a fault injected into the query's computation (tests, demonstrations).
-pub fn run_with_fault(run: LocalRun, fault: Option<Fault>) -> Result<LocalOutcome> {
+/// [`run`] with a fault injected into the query's computation (tests of the acceptance rule).
+#[cfg(feature = "fault-injection")]
+pub fn run_with_fault(run: LocalRun, fault: Fault) -> Result<LocalOutcome> {
+    run_prepared(run, Box::new(move |service| service.inject(fault)))
+}
+
+/// [`run`], with `prepare` applied to the service once it is ready, before the query.
+fn run_prepared(
+    run: LocalRun,
+    prepare: Box<dyn FnOnce(&StatsService) + Send>,
+) -> Result<LocalOutcome> {
     std::fs::create_dir_all(&run.storage)
         .map_err(|e| Error::Param(format!("{}: {e}", run.storage.display())))?;
     let runner = tokio::Runner::new(
@@ -94,18 +103,18 @@ pub fn run_with_fault(run: LocalRun, fault: Option<Fault>) -> Result<LocalOutcom
                 .first()
                 .cloned()
                 .ok_or_else(|| Error::Ledger("no validator started".into()))?;
-            let admin = KeySubmitter::new(cluster.keys.admin.clone());
-            let doctor = KeySubmitter::new(PrivateKey::from_seed(DOCTOR_SEED));
+            let admin = Signer::new(cluster.keys.admin.clone());
+            let doctor = Signer::new(PrivateKey::from_seed(DOCTOR_SEED));
             let has_role = ledger
                 .snapshot()
                 .view()
-                .has_role(&doctor.identity(), Role::Doctor);
+                .has_role(doctor.public(), Role::Doctor);
             if !has_role {
                 admin
                     .submit(
                         &ledger,
                         TxBody::GrantRole {
-                            identity: doctor.identity(),
+                            identity: doctor.public().clone(),
                             role: Role::Doctor,
                         },
                     )
@@ -115,9 +124,7 @@ pub fn run_with_fault(run: LocalRun, fault: Option<Fault>) -> Result<LocalOutcom
             // finalized, so is the doctor's role.
             let service = StatsService::setup(ledger.clone(), &admin, run.config, run.data)?;
             service.wait_ready(&admin, BLOCKS_MAX).await?;
-            if let Some(fault) = fault {
-                service.inject(fault);
-            }
+            prepare(&service);
             let setup = started.elapsed();
             let start = Instant::now();
             let (id, status) = service.run_query(&doctor, &run.request, BLOCKS_MAX).await?;
@@ -133,7 +140,7 @@ pub fn run_with_fault(run: LocalRun, fault: Option<Fault>) -> Result<LocalOutcom
                 id,
                 query,
                 status,
-                doctor: doctor.identity(),
+                doctor: doctor.public().clone(),
                 record_querier: record.querier,
                 record_verdicts: record.verdicts,
                 record_valid_verdicts: record.valid_verdicts,

@@ -2,7 +2,7 @@
 
 use vigil_privstats::network::Network;
 use vigil_privstats::query::{Metric, Statistic};
-use vigil_privstats::runner;
+use vigil_stats_service::runner;
 
 #[test]
 fn runner_over_generated_databases_matches_plaintext() {

@@ -18,9 +18,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rusqlite::{Connection, params};
 
-use crate::dp::PlainAnswer;
 use crate::error::{Error, Result};
-use crate::query::{Metric, ROWS_MAX};
+use vigil_privstats::dp::PlainAnswer;
+use vigil_privstats::query::{Metric, ROWS_MAX};
 
 /// Seconds per bucket.
 pub const BUCKET_S: i64 = 3600;

@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use vigil_privstats::ledger::{
-    DataSource, Databases, Fault, QueryRequest, QueryStatus, StatsConfig,
-};
-use vigil_privstats::local::{LocalRun, run};
 use vigil_privstats::query::{Metric, Statistic};
-use vigil_privstats::runner::{DATA_SPAN_S, DATA_START_S, open_or_generate};
+use vigil_stats_service::fault::Fault;
+use vigil_stats_service::ledger::{DataSource, Databases, QueryRequest, QueryStatus, StatsConfig};
+use vigil_stats_service::local::{LocalRun, run};
+use vigil_stats_service::runner::{DATA_SPAN_S, DATA_START_S, open_or_generate};
 
 const ROWS: usize = 3_000;
 
@@ -102,7 +101,7 @@ fn a_cheating_server_is_rejected_through_the_ledger() {
         edges: vec![],
         cohort: vec![],
     };
-    let out = vigil_privstats::local::run_with_fault(
+    let out = vigil_stats_service::local::run_with_fault(
         LocalRun {
             request,
             config: StatsConfig::demo(2),
@@ -110,7 +109,7 @@ fn a_cheating_server_is_rejected_through_the_ledger() {
             storage: dir.join("ledger"),
             workers: 2,
         },
-        Some(Fault::ServerAltersDp(1)),
+        Fault::ServerAltersDp(1),
     )
     .expect("run");
     let QueryStatus::Rejected { failed, .. } = &out.status else {

@@ -8,16 +8,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::sync::mpsc;
 
 use vigil_core::senml::PackDraft;
 use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
 use vigil_ledger::tx::{Deployment, TxBody};
 
-use crate::Node;
-use crate::ingest::Incoming;
-use crate::signer::Signer;
+use vigil_ledger::signer::Signer;
+use vigil_node::Node;
+use vigil_node::ingest::Incoming;
 
 /// Where the latency probe reaches the running node: its MQTT broker (the device's side) and
 /// its HTTP API with a staff token that may read the alert stream (the operators' side).
@@ -99,9 +98,7 @@ pub async fn ingest(
         })
         .collect();
     for (person, _, _) in &people {
-        node.ehr
-            .lock()
-            .register_person(*person, &vigil_ehr::Identity::default())
+        node.register_record(*person, &vigil_ehr::Identity::default())
             .map_err(|e| e.to_string())?;
     }
     let submit = |body| {
@@ -139,7 +136,7 @@ pub async fn ingest(
     })
     .await?;
     wait_until("the node's catalog", || {
-        node.monitor.lock().instances() >= people.len()
+        node.monitored_instances() >= people.len()
     })
     .await?;
 
@@ -278,40 +275,46 @@ pub async fn ingest(
 /// Opens the operators' alert stream (`GET /api/alerts/stream`) and yields the person of each
 /// alert as it arrives.
 async fn sse_alerts(probe: &LatencyProbe) -> Result<mpsc::Receiver<PersonId>, String> {
-    let mut stream = tokio::net::TcpStream::connect(probe.api)
-        .await
-        .map_err(|e| format!("connecting to the API: {e}"))?;
-    let request = format!(
-        "GET /api/alerts/stream HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
-         Accept: text/event-stream\r\n\r\n",
-        probe.api, probe.token
-    );
-    stream
-        .write_all(request.as_bytes())
+    let mut response = reqwest::Client::new()
+        .get(format!("http://{}/api/alerts/stream", probe.api))
+        .bearer_auth(&probe.token)
+        .header(reqwest::header::ACCEPT, "text/event-stream")
+        .send()
         .await
         .map_err(|e| format!("requesting the alert stream: {e}"))?;
-    let mut lines = BufReader::new(stream).lines();
-    match lines.next_line().await {
-        Ok(Some(status)) if status.starts_with("HTTP/1.1 200") => {}
-        other => return Err(format!("the alert stream was refused: {other:?}")),
+    if response.status() != reqwest::StatusCode::OK {
+        return Err(format!(
+            "the alert stream was refused: {}",
+            response.status()
+        ));
     }
     let (sender, receiver) = mpsc::channel(1024);
     tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let Some(data) = line.strip_prefix("data: ") else {
-                continue;
-            };
-            let Ok(event) = serde_json::from_str::<serde_json::Value>(data) else {
-                continue;
-            };
-            let person = event["person"].as_str().and_then(|p| p.parse().ok());
-            if event["type"] == "alert"
-                && let Some(person) = person
-                && sender.send(person).await.is_err()
-            {
-                return;
+        let mut buffer = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            buffer.extend_from_slice(&chunk);
+            while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buffer.drain(..=end).collect();
+                if let Some(person) = alert_person(&line)
+                    && sender.send(person).await.is_err()
+                {
+                    return;
+                }
             }
         }
     });
     Ok(receiver)
+}
+
+/// The person of an alert event's `data:` line of the stream.
+fn alert_person(line: &[u8]) -> Option<PersonId> {
+    let data = std::str::from_utf8(line)
+        .ok()?
+        .trim_end()
+        .strip_prefix("data: ")?;
+    let event = serde_json::from_str::<serde_json::Value>(data).ok()?;
+    if event["type"] != "alert" {
+        return None;
+    }
+    event["person"].as_str()?.parse().ok()
 }

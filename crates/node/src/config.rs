@@ -1,0 +1,214 @@
+//! The node service's part of a validator's configuration file: the `[service]` table, which
+//! the ledger's loader (`vigil_ledger::config::NodeConfig::load_with_section`) hands over
+//! unread.
+//!
+//! ```toml
+//! [service]
+//! http_listen = "127.0.0.1:8080"
+//! gateway_key_file = "gateway.key"   # an identity with role `gateway` in the genesis
+//! ehr_key_file = "ehr.key"           # 64 hex digits; created with the health record
+//! users_file = "users.toml"          # optional: API users (`[[user]]` name, token_sha256, …)
+//! [service.mqtt]
+//! mode = "embedded"                  # or "external" (host, port) or "disabled"
+//! listen = "127.0.0.1:1883"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use vigil_ehr::SecretKey;
+use vigil_ledger::config::resolve;
+use vigil_ledger::keys::{self, KeyError};
+
+use crate::users::{Users, UsersError};
+use crate::{MqttMode, NodeConfig, ehr_path};
+use vigil_ledger::signer::Signer;
+
+/// The `[service]` table as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceFile {
+    pub http_listen: SocketAddr,
+    pub gateway_key_file: PathBuf,
+    pub ehr_key_file: PathBuf,
+    #[serde(default)]
+    pub users_file: Option<PathBuf>,
+    #[serde(default)]
+    pub mqtt: MqttFile,
+}
+
+/// Where the node's MQTT side lives, as written in `[service.mqtt]`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "mode", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum MqttFile {
+    /// The broker embedded in the node (rumqttd): nothing to install.
+    Embedded {
+        listen: SocketAddr,
+    },
+    /// An external broker (e.g. mosquitto), the node being one of its clients.
+    External {
+        host: String,
+        port: u16,
+    },
+    Disabled,
+}
+
+impl Default for MqttFile {
+    fn default() -> Self {
+        MqttFile::Embedded {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+        }
+    }
+}
+
+impl From<MqttFile> for MqttMode {
+    fn from(file: MqttFile) -> MqttMode {
+        match file {
+            MqttFile::Embedded { listen } => MqttMode::Embedded(listen),
+            MqttFile::External { host, port } => MqttMode::External { host, port },
+            MqttFile::Disabled => MqttMode::Disabled,
+        }
+    }
+}
+
+/// Why the `[service]` table could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceConfigError {
+    #[error("[service]: {0}")]
+    Table(String),
+    #[error("gateway key file {path}: {source}")]
+    GatewayKey { path: PathBuf, source: KeyError },
+    #[error("health record key {path}: {detail}")]
+    EhrKey { path: PathBuf, detail: String },
+    #[error(transparent)]
+    Users(#[from] UsersError),
+}
+
+impl ServiceFile {
+    /// Reads the table the ledger's loader handed over.
+    pub fn from_toml(table: toml::Value) -> Result<ServiceFile, ServiceConfigError> {
+        ServiceFile::deserialize(table).map_err(|e| ServiceConfigError::Table(e.to_string()))
+    }
+
+    /// The service's configuration: key files and the users file read from where the
+    /// configuration file at `config_path` names them, the health record kept in `data_dir`.
+    pub fn into_config(
+        self,
+        config_path: &Path,
+        data_dir: PathBuf,
+    ) -> Result<NodeConfig, ServiceConfigError> {
+        let gateway_path = resolve(config_path, &self.gateway_key_file);
+        let gateway = keys::read_key_file(&gateway_path).map_err(|source| {
+            ServiceConfigError::GatewayKey {
+                path: gateway_path,
+                source,
+            }
+        })?;
+        let ehr_master_key = ehr_master_key(&resolve(config_path, &self.ehr_key_file), &data_dir)?;
+        let users = match &self.users_file {
+            Some(path) => Users::load(&resolve(config_path, path))?,
+            None => Users::default(),
+        };
+        Ok(NodeConfig {
+            data_dir,
+            http_listen: self.http_listen,
+            mqtt: self.mqtt.into(),
+            ehr_master_key,
+            gateway: Signer::new(gateway),
+            users,
+        })
+    }
+}
+
+/// The health record's master key (64 hex digits). Created, readable by its owner only, with a
+/// new health record; refused to be created for an existing one, whose data keys it wraps.
+fn ehr_master_key(path: &Path, data_dir: &Path) -> Result<SecretKey, ServiceConfigError> {
+    let error = |detail: String| ServiceConfigError::EhrKey {
+        path: path.to_owned(),
+        detail,
+    };
+    if !path.exists() {
+        let record = ehr_path(data_dir);
+        if record.exists() {
+            return Err(error(format!(
+                "missing, but the health record {} exists: its data keys need that key",
+                record.display()
+            )));
+        }
+        let key = SecretKey::random();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let mut file = options.open(path).map_err(|e| error(e.to_string()))?;
+        std::io::Write::write_all(&mut file, hex::encode(key.to_bytes()).as_bytes())
+            .map_err(|e| error(e.to_string()))?;
+        return Ok(key);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let mut bytes = [0u8; 32];
+    hex::decode_to_slice(text.trim(), &mut bytes)
+        .map_err(|_| error("expected 64 hex digits".into()))?;
+    Ok(SecretKey::from_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(text: &str) -> Result<ServiceFile, ServiceConfigError> {
+        ServiceFile::from_toml(toml::Value::Table(
+            toml::from_str(text).map_err(|e| ServiceConfigError::Table(e.to_string()))?,
+        ))
+    }
+
+    #[test]
+    fn the_service_table_is_checked_and_its_key_created_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let gateway = vigil_ledger::keys::os_random_key();
+        keys::write_key_file(&dir.path().join("gw.key"), &gateway).expect("key file");
+        let file = service(
+            "http_listen = \"127.0.0.1:8080\"\ngateway_key_file = \"gw.key\"\n\
+             ehr_key_file = \"ehr.key\"\n[mqtt]\nmode = \"disabled\"\n",
+        )
+        .expect("valid table");
+        let config_path = dir.path().join("node.toml");
+        let data = dir.path().join("data");
+        let config = file
+            .into_config(&config_path, data.clone())
+            .expect("config");
+        assert!(matches!(config.mqtt, MqttMode::Disabled));
+        let key = std::fs::read_to_string(dir.path().join("ehr.key")).expect("key created");
+        assert_eq!(key.len(), 64);
+        // Read back, not created again.
+        let again = service(
+            "http_listen = \"127.0.0.1:8080\"\ngateway_key_file = \"gw.key\"\nehr_key_file = \"ehr.key\"\n",
+        )
+        .expect("valid table")
+        .into_config(&config_path, data)
+        .expect("config");
+        assert_eq!(
+            again.ehr_master_key.to_bytes(),
+            config.ehr_master_key.to_bytes()
+        );
+        assert!(matches!(again.mqtt, MqttMode::Embedded(_)));
+        assert!(matches!(
+            service("http_listen = \"127.0.0.1:8080\"\nsurprise = 1\n"),
+            Err(ServiceConfigError::Table(_))
+        ));
+    }
+
+    #[test]
+    fn a_missing_key_is_not_created_for_an_existing_health_record() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(ehr_path(dir.path()), b"").expect("record");
+        let result = ehr_master_key(&dir.path().join("ehr.key"), dir.path());
+        assert!(matches!(result, Err(ServiceConfigError::EhrKey { .. })));
+        assert!(!dir.path().join("ehr.key").exists());
+    }
+}
