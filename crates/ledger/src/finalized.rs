@@ -115,7 +115,7 @@ impl Follower {
     }
 
     /// The next finalized block. Waits for it if it is not finalized yet; `None` only once the
-    /// validator has stopped.
+    /// validator's chain is gone (its tasks and every `Ledger` handle dropped).
     pub async fn next(&mut self) -> Option<Followed> {
         loop {
             let latest = self.snapshots.borrow_and_update().clone();
