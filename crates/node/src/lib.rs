@@ -1,6 +1,7 @@
-//! Vigil's node: one process that joins ingestion (MQTT and HTTP), the encrypted health
-//! record, the monitor contracts and the ledger, and serves the HTTP API, the live alert
-//! stream and Prometheus metrics.
+//! Vigil's node: one process that joins ingestion (MQTT, and packs handed over by the HTTP
+//! layer), the encrypted health record, the monitor contracts and the ledger, and publishes the
+//! live alert stream and Prometheus metrics. It knows nothing of HTTP: `vigil-api` serves it,
+//! and the binary wires the two.
 //!
 //! A reading's way through: a pack arrives (MQTT uplink or `POST /api/packs/{person}`) →
 //! [`vigil_gateway::admit`] (syntax, units, enrolled device, signature) → the EHR stores it
@@ -10,13 +11,10 @@
 //! operators (SSE) and to the person (MQTT), and each finalized block triggers the EHR anchor
 //! of the records accepted since the previous one.
 
-pub mod api;
 pub mod bench;
-mod dashboard;
 pub mod ingest;
 pub mod metrics;
 pub mod monitor;
-mod openapi;
 pub mod signer;
 pub mod stats;
 pub mod users;
@@ -37,7 +35,6 @@ use vigil_gateway::mqtt::MqttGateway;
 use vigil_gateway::{Rejected, Rejection, Reply};
 use vigil_ledger::block::Block;
 use vigil_ledger::node::Ledger;
-use vigil_ledger::state::AlertStatus;
 use vigil_ledger::tx::{TxBody, TxId};
 
 use crate::metrics::NodeMetrics;
@@ -59,11 +56,6 @@ pub enum NodeError {
     Ehr(#[from] EhrError),
     #[error("MQTT: {0}")]
     Mqtt(#[from] vigil_gateway::mqtt::MqttError),
-    #[error("HTTP listener on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -86,7 +78,6 @@ pub enum MqttMode {
 
 pub struct NodeConfig {
     pub data_dir: PathBuf,
-    pub http_listen: SocketAddr,
     pub mqtt: MqttMode,
     /// Wraps every person's data key in the health record.
     pub ehr_master_key: SecretKey,
@@ -137,14 +128,6 @@ impl LiveEvent {
     }
 }
 
-pub fn status_name(status: AlertStatus) -> &'static str {
-    match status {
-        AlertStatus::Open => "open",
-        AlertStatus::Acknowledged => "acknowledged",
-        AlertStatus::Resolved => "resolved",
-    }
-}
-
 pub(crate) struct PendingAlert {
     received: Instant,
     reason: serde_json::Value,
@@ -177,12 +160,9 @@ pub fn now_ms() -> TimestampMs {
 
 impl Node {
     /// Opens the health record, rebuilds the catalog from the finalized state, and starts the
-    /// MQTT side, the finalized-block follower, the contract ticker and the HTTP server. Runs on
-    /// the caller's tokio runtime. Returns once the HTTP listener is bound.
-    pub async fn start(
-        ledger: Ledger,
-        config: NodeConfig,
-    ) -> Result<(Arc<Node>, SocketAddr), NodeError> {
+    /// MQTT side, the finalized-block follower and the contract ticker, on the caller's tokio
+    /// runtime. The HTTP API is not the node's: `vigil_api` serves it over the returned node.
+    pub fn start(ledger: Ledger, config: NodeConfig) -> Result<Arc<Node>, NodeError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -228,24 +208,7 @@ impl Node {
 
         tokio::spawn(follow_finalized(node.clone()));
         tokio::spawn(tick_contracts(node.clone()));
-
-        let listener = tokio::net::TcpListener::bind(config.http_listen)
-            .await
-            .map_err(|source| NodeError::Listen {
-                addr: config.http_listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| NodeError::Listen {
-            addr: config.http_listen,
-            source,
-        })?;
-        let app = api::router(node.clone());
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::error!(%error, "HTTP server stopped");
-            }
-        });
-        Ok((node, addr))
+        Ok(node)
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -254,6 +217,43 @@ impl Node {
 
     pub fn gateway_identity(&self) -> &Signer {
         &self.gateway
+    }
+
+    /// The genesis this node's ledger started from: its validator set is what block
+    /// certificates are verified against. Without it the explorer says so instead of
+    /// claiming a verified certificate. The first call wins.
+    pub fn set_genesis(&self, genesis: vigil_ledger::node::Genesis) {
+        let _ = self.genesis.set(genesis);
+    }
+
+    /// The genesis given to [`Node::set_genesis`], if any.
+    pub fn genesis(&self) -> Option<&vigil_ledger::node::Genesis> {
+        self.genesis.get()
+    }
+
+    /// The principal holding a bearer token.
+    pub fn authenticate(&self, token: &str) -> Option<users::Principal> {
+        self.users.read().authenticate(token)
+    }
+
+    /// Runs `read` on the health record under its lock. The lock is shared with ingestion
+    /// and SQLite may block: call this from a blocking thread (`spawn_blocking`), never from
+    /// async code, and keep `read` short.
+    pub fn with_ehr<T>(&self, read: impl FnOnce(&mut Ehr) -> T) -> T {
+        read(&mut self.ehr.lock())
+    }
+
+    /// Runs `read` over the last position fix of each person the geofence contracts saw.
+    pub fn with_positions<T>(
+        &self,
+        read: impl FnOnce(&HashMap<PersonId, (TimestampMs, vigil_core::GeoFix)>) -> T,
+    ) -> T {
+        read(self.monitor.lock().positions())
+    }
+
+    /// The private statistics deployment, if one is attached ([`Node::enable_stats`]).
+    pub fn stats(&self) -> Option<&Arc<stats::Stats>> {
+        self.stats.get()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
@@ -376,7 +376,7 @@ impl Node {
                     let event = LiveEvent::AlertStatus {
                         id: hex::encode(alert.0),
                         person: record.person,
-                        status: status_name(record.status),
+                        status: record.status.name(),
                         height,
                     };
                     self.push_to_person(record.person, &event);

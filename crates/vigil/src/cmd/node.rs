@@ -35,7 +35,7 @@ use vigil_ledger::{
 };
 use vigil_node::signer::Signer;
 use vigil_node::users::Users;
-use vigil_node::{MqttMode, Node, NodeConfig as ServiceConfig};
+use vigil_node::{MqttMode, NodeConfig as ServiceConfig};
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -113,9 +113,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         );
         // Kept alive for the life of the process: it owns the API and ingestion tasks.
         let _service = match service {
-            Some(service) => {
+            Some((service, http_listen)) => {
                 let mqtt = service.mqtt.clone();
-                let (node, api) = match Node::start(running.ledger.clone(), service).await {
+                let started = vigil_api::start(running.ledger.clone(), service, http_listen).await;
+                let (node, api) = match started {
                     Ok(started) => started,
                     Err(error) => {
                         eprintln!("error: starting the node service: {error}");
@@ -238,7 +239,7 @@ fn service_config(
     (service, base): (ServiceFile, PathBuf),
     args: &NodeArgs,
     data_dir: PathBuf,
-) -> anyhow::Result<ServiceConfig> {
+) -> anyhow::Result<(ServiceConfig, SocketAddr)> {
     let resolve = |p: &Path| {
         if p.is_absolute() {
             p.to_owned()
@@ -276,14 +277,14 @@ fn service_config(
             MqttFile::Disabled => MqttMode::Disabled,
         }
     };
-    Ok(ServiceConfig {
+    let config = ServiceConfig {
         data_dir,
-        http_listen: service.http_listen,
         mqtt,
         ehr_master_key,
         gateway: Signer::new(gateway),
         users,
-    })
+    };
+    Ok((config, service.http_listen))
 }
 
 /// The health record's master key (64 hex digits). Created, readable by its owner only, with a
