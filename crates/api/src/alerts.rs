@@ -211,3 +211,21 @@ async fn resolve(
     )?;
     Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names the API shows are the names it reads back, and no two variants share one.
+    #[test]
+    fn statuses_and_orders_parse_back_from_their_names() {
+        for status in AlertStatus::ALL {
+            assert_eq!(status.name().parse::<AlertStatus>(), Ok(status));
+        }
+        for kind in OrderKind::ALL {
+            assert_eq!(kind.name().parse::<OrderKind>(), Ok(kind));
+        }
+        assert!("closed".parse::<AlertStatus>().is_err());
+        assert!("Call".parse::<OrderKind>().is_err());
+    }
+}

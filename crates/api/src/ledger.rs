@@ -265,7 +265,7 @@ async fn verify_record(
         caller.require(&node, LEDGER_READERS)?;
     }
     let proof = node
-        .ehr(move |_, ehr| ehr.record_proof(seq))
+        .ehr_read(move |_, ehr| ehr.record_proof(seq))
         .await?
         .map_err(ehr_error)?;
     let proof = match (proof, &caller.0) {

@@ -6,7 +6,7 @@
 //! One module per resource (packs, people, devices, instances, alerts, ledger, map, queries,
 //! and the service routes), each depending only on [`shared`] (state, errors, the caller,
 //! the role sets), never on another resource. Health-record work (SQLite, decryption) runs
-//! on blocking threads behind a small gate ([`shared::Api::ehr`]), so that a patient's read
+//! on blocking threads, reads on a second handle of the record behind a small gate ([`shared::Api::ehr_read`]), so that a patient's read
 //! storm neither blocks the async executor nor holds the record's lock for long.
 
 mod alerts;

@@ -1,7 +1,7 @@
 //! People: who the caller is (`/api/me`), the pseudonymous listing, registration (identity
 //! into the encrypted record, pseudonym onto the ledger), and the health-record reads
 //! (identity, readings), each released only once logged on the ledger. Every health-record
-//! request runs on a blocking thread ([`crate::shared::Api::ehr`]).
+//! request runs on a blocking thread ([`crate::shared::Api::ehr_read`], [`crate::shared::Api::ehr_write`]).
 
 use std::sync::Arc;
 
@@ -117,7 +117,7 @@ async fn register_person(
         address: new.address,
         phone: new.phone,
     };
-    node.ehr(move |_, ehr| ehr.register_person(person, &identity))
+    node.ehr_write(move |ehr| ehr.register_person(person, &identity))
         .await?
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ehr", e.to_string()))?;
     let tx = caller
@@ -174,7 +174,7 @@ async fn read_identity(
     let signer = caller.signer()?.clone();
     let accessor = caller.0.name().to_owned();
     let identity = node
-        .ehr(move |node, ehr| {
+        .ehr_read(move |node, ehr| {
             let mut log = LedgerAccessLog {
                 node,
                 signer: &signer,
@@ -212,7 +212,7 @@ async fn read_readings(
     let range = (q.from_ms.unwrap_or(0), q.to_ms.unwrap_or(i64::MAX));
     let limit = q.limit.unwrap_or(READINGS_LIMIT_DEFAULT);
     let body = node
-        .ehr(move |node, ehr| {
+        .ehr_read(move |node, ehr| {
             let mut log = LedgerAccessLog {
                 node,
                 signer: staff.as_deref().unwrap_or(node.gateway_identity()),

@@ -281,3 +281,34 @@ fn status_json(stats: &Stats, id: &QueryId) -> JsonValue {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A query's status shows the statistic and metric under the names a doctor posts.
+    #[test]
+    fn statistics_and_metrics_parse_back_from_their_names() {
+        let statistics = [
+            Statistic::Count,
+            Statistic::Sum,
+            Statistic::Mean,
+            Statistic::Variance,
+            Statistic::StdDev,
+            Statistic::Histogram,
+            Statistic::Min,
+            Statistic::Max,
+            Statistic::Quantile(500),
+            Statistic::Quantile(900),
+            Statistic::Quantile(0),
+            Statistic::Quantile(1000),
+        ];
+        for statistic in statistics {
+            let name = statistic.to_string();
+            assert_eq!(name.parse::<Statistic>().ok(), Some(statistic), "{name}");
+        }
+        for metric in [Metric::Hr, Metric::Rr] {
+            assert_eq!(metric.to_string().parse::<Metric>().ok(), Some(metric));
+        }
+    }
+}

@@ -26,23 +26,23 @@ use vigil_node::Node;
 use vigil_node::signer::Signer;
 use vigil_node::users::Principal;
 
-/// Health-record requests (reads, registrations, proofs) running at once on blocking
-/// threads. The record's lock serialises them anyway; queueing the rest here, off every
-/// thread and out of the lock's waiters, leaves ingestion (which needs the same lock) at most
-/// one request to wait behind, and a core free for consensus and the contracts.
-pub const EHR_REQUESTS_MAX: usize = 1;
+/// Health-record reads running at once on blocking threads. They run on the record's read
+/// handle, never on the lock ingestion takes; queueing the rest here (asynchronously, off
+/// every thread) keeps a read storm to one core, leaving the other to ingestion, consensus
+/// and the contracts.
+pub const EHR_READS_MAX: usize = 1;
 
 /// The router's state: the node, and the gate in front of its health record.
 pub struct Api {
     node: Arc<Node>,
-    ehr_requests: Semaphore,
+    ehr_reads: Semaphore,
 }
 
 impl Api {
     pub fn new(node: Arc<Node>) -> Self {
         Self {
             node,
-            ehr_requests: Semaphore::new(EHR_REQUESTS_MAX),
+            ehr_reads: Semaphore::new(EHR_READS_MAX),
         }
     }
 
@@ -50,19 +50,30 @@ impl Api {
         &self.node
     }
 
-    /// Runs `work` on the health record on a blocking thread, never on the async executor,
-    /// after waiting (asynchronously) for one of the [`EHR_REQUESTS_MAX`] slots.
-    pub(crate) async fn ehr<T: Send + 'static>(
+    /// Runs `read` on the health record's read handle on a blocking thread, never on the
+    /// async executor, after waiting (asynchronously) for one of the [`EHR_READS_MAX`] slots.
+    pub(crate) async fn ehr_read<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Node, &mut Ehr) -> T + Send + 'static,
+        read: impl FnOnce(&Node, &mut Ehr) -> T + Send + 'static,
     ) -> ApiResult<T> {
         let _slot = self
-            .ehr_requests
+            .ehr_reads
             .acquire()
             .await
             .map_err(|_| ApiError::internal("the health record is closed"))?;
         let node = self.node.clone();
-        tokio::task::spawn_blocking(move || node.with_ehr(|ehr| work(&node, ehr)))
+        tokio::task::spawn_blocking(move || node.with_ehr_reader(|ehr| read(&node, ehr)))
+            .await
+            .map_err(|_| ApiError::internal("health record task failed"))
+    }
+
+    /// Runs `write` on the health record (under the lock ingestion takes) on a blocking thread.
+    pub(crate) async fn ehr_write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Ehr) -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || node.with_ehr(write))
             .await
             .map_err(|_| ApiError::internal("health record task failed"))
     }

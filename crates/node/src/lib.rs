@@ -138,6 +138,11 @@ pub struct Node {
     pub(crate) ledger: Ledger,
     pub(crate) gateway: Signer,
     pub(crate) ehr: Mutex<Ehr>,
+    /// A second handle on the same health record (SQLite WAL: readers never wait for the
+    /// writer) for staff and patients' reads, so that a read storm never holds the lock that
+    /// ingestion and anchoring take. Never erases: an erasure must go through `ehr`, and
+    /// would have to drop this handle's cached data keys too.
+    ehr_reader: Mutex<Ehr>,
     pub(crate) monitor: Mutex<Monitor>,
     pub(crate) metrics: NodeMetrics,
     pub(crate) events: broadcast::Sender<LiveEvent>,
@@ -167,6 +172,7 @@ impl Node {
             path: config.data_dir.clone(),
             source,
         })?;
+        let ehr_reader = Ehr::open(&ehr_path(&config.data_dir), config.ehr_master_key.clone())?;
         let ehr = Ehr::open(&ehr_path(&config.data_dir), config.ehr_master_key)?;
         let mut monitor = Monitor::new();
         ledger.with_state(|state| monitor.load_active(state));
@@ -175,6 +181,7 @@ impl Node {
             ledger,
             gateway: config.gateway,
             ehr: Mutex::new(ehr),
+            ehr_reader: Mutex::new(ehr_reader),
             monitor: Mutex::new(monitor),
             metrics: NodeMetrics::new(),
             events,
@@ -236,11 +243,17 @@ impl Node {
         self.users.read().authenticate(token)
     }
 
-    /// Runs `read` on the health record under its lock. The lock is shared with ingestion
-    /// and SQLite may block: call this from a blocking thread (`spawn_blocking`), never from
-    /// async code, and keep `read` short.
-    pub fn with_ehr<T>(&self, read: impl FnOnce(&mut Ehr) -> T) -> T {
-        read(&mut self.ehr.lock())
+    /// Runs `write` on the health record under the lock ingestion takes. SQLite blocks: call
+    /// this from a blocking thread (`spawn_blocking`), never from async code, and keep it
+    /// short.
+    pub fn with_ehr<T>(&self, write: impl FnOnce(&mut Ehr) -> T) -> T {
+        write(&mut self.ehr.lock())
+    }
+
+    /// Runs `read` (identity, observations, record proofs) on the health record's read handle,
+    /// whose lock ingestion never takes. Blocking as [`Node::with_ehr`]; reads only.
+    pub fn with_ehr_reader<T>(&self, read: impl FnOnce(&mut Ehr) -> T) -> T {
+        read(&mut self.ehr_reader.lock())
     }
 
     /// Runs `read` over the last position fix of each person the geofence contracts saw.

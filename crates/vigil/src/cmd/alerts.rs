@@ -118,7 +118,9 @@ async fn run(
             })
         })
         .collect::<anyhow::Result<_>>()?;
+    eprintln!("enrolling {} people", people.len());
     enroll(node, operator, &people).await?;
+    eprintln!("storing {} readings for the read patient", args.limit);
     store_readings(node, &people[0], args.limit)?;
 
     let http = reqwest::Client::new();
@@ -132,7 +134,9 @@ async fn run(
         while connection.poll().await.is_ok() {}
     });
     let (quiet_people, loaded_people) = people[1..].split_at(args.alerts);
+    eprintln!("timing {} fevers on a quiet node", quiet_people.len());
     let quiet = time_fevers(&client, &mut alerts, quiet_people).await?;
+    eprintln!("starting {} readers", args.readers);
 
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicUsize::new(0));
@@ -153,6 +157,10 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let before = reads.load(Ordering::Relaxed);
+    eprintln!(
+        "timing {} fevers during the read storm",
+        loaded_people.len()
+    );
     let mut loaded = time_fevers(&client, &mut alerts, loaded_people).await;
     stop.store(true, Ordering::Relaxed);
     let mut read_ms = Vec::new();
@@ -281,6 +289,10 @@ async fn time_fevers(
                 .context("the SSE stream ended")?;
             if alerted == person.id {
                 latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0);
+                eprintln!(
+                    "  alert after {:.0} ms",
+                    sent.elapsed().as_secs_f64() * 1000.0
+                );
                 break;
             }
         }
@@ -312,10 +324,22 @@ async fn read_loop(
             "read refused: {}",
             response.status()
         );
-        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-        let got = body["observations"].as_array().map_or(0, Vec::len);
-        anyhow::ensure!(got == limit, "a read returned {got} of {limit} observations");
+        let body = response.bytes().await?;
+        // Checked once per reader: parsing megabytes on every read would load this process's
+        // cores, which the node shares, more than the storm itself.
+        if durations.is_empty() {
+            let body: serde_json::Value = serde_json::from_slice(&body)?;
+            let got = body["observations"].as_array().map_or(0, Vec::len);
+            anyhow::ensure!(
+                got == limit,
+                "a read returned {got} of {limit} observations"
+            );
+        }
         durations.push(started.elapsed().as_secs_f64() * 1000.0);
+        eprintln!(
+            "  read in {:.0} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
         reads.fetch_add(1, Ordering::Relaxed);
     }
     Ok(durations)
