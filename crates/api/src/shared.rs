@@ -28,21 +28,26 @@ use vigil_node::users::Principal;
 
 /// Health-record reads running at once on blocking threads. They run on the record's read
 /// handle, never on the lock ingestion takes; queueing the rest here (asynchronously, off
-/// every thread) keeps a read storm to one core, leaving the other to ingestion, consensus
-/// and the contracts.
+/// every thread) keeps a read storm to one thread.
 pub const EHR_READS_MAX: usize = 1;
+
+/// After a read, its slot stays taken for as long as the read took: reads are not urgent,
+/// alerts are, and on a small machine (two cores) a storm of large reads back to back would
+/// otherwise keep a core busy that consensus and ingestion need (measured: with back-to-back
+/// reads the alert p99 tripled; `vigil bench alerts`).
+const EHR_READ_REST_PER_READ: u32 = 1;
 
 /// The router's state: the node, and the gate in front of its health record.
 pub struct Api {
     node: Arc<Node>,
-    ehr_reads: Semaphore,
+    ehr_reads: Arc<Semaphore>,
 }
 
 impl Api {
     pub fn new(node: Arc<Node>) -> Self {
         Self {
             node,
-            ehr_reads: Semaphore::new(EHR_READS_MAX),
+            ehr_reads: Arc::new(Semaphore::new(EHR_READS_MAX)),
         }
     }
 
@@ -51,20 +56,31 @@ impl Api {
     }
 
     /// Runs `read` on the health record's read handle on a blocking thread, never on the
-    /// async executor, after waiting (asynchronously) for one of the [`EHR_READS_MAX`] slots.
+    /// async executor, after waiting (asynchronously) for one of the [`EHR_READS_MAX`] slots,
+    /// which then rests ([`EHR_READ_REST_PER_READ`]).
     pub(crate) async fn ehr_read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Node, &mut Ehr) -> T + Send + 'static,
     ) -> ApiResult<T> {
-        let _slot = self
+        let slot = self
             .ehr_reads
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| ApiError::internal("the health record is closed"))?;
         let node = self.node.clone();
-        tokio::task::spawn_blocking(move || node.with_ehr_reader(|ehr| read(&node, ehr)))
-            .await
-            .map_err(|_| ApiError::internal("health record task failed"))
+        let started = std::time::Instant::now();
+        let answer =
+            tokio::task::spawn_blocking(move || node.with_ehr_reader(|ehr| read(&node, ehr)))
+                .await
+                .map_err(|_| ApiError::internal("health record task failed"));
+        let rest = started.elapsed() * EHR_READ_REST_PER_READ;
+        // The caller gets its answer now; the next read waits out the rest.
+        tokio::spawn(async move {
+            tokio::time::sleep(rest).await;
+            drop(slot);
+        });
+        answer
     }
 
     /// Runs `write` on the health record (under the lock ingestion takes) on a blocking thread.

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -35,9 +35,14 @@ pub struct BenchArgs {
     /// Observations each read asks for (`?limit=`; at most 10,000).
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
+    /// Rounds of quiet then loaded fevers.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 const WAIT: Duration = Duration::from_secs(120);
+/// Longer than one read at the largest limit and its rest, in a debug build.
+const STORM_DRAIN: Duration = Duration::from_secs(4);
 const T0_MS: i64 = 1_700_000_000_000;
 /// Readings per pack stored for the read patient.
 const STORED_PER_PACK: usize = 100;
@@ -49,10 +54,11 @@ struct Person {
     key: DeviceKey,
 }
 
+#[derive(Default)]
 struct Phase {
     latencies_ms: Vec<f64>,
+    /// Reads completed while fevers were timed.
     reads: usize,
-    read_ms: Vec<f64>,
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -133,48 +139,86 @@ async fn run(
         // Drives the connection; ends when the client is dropped or on error.
         while connection.poll().await.is_ok() {}
     });
-    let (quiet_people, loaded_people) = people[1..].split_at(args.alerts);
-    eprintln!("timing {} fevers on a quiet node", quiet_people.len());
-    let quiet = time_fevers(&client, &mut alerts, quiet_people).await?;
-    eprintln!("starting {} readers", args.readers);
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let reads = Arc::new(AtomicUsize::new(0));
+    // Quiet and loaded fevers alternate in rounds, so that whatever else the machine does
+    // weighs on both alike.
     let url = format!(
         "http://{api}/api/people/{}/readings?limit={}",
         people[0].id, args.limit
     );
-    let readers: Vec<_> = (0..args.readers)
-        .map(|_| {
-            let (http, url, token) = (http.clone(), url.clone(), token.to_owned());
-            let (stop, reads, limit) = (stop.clone(), reads.clone(), args.limit);
-            tokio::spawn(async move { read_loop(http, url, token, limit, stop, reads).await })
-        })
-        .collect();
-    // The storm is on before the first timed fever.
-    let started = Instant::now();
-    while reads.load(Ordering::Relaxed) < args.readers && started.elapsed() < WAIT {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let rounds = args.rounds.clamp(1, args.alerts);
+    let per_round = args.alerts.div_ceil(rounds);
+    let (quiet_people, loaded_people) = people[1..].split_at(args.alerts);
+    let mut quiet = Phase::default();
+    let mut loaded = Phase::default();
+    for (round, (q, l)) in quiet_people
+        .chunks(per_round)
+        .zip(loaded_people.chunks(per_round))
+        .enumerate()
+    {
+        eprintln!("round {round}: {} fevers on a quiet node", q.len());
+        quiet
+            .latencies_ms
+            .extend(time_fevers(&client, &mut alerts, q).await?);
+        eprintln!(
+            "round {round}: {} fevers during a storm of {} readers",
+            l.len(),
+            args.readers
+        );
+        let storm = Storm::start(&http, &url, token, args);
+        let started = Instant::now();
+        // The storm is on once reads flow: by then every reader has a request waiting.
+        while storm.reads.load(Ordering::Relaxed) == 0 && started.elapsed() < WAIT {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let timed = time_fevers(&client, &mut alerts, l).await;
+        loaded.reads += storm.stop()?;
+        loaded.latencies_ms.extend(timed?);
+        // The read the node is serving when the storm stops still runs: let it end before the
+        // next quiet fevers.
+        tokio::time::sleep(STORM_DRAIN).await;
     }
-    let before = reads.load(Ordering::Relaxed);
-    eprintln!(
-        "timing {} fevers during the read storm",
-        loaded_people.len()
-    );
-    let mut loaded = time_fevers(&client, &mut alerts, loaded_people).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut read_ms = Vec::new();
-    for reader in readers {
-        read_ms.extend(reader.await.context("reader task")??);
-    }
-    if let Ok(phase) = &mut loaded {
-        phase.reads = reads.load(Ordering::Relaxed) - before;
-        read_ms.sort_by(f64::total_cmp);
-        phase.read_ms = read_ms;
-    }
+    quiet.latencies_ms.sort_by(f64::total_cmp);
+    loaded.latencies_ms.sort_by(f64::total_cmp);
     let _ = client.disconnect().await;
     mqtt_task.abort();
-    Ok((quiet, loaded?))
+    Ok((quiet, loaded))
+}
+
+/// Readers of one patient's readings, each reading again as soon as it is answered.
+struct Storm {
+    readers: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    reads: Arc<AtomicUsize>,
+}
+
+impl Storm {
+    fn start(http: &reqwest::Client, url: &str, token: &str, args: &BenchArgs) -> Self {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let readers = (0..args.readers)
+            .map(|_| {
+                let (http, url, token) = (http.clone(), url.to_owned(), token.to_owned());
+                let (reads, limit) = (reads.clone(), args.limit);
+                tokio::spawn(async move { read_loop(http, url, token, limit, reads).await })
+            })
+            .collect();
+        Self { readers, reads }
+    }
+
+    /// Ends the storm (requests in flight are dropped) and returns the reads completed; the
+    /// first reader error, if any.
+    fn stop(self) -> anyhow::Result<usize> {
+        for reader in &self.readers {
+            if reader.is_finished() {
+                continue;
+            }
+            reader.abort();
+        }
+        for reader in self.readers {
+            if let Some(Ok(Err(error))) = futures::FutureExt::now_or_never(reader) {
+                return Err(error);
+            }
+        }
+        Ok(self.reads.load(Ordering::Relaxed))
+    }
 }
 
 /// Registers, enrols and deploys a fever threshold for everyone, and waits until the node's
@@ -265,7 +309,7 @@ async fn time_fevers(
     client: &AsyncClient,
     alerts: &mut mpsc::Receiver<PersonId>,
     people: &[Person],
-) -> anyhow::Result<Phase> {
+) -> anyhow::Result<Vec<f64>> {
     let mut latencies_ms = Vec::with_capacity(people.len());
     for person in people {
         let mut draft = PackDraft::new(person.device.clone(), 1);
@@ -297,27 +341,19 @@ async fn time_fevers(
             }
         }
     }
-    latencies_ms.sort_by(f64::total_cmp);
-    Ok(Phase {
-        latencies_ms,
-        reads: 0,
-        read_ms: Vec::new(),
-    })
+    Ok(latencies_ms)
 }
 
-/// Reads `url` until `stop`, checking each answer holds `limit` observations; returns each
-/// read's duration.
+/// Reads `url` until aborted, checking the first answer holds `limit` observations.
 async fn read_loop(
     http: reqwest::Client,
     url: String,
     token: String,
     limit: usize,
-    stop: Arc<AtomicBool>,
     reads: Arc<AtomicUsize>,
-) -> anyhow::Result<Vec<f64>> {
-    let mut durations = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
+) -> anyhow::Result<()> {
+    let mut checked = false;
+    loop {
         let response = http.get(&url).bearer_auth(&token).send().await?;
         anyhow::ensure!(
             response.status().is_success(),
@@ -327,22 +363,17 @@ async fn read_loop(
         let body = response.bytes().await?;
         // Checked once per reader: parsing megabytes on every read would load this process's
         // cores, which the node shares, more than the storm itself.
-        if durations.is_empty() {
+        if !checked {
             let body: serde_json::Value = serde_json::from_slice(&body)?;
             let got = body["observations"].as_array().map_or(0, Vec::len);
             anyhow::ensure!(
                 got == limit,
                 "a read returned {got} of {limit} observations"
             );
+            checked = true;
         }
-        durations.push(started.elapsed().as_secs_f64() * 1000.0);
-        eprintln!(
-            "  read in {:.0} ms",
-            started.elapsed().as_secs_f64() * 1000.0
-        );
         reads.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(durations)
 }
 
 /// Opens the operators' alert stream and yields the person of each alert as it arrives.
@@ -407,19 +438,14 @@ fn report(args: &BenchArgs, quiet: &Phase, loaded: &Phase) {
     );
     println!(
         "alerts bench: 4 validators (authenticated p2p on 127.0.0.1), one node; {} fevers per \
-         phase, MQTT publish -> SSE alert; loaded: {} readers of one patient at limit={}",
-        args.alerts, args.readers, args.limit
+         phase in {} rounds, MQTT publish -> SSE alert; loaded: {} readers of one patient at \
+         limit={}",
+        args.alerts, args.rounds, args.readers, args.limit
     );
     println!("{:<28} {:>10} {:>10}", "", "quiet", "loaded");
     println!("{:<28} {:>10.1} {:>10.1}", "alert p50 (ms)", q50, l50);
     println!("{:<28} {:>10.1} {:>10.1}", "alert p99 (ms)", q99, l99);
     println!("{:<28} {:>10} {:>10}", "reads completed", 0, loaded.reads);
-    println!(
-        "{:<28} {:>10} {:>10.1}",
-        "read p50 (ms)",
-        "-",
-        percentile(&loaded.read_ms, 50.0)
-    );
     println!(
         "quiet_p50_ms={q50:.1} quiet_p99_ms={q99:.1} loaded_p50_ms={l50:.1} loaded_p99_ms={l99:.1} \
          p99_ratio={:.2} readers={} limit={} reads={} alerts={}",
