@@ -145,6 +145,9 @@ async fn run(
         "http://{api}/api/people/{}/readings?limit={}",
         people[0].id, args.limit
     );
+    check_read(&http, &url, token, args.limit).await?;
+    // The read's rest ends before the first quiet fever.
+    tokio::time::sleep(STORM_DRAIN).await;
     let rounds = args.rounds.clamp(1, args.alerts);
     let per_round = args.alerts.div_ceil(rounds);
     let (quiet_people, loaded_people) = people[1..].split_at(args.alerts);
@@ -164,7 +167,7 @@ async fn run(
             l.len(),
             args.readers
         );
-        let storm = Storm::start(&http, &url, token, args);
+        let storm = Storm::start(&http, &url, token, args.readers);
         let started = Instant::now();
         // The storm is on once reads flow: by then every reader has a request waiting.
         while storm.reads.load(Ordering::Relaxed) == 0 && started.elapsed() < WAIT {
@@ -191,13 +194,13 @@ struct Storm {
 }
 
 impl Storm {
-    fn start(http: &reqwest::Client, url: &str, token: &str, args: &BenchArgs) -> Self {
+    fn start(http: &reqwest::Client, url: &str, token: &str, readers: usize) -> Self {
         let reads = Arc::new(AtomicUsize::new(0));
-        let readers = (0..args.readers)
+        let readers = (0..readers)
             .map(|_| {
                 let (http, url, token) = (http.clone(), url.to_owned(), token.to_owned());
-                let (reads, limit) = (reads.clone(), args.limit);
-                tokio::spawn(async move { read_loop(http, url, token, limit, reads).await })
+                let reads = reads.clone();
+                tokio::spawn(async move { read_loop(http, url, token, reads).await })
             })
             .collect();
         Self { readers, reads }
@@ -344,15 +347,37 @@ async fn time_fevers(
     Ok(latencies_ms)
 }
 
-/// Reads `url` until aborted, checking the first answer holds `limit` observations.
+/// One read of `url`, checked to hold `limit` observations: the storm's readers do not parse
+/// their answers, which would load this process's cores, shared with the node, more than the
+/// storm itself.
+async fn check_read(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    limit: usize,
+) -> anyhow::Result<()> {
+    let response = http.get(url).bearer_auth(token).send().await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "read refused: {}",
+        response.status()
+    );
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
+    let got = body["observations"].as_array().map_or(0, Vec::len);
+    anyhow::ensure!(
+        got == limit,
+        "a read returned {got} of {limit} observations"
+    );
+    Ok(())
+}
+
+/// Reads `url` until aborted.
 async fn read_loop(
     http: reqwest::Client,
     url: String,
     token: String,
-    limit: usize,
     reads: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
-    let mut checked = false;
     loop {
         let response = http.get(&url).bearer_auth(&token).send().await?;
         anyhow::ensure!(
@@ -360,18 +385,7 @@ async fn read_loop(
             "read refused: {}",
             response.status()
         );
-        let body = response.bytes().await?;
-        // Checked once per reader: parsing megabytes on every read would load this process's
-        // cores, which the node shares, more than the storm itself.
-        if !checked {
-            let body: serde_json::Value = serde_json::from_slice(&body)?;
-            let got = body["observations"].as_array().map_or(0, Vec::len);
-            anyhow::ensure!(
-                got == limit,
-                "a read returned {got} of {limit} observations"
-            );
-            checked = true;
-        }
+        response.bytes().await?;
         reads.fetch_add(1, Ordering::Relaxed);
     }
 }
