@@ -219,7 +219,6 @@ async fn run_in_runtime(
     let http_listen: SocketAddr = ([127, 0, 0, 1], args.port).into();
     let config = NodeConfig {
         data_dir: data_dir.join("node"),
-        http_listen,
         mqtt: MqttMode::Embedded(([127, 0, 0, 1], mqtt_port).into()),
         ehr_master_key: vigil_ehr::SecretKey::from_bytes(ehr_key),
         gateway: Signer::new(cluster.keys.gateways[0].clone()),
@@ -228,7 +227,7 @@ async fn run_in_runtime(
     step(&format!(
         "starting the node: HTTP on {http_listen}, MQTT on 127.0.0.1:{mqtt_port}"
     ));
-    let (node, api) = Node::start(cluster.ledgers[0].clone(), config)
+    let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, http_listen)
         .await
         .context("starting the node (is the port free? try --port)")?;
     node.set_genesis(cluster.genesis.clone());
