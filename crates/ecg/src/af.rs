@@ -381,7 +381,7 @@ mod tests {
     #[test]
     fn irregular_rhythm_inside_sinus_is_one_episode() {
         let rr: Vec<u32> = std::iter::repeat_n(800, 300)
-            .chain(irregular(400, 11, 500).into_iter().map(|r| 400 + r))
+            .chain(irregular(400, 11, 300).into_iter().map(|r| 500 + r))
             .chain(std::iter::repeat_n(800, 300))
             .collect();
         let episodes = rr_episodes(&rr, &[]);
@@ -393,10 +393,11 @@ mod tests {
 
     #[test]
     fn unusable_intervals_are_never_af_and_short_strips_are_judged() {
-        let rr: Vec<u32> = irregular(40, 5, 500).into_iter().map(|r| 400 + r).collect();
-        assert_eq!(rr_episodes(&rr, &[]), vec![(0, 40)]);
-        let usable: Vec<bool> = (0..40).map(|k| k >= 20).collect();
-        assert_eq!(rr_episodes(&rr, &usable), vec![(20, 40)]);
+        // AF-like: RR intervals spread ±23 % around 650 ms, in random order.
+        let rr: Vec<u32> = irregular(100, 5, 300).into_iter().map(|r| 500 + r).collect();
+        assert_eq!(rr_episodes(&rr, &[]), vec![(0, 100)]);
+        let usable: Vec<bool> = (0..100).map(|k| k >= 30).collect();
+        assert_eq!(rr_episodes(&rr, &usable), vec![(30, 100)]);
         assert!(rr_episodes(&rr[..SHORT_RR_MIN - 1], &[]).is_empty());
     }
 }
