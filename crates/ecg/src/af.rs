@@ -212,6 +212,17 @@ pub fn ectopic_filter(rr_ms: &[u32]) -> Vec<bool> {
         .collect()
 }
 
+/// The verdict on one series judged whole (a short strip, or the heart-rhythm contract's
+/// window): the [`ectopic_filter`], then [`window_verdict`] on the normal intervals.
+pub fn screen(rr_ms: &[u32]) -> Option<WindowVerdict> {
+    let normal: Vec<u32> = rr_ms
+        .iter()
+        .zip(ectopic_filter(rr_ms))
+        .filter_map(|(&r, n)| n.then_some(r))
+        .collect();
+    window_verdict(&normal)
+}
+
 /// Per RR interval, whether it is AF. The usable intervals (`usable[k]` false leaves interval
 /// `k` out; a shorter `usable` counts the rest as usable) pass the [`ectopic_filter`]; each
 /// usable interval gets the verdict of the window of normal intervals centred where it lies.
@@ -363,7 +374,7 @@ mod tests {
         let sinus: Vec<u32> = irregular(400, 7, 20)
             .into_iter()
             .enumerate()
-            .map(|(i, r)| (800.0 + 60.0 * (i as f64 * 6.283 / 4.3).sin()) as u32 + r)
+            .map(|(i, r)| (800.0 + 60.0 * (i as f64 * std::f64::consts::TAU / 4.3).sin()) as u32 + r)
             .collect();
         assert!(rr_episodes(&sinus, &[]).is_empty());
     }
@@ -394,7 +405,10 @@ mod tests {
     #[test]
     fn unusable_intervals_are_never_af_and_short_strips_are_judged() {
         // AF-like: RR intervals spread ±23 % around 650 ms, in random order.
-        let rr: Vec<u32> = irregular(100, 5, 300).into_iter().map(|r| 500 + r).collect();
+        let rr: Vec<u32> = irregular(100, 5, 300)
+            .into_iter()
+            .map(|r| 500 + r)
+            .collect();
         assert_eq!(rr_episodes(&rr, &[]), vec![(0, 100)]);
         let usable: Vec<bool> = (0..100).map(|k| k >= 30).collect();
         assert_eq!(rr_episodes(&rr, &usable), vec![(30, 100)]);

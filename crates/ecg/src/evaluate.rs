@@ -133,6 +133,8 @@ pub struct BeatEvaluation {
     pub samples: usize,
     /// Batch detection time in seconds.
     pub detect_s: f64,
+    /// Checksum / initial-value mismatches of the record (see [`crate::wfdb::Check`]).
+    pub warnings: Vec<String>,
 }
 
 /// Scores detections of `channel` of `record` against its `.atr` (EC57 window and start).
@@ -148,6 +150,7 @@ pub fn evaluate_beats(record: &Path, channel: usize) -> Result<BeatEvaluation, E
         score: score::score_beats(&reference, &detected, window, start),
         samples: detection.record.len(),
         detect_s: detection.elapsed.as_secs_f64(),
+        warnings: detection.record.warnings,
     })
 }
 
@@ -162,6 +165,8 @@ pub struct AfEvaluation {
     pub sampling_hz: f64,
     /// Detected episodes.
     pub episodes: Vec<AfEpisode>,
+    /// Checksum / initial-value mismatches of the record (see [`crate::wfdb::Check`]).
+    pub warnings: Vec<String>,
 }
 
 /// Runs detection and AF screening on `record` and scores the episodes against `(AFIB`.
@@ -180,6 +185,7 @@ pub fn evaluate_af(record: &Path, channel: usize) -> Result<AfEvaluation, Evalua
         score: score::score_af(&reference.atrial_fibrillation, &intervals, start, len),
         sampling_hz: fs,
         episodes,
+        warnings: detection.record.warnings,
     })
 }
 
