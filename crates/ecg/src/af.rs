@@ -374,7 +374,9 @@ mod tests {
         let sinus: Vec<u32> = irregular(400, 7, 20)
             .into_iter()
             .enumerate()
-            .map(|(i, r)| (800.0 + 60.0 * (i as f64 * std::f64::consts::TAU / 4.3).sin()) as u32 + r)
+            .map(|(i, r)| {
+                (800.0 + 60.0 * (i as f64 * std::f64::consts::TAU / 4.3).sin()) as u32 + r
+            })
             .collect();
         assert!(rr_episodes(&sinus, &[]).is_empty());
     }
