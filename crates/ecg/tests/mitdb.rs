@@ -202,13 +202,15 @@ fn ten_second_pieces_at_several_rates_find_beats_from_the_start() {
                     .iter()
                     .map(|b| b.sample)
                     .collect();
-                let mut reference = score::Reference::default();
-                reference.beats = truth
-                    .beats
-                    .iter()
-                    .filter(|&&b| (from as u64..(from + piece) as u64).contains(&b))
-                    .map(|&b| ((b - from as u64) * factor as u64 / divisor as u64))
-                    .collect();
+                let mut reference = score::Reference {
+                    beats: truth
+                        .beats
+                        .iter()
+                        .filter(|&&b| (from as u64..(from + piece) as u64).contains(&b))
+                        .map(|&b| (b - from as u64) * factor as u64 / divisor as u64)
+                        .collect(),
+                    ..score::Reference::default()
+                };
                 let window = (0.15 * fs) as u64;
                 let (early, end) = ((0.3 * fs) as u64, (9.5 * fs) as u64);
                 reference.excluded = vec![(end, u64::MAX)];
