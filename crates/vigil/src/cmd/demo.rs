@@ -636,12 +636,11 @@ fn ecg_device(p: &Person) -> anyhow::Result<(DeviceId, DeviceKey)> {
     Ok((id, DeviceKey::from_seed(seed)))
 }
 
-/// The heart-rhythm contract on an ECG patch: irregular RR intervals (more than 60 % of
-/// successive differences above 50 ms over 32 beats, as in atrial fibrillation) raise a
-/// warning.
+/// The heart-rhythm contract on an ECG patch: the ECG crate's AF screen over the last 128 RR
+/// intervals (the code `vigil ecg af` runs) raises a warning.
 fn ecg_instance() -> JsonValue {
-    json!({"kind": "heart-rhythm", "irregularity": {"window": 32, "delta_ms": 50,
-        "irregular_permille": 600, "level": 1, "max_gap_ms": 60000}})
+    json!({"kind": "heart-rhythm", "irregularity": {"window": 128, "delta_ms": 50,
+        "irregular_permille": 600, "level": 1, "max_gap_ms": 60000, "method": "af-screen"}})
 }
 
 /// Enrolls the first `count` people's ECG patches and deploys their heart-rhythm contract,
