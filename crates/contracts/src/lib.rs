@@ -55,5 +55,5 @@ pub use error::{CatalogError, ParamError, ReexecuteError, StepError};
 pub use geofence::{Circle, GeofenceParams, ZoneRule, ZoneSpec};
 pub use news2::News2Params;
 pub use nosignal::NoSignalParams;
-pub use rhythm::{HeartRhythmParams, IrregularityParams};
+pub use rhythm::{HeartRhythmParams, IrregularityMethod, IrregularityParams};
 pub use threshold::{ThresholdParams, analyze};

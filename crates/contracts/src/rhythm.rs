@@ -9,7 +9,15 @@
 //! irregular when the window is full and the measure reaches `irregular_permille`. An RR
 //! interval arriving more than `max_gap_ms` after the previous one empties the window first: a
 //! difference across a gap in the recording says nothing about the rhythm. This is a screening
-//! cue, not a diagnosis; the ECG crate's AF screening (Tateno & Glass) can feed it later.
+//! cue, not a diagnosis.
+//!
+//! With `method = "af-screen"` the window is judged instead by the ECG crate's AF screen
+//! (`vigil_ecg::af::screen`: Dash et al. 2009 after a 20 % ectopic filter, integer arithmetic,
+//! so every validator reaches the same verdict), the same code `vigil ecg af` runs. The window
+//! then holds the last `window` intervals (128 recommended, at least
+//! `vigil_ecg::af::SHORT_RR_MIN`), so AF is flagged once it fills about half of the window:
+//! a detection delay of at most `window` intervals, about `window / 2` in practice; the
+//! reason's `irregular_permille` is then the window's normalised entropy in per-mille.
 
 use serde::{Deserialize, Serialize};
 use vigil_core::{AlertLevel, Metric, TimestampMs};
@@ -34,6 +42,26 @@ fn default_gap() -> u32 {
     5_000
 }
 
+/// How the irregularity of the RR window is judged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IrregularityMethod {
+    /// Per-mille of successive differences above `delta_ms` (pNNx).
+    #[default]
+    Pnn,
+    /// The ECG crate's AF screen (`delta_ms` and `irregular_permille` are not used).
+    AfScreen,
+}
+
+impl IrregularityMethod {
+    fn code(self) -> u8 {
+        match self {
+            Self::Pnn => 0,
+            Self::AfScreen => 1,
+        }
+    }
+}
+
 /// The irregular-rhythm part of a heart-rhythm instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +73,8 @@ pub struct IrregularityParams {
     pub level: AlertLevel,
     #[serde(default = "default_gap")]
     pub max_gap_ms: u32,
+    #[serde(default)]
+    pub method: IrregularityMethod,
 }
 
 /// Parameters of a heart-rhythm instance: at least one of `rate` and `irregularity`.
@@ -115,6 +145,14 @@ impl HeartRhythmParams {
                 i64::from(WINDOW_MIN),
                 i64::from(WINDOW_MAX),
             )?;
+            if irr.method == IrregularityMethod::AfScreen {
+                ParamError::check_range(
+                    "irregularity.window",
+                    i64::from(irr.window),
+                    vigil_ecg::af::SHORT_RR_MIN as i64,
+                    i64::from(WINDOW_MAX),
+                )?;
+            }
             ParamError::check_range(
                 "irregularity.irregular_permille",
                 i64::from(irr.irregular_permille),
@@ -144,8 +182,23 @@ impl HeartRhythmParams {
         if state.rr_ms.len() < usize::from(irr.window) {
             return (None, false, AlertLevel::Ok);
         }
-        let permille = irregularity_permille(&state.rr_ms, irr.delta_ms);
-        let irregular = permille.is_some_and(|p| p >= irr.irregular_permille);
+        let (permille, irregular) = match irr.method {
+            IrregularityMethod::Pnn => {
+                let permille = irregularity_permille(&state.rr_ms, irr.delta_ms);
+                (
+                    permille,
+                    permille.is_some_and(|p| p >= irr.irregular_permille),
+                )
+            }
+            IrregularityMethod::AfScreen => {
+                let rr: Vec<u32> = state.rr_ms.iter().map(|&ms| u32::from(ms)).collect();
+                let verdict = vigil_ecg::af::screen(&rr);
+                (
+                    verdict.map(|v| v.entropy_permille.min(1000) as u16),
+                    verdict.is_some_and(|v| v.af),
+                )
+            }
+        };
         (
             permille,
             irregular,
@@ -219,7 +272,8 @@ impl Canonical for IrregularityParams {
             .u16(self.delta_ms)
             .u16(self.irregular_permille)
             .u8(self.level.code())
-            .u32(self.max_gap_ms);
+            .u32(self.max_gap_ms)
+            .u8(self.method.code());
     }
 }
 
@@ -240,5 +294,65 @@ impl Canonical for HeartRhythmState {
         e.opt(self.last_rr_ms, |e, v| {
             e.i64(v);
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn af_params(window: u16) -> HeartRhythmParams {
+        HeartRhythmParams {
+            rate: None,
+            irregularity: Some(IrregularityParams {
+                window,
+                delta_ms: 50,
+                irregular_permille: 600,
+                level: AlertLevel::Warning,
+                max_gap_ms: 5_000,
+                method: IrregularityMethod::AfScreen,
+            }),
+        }
+    }
+
+    /// Feeds RR intervals at their own times; the last reason.
+    fn feed(params: &HeartRhythmParams, rr: &[i32]) -> HeartRhythmReason {
+        let mut state = HeartRhythmState::default();
+        let mut time_ms = 0i64;
+        let mut last = None;
+        for &ms in rr {
+            time_ms += i64::from(ms);
+            last = Some(
+                params
+                    .step_reading(&mut state, Metric::RrInterval, ms, time_ms)
+                    .unwrap(),
+            );
+        }
+        last.unwrap()
+    }
+
+    #[test]
+    fn af_screen_flags_irregular_windows_and_not_sinus_with_ectopy() {
+        let params = af_params(128);
+        params.validate().unwrap();
+        let mut state = 0x9e37_79b9u64;
+        let af: Vec<i32> = (0..200)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                500 + (state % 300) as i32
+            })
+            .collect();
+        assert!(feed(&params, &af).irregular);
+        let mut sinus: Vec<i32> = (0..200).map(|i| 800 + (i % 5) * 10).collect();
+        for k in (5..190).step_by(20) {
+            sinus[k] = 480;
+            sinus[k + 1] = 1120;
+        }
+        let reason = feed(&params, &sinus);
+        assert!(!reason.irregular && reason.irregular_permille.is_some());
+        assert!(af_params(8).validate().is_err());
     }
 }

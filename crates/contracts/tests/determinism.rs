@@ -3,8 +3,9 @@
 
 use proptest::prelude::*;
 use vigil_contracts::{
-    Catalog, Circle, Deployment, GeofenceParams, HeartRhythmParams, Input, IrregularityParams,
-    News2Params, NoSignalParams, Params, ThresholdParams, ZoneRule, ZoneSpec, reexecute,
+    Catalog, Circle, Deployment, GeofenceParams, HeartRhythmParams, Input, IrregularityMethod,
+    IrregularityParams, News2Params, NoSignalParams, Params, ThresholdParams, ZoneRule, ZoneSpec,
+    reexecute,
 };
 use vigil_core::{AlertLevel, GeoFix, Metric, PersonId, Reading, Value};
 
@@ -84,6 +85,7 @@ fn deployments() -> Vec<Deployment> {
                     irregular_permille: 400,
                     level: AlertLevel::Critical,
                     max_gap_ms: 4_000,
+                    method: IrregularityMethod::Pnn,
                 }),
             }),
             None,

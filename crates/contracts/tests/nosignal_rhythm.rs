@@ -2,8 +2,8 @@
 
 use vigil_contracts::rhythm::irregularity_permille;
 use vigil_contracts::{
-    Audience, Contract, HeartRhythmParams, Input, IrregularityParams, NoSignalParams, Params,
-    Reason, State, StepError, ThresholdParams,
+    Audience, Contract, HeartRhythmParams, Input, IrregularityMethod, IrregularityParams,
+    NoSignalParams, Params, Reason, State, StepError, ThresholdParams,
 };
 use vigil_core::{AlertLevel, Metric, Reading, Value};
 
@@ -164,6 +164,7 @@ fn rhythm() -> Contract {
             irregular_permille: 500,
             level: AlertLevel::Warning,
             max_gap_ms: 5_000,
+            method: IrregularityMethod::Pnn,
         }),
     })
     .validate()

@@ -24,8 +24,13 @@
 //!    slope is below half that of the previous QRS is a T wave (Pan & Tompkins).
 //! 7. **Search-back**: with no QRS for 1.5 mean RR intervals, the largest noise peak found at
 //!    least [`T_WAVE_MS`] after the last QRS becomes a QRS if it passes half of both thresholds.
-//! 8. **Re-learning**: after [`RESET_S`] seconds without a QRS, the thresholds restart from the
-//!    per-second peak maxima (e.g. after the electrodes were re-attached).
+//! 8. **Learning with look-back**: the first thresholds come from the per-second peak maxima of
+//!    the first [`LEARN_S`] seconds; the candidate peaks of those seconds are kept and, once
+//!    the thresholds exist, decided retroactively, so beats are found from the first second.
+//!    After [`RESET_S`] seconds without a QRS (lead-off, a gap, re-attached electrodes) the
+//!    thresholds are learned again and the candidates of the last [`LEARN_S`] seconds are
+//!    decided again with them. The filters start from the first sample as if the signal had
+//!    always had that value, so a DC offset gives no start-up transient.
 //! 9. **R-peak refinement**: the band-pass maximum locates the QRS; the beat is then placed at the
 //!    extreme deviation of the original signal from its local baseline within
 //!    [`REFINE_MS`] of that point (compensating the band-pass delay).
@@ -63,10 +68,23 @@ pub const LEARN_S: usize = 4;
 pub const RESET_S: usize = 8;
 /// Number of recent QRS, noise and RR values averaged by the adaptive thresholds.
 pub const HISTORY: usize = 8;
-/// Bound on the delay between an R peak and the moment the detector reports it. The largest
-/// delay is a search-back beat, found 1.5 × [`RR_MAX_MS`] plus the integration window after the
+/// Delay of a search-back beat: found 1.5 × [`RR_MAX_MS`] plus the integration window after the
 /// previous beat and at least [`T_WAVE_MS`] after it.
-pub const DELAY_MAX_MS: f64 = 1.5 * RR_MAX_MS + INTEGRATION_MS - T_WAVE_MS + 2.0 * REFINE_MS;
+const SEARCH_BACK_DELAY_MS: f64 = 1.5 * RR_MAX_MS + INTEGRATION_MS - T_WAVE_MS + 2.0 * REFINE_MS;
+/// Delay of a beat decided retroactively after (re)learning: at most [`LEARN_S`] seconds (only
+/// candidates of the last [`LEARN_S`] seconds are decided again), plus the band-pass and
+/// refinement offset of the R peak from the peak of the integrated signal.
+const LOOK_BACK_DELAY_MS: f64 = LEARN_S as f64 * 1000.0 + 2.0 * REFINE_MS;
+/// Bound on the delay between an R peak and the moment the detector reports it: the larger of
+/// the search-back and the look-back delays (4.1 s).
+pub const DELAY_MAX_MS: f64 = if SEARCH_BACK_DELAY_MS > LOOK_BACK_DELAY_MS {
+    SEARCH_BACK_DELAY_MS
+} else {
+    LOOK_BACK_DELAY_MS
+};
+/// Candidate peaks kept for the look-back (at most one per refractory period is decided, so
+/// [`LEARN_S`] seconds hold at most 20; the rest is margin).
+const RECENT_MAX: usize = 64;
 /// Lowest supported sampling rate.
 pub const SAMPLING_HZ_MIN: f64 = 50.0;
 /// Highest supported sampling rate (bounds the ring buffers and the integer ranges).
@@ -264,6 +282,11 @@ struct Decision {
     last_slope: i64,
     search_back: Option<Candidate>,
     search_back_at: u64,
+    /// Candidates decided since the last QRS (oldest first, a ring of [`RECENT_MAX`]), for the
+    /// look-back after (re)learning.
+    recent: [Candidate; RECENT_MAX],
+    recent_count: usize,
+    recent_next: usize,
     // Per-second maxima for learning and re-learning.
     second_started: u64,
     second_max: Candidate,
@@ -316,6 +339,9 @@ impl QrsDetector {
                 last_slope: 0,
                 search_back: None,
                 search_back_at: u64::MAX,
+                recent: [Candidate::default(); RECENT_MAX],
+                recent_count: 0,
+                recent_next: 0,
                 second_started: 0,
                 second_max: Candidate::default(),
                 second_maxima: [Candidate::default(); RESET_S],
@@ -336,6 +362,11 @@ impl QrsDetector {
 
     /// Feeds samples (ADC units) and appends the beats decided so far to `beats`, in order.
     pub fn push(&mut self, samples: &[i32], beats: &mut Vec<Beat>) {
+        if self.n == 0
+            && let Some(&first) = samples.first()
+        {
+            self.filters.prime(&self.timing, first);
+        }
         let t = self.timing;
         let f = &mut self.filters;
         let d = &mut self.decision;
@@ -408,6 +439,33 @@ impl QrsDetector {
         if let Some(candidate) = d.held.take() {
             d.classify(&self.timing, candidate, latest, beats);
         }
+        // A recording shorter than the learning time: learn from the seconds there are.
+        if !d.learned && d.recent_count > 0 {
+            let seconds = d.seconds_counted.min(LEARN_S - 1);
+            d.second_maxima[seconds] = d.second_max;
+            d.learn(&self.timing, seconds + 1, latest, beats);
+        }
+    }
+}
+
+impl Filters {
+    /// Fills the filter state as if the signal had always had the value `first`: no start-up
+    /// transient from a DC offset.
+    fn prime(&mut self, t: &Timing, first: i32) {
+        let x = i64::from(first.clamp(-SAMPLE_ABS_MAX, SAMPLE_ABS_MAX));
+        let low_pass_1 = x * t.low_pass as i64;
+        let low_pass_2 = low_pass_1 * t.low_pass as i64;
+        self.ring.fill(Slot {
+            raw: x as i32,
+            low_pass_1,
+            low_pass_2,
+            band_pass: 0,
+            squared: 0,
+        });
+        self.sum_1 = low_pass_1;
+        self.sum_2 = low_pass_2;
+        self.sum_high = low_pass_2 * t.high_pass as i64;
+        self.sum_squared = 0;
     }
 }
 
@@ -456,9 +514,24 @@ impl Decision {
         if c.energy > self.second_max.energy {
             self.second_max = c;
         }
-        if !self.learned || !c.qrs_shaped {
+        if !c.qrs_shaped {
             return;
         }
+        self.remember(c);
+        if self.learned {
+            self.decide(t, c, n, beats);
+        }
+    }
+
+    /// Keeps `c` for a later look-back (the oldest is dropped when the ring is full).
+    fn remember(&mut self, c: Candidate) {
+        self.recent[self.recent_next] = c;
+        self.recent_next = (self.recent_next + 1) % RECENT_MAX;
+        self.recent_count = (self.recent_count + 1).min(RECENT_MAX);
+    }
+
+    /// The decision rules proper, for a QRS-shaped candidate with thresholds learned.
+    fn decide(&mut self, t: &Timing, c: Candidate, n: u64, beats: &mut Vec<Beat>) {
         let since_last = self.last_qrs.map(|last| c.r_peak.saturating_sub(last));
         if since_last.is_some_and(|since| since < t.refractory) {
             return;
@@ -495,6 +568,8 @@ impl Decision {
         self.last_qrs = Some(c.r_peak);
         self.last_slope = c.slope;
         self.search_back = None;
+        // Only candidates after the last QRS are ever decided again.
+        self.recent_count = 0;
         // Search back after 1.5 mean RR intervals (plus the integration window) without a QRS.
         let rr = self.rr.mean() as u64;
         self.search_back_at = c.r_peak + rr + rr / 2 + t.integration as u64 + 1;
@@ -534,7 +609,7 @@ impl Decision {
             self.seconds_counted += 1;
             let needed = if self.learned { RESET_S } else { LEARN_S };
             if self.seconds_counted >= needed {
-                self.learn(t, needed);
+                self.learn(t, needed, n, beats);
             }
         }
         // The next sample at which something is due (a search-back already due waits for the
@@ -550,8 +625,9 @@ impl Decision {
             .min(self.second_started + t.second);
     }
 
-    /// (Re)starts the thresholds from the per-second maxima of the last `seconds` seconds.
-    fn learn(&mut self, t: &Timing, seconds: usize) {
+    /// (Re)starts the thresholds from the per-second maxima of the last `seconds` seconds, then
+    /// decides again the candidates of the last [`LEARN_S`] seconds with them (look-back).
+    fn learn(&mut self, t: &Timing, seconds: usize, n: u64, beats: &mut Vec<Beat>) {
         let maxima = &self.second_maxima[..seconds];
         let (mut energy, mut amplitude) = (History::default(), History::default());
         for i in 0..HISTORY {
@@ -572,6 +648,40 @@ impl Decision {
         self.search_back_at = u64::MAX;
         self.learned = true;
         self.seconds_counted = 0;
+        self.look_back(t, n, beats);
+    }
+
+    /// Decides the remembered candidates of the last [`LEARN_S`] seconds in order, with the
+    /// search-backs that fall due between them, as if the thresholds had existed then.
+    fn look_back(&mut self, t: &Timing, n: u64, beats: &mut Vec<Beat>) {
+        let oldest = n.saturating_sub(LEARN_S as u64 * t.second);
+        let count = self.recent_count;
+        let first = (self.recent_next + RECENT_MAX - count) % RECENT_MAX;
+        let candidates: [Candidate; RECENT_MAX] = self.recent;
+        self.recent_count = 0;
+        for k in 0..count {
+            let c = candidates[(first + k) % RECENT_MAX];
+            if c.r_peak < oldest {
+                continue;
+            }
+            // The moment this candidate was decided: a refractory period after its peak.
+            let decided_at = (c.r_peak + t.refractory).min(n);
+            if decided_at >= self.search_back_at
+                && let Some(best) = self.search_back
+                && self.threshold_passed(&best, true)
+            {
+                self.accept(t, best, true, n, beats);
+            }
+            self.remember(c);
+            self.decide(t, c, n, beats);
+        }
+        if n >= self.search_back_at
+            && let Some(best) = self.search_back
+            && n - best.r_peak <= t.delay_max
+            && self.threshold_passed(&best, true)
+        {
+            self.accept(t, best, true, n, beats);
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::af::{self, AfEpisode};
 use crate::detect::{Beat, SamplingRateError, detect};
+use crate::quality::{self, Assessment};
 use crate::score::{self, AfScore, BeatScore, Reference};
 use crate::wfdb::{Record, WfdbError, read_annotations};
 
@@ -132,6 +133,8 @@ pub struct BeatEvaluation {
     pub samples: usize,
     /// Batch detection time in seconds.
     pub detect_s: f64,
+    /// Checksum / initial-value mismatches of the record (see [`crate::wfdb::Check`]).
+    pub warnings: Vec<String>,
 }
 
 /// Scores detections of `channel` of `record` against its `.atr` (EC57 window and start).
@@ -147,6 +150,7 @@ pub fn evaluate_beats(record: &Path, channel: usize) -> Result<BeatEvaluation, E
         score: score::score_beats(&reference, &detected, window, start),
         samples: detection.record.len(),
         detect_s: detection.elapsed.as_secs_f64(),
+        warnings: detection.record.warnings,
     })
 }
 
@@ -161,6 +165,8 @@ pub struct AfEvaluation {
     pub sampling_hz: f64,
     /// Detected episodes.
     pub episodes: Vec<AfEpisode>,
+    /// Checksum / initial-value mismatches of the record (see [`crate::wfdb::Check`]).
+    pub warnings: Vec<String>,
 }
 
 /// Runs detection and AF screening on `record` and scores the episodes against `(AFIB`.
@@ -170,7 +176,8 @@ pub fn evaluate_af(record: &Path, channel: usize) -> Result<AfEvaluation, Evalua
     let len = detection.record.len() as u64;
     let reference = reference(record, detection.record.len())?;
     let peaks: Vec<u64> = detection.beats.iter().map(|beat| beat.sample).collect();
-    let episodes = af::detect_episodes(&peaks, fs);
+    let assessment = quality::assess(&detection.record.signals[channel], fs, &peaks);
+    let episodes = af::detect_episodes_usable(&peaks, fs, &usable_rr(&assessment, &peaks));
     let intervals: Vec<(u64, u64)> = episodes.iter().map(|e| (e.start, e.end)).collect();
     let start = (score::SCORING_START_S * fs).round() as u64;
     Ok(AfEvaluation {
@@ -178,7 +185,105 @@ pub fn evaluate_af(record: &Path, channel: usize) -> Result<AfEvaluation, Evalua
         score: score::score_af(&reference.atrial_fibrillation, &intervals, start, len),
         sampling_hz: fs,
         episodes,
+        warnings: detection.record.warnings,
     })
+}
+
+/// Per RR interval of `beats`, true if both of its beats lie in usable segments.
+pub fn usable_rr(assessment: &Assessment, beats: &[u64]) -> Vec<bool> {
+    beats
+        .windows(2)
+        .map(|p| assessment.is_usable(p[0]) && assessment.is_usable(p[1]))
+        .collect()
+}
+
+/// Rhythm class of a short strip, as the PhysioNet/CinC 2017 challenge labels them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum StripClass {
+    /// Normal sinus rhythm (`N`).
+    Normal,
+    /// Atrial fibrillation (`A`).
+    AtrialFibrillation,
+    /// Another rhythm (`O`).
+    Other,
+    /// Too noisy to classify (`~`).
+    Noisy,
+}
+
+impl StripClass {
+    /// The challenge's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Normal => "N",
+            Self::AtrialFibrillation => "A",
+            Self::Other => "O",
+            Self::Noisy => "~",
+        }
+    }
+}
+
+/// Sinus rates outside this band (bpm) are another rhythm (sinus bradycardia below 50 bpm,
+/// tachycardia above 100 bpm).
+pub const SINUS_BPM: (f64, f64) = (50.0, 100.0);
+/// A strip with more of its time unusable than this is noisy.
+pub const NOISY_FRACTION: f64 = 0.5;
+/// Fraction of intervals excluded as ectopic (HRV's 20 % rule) above which a non-AF strip is
+/// another rhythm (frequent ectopy).
+pub const ECTOPIC_FRACTION_OTHER: f64 = 0.1;
+
+/// Classifies a strip from its detected beats and their quality: noisy if mostly unusable or
+/// too short to judge; AF if the AF screen says so over the usable intervals; other if not AF
+/// but irregular (normalised RMSSD above the AF screen's bound), with frequent ectopy or a rate
+/// outside [`SINUS_BPM`]; normal otherwise. These rules are fixed here, not fitted to any data.
+pub fn classify_strip(
+    samples: usize,
+    beats: &[u64],
+    fs: f64,
+    assessment: &Assessment,
+) -> StripClass {
+    let usable = usable_rr(assessment, beats);
+    let rr = af::rr_ms(beats, fs);
+    let kept: Vec<u32> = rr
+        .iter()
+        .zip(&usable)
+        .filter_map(|(&r, &ok)| ok.then_some(r))
+        .collect();
+    let unusable = assessment.unusable_samples() as f64 / samples.max(1) as f64;
+    let normal_mask = af::ectopic_filter(&kept);
+    let normal: Vec<u32> = kept
+        .iter()
+        .zip(&normal_mask)
+        .filter_map(|(&r, &n)| n.then_some(r))
+        .collect();
+    let Some(verdict) = af::window_verdict(&normal) else {
+        return StripClass::Noisy;
+    };
+    if unusable > NOISY_FRACTION {
+        return StripClass::Noisy;
+    }
+    if verdict.af {
+        return StripClass::AtrialFibrillation;
+    }
+    let mean_ms = normal.iter().map(|&r| f64::from(r)).sum::<f64>() / normal.len() as f64;
+    let rate = 60_000.0 / mean_ms;
+    let ectopic = 1.0 - normal.len() as f64 / kept.len() as f64;
+    let irregular = f64::from(verdict.nrmssd_permille) > 1000.0 * af::NRMSSD_MIN;
+    if irregular || ectopic > ECTOPIC_FRACTION_OTHER || !(SINUS_BPM.0..=SINUS_BPM.1).contains(&rate)
+    {
+        StripClass::Other
+    } else {
+        StripClass::Normal
+    }
+}
+
+/// Reads, detects and classifies a short record (channel 0).
+pub fn classify_record(record: &Path) -> Result<(StripClass, Vec<String>), EvaluateError> {
+    let detection = detect_record(record, 0)?;
+    let fs = detection.record.sampling_frequency_hz();
+    let peaks: Vec<u64> = detection.beats.iter().map(|beat| beat.sample).collect();
+    let assessment = quality::assess(&detection.record.signals[0], fs, &peaks);
+    let class = classify_strip(detection.record.len(), &peaks, fs, &assessment);
+    Ok((class, detection.record.warnings))
 }
 
 fn record_name(record: &Path) -> String {

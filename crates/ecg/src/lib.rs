@@ -6,6 +6,7 @@
 //! - [`detect`]: [`QrsDetector`] (streaming, bounded delay and memory) and [`detect()`] (batch,
 //!   the same beats).
 //! - [`hrv`]: RR intervals, heart rate, HRV statistics with ectopic / artefact filtering.
+//! - [`quality`]: per-segment signal quality; unusable segments and the beats inside them.
 //! - [`af`]: atrial-fibrillation episodes from RR intervals (symbolic dynamics + Shannon entropy).
 //! - [`score`]: match detections to reference beats and AF episodes to reference rhythm.
 //!
@@ -43,6 +44,7 @@ pub mod af;
 pub mod detect;
 pub mod evaluate;
 pub mod hrv;
+pub mod quality;
 pub mod score;
 pub mod wfdb;
 

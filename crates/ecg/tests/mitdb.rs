@@ -4,7 +4,7 @@
 
 use vigil_ecg::detect::DELAY_MAX_MS;
 use vigil_ecg::evaluate::{evaluate_af, evaluate_beats, list_records, mitdb_dir};
-use vigil_ecg::score::BeatScore;
+use vigil_ecg::score::{self, BeatScore};
 use vigil_ecg::wfdb::{Record, read_annotations};
 use vigil_ecg::{QrsDetector, detect};
 
@@ -157,4 +157,77 @@ fn annotations_carry_rhythm_labels() {
             .windows(2)
             .all(|pair| pair[0].sample <= pair[1].sample)
     );
+}
+
+/// Linear interpolation to `factor / divisor` times the rate (a crude resampler, enough to move
+/// the sampling rate away from 360 Hz for the test).
+fn rescale(signal: &[i32], factor: usize, divisor: usize) -> Vec<i32> {
+    let len = signal.len() * factor / divisor;
+    (0..len)
+        .map(|m| {
+            let position = (m * divisor) as f64 / factor as f64;
+            let i = position.floor() as usize;
+            let frac = position - i as f64;
+            let a = f64::from(signal[i.min(signal.len() - 1)]);
+            let b = f64::from(signal[(i + 1).min(signal.len() - 1)]);
+            (a + frac * (b - a)).round() as i32
+        })
+        .collect()
+}
+
+/// No blind start: 10-s pieces of the records at 180, 360 and 720 Hz; the beats from 0.3 s on
+/// are found (issue 16: every beat of the first 3 s used to be missed).
+#[test]
+fn ten_second_pieces_at_several_rates_find_beats_from_the_start() {
+    let Some(dir) = mitdb_dir(env!("CARGO_MANIFEST_DIR")) else {
+        return;
+    };
+    for (factor, divisor) in [(1usize, 2usize), (1, 1), (2, 1)] {
+        let (mut whole, mut start) = (BeatScore::default(), BeatScore::default());
+        for name in [
+            "101", "106", "112", "116", "119", "201", "208", "215", "223", "230",
+        ] {
+            let path = dir.join(name);
+            if !path.with_extension("hea").exists() {
+                continue;
+            }
+            let record = Record::open(&path).unwrap();
+            let truth = vigil_ecg::evaluate::reference(&path, record.len()).unwrap();
+            let fs = record.sampling_frequency_hz() * factor as f64 / divisor as f64;
+            let piece = (10.0 * record.sampling_frequency_hz()) as usize;
+            for from in (0..record.len().saturating_sub(piece)).step_by(piece * 13) {
+                let strip = rescale(&record.signals[0][from..from + piece], factor, divisor);
+                let beats: Vec<u64> = detect(&strip, fs)
+                    .unwrap()
+                    .iter()
+                    .map(|b| b.sample)
+                    .collect();
+                let mut reference = score::Reference {
+                    beats: truth
+                        .beats
+                        .iter()
+                        .filter(|&&b| (from as u64..(from + piece) as u64).contains(&b))
+                        .map(|&b| (b - from as u64) * factor as u64 / divisor as u64)
+                        .collect(),
+                    ..score::Reference::default()
+                };
+                let window = (0.15 * fs) as u64;
+                let (early, end) = ((0.3 * fs) as u64, (9.5 * fs) as u64);
+                reference.excluded = vec![(end, u64::MAX)];
+                whole += score::score_beats(&reference, &beats, window, early);
+                reference.excluded = vec![((3.0 * fs) as u64, u64::MAX)];
+                start += score::score_beats(&reference, &beats, window, early);
+            }
+        }
+        let fs = 360 * factor / divisor;
+        println!(
+            "{fs} Hz: 0.3-9.5 s Se {:.2} +P {:.2}; 0.3-3 s Se {:.2} ({:?})",
+            whole.sensitivity_pct(),
+            whole.positive_predictivity_pct(),
+            start.sensitivity_pct(),
+            start
+        );
+        assert!(whole.sensitivity_pct() >= 99.0, "{fs} Hz: {whole:?}");
+        assert!(start.sensitivity_pct() >= 98.0, "{fs} Hz: {start:?}");
+    }
 }

@@ -42,7 +42,7 @@ use std::path::Path;
 
 use lru::LruCache;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use vigil_core::{DeviceId, Digest, PersonId, Reading, TimestampMs, merkle};
 
@@ -273,6 +273,11 @@ impl Ehr {
     }
 
     fn init(db: Connection, master: SecretKey) -> Result<Self, EhrError> {
+        // Another connection may write to the same file (the node reads through a second
+        // handle, which logs each access): a statement waits for the write lock instead of
+        // failing, and every transaction takes that lock when it begins (`Immediate`), so a
+        // write can never find its read snapshot outdated (`SQLITE_BUSY_SNAPSHOT`).
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
         // WAL for concurrent readers; secure_delete so an erased key's bytes are overwritten in
         // the file rather than left in a free page.
         //
@@ -360,7 +365,9 @@ impl Ehr {
         let plaintext = serde_json::to_vec(identity).unwrap_or_default();
         let (nonce, ciphertext) =
             seal::seal(&data_key, &aad(IDENTITY_DOMAIN, person, &[]), &plaintext);
-        let tx = self.db.transaction()?;
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO data_keys VALUES (?1, ?2, ?3)",
             params![person.as_bytes(), key_nonce, wrapped],
@@ -416,7 +423,9 @@ impl Ehr {
     pub fn append(&mut self, person: PersonId, readings: &[Reading]) -> Result<u64, EhrError> {
         let cipher = seal::cipher(&self.data_key(person)?);
         let nonce = seal::nonces(1)[0];
-        let tx = self.db.transaction()?;
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let first = next_seq(&tx)?;
         let mut writer = RecordWriter::new(&tx, &mut self.compressor, first, 1)?;
         let seq = writer.write(&cipher, &nonce, person, readings)?;
@@ -470,7 +479,9 @@ impl Ehr {
             });
         }
         let mut nonces = seal::nonces(packs.len()).into_iter();
-        let tx = self.db.transaction()?;
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let first = next_seq(&tx)?;
         let mut results = Vec::with_capacity(packs.len());
         let mut writer = RecordWriter::new(&tx, &mut self.compressor, first, packs.len())?;
@@ -528,7 +539,9 @@ impl Ehr {
     /// seal reads no record back, and one row per batch replaces a proof row per record.
     pub fn seal_batch(&mut self) -> Result<Option<Anchor>, EhrError> {
         let unsealed = self.unsealed.take();
-        let tx = self.db.transaction()?;
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let sealed: u64 = tx.query_row(
             "SELECT value FROM meta WHERE name = 'sealed_through'",
             [],

@@ -128,6 +128,36 @@ pub enum AlertStatus {
     Resolved = 2,
 }
 
+impl AlertStatus {
+    pub const ALL: [AlertStatus; 3] = [
+        AlertStatus::Open,
+        AlertStatus::Acknowledged,
+        AlertStatus::Resolved,
+    ];
+
+    /// The status's name in the API and the live stream; [`std::str::FromStr`] reads it back.
+    pub const fn name(self) -> &'static str {
+        match self {
+            AlertStatus::Open => "open",
+            AlertStatus::Acknowledged => "acknowledged",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+}
+
+impl std::fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for AlertStatus {
+    type Err = crate::tx::UnknownName;
+    fn from_str(text: &str) -> Result<Self, crate::tx::UnknownName> {
+        crate::tx::parse_name(&Self::ALL, Self::name, "alert status", text)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PersonRecord {
     pub registered_height: u64,

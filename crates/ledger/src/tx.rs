@@ -243,7 +243,47 @@ pub enum OrderKind {
     Call = 2,
 }
 
+/// A name that no variant of `kind` answers to (the `FromStr` of the API's enums).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} {name:?}")]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub name: String,
+}
+
+/// The variant of `all` whose `name` is `text`: parsing is the inverse of `name` by
+/// construction, so the two forms cannot drift apart.
+pub(crate) fn parse_name<T: Copy>(
+    all: &[T],
+    name: impl Fn(T) -> &'static str,
+    kind: &'static str,
+    text: &str,
+) -> Result<T, UnknownName> {
+    all.iter()
+        .copied()
+        .find(|v| name(*v) == text)
+        .ok_or_else(|| UnknownName {
+            kind,
+            name: text.to_owned(),
+        })
+}
+
 impl OrderKind {
+    pub const ALL: [OrderKind; 3] = [
+        OrderKind::HospitalTransfer,
+        OrderKind::ReturnToQuarantineArea,
+        OrderKind::Call,
+    ];
+
+    /// The order's name in the API; [`std::str::FromStr`] reads it back.
+    pub const fn name(self) -> &'static str {
+        match self {
+            OrderKind::HospitalTransfer => "hospital-transfer",
+            OrderKind::ReturnToQuarantineArea => "return-to-quarantine-area",
+            OrderKind::Call => "call",
+        }
+    }
+
     pub fn from_code(code: u8) -> Option<Self> {
         match code {
             0 => Some(Self::HospitalTransfer),
@@ -251,6 +291,19 @@ impl OrderKind {
             2 => Some(Self::Call),
             _ => None,
         }
+    }
+}
+
+impl std::fmt::Display for OrderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for OrderKind {
+    type Err = UnknownName;
+    fn from_str(text: &str) -> Result<Self, UnknownName> {
+        parse_name(&Self::ALL, Self::name, "order", text)
     }
 }
 

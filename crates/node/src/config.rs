@@ -113,7 +113,6 @@ impl ServiceFile {
         };
         Ok(NodeConfig {
             data_dir,
-            http_listen: self.http_listen,
             mqtt: self.mqtt.into(),
             ehr_master_key,
             gateway: Signer::new(gateway),

@@ -1,6 +1,7 @@
-//! Vigil's node: one process that joins ingestion (MQTT and HTTP), the encrypted health
-//! record, the monitor contracts and the ledger, and serves the HTTP API, the live alert
-//! stream and Prometheus metrics.
+//! Vigil's node: one process that joins ingestion (MQTT, and packs handed over by the HTTP
+//! layer), the encrypted health record, the monitor contracts and the ledger, and publishes the
+//! live alert stream and Prometheus metrics. It knows nothing of HTTP: `vigil-api` serves it,
+//! and the binary wires the two.
 //!
 //! A reading's way through: a pack arrives (MQTT uplink or `POST /api/packs/{person}`) →
 //! [`vigil_gateway::admit`] (syntax, units, enrolled device, signature) → the EHR stores it
@@ -10,16 +11,14 @@
 //! operators (SSE) and to the person (MQTT), and each finalized block triggers the EHR anchor
 //! of the records accepted since the previous one.
 
-pub mod api;
 pub mod config;
-mod dashboard;
 pub mod ingest;
 pub mod metrics;
 pub mod monitor;
-mod openapi;
 pub mod stats;
 pub mod users;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -37,10 +36,7 @@ use vigil_gateway::{Rejected, Rejection, Reply};
 use vigil_ledger::block::Block;
 use vigil_ledger::finalized::{Finalized, Followed, Follower};
 use vigil_ledger::node::Ledger;
-// The signer lives in the ledger crate; `signer` stays nameable as `crate::signer` for the
-// modules (api, users, bench) that import it from there.
-use vigil_ledger::signer::{self, Signer};
-use vigil_ledger::state::AlertStatus;
+use vigil_ledger::signer::Signer;
 use vigil_ledger::tx::{TxBody, TxId};
 
 use crate::metrics::NodeMetrics;
@@ -62,11 +58,6 @@ pub enum NodeError {
     Ehr(#[from] EhrError),
     #[error("MQTT: {0}")]
     Mqtt(#[from] vigil_gateway::mqtt::MqttError),
-    #[error("HTTP listener on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -89,7 +80,6 @@ pub enum MqttMode {
 
 pub struct NodeConfig {
     pub data_dir: PathBuf,
-    pub http_listen: SocketAddr,
     pub mqtt: MqttMode,
     /// Wraps every person's data key in the health record.
     pub ehr_master_key: SecretKey,
@@ -140,14 +130,6 @@ impl LiveEvent {
     }
 }
 
-pub fn status_name(status: AlertStatus) -> &'static str {
-    match status {
-        AlertStatus::Open => "open",
-        AlertStatus::Acknowledged => "acknowledged",
-        AlertStatus::Resolved => "resolved",
-    }
-}
-
 pub(crate) struct PendingAlert {
     received: Instant,
     reason: serde_json::Value,
@@ -158,6 +140,11 @@ pub struct Node {
     pub(crate) ledger: Ledger,
     pub(crate) gateway: Signer,
     pub(crate) ehr: Mutex<Ehr>,
+    /// A second handle on the same health record (SQLite WAL: readers never wait for the
+    /// writer) for staff and patients' reads, so that a read storm never holds the lock that
+    /// ingestion and anchoring take. Never erases: an erasure must go through `ehr`, and
+    /// would have to drop this handle's cached data keys too.
+    ehr_reader: Mutex<Ehr>,
     pub(crate) monitor: Mutex<Monitor>,
     pub(crate) metrics: NodeMetrics,
     pub(crate) events: broadcast::Sender<LiveEvent>,
@@ -180,16 +167,14 @@ pub fn now_ms() -> TimestampMs {
 
 impl Node {
     /// Opens the health record, rebuilds the catalog from the finalized state, and starts the
-    /// MQTT side, the finalized-block follower, the contract ticker and the HTTP server. Runs on
-    /// the caller's tokio runtime. Returns once the HTTP listener is bound.
-    pub async fn start(
-        ledger: Ledger,
-        config: NodeConfig,
-    ) -> Result<(Arc<Node>, SocketAddr), NodeError> {
+    /// MQTT side, the finalized-block follower and the contract ticker, on the caller's tokio
+    /// runtime. The HTTP API is not the node's: `vigil_api` serves it over the returned node.
+    pub fn start(ledger: Ledger, config: NodeConfig) -> Result<Arc<Node>, NodeError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|source| NodeError::DataDir {
             path: config.data_dir.clone(),
             source,
         })?;
+        let ehr_reader = Ehr::open(&ehr_path(&config.data_dir), config.ehr_master_key.clone())?;
         let ehr = Ehr::open(&ehr_path(&config.data_dir), config.ehr_master_key)?;
         // The catalog is loaded from one snapshot and the follower starts right after it, so no
         // block falls between the two.
@@ -202,6 +187,7 @@ impl Node {
             ledger,
             gateway: config.gateway,
             ehr: Mutex::new(ehr),
+            ehr_reader: Mutex::new(ehr_reader),
             monitor: Mutex::new(monitor),
             metrics: NodeMetrics::new(),
             events,
@@ -235,24 +221,7 @@ impl Node {
 
         tokio::spawn(follow_finalized(node.clone(), follower));
         tokio::spawn(tick_contracts(node.clone()));
-
-        let listener = tokio::net::TcpListener::bind(config.http_listen)
-            .await
-            .map_err(|source| NodeError::Listen {
-                addr: config.http_listen,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(|source| NodeError::Listen {
-            addr: config.http_listen,
-            source,
-        })?;
-        let app = api::router(node.clone());
-        tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::error!(%error, "HTTP server stopped");
-            }
-        });
-        Ok((node, addr))
+        Ok(node)
     }
 
     pub fn ledger(&self) -> &Ledger {
@@ -276,6 +245,49 @@ impl Node {
 
     pub fn gateway_identity(&self) -> &Signer {
         &self.gateway
+    }
+
+    /// The genesis this node's ledger started from: its validator set is what block
+    /// certificates are verified against. Without it the explorer says so instead of
+    /// claiming a verified certificate. The first call wins.
+    pub fn set_genesis(&self, genesis: vigil_ledger::node::Genesis) {
+        let _ = self.genesis.set(genesis);
+    }
+
+    /// The genesis given to [`Node::set_genesis`], if any.
+    pub fn genesis(&self) -> Option<&vigil_ledger::node::Genesis> {
+        self.genesis.get()
+    }
+
+    /// The principal holding a bearer token.
+    pub fn authenticate(&self, token: &str) -> Option<users::Principal> {
+        self.users.read().authenticate(token)
+    }
+
+    /// Runs `write` on the health record under the lock ingestion takes. SQLite blocks: call
+    /// this from a blocking thread (`spawn_blocking`), never from async code, and keep it
+    /// short.
+    pub fn with_ehr<T>(&self, write: impl FnOnce(&mut Ehr) -> T) -> T {
+        write(&mut self.ehr.lock())
+    }
+
+    /// Runs `read` (identity, observations, record proofs) on the health record's read handle,
+    /// whose lock ingestion never takes. Blocking as [`Node::with_ehr`]; reads only.
+    pub fn with_ehr_reader<T>(&self, read: impl FnOnce(&mut Ehr) -> T) -> T {
+        read(&mut self.ehr_reader.lock())
+    }
+
+    /// Runs `read` over the last position fix of each person the geofence contracts saw.
+    pub fn with_positions<T>(
+        &self,
+        read: impl FnOnce(&HashMap<PersonId, (TimestampMs, vigil_core::GeoFix)>) -> T,
+    ) -> T {
+        read(self.monitor.lock().positions())
+    }
+
+    /// The private statistics deployment, if one is attached ([`Node::enable_stats`]).
+    pub fn stats(&self) -> Option<&Arc<stats::Stats>> {
+        self.stats.get()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {
@@ -390,7 +402,7 @@ impl Node {
                     let event = LiveEvent::AlertStatus {
                         id: hex::encode(alert.0),
                         person: record.person,
-                        status: status_name(record.status),
+                        status: record.status.name(),
                         height,
                     };
                     self.push_to_person(record.person, &event);

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use vigil_core::PersonId;
 
-use crate::signer::Signer;
+use vigil_ledger::signer::Signer;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

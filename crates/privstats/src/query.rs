@@ -103,6 +103,16 @@ impl std::str::FromStr for Metric {
     }
 }
 
+/// The name [`Metric::from_str`](std::str::FromStr) reads.
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Metric::Hr => "hr",
+            Metric::Rr => "rr",
+        })
+    }
+}
+
 /// The statistic asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Statistic {
@@ -177,6 +187,26 @@ impl std::str::FromStr for Statistic {
                 _ => return Err(Error::Param(format!("unknown statistic {s:?}"))),
             },
         })
+    }
+}
+
+/// The canonical name [`Statistic::from_str`](std::str::FromStr) reads: `std` (not its
+/// alias `stddev`), `median` for the 50 % quantile, `pNN` for another (whole percent; a
+/// quantile between whole percents shows rounded down).
+impl std::fmt::Display for Statistic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Statistic::Count => f.write_str("count"),
+            Statistic::Sum => f.write_str("sum"),
+            Statistic::Mean => f.write_str("mean"),
+            Statistic::Variance => f.write_str("variance"),
+            Statistic::StdDev => f.write_str("std"),
+            Statistic::Histogram => f.write_str("histogram"),
+            Statistic::Min => f.write_str("min"),
+            Statistic::Max => f.write_str("max"),
+            Statistic::Quantile(500) => f.write_str("median"),
+            Statistic::Quantile(q) => write!(f, "p{}", q / 10),
+        }
     }
 }
 

@@ -52,6 +52,9 @@ enum Command {
 
 #[derive(Subcommand)]
 enum BenchCommand {
+    /// MQTT-publish-to-SSE alert latency on a quiet node and during a read storm (concurrent
+    /// readers of one patient's readings).
+    Alerts(cmd::alerts::BenchArgs),
     /// Monitor-contract evaluations per second (threshold, NEWS2, polygon geofence).
     Contracts(cmd::contracts::BenchArgs),
     /// QRS detection speed and accuracy, side by side with a Python reference detector.
@@ -76,6 +79,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => cmd::node::run(args),
         Command::Ledger(command) => cmd::ledger::run(command),
         Command::Query(args) => cmd::privstats::query(args),
+        Command::Bench(BenchCommand::Alerts(args)) => cmd::alerts::bench(args),
         Command::Bench(BenchCommand::Contracts(args)) => cmd::contracts::bench(args),
         Command::Bench(BenchCommand::Ecg(args)) => cmd::ecg::bench(args),
         Command::Bench(BenchCommand::Ingest(args)) => cmd::ingest::bench(args),

@@ -43,7 +43,8 @@ pub struct SignalSpec {
     pub adc_zero: i32,
     /// Value of the first sample, if given.
     pub initial_value: Option<i32>,
-    /// 16-bit sum of all samples, if given.
+    /// 16-bit sum of all samples, if given. Written signed by the WFDB C library and unsigned
+    /// by wfdb-python (`49763` is `-15773`); both are read as the same 16 bits.
     pub checksum: Option<i16>,
     /// Signal description (e.g. `MLII`).
     pub description: String,
@@ -65,6 +66,11 @@ pub struct Header {
     pub sampling_frequency_hz: f64,
     /// Samples per signal, if given.
     pub samples_per_signal: Option<usize>,
+    /// Base time `HH:MM:SS[.sss]` as written, if given.
+    pub base_time: Option<String>,
+    /// Base date as `(year, month, day)`, if given: `DD/MM/YYYY` (WFDB C library, wfdb-python)
+    /// or `YYYY-MM-DD` (as in the PhysioNet/CinC 2017 files).
+    pub base_date: Option<(u16, u8, u8)>,
     /// One entry per signal, in the order of the header.
     pub signals: Vec<SignalSpec>,
     /// `#` comment lines, without the `#`.
@@ -146,6 +152,17 @@ impl Header {
             None => None,
             Some(field) => Some(int::<usize>(record_line, field, "number of samples")?),
         };
+        // Base time then base date (header(5)); some writers (the CinC 2017 files) put the
+        // date first, so each field is recognised by its form. Like the WFDB library, a field
+        // of neither form is ignored rather than refused: it does not affect the samples.
+        let (mut base_time, mut base_date) = (None, None);
+        for field in fields.iter().skip(4).take(2) {
+            if field.contains(':') {
+                base_time = Some(field.to_string());
+            } else if let Some(date) = parse_date(field) {
+                base_date = Some(date);
+            }
+        }
         let signal_lines = &lines[1..];
         if signal_lines.len() < signal_count {
             return Err(err(
@@ -164,6 +181,8 @@ impl Header {
             record_name: name_field.to_string(),
             sampling_frequency_hz,
             samples_per_signal,
+            base_time,
+            base_date,
             signals,
             comments,
         })
@@ -239,7 +258,7 @@ fn parse_signal_line(line: usize, text: &str) -> Result<SignalSpec, WfdbError> {
         .transpose()?;
     let checksum = fields
         .next()
-        .map(|field| int(line, field, "checksum"))
+        .map(|field| parse_checksum(line, field))
         .transpose()?;
     let _block_size: Option<u32> = fields
         .next()
@@ -259,6 +278,33 @@ fn parse_signal_line(line: usize, text: &str) -> Result<SignalSpec, WfdbError> {
         checksum,
         description,
     })
+}
+
+/// A 16-bit checksum written signed (`-15773`) or unsigned (`49763`).
+fn parse_checksum(line: usize, field: &str) -> Result<i16, WfdbError> {
+    let value: i64 = int(line, field, "checksum")?;
+    if !(i64::from(i16::MIN)..=i64::from(u16::MAX)).contains(&value) {
+        return Err(err(
+            line,
+            format!("checksum {value} does not fit in 16 bits"),
+        ));
+    }
+    // The low 16 bits, as WFDB compares them.
+    Ok(value as u16 as i16)
+}
+
+/// `DD/MM/YYYY` or `YYYY-MM-DD`.
+fn parse_date(field: &str) -> Option<(u16, u8, u8)> {
+    let (year, month, day) = if let Some((day, rest)) = field.split_once('/') {
+        let (month, year) = rest.split_once('/')?;
+        (year, month, day)
+    } else {
+        let mut parts = field.splitn(3, '-');
+        (parts.next()?, parts.next()?, parts.next()?)
+    };
+    let (year, month, day): (u16, u8, u8) =
+        (year.parse().ok()?, month.parse().ok()?, day.parse().ok()?);
+    ((1..=12).contains(&month) && (1..=31).contains(&day)).then_some((year, month, day))
 }
 
 #[cfg(test)]
@@ -297,6 +343,58 @@ mod tests {
         );
         assert_eq!((s.units.as_str(), s.adc_zero, s.checksum), ("uV", 3, None));
         assert_eq!(s.to_physical(995), 1.0);
+    }
+
+    #[test]
+    fn parses_wfdb_python_header_with_unsigned_checksum() {
+        // As wfdb-python's `wrsamp` writes it: time and date, gain with baseline, unsigned sum.
+        let header = Header::parse(
+            "100 2 360 650000 10:30:00 25/12/2020\n\
+             100.dat 212 200(1024)/mV 11 1024 995 49763 0 MLII\n\
+             100.dat 212 200(1024)/mV 11 1024 1011 20052 0 V5\n",
+        )
+        .unwrap();
+        assert_eq!(header.base_time.as_deref(), Some("10:30:00"));
+        assert_eq!(header.base_date, Some((2020, 12, 25)));
+        assert_eq!(header.signals[0].checksum, Some(-15773));
+        assert_eq!(header.signals[0].baseline, 1024);
+    }
+
+    #[test]
+    fn parses_wfdb_c_header_with_signed_checksum_and_date() {
+        let header =
+            Header::parse("r 1 250 10 0:00:00.000 01/02/1999\nr.dat 16 200 16 0 5 -15773 0 II\n")
+                .unwrap();
+        assert_eq!(header.base_date, Some((1999, 2, 1)));
+        assert_eq!(header.signals[0].checksum, Some(-15773));
+    }
+
+    #[test]
+    fn parses_cinc2017_header_with_iso_date_and_mat_offset() {
+        let header = Header::parse(
+            "A00001 1 300 9000 2014-05-08 05:05:15 \nA00001.mat 16+24 1000/mV 16 0 -127 0 0 ECG \n",
+        );
+        // The challenge wrote the date before the time.
+        let header = header.unwrap();
+        let s = &header.signals[0];
+        assert_eq!(header.base_date, Some((2014, 5, 8)));
+        assert_eq!(header.base_time.as_deref(), Some("05:05:15"));
+        assert_eq!(
+            (s.file_name.as_str(), s.format, s.byte_offset),
+            ("A00001.mat", SignalFormat::F16, 24)
+        );
+        assert_eq!(
+            (s.gain, s.initial_value, s.checksum),
+            (1000.0, Some(-127), Some(0))
+        );
+    }
+
+    #[test]
+    fn rejects_out_of_range_checksums_and_ignores_invalid_dates() {
+        assert!(Header::parse("r 1\nr.dat 16 200 16 0 0 65536\n").is_err());
+        assert!(Header::parse("r 1\nr.dat 16 200 16 0 0 -32769\n").is_err());
+        let header = Header::parse("r 1 250 10 0:00:00 31/13/2000\nr.dat 16\n").unwrap();
+        assert_eq!(header.base_date, None);
     }
 
     #[test]

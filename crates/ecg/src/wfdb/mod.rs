@@ -1,4 +1,5 @@
-//! Reading PhysioNet WFDB records: headers (`.hea`), signal files in formats 212 and 16 (`.dat`)
+//! Reading PhysioNet WFDB records: headers (`.hea`, as written by the WFDB C library and by
+//! wfdb-python), signal files in formats 212 and 16 (`.dat`, or MATLAB v4 `.mat`)
 //! and annotation files in MIT format (`.atr`).
 //!
 //! The parsers work on bytes and strings ([`Header::parse`], [`decode_signals`],
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 pub use annotation::{Annotation, AnnotationCode, parse_annotations, read_annotations};
 pub use header::{Header, SignalFormat, SignalSpec};
-pub use signal::{Record, decode_signals};
+pub use signal::{Check, Record, decode_signals, decode_signals_checked};
 
 /// Everything that can go wrong while reading a WFDB record.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,14 @@ pub enum WfdbError {
         expected: i64,
         /// Value computed from the samples.
         found: i64,
+    },
+    /// A `.mat` signal file whose MATLAB v4 header disagrees with the WFDB header.
+    #[error("signal file {file}: {message}")]
+    Mat {
+        /// The file name from the header.
+        file: String,
+        /// What is wrong.
+        message: String,
     },
     /// The annotation file ends in the middle of a field or has an invalid field.
     #[error("annotation file, byte {offset}: {message}")]

@@ -221,7 +221,6 @@ async fn run_in_runtime(
     let http_listen: SocketAddr = ([127, 0, 0, 1], args.port).into();
     let config = NodeConfig {
         data_dir: data_dir.join("node"),
-        http_listen,
         mqtt: MqttMode::Embedded(([127, 0, 0, 1], mqtt_port).into()),
         ehr_master_key: vigil_ehr::SecretKey::from_bytes(ehr_key),
         gateway: Signer::new(cluster.keys.gateways[0].clone()),
@@ -230,7 +229,7 @@ async fn run_in_runtime(
     step(&format!(
         "starting the node: HTTP on {http_listen}, MQTT on 127.0.0.1:{mqtt_port}"
     ));
-    let (node, api) = Node::start(cluster.ledgers[0].clone(), config)
+    let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, http_listen)
         .await
         .context("starting the node (is the port free? try --port)")?;
     node.set_genesis(cluster.genesis.clone());
@@ -639,12 +638,11 @@ fn ecg_device(p: &Person) -> anyhow::Result<(DeviceId, DeviceKey)> {
     Ok((id, DeviceKey::from_seed(seed)))
 }
 
-/// The heart-rhythm contract on an ECG patch: irregular RR intervals (more than 60 % of
-/// successive differences above 50 ms over 32 beats, as in atrial fibrillation) raise a
-/// warning.
+/// The heart-rhythm contract on an ECG patch: the ECG crate's AF screen over the last 128 RR
+/// intervals (the code `vigil ecg af` runs) raises a warning.
 fn ecg_instance() -> JsonValue {
-    json!({"kind": "heart-rhythm", "irregularity": {"window": 32, "delta_ms": 50,
-        "irregular_permille": 600, "level": 1, "max_gap_ms": 60000}})
+    json!({"kind": "heart-rhythm", "irregularity": {"window": 128, "delta_ms": 50,
+        "irregular_permille": 600, "level": 1, "max_gap_ms": 60000, "method": "af-screen"}})
 }
 
 /// Enrolls the first `count` people's ECG patches and deploys their heart-rhythm contract,

@@ -14,6 +14,7 @@ use vigil_ecg::hrv::{self, rr_intervals};
 use vigil_ecg::score::{self, AfScore, BeatScore, Reference};
 use vigil_ecg::wfdb::Record;
 use vigil_ecg::{QrsDetector, detect};
+use vigil_ecg::{af, quality};
 
 /// Where the shared MIT-BIH records live, relative to the workspace root.
 const DEFAULT_DIR: &str = "../shared/data/mitdb";
@@ -29,22 +30,40 @@ const BENCH_REPEAT: usize = 5;
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Print one detected R-peak sample index per line (nothing else on stdout).
+    /// Print one detected R-peak sample index per line (nothing else on stdout). Beats inside
+    /// segments of unusable signal quality are withheld (their count goes to stderr).
     Detect {
         /// WFDB record path without extension (e.g. ../shared/data/mitdb/100).
         record: PathBuf,
         /// Signal to analyse.
         #[arg(long, default_value_t = 0)]
         channel: usize,
-        /// Print beats with times, RR intervals and HRV as JSON instead.
+        /// Print beats with times, RR intervals, HRV, signal quality and AF episodes as JSON.
         #[arg(long)]
         json: bool,
+        /// Refuse a record whose checksum or initial value disagrees with its header (default:
+        /// a warning on stderr, as the WFDB library does).
+        #[arg(long)]
+        strict: bool,
     },
     /// Score detections against reference annotations (AAMI EC57 / bxb: 150 ms window, from
     /// 5 minutes in, ventricular flutter excluded).
     Score(ScoreArgs),
-    /// Score AF screening against `(AFIB` rhythm annotations (duration and episodes).
-    Af(ScoreArgs),
+    /// Score AF screening against `(AFIB` rhythm annotations (duration and episodes), or, with
+    /// `--rr`, screen a list of RR intervals.
+    Af(AfArgs),
+}
+
+#[derive(Args)]
+pub struct AfArgs {
+    #[command(flatten)]
+    score: ScoreArgs,
+    /// Screen RR intervals instead of records: one interval in ms per line (`-` for standard
+    /// input; a chest strap's 1/1024 s units must be converted first). Prints one line per AF
+    /// episode, `first,end`: 0-based indices into the list, `end` exclusive (interval k lies
+    /// between beats k and k+1). With `--json`, the same with times.
+    #[arg(long, value_name = "FILE")]
+    rr: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -60,6 +79,9 @@ pub struct ScoreArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Refuse records whose checksum or initial value disagrees with the header.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Args)]
@@ -81,10 +103,26 @@ pub fn run(command: Command) -> anyhow::Result<()> {
             record,
             channel,
             json,
-        } => detect_command(&record, channel, json),
+            strict,
+        } => detect_command(&record, channel, json, strict),
         Command::Score(args) => score_command(&args),
-        Command::Af(args) => af_command(&args),
+        Command::Af(AfArgs {
+            rr: Some(path),
+            score,
+        }) => af_rr_command(&path, score.json),
+        Command::Af(args) => af_command(&args.score),
     }
+}
+
+/// Prints a record's header mismatches on stderr, or refuses the record with `--strict`.
+fn warn(record: &str, warnings: &[String], strict: bool) -> anyhow::Result<()> {
+    if strict && let Some(first) = warnings.first() {
+        anyhow::bail!("record {record}: {first} (--strict)");
+    }
+    for warning in warnings {
+        eprintln!("warning: record {record}: {warning}");
+    }
+    Ok(())
 }
 
 /// The directory and record names to use. `vigil ecg score 108 203` (no DIR, but records of the
@@ -114,33 +152,85 @@ fn records_of(dir: &Path, records: &[String]) -> anyhow::Result<(PathBuf, Vec<St
 struct JsonBeat {
     sample: u64,
     time_s: f64,
+    /// The interval from the previous beat, when both lie in usable signal.
     rr_ms: Option<f64>,
     search_back: bool,
 }
 
-fn detect_command(record: &Path, channel: usize, json: bool) -> anyhow::Result<()> {
+#[derive(Serialize)]
+struct JsonSpan {
+    start: u64,
+    end: u64,
+    start_s: f64,
+    end_s: f64,
+}
+
+fn detect_command(record: &Path, channel: usize, json: bool, strict: bool) -> anyhow::Result<()> {
     let detection = evaluate::detect_record(record, channel)?;
+    warn(
+        &record.display().to_string(),
+        &detection.record.warnings,
+        strict,
+    )?;
     let fs = detection.record.sampling_frequency_hz();
+    let signal = &detection.record.signals[channel];
+    let peaks: Vec<u64> = detection.beats.iter().map(|beat| beat.sample).collect();
+    let assessment = quality::assess(signal, fs, &peaks);
+    let usable_rr = evaluate::usable_rr(&assessment, &peaks);
+    let kept: Vec<&vigil_ecg::Beat> = detection
+        .beats
+        .iter()
+        .filter(|beat| assessment.is_usable(beat.sample))
+        .collect();
+    let withheld = detection.beats.len() - kept.len();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if !json {
-        for beat in &detection.beats {
+        for beat in &kept {
             writeln!(out, "{}", beat.sample)?;
+        }
+        if withheld > 0 {
+            eprintln!(
+                "{withheld} detections withheld in unusable segments ({:.1} s of {:.1} s)",
+                assessment.unusable_samples() as f64 / fs,
+                signal.len() as f64 / fs
+            );
         }
         return Ok(out.flush()?);
     }
-    let peaks: Vec<u64> = detection.beats.iter().map(|beat| beat.sample).collect();
+    // RR intervals, HRV and AF use only intervals whose two beats lie in usable signal.
     let rr = rr_intervals(&peaks, fs);
+    let usable_intervals: Vec<hrv::RrInterval> = rr
+        .iter()
+        .zip(&usable_rr)
+        .filter_map(|(interval, &ok)| ok.then_some(*interval))
+        .collect();
     let beats: Vec<JsonBeat> = detection
         .beats
         .iter()
         .enumerate()
+        .filter(|(_, beat)| assessment.is_usable(beat.sample))
         .map(|(i, beat)| JsonBeat {
             sample: beat.sample,
             time_s: beat.sample as f64 / fs,
-            rr_ms: i.checked_sub(1).map(|j| rr[j].ms),
+            rr_ms: i.checked_sub(1).filter(|&j| usable_rr[j]).map(|j| rr[j].ms),
             search_back: beat.search_back,
         })
+        .collect();
+    let span = |start: u64, end: u64| JsonSpan {
+        start,
+        end,
+        start_s: start as f64 / fs,
+        end_s: end as f64 / fs,
+    };
+    let unusable: Vec<JsonSpan> = assessment
+        .unusable_intervals()
+        .into_iter()
+        .map(|(start, end)| span(start, end))
+        .collect();
+    let episodes: Vec<JsonSpan> = af::detect_episodes_usable(&peaks, fs, &usable_rr)
+        .into_iter()
+        .map(|episode| span(episode.start, episode.end))
         .collect();
     let value = serde_json::json!({
         "record": record.display().to_string(),
@@ -148,8 +238,90 @@ fn detect_command(record: &Path, channel: usize, json: bool) -> anyhow::Result<(
         "sampling_hz": fs,
         "samples": detection.record.len(),
         "beats": beats,
-        "hrv": hrv::hrv_stats(&rr),
-        "af_episodes": vigil_ecg::af::detect_episodes(&peaks, fs),
+        "hrv": hrv::hrv_stats(&usable_intervals),
+        "af_episodes": episodes,
+        "quality": {
+            "segment_s": quality::SEGMENT_S,
+            "unusable": unusable,
+            "unusable_s": assessment.unusable_samples() as f64 / fs,
+            "withheld_beats": withheld,
+            "segments": assessment.segments,
+        },
+        "warnings": detection.record.warnings,
+    });
+    serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
+    writeln!(out)?;
+    Ok(out.flush()?)
+}
+
+/// Reads RR intervals in ms, one a line (blank lines skipped).
+fn read_rr(path: &Path) -> anyhow::Result<Vec<f64>> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin().lock()).context("cannot read standard input")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?
+    };
+    let mut out = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let ms: f64 = line
+            .parse()
+            .ok()
+            .filter(|ms: &f64| ms.is_finite() && *ms > 0.0)
+            .with_context(|| format!("line {}: {line:?} is not an RR interval in ms", index + 1))?;
+        out.push(ms);
+    }
+    Ok(out)
+}
+
+fn af_rr_command(path: &Path, json: bool) -> anyhow::Result<()> {
+    let rr = read_rr(path)?;
+    // Implausible intervals (missed or extra beats) are left out of the screen, as unusable.
+    let usable: Vec<bool> = rr
+        .iter()
+        .map(|ms| (hrv::RR_MIN_MS..=hrv::RR_MAX_MS).contains(ms))
+        .collect();
+    let rr_ms: Vec<u32> = rr
+        .iter()
+        .map(|ms| ms.round().min(f64::from(u32::MAX)) as u32)
+        .collect();
+    let episodes = af::rr_episodes(&rr_ms, &usable);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if !json {
+        for (first, end) in &episodes {
+            writeln!(out, "{first},{end}")?;
+        }
+        return Ok(out.flush()?);
+    }
+    // Beat k is at the sum of the intervals before it.
+    let mut beat_s = Vec::with_capacity(rr.len() + 1);
+    beat_s.push(0.0);
+    for ms in &rr {
+        let last = beat_s.last().copied().unwrap_or(0.0);
+        beat_s.push(last + ms / 1000.0);
+    }
+    let list: Vec<serde_json::Value> = episodes
+        .iter()
+        .map(|&(first, end)| {
+            serde_json::json!({
+                "first": first,
+                "end": end,
+                "start_s": beat_s[first],
+                "end_s": beat_s[end],
+                "duration_s": beat_s[end] - beat_s[first],
+            })
+        })
+        .collect();
+    let value = serde_json::json!({
+        "intervals": rr.len(),
+        "excluded_intervals": usable.iter().filter(|ok| !**ok).count(),
+        "method": "Dash et al. 2009 (128-interval window, 8+8 trimmed, nRMSSD > 0.1, ShE > 0.7, random TPR), 20 % ectopic filter",
+        "verdict_delay_intervals": af::WINDOW_RR / 2,
+        "episodes": list,
     });
     serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;
     writeln!(out)?;
@@ -162,6 +334,7 @@ fn score_command(args: &ScoreArgs) -> anyhow::Result<()> {
     let (dir, names) = records_of(&args.dir, &args.records)?;
     for name in names {
         let evaluation = evaluate_beats(&dir.join(&name), args.channel)?;
+        warn(&name, &evaluation.warnings, args.strict)?;
         gross += evaluation.score;
         rows.push(evaluation);
     }
@@ -205,6 +378,7 @@ fn af_command(args: &ScoreArgs) -> anyhow::Result<()> {
     let (dir, names) = records_of(&args.dir, &args.records)?;
     for name in names {
         let evaluation = evaluate_af(&dir.join(&name), args.channel)?;
+        warn(&name, &evaluation.warnings, args.strict)?;
         gross += evaluation.score;
         if evaluation.score.af_samples > 0 {
             af_records += evaluation.score;

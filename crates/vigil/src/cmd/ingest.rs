@@ -13,7 +13,7 @@ use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, Node, NodeConfig};
+use vigil_node::{MqttMode, NodeConfig};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -76,13 +76,14 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         let mqtt = free_loopback_port()?;
         let node_config = NodeConfig {
             data_dir: node_dir,
-            http_listen: "127.0.0.1:0".parse().expect("address"),
             mqtt: MqttMode::Embedded(mqtt),
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
         };
-        let (node, api) = Node::start(cluster.ledgers[0].clone(), node_config).await?;
+        let loopback = ([127, 0, 0, 1], 0).into();
+        let (node, api) =
+            vigil_api::start(cluster.ledgers[0].clone(), node_config, loopback).await?;
         let operator = Signer::new(cluster.keys.operator.clone());
         let probe = LatencyProbe { mqtt, api, token };
         let report = ingest(Arc::clone(&node), &operator, &config, &probe).await;

@@ -1,3 +1,4 @@
+pub mod alerts;
 pub mod contracts;
 pub mod demo;
 pub mod device;

@@ -21,7 +21,7 @@ use vigil_ledger::{
     node::{Timing, ValidatorConfig},
 };
 use vigil_node::config::ServiceFile;
-use vigil_node::{MqttMode, Node, NodeConfig as ServiceConfig};
+use vigil_node::{MqttMode, NodeConfig as ServiceConfig};
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -98,9 +98,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         );
         // Kept alive for the life of the process: it owns the API and ingestion tasks.
         let _service = match service {
-            Some(service) => {
+            Some((service, http_listen)) => {
                 let mqtt = service.mqtt.clone();
-                let (node, api) = match Node::start(running.ledger.clone(), service).await {
+                let started = vigil_api::start(running.ledger.clone(), service, http_listen).await;
+                let (node, api) = match started {
                     Ok(started) => started,
                     Err(error) => {
                         eprintln!("error: starting the node service: {error}");
@@ -149,7 +150,8 @@ fn service_config(
     service: ServiceFile,
     args: &NodeArgs,
     data_dir: PathBuf,
-) -> anyhow::Result<ServiceConfig> {
+) -> anyhow::Result<(ServiceConfig, SocketAddr)> {
+    let http_listen = service.http_listen;
     let mut config = service.into_config(&args.config, data_dir)?;
     if args.no_mqtt {
         config.mqtt = MqttMode::Disabled;
@@ -167,5 +169,5 @@ fn service_config(
     } else if let Some(listen) = args.mqtt_listen {
         config.mqtt = MqttMode::Embedded(listen);
     }
-    Ok(config)
+    Ok((config, http_listen))
 }

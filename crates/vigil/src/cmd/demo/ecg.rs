@@ -114,9 +114,13 @@ fn replay(record: &Path) -> anyhow::Result<Vec<u16>> {
         .iter()
         .map(|b| b.sample)
         .collect();
+    // As a gateway does: intervals in unusable signal are not sent.
+    let assessment = vigil_ecg::quality::assess(signal, fs, &beats);
+    let usable = vigil_ecg::evaluate::usable_rr(&assessment, &beats);
     Ok(vigil_ecg::hrv::rr_intervals(&beats, fs)
         .iter()
-        .map(|rr| rr.ms)
+        .zip(usable)
+        .filter_map(|(rr, ok)| ok.then_some(rr.ms))
         .filter(|ms| (RR_MS_PLAUSIBLE.0..=RR_MS_PLAUSIBLE.1).contains(ms))
         .take(INTERVALS_MAX)
         .map(|ms| ms.round() as u16)

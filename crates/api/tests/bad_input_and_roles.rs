@@ -12,7 +12,7 @@ use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, Node, NodeConfig};
+use vigil_node::{MqttMode, NodeConfig};
 
 /// A route, its body, and the status each token gets.
 type Route<'a> = (
@@ -46,13 +46,12 @@ fn bad_input_is_refused_with_its_reason_and_roles_are_enforced_route_by_route() 
         users.insert("nobody", staff("no-roles", commonware_cryptography::Signer::from_seed(77)));
         let config = NodeConfig {
             data_dir: data_dir.clone(),
-            http_listen: "127.0.0.1:0".parse().expect("address"),
             mqtt: MqttMode::Embedded(free_port()),
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
         };
-        let (node, api) = Node::start(cluster.ledgers[0].clone(), config).await.expect("node starts");
+        let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK).await.expect("node starts");
         let ledger = node.ledger().clone();
 
         let (_, created) = http(api, "POST", "/api/people", Some("op"), Some(json!({"name": "C. Test"}))).await;

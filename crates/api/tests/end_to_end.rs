@@ -22,7 +22,7 @@ use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, Node, NodeConfig};
+use vigil_node::{MqttMode, NodeConfig};
 
 #[test]
 fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
@@ -43,13 +43,12 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
         let mqtt_addr = free_port();
         let config = NodeConfig {
             data_dir: data_dir.clone(),
-            http_listen: "127.0.0.1:0".parse().expect("address"),
             mqtt: MqttMode::Embedded(mqtt_addr),
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
         };
-        let (node, api) = Node::start(cluster.ledgers[0].clone(), config)
+        let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
             .expect("node starts");
         let op = Some(operator_token);

@@ -1,4 +1,4 @@
-//! The dashboard's routes (`crates/node/src/dashboard.rs`) on a node over four validators:
+//! The dashboard's routes (`crates/api/src/map.rs`, `ledger.rs`) on a node over four validators:
 //! the map shows a person's last position, zone and alert level to operators only; a block
 //! verifies (hash link, transaction root, signatures, certificate against the validator set);
 //! a health record verifies against its ledger anchor; and each route refuses the roles it
@@ -18,7 +18,7 @@ use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, Node, NodeConfig, now_ms};
+use vigil_node::{MqttMode, NodeConfig, now_ms};
 
 const HOME: (i32, i32) = (48_137_000, 11_575_000);
 
@@ -59,13 +59,12 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
         );
         let config = NodeConfig {
             data_dir: data_dir.clone(),
-            http_listen: "127.0.0.1:0".parse().expect("address"),
             mqtt: MqttMode::Embedded(free_port()),
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
         };
-        let (node, api) = Node::start(cluster.ledgers[0].clone(), config)
+        let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
             .expect("node starts");
         let ledger = node.ledger().clone();

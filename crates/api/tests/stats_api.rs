@@ -14,7 +14,7 @@ use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_ledger::tx::{Role, TxBody};
 use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, Node, NodeConfig};
+use vigil_node::{MqttMode, NodeConfig};
 
 /// A query's wall-clock bound.
 const QUERY_WAIT: Duration = Duration::from_secs(90);
@@ -49,13 +49,12 @@ fn doctor_queries_are_on_the_ledger_and_answered_only_after_verdicts() {
         );
         let config = NodeConfig {
             data_dir,
-            http_listen: "127.0.0.1:0".parse().expect("address"),
             mqtt: MqttMode::Embedded(free_port()),
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
         };
-        let (node, api) = Node::start(cluster.ledgers[0].clone(), config)
+        let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
             .expect("node starts");
 
@@ -228,13 +227,12 @@ fn a_restarted_node_still_shows_a_doctors_result() {
             users.insert("doc2", staff("doctor 2", other()));
             let config = NodeConfig {
                 data_dir: root.join(name),
-                http_listen: "127.0.0.1:0".parse().expect("address"),
                 mqtt: MqttMode::Embedded(free_port()),
                 ehr_master_key: vigil_ehr::SecretKey::random(),
                 gateway: Signer::new(cluster.keys.gateways[gateway].clone()),
                 users,
             };
-            Node::start(cluster.ledgers[0].clone(), config)
+            vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
         };
         let (first, api) = start("first", 0).await.expect("node starts");
         for d in [doctor(), other()] {

@@ -1,114 +1,112 @@
-//! Routes behind the operators' dashboard beyond the core API: the map (positions, geofences,
-//! alert state), and the explorer's "verify" actions, which re-check one block (hash link,
-//! transaction root, signatures, finalization certificate against the validator set) and one
-//! health record (its inclusion proof against the anchor the ledger holds).
-//!
-//! Every route names the roles it admits, like [`crate::api`]. Positions are what the node's
-//! geofence contracts last saw (kept in memory by the monitor), shown only to the roles that
-//! act on geofence alerts: operators and admins.
+//! The ledger as the block explorer shows it: the latest finalized blocks, one block with its
+//! transactions and certificate, and the "verify" actions, which re-check one block (hash
+//! link, transaction root, signatures, finalization certificate against the validator set)
+//! and one health record (its inclusion proof against the anchor the ledger holds).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use commonware_parallel::Sequential;
+use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
-use vigil_core::{PersonId, merkle};
+use vigil_core::merkle;
 use vigil_ledger::block::Block;
-use vigil_ledger::node::Genesis;
-use vigil_ledger::tx::Role;
+use vigil_node::Node;
+use vigil_node::users::Principal;
 
-use crate::api::{ApiError, ApiResult, Caller, Shared};
-use crate::users::Principal;
-use crate::{Node, now_ms};
+use crate::shared::{ApiError, ApiResult, Caller, LEDGER_READERS, Shared, ehr_error};
 
-/// Who sees positions and zones: those who act on geofence alerts.
-const MAP_READERS: &[Role] = &[Role::CdcpOperator, Role::Admin];
-/// Who may re-check blocks and records (as for the block explorer).
-const LEDGER_READERS: &[Role] = &[Role::CdcpOperator, Role::Auditor, Role::Admin, Role::Doctor];
-/// People one map answer carries at most (the demo's fleet is at most 100,000).
-const MAP_PEOPLE_MAX: usize = 100_000;
 /// Heights searched above a block without its own certificate for the one that covers it.
 const CERTIFICATE_SEARCH_MAX: u64 = 256;
 
-impl Node {
-    /// The genesis this node's ledger started from: its validator set is what block
-    /// certificates are verified against. Without it the explorer says so instead of
-    /// claiming a verified certificate. The first call wins.
-    pub fn set_genesis(&self, genesis: Genesis) {
-        let _ = self.genesis.set(genesis);
-    }
-}
-
 pub(crate) fn routes() -> Router<Shared> {
     Router::new()
-        .route("/api/map", get(map))
-        .route("/api/map/zones", get(map_zones))
+        .route("/api/ledger/blocks", get(list_blocks))
+        .route("/api/ledger/blocks/{height}", get(get_block))
         .route("/api/ledger/blocks/{height}/verify", get(verify_block))
         .route("/api/ehr/records/{seq}/verify", get(verify_record))
 }
 
-/// `GET /api/map`: every registered person's pseudonym, open-alert level (0 when none) and
-/// latest position fix, if any.
-async fn map(State(node): State<Shared>, caller: Caller) -> ApiResult<Json<JsonValue>> {
-    caller.require(&node, MAP_READERS)?;
-    let state = node.ledger.snapshot();
-    let mut levels: HashMap<PersonId, u8> = HashMap::new();
-    for (_, alert) in state.unresolved_alerts() {
-        let level = levels.entry(alert.person).or_insert(0);
-        *level = (*level).max(alert.level.code());
-    }
-    let people: Vec<PersonId> = state
-        .persons()
-        .take(MAP_PEOPLE_MAX)
-        .map(|(p, _)| *p)
-        .collect();
-    drop(state);
-    let monitor = node.monitor.lock();
-    let positions = monitor.positions();
-    let people: Vec<JsonValue> = people
-        .iter()
-        .map(|person| {
-            let level = levels.get(person).copied().unwrap_or(0);
-            match positions.get(person) {
-                Some((time_ms, fix)) => json!({
-                    "person": person, "level": level, "lat_udeg": fix.lat_udeg,
-                    "lon_udeg": fix.lon_udeg, "accuracy_m": fix.accuracy_m, "time_ms": time_ms,
-                }),
-                None => json!({"person": person, "level": level}),
-            }
-        })
-        .collect();
-    drop(monitor);
-    Ok(Json(json!({"time_ms": now_ms(), "people": people})))
+#[derive(Deserialize)]
+struct BlocksQuery {
+    from: Option<u64>,
+    limit: Option<u64>,
 }
 
-/// `GET /api/map/zones`: the zones of every active geofence instance, as deployed.
-async fn map_zones(State(node): State<Shared>, caller: Caller) -> ApiResult<Json<JsonValue>> {
-    caller.require(&node, MAP_READERS)?;
-    let zones: Vec<JsonValue> = {
-        let state = node.ledger.snapshot();
-        let mut zones = Vec::new();
-        for (id, record) in state.instances() {
-            if !record.active || record.deployment.kind != "geofence" {
-                continue;
-            }
-            let Ok(vigil_contracts::Params::Geofence(params)) = record.deployment.contract_params()
-            else {
-                continue;
-            };
-            for zone in params.zones {
-                let mut value = serde_json::to_value(&zone).unwrap_or(JsonValue::Null);
-                value["person"] = json!(record.deployment.person);
-                value["instance"] = json!(id.to_string());
-                zones.push(value);
-            }
+async fn list_blocks(
+    State(node): State<Shared>,
+    caller: Caller,
+    Query(q): Query<BlocksQuery>,
+) -> ApiResult<Json<JsonValue>> {
+    caller.require(&node, LEDGER_READERS)?;
+    let (tip, _) = node.ledger().finalized();
+    let limit = q.limit.unwrap_or(20).min(100);
+    let to = q.from.map_or(tip, |f| f.min(tip));
+    let mut blocks = Vec::new();
+    let mut height = to;
+    while blocks.len() < limit as usize && height >= 1 {
+        if let Some(block) = node.ledger().block(height).await {
+            blocks.push(block_summary(&block));
         }
-        zones
+        height -= 1;
+    }
+    Ok(Json(json!({"tip": tip, "blocks": blocks})))
+}
+
+fn block_summary(block: &vigil_ledger::block::Block) -> JsonValue {
+    let header = block.header();
+    json!({
+        "height": header.height,
+        "digest": block.digest().to_string(),
+        "parent": header.parent.to_string(),
+        "timestamp_ms": header.timestamp_ms,
+        "tx_count": header.tx_count,
+        "tx_root": hex::encode(header.tx_root),
+        "state_root": hex::encode(header.state_root),
+    })
+}
+
+/// The finalized block at `height`, for a caller who may read the ledger.
+pub(crate) async fn finalized_block(
+    node: &Node,
+    caller: &Caller,
+    height: u64,
+) -> ApiResult<Arc<vigil_ledger::block::Block>> {
+    caller.require(node, LEDGER_READERS)?;
+    node.ledger()
+        .block(height)
+        .await
+        .ok_or_else(|| ApiError::not_found(format!("no finalized block {height}")))
+}
+
+async fn get_block(
+    State(node): State<Shared>,
+    caller: Caller,
+    Path(height): Path<u64>,
+) -> ApiResult<Json<JsonValue>> {
+    let block = finalized_block(&node, &caller, height).await?;
+    let finalization = node.ledger().finalization(height).await;
+    let txs: Vec<JsonValue> = block
+        .txs()
+        .iter()
+        .map(|tx| {
+            json!({
+                "id": hex::encode(tx.id().0),
+                "kind": format!("{:?}", tx.kind()),
+                "signer": tx.signer().to_string(),
+                "nonce": tx.nonce(),
+            })
+        })
+        .collect();
+    let mut summary = block_summary(&block);
+    summary["txs"] = JsonValue::from(txs);
+    summary["certificate"] = match finalization {
+        Some(f) => json!({"present": true, "text": format!("{f:?}")}),
+        None => json!({"present": false, "note": "finalized through a descendant's certificate"}),
     };
-    Ok(Json(json!({"zones": zones})))
+    Ok(Json(summary))
 }
 
 /// One check of a verification, named, with its outcome in plain words.
@@ -125,20 +123,20 @@ async fn verify_block(
     caller: Caller,
     Path(height): Path<u64>,
 ) -> ApiResult<Json<JsonValue>> {
-    let block = crate::api::finalized_block(&node, &caller, height).await?;
+    let block = finalized_block(&node, &caller, height).await?;
     let parent_digest = match height {
         0 => None,
-        1 => node.genesis.get().map(|g| g.block.digest()),
-        _ => node.ledger.block(height - 1).await.map(|b| b.digest()),
+        1 => node.genesis().map(|g| g.block.digest()),
+        _ => node.ledger().block(height - 1).await.map(|b| b.digest()),
     };
     // The certificate covering this block: its own, or the first descendant's, with the
     // blocks in between to follow the hash links down.
-    let (tip, _) = node.ledger.finalized();
+    let (tip, _) = node.ledger().finalized();
     let mut chain: Vec<Arc<Block>> = vec![block.clone()];
     let mut certificate = None;
     let mut at = height;
     loop {
-        if let Some(finalization) = node.ledger.finalization(at).await {
+        if let Some(finalization) = node.ledger().finalization(at).await {
             certificate = Some((at, finalization));
             break;
         }
@@ -146,7 +144,7 @@ async fn verify_block(
             break;
         }
         at += 1;
-        match node.ledger.block(at).await {
+        match node.ledger().block(at).await {
             Some(next) => chain.push(next),
             None => break,
         }
@@ -191,7 +189,7 @@ async fn verify_block(
         },
     ));
     let refs: Vec<_> = block.txs().iter().collect();
-    let bad = vigil_ledger::tx::verify_batch(&mut rand::rng(), &node.ledger.chain_id(), &refs);
+    let bad = vigil_ledger::tx::verify_batch(&mut rand::rng(), &node.ledger().chain_id(), &refs);
     checks.push(check(
         "signatures",
         bad.is_empty(),
@@ -204,7 +202,7 @@ async fn verify_block(
     let links_ok = chain
         .windows(2)
         .all(|pair| pair[1].header().parent == pair[0].digest());
-    match (&certificate, node.genesis.get()) {
+    match (&certificate, node.genesis()) {
         (None, _) => checks.push(check(
             "certificate",
             false,
@@ -267,10 +265,9 @@ async fn verify_record(
         caller.require(&node, LEDGER_READERS)?;
     }
     let proof = node
-        .ehr
-        .lock()
-        .record_proof(seq)
-        .map_err(crate::api::ehr_error)?;
+        .ehr_read(move |_, ehr| ehr.record_proof(seq))
+        .await?
+        .map_err(ehr_error)?;
     let proof = match (proof, &caller.0) {
         (Some(proof), Principal::Patient { person, .. }) if proof.person != *person => {
             return Err(ApiError::forbidden(&[]));
@@ -294,9 +291,9 @@ async fn verify_record(
     let size = usize::try_from(count).unwrap_or(usize::MAX);
     let computed = merkle::root_from_proof(&proof.leaf, index, size, &proof.path);
     let anchor_height = computed.and_then(|root| {
-        node.ledger
+        node.ledger()
             .snapshot()
-            .anchor_by(node.gateway.public(), first_seq)
+            .anchor_by(node.gateway_identity().public(), first_seq)
             .filter(|a| u64::from(a.count) == count && a.root == root)
             .map(|a| a.height)
     });

@@ -19,7 +19,7 @@ use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, Node, NodeConfig};
+use vigil_node::{MqttMode, NodeConfig};
 
 /// Forwards 127.0.0.1 connections to `target`. Bumping the generation cuts every open
 /// connection; while `refusing` is set, new connections are closed at once.
@@ -70,13 +70,12 @@ fn readings_survive_cut_and_refused_connections_exactly_once() {
         let mqtt = free_port();
         let config = NodeConfig {
             data_dir,
-            http_listen: "127.0.0.1:0".parse().expect("address"),
             mqtt: MqttMode::Embedded(mqtt),
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
         };
-        let (node, api) = Node::start(cluster.ledgers[0].clone(), config)
+        let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
             .expect("starts");
         let ledger = node.ledger().clone();

@@ -21,7 +21,7 @@ use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, Node, NodeConfig};
+use vigil_node::{MqttMode, NodeConfig};
 
 /// How long mosquitto may take to accept connections.
 const BROKER_START: Duration = Duration::from_secs(10);
@@ -105,7 +105,6 @@ fn packs_through_an_external_mosquitto_are_stored_once_and_answered() {
         );
         let config = NodeConfig {
             data_dir,
-            http_listen: "127.0.0.1:0".parse().expect("address"),
             mqtt: MqttMode::External {
                 host: "127.0.0.1".into(),
                 port: broker_addr.port(),
@@ -114,7 +113,7 @@ fn packs_through_an_external_mosquitto_are_stored_once_and_answered() {
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
         };
-        let (node, api) = Node::start(cluster.ledgers[0].clone(), config)
+        let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
             .expect("starts");
         assert_eq!(node.mqtt_addr(), None, "no embedded broker");

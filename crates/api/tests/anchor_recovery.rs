@@ -22,7 +22,7 @@ use vigil_ledger::sim::Keys;
 use vigil_ledger::state::Rejection;
 use vigil_ledger::tx::TxBody;
 use vigil_node::users::Users;
-use vigil_node::{MqttMode, Node, NodeConfig, ehr_path, ledger_anchors};
+use vigil_node::{MqttMode, NodeConfig, ehr_path, ledger_anchors};
 
 fn temperature(i: i64) -> Reading {
     Reading {
@@ -64,13 +64,12 @@ fn a_batch_sealed_before_a_crash_is_anchored_after_the_restart() {
         let gateway_key = cluster.keys.gateways[0].clone();
         let config = NodeConfig {
             data_dir: data_dir.clone(),
-            http_listen: "127.0.0.1:0".parse().expect("address"),
             mqtt: MqttMode::Disabled,
             ehr_master_key: master,
             gateway: Signer::new(gateway_key.clone()),
             users: Users::default(),
         };
-        let (node, _api) = Node::start(cluster.ledgers[0].clone(), config)
+        let (node, _api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
             .expect("node starts");
         let ledger = node.ledger().clone();

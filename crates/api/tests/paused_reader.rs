@@ -45,7 +45,9 @@ async fn start_node_apart(
             .build()
             .expect("node runtime");
         runtime.block_on(async move {
-            let (node, api) = Node::start(ledger, config).await.expect("node starts");
+            let (node, api) = vigil_api::start(ledger, config, common::LOOPBACK)
+                .await
+                .expect("node starts");
             let _ = started.send((node, api, tokio::runtime::Handle::current()));
             std::future::pending::<()>().await
         });
@@ -93,7 +95,6 @@ fn a_reader_paused_past_the_bound_applies_every_block_and_alerts_after_it() {
         );
         let config = NodeConfig {
             data_dir,
-            http_listen: "127.0.0.1:0".parse().expect("address"),
             mqtt: MqttMode::Disabled,
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),

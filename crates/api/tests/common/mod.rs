@@ -10,6 +10,9 @@ use tokio::sync::mpsc;
 use vigil_core::{DeviceId, DevicePublicKey, PersonId};
 use vigil_ledger::node::Ledger;
 
+/// Any free port on 127.0.0.1, for the API's listener.
+pub const LOOPBACK: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 pub const WAIT: Duration = Duration::from_secs(40);
 pub const T0_MS: i64 = 1_700_000_000_000;
 

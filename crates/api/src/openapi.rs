@@ -79,3 +79,57 @@ pub fn document() -> Value {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The source of every module that declares routes.
+    const ROUTE_SOURCES: &[&str] = &[
+        include_str!("alerts.rs"),
+        include_str!("devices.rs"),
+        include_str!("instances.rs"),
+        include_str!("ledger.rs"),
+        include_str!("map.rs"),
+        include_str!("packs.rs"),
+        include_str!("people.rs"),
+        include_str!("queries.rs"),
+        include_str!("service.rs"),
+    ];
+    /// The dashboard's files, which are not API.
+    const NOT_API: &[&str] = &["/", "/web/{*path}"];
+
+    /// The path of every `.route("...")` in the sources.
+    fn routed_paths() -> BTreeSet<String> {
+        let mut paths = BTreeSet::new();
+        for source in ROUTE_SOURCES {
+            for piece in source.split(".route(").skip(1) {
+                let Some(rest) = piece.trim_start().strip_prefix('"') else {
+                    continue;
+                };
+                if let Some((path, _)) = rest.split_once('"') {
+                    paths.insert(path.to_owned());
+                }
+            }
+        }
+        paths
+    }
+
+    #[test]
+    fn the_document_names_every_route_and_no_other() {
+        let routed: BTreeSet<String> = routed_paths()
+            .into_iter()
+            .filter(|p| !NOT_API.contains(&p.as_str()))
+            .collect();
+        let document = super::document();
+        let documented: BTreeSet<String> = document["paths"]
+            .as_object()
+            .map(|paths| paths.keys().cloned().collect())
+            .unwrap_or_default();
+        assert!(
+            routed.len() > 20,
+            "routes not found in the sources: {routed:?}"
+        );
+        assert_eq!(routed, documented);
+    }
+}

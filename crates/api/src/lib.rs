@@ -1,0 +1,95 @@
+//! Vigil node's HTTP layer: the API (axum, OpenAPI at `/api/openapi.json`), the live alert
+//! stream (SSE, `/api/alerts/stream`), Prometheus metrics (`/metrics`) and the operators'
+//! dashboard, served over a running [`vigil_node::Node`]. The node's core never imports this
+//! crate; the binary wires the two ([`start`], or [`serve`] over a started node).
+//!
+//! One module per resource (packs, people, devices, instances, alerts, ledger, map, queries,
+//! and the service routes), each depending only on [`shared`] (state, errors, the caller,
+//! the role sets), never on another resource. Health-record work (SQLite, decryption) runs
+//! on blocking threads, reads on a second handle of the record behind a small gate ([`shared::Api::ehr_read`]), so that a patient's read
+//! storm neither blocks the async executor nor holds the record's lock for long.
+
+mod alerts;
+mod devices;
+mod instances;
+mod ledger;
+mod map;
+mod openapi;
+mod packs;
+mod people;
+mod queries;
+mod service;
+pub mod shared;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use vigil_ledger::node::Ledger;
+use vigil_node::{Node, NodeConfig, NodeError};
+
+pub use shared::{Api, ApiError, ApiResult, Caller};
+
+/// Request bodies larger than this are refused with 413 before they are read whole.
+pub const REQUEST_BYTES_MAX: usize = 256 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("HTTP listener on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Every route of the API over `node`.
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .merge(service::routes())
+        .merge(packs::routes())
+        .merge(people::routes())
+        .merge(devices::routes())
+        .merge(instances::routes())
+        .merge(alerts::routes())
+        .merge(ledger::routes())
+        .merge(map::routes())
+        .merge(queries::routes())
+        .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
+        .with_state(Arc::new(Api::new(node)))
+}
+
+/// Binds `listen` and serves the API over `node` in the background, on the caller's tokio
+/// runtime. Returns the bound address once the listener is bound.
+pub async fn serve(node: Arc<Node>, listen: SocketAddr) -> Result<SocketAddr, ServeError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: listen,
+        source,
+    })?;
+    let app = router(node);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    Ok(addr)
+}
+
+/// [`Node::start`], then [`serve`] on `listen`: the node with its API.
+pub async fn start(
+    ledger: Ledger,
+    config: NodeConfig,
+    listen: SocketAddr,
+) -> Result<(Arc<Node>, SocketAddr), ServeError> {
+    let node = Node::start(ledger, config)?;
+    let addr = serve(node.clone(), listen).await?;
+    Ok((node, addr))
+}

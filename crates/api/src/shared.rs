@@ -1,0 +1,295 @@
+//! What every resource of the API shares: the router's state ([`Api`]), [`ApiError`], the
+//! authenticated [`Caller`], the role sets each route admits, and the one way blocking work
+//! (the health record's SQLite and decryption) leaves the async executor. Every route names
+//! the roles it admits; staff roles are read from the ledger's finalized state on each
+//! request, so a revoked role takes effect at the next block. Writes become ledger
+//! transactions signed by the caller's identity, and the ledger's permission table has the
+//! last word (its refusals come back as 403 / 409 with the reason).
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use vigil_core::PersonId;
+use vigil_ehr::Ehr;
+use vigil_ledger::node::SubmitError;
+use vigil_ledger::read::{self, Answer, Query as LedgerQuery};
+use vigil_ledger::signer::Signer;
+use vigil_ledger::state::Rejection as LedgerRejection;
+use vigil_ledger::tx::Role;
+use vigil_node::Node;
+use vigil_node::users::Principal;
+
+/// Health-record reads running at once on blocking threads. They run on the record's read
+/// handle, never on the lock ingestion takes; queueing the rest here (asynchronously, off
+/// every thread) keeps a read storm to one thread.
+pub const EHR_READS_MAX: usize = 1;
+
+/// After a read, its slot stays taken for as long as the read took: reads are not urgent,
+/// alerts are, and on a small machine (two cores) a storm of large reads back to back would
+/// otherwise keep a core busy that consensus and ingestion need (measured: with back-to-back
+/// reads the alert p99 tripled; `vigil bench alerts`).
+const EHR_READ_REST_PER_READ: u32 = 1;
+
+/// The router's state: the node, and the gate in front of its health record.
+pub struct Api {
+    node: Arc<Node>,
+    ehr_reads: Arc<Semaphore>,
+}
+
+impl Api {
+    pub fn new(node: Arc<Node>) -> Self {
+        Self {
+            node,
+            ehr_reads: Arc::new(Semaphore::new(EHR_READS_MAX)),
+        }
+    }
+
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Runs `read` on the health record's read handle on a blocking thread, never on the
+    /// async executor, after waiting (asynchronously) for one of the [`EHR_READS_MAX`] slots,
+    /// which then rests ([`EHR_READ_REST_PER_READ`]).
+    pub(crate) async fn ehr_read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Node, &mut Ehr) -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        let slot = self
+            .ehr_reads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::internal("the health record is closed"))?;
+        let node = self.node.clone();
+        let started = std::time::Instant::now();
+        let answer =
+            tokio::task::spawn_blocking(move || node.with_ehr_reader(|ehr| read(&node, ehr)))
+                .await
+                .map_err(|_| ApiError::internal("health record task failed"));
+        let rest = started.elapsed() * EHR_READ_REST_PER_READ;
+        // The caller gets its answer now; the next read waits out the rest.
+        tokio::spawn(async move {
+            tokio::time::sleep(rest).await;
+            drop(slot);
+        });
+        answer
+    }
+
+    /// Runs `write` on the health record (under the lock ingestion takes) on a blocking thread.
+    pub(crate) async fn ehr_write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Ehr) -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        let node = self.node.clone();
+        tokio::task::spawn_blocking(move || node.with_ehr(write))
+            .await
+            .map_err(|_| ApiError::internal("health record task failed"))
+    }
+}
+
+impl Deref for Api {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+pub type Shared = Arc<Api>;
+
+/// An API error: a status and a JSON body `{"error": code, "message": ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid bearer token is required",
+        )
+    }
+    pub fn forbidden(needed: &[Role]) -> Self {
+        let names: Vec<_> = needed.iter().map(|r| r.name()).collect();
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs one of the roles: {}", names.join(", ")),
+        )
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl ApiError {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> Self {
+        match &error {
+            SubmitError::Rejected(LedgerRejection::Unauthorized { .. }) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", error.to_string())
+            }
+            SubmitError::Rejected(_) => {
+                Self::new(StatusCode::CONFLICT, "rejected", error.to_string())
+            }
+            _ => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_submitted",
+                error.to_string(),
+            ),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The authenticated caller: `Authorization: Bearer <token>`, or `?token=` for the event
+/// stream (browsers' EventSource cannot set headers).
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<Shared> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, node: &Shared) -> Result<Self, ApiError> {
+        let header_token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let query_token = parts.uri.query().and_then(|q| {
+            q.split('&')
+                .find_map(|pair| pair.strip_prefix("token=").map(str::to_owned))
+        });
+        let token = header_token
+            .or(query_token)
+            .ok_or_else(ApiError::unauthorized)?;
+        node.authenticate(&token)
+            .map(Caller)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+impl Caller {
+    pub(crate) fn has_role(&self, node: &Node, role: Role) -> bool {
+        match &self.0 {
+            Principal::Staff { signer, .. } => node
+                .ledger()
+                .snapshot()
+                .view()
+                .has_role(signer.public(), role),
+            Principal::Patient { .. } => false,
+        }
+    }
+
+    /// Staff holding one of `roles`.
+    pub(crate) fn require(&self, node: &Node, roles: &'static [Role]) -> ApiResult<()> {
+        if roles.iter().any(|r| self.has_role(node, *r)) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(roles))
+        }
+    }
+
+    /// Staff holding one of `roles`, or the patient `person` themself.
+    pub(crate) fn require_or_self(
+        &self,
+        node: &Node,
+        roles: &'static [Role],
+        person: PersonId,
+    ) -> ApiResult<()> {
+        match &self.0 {
+            Principal::Patient { person: own, .. } if *own == person => Ok(()),
+            _ => self.require(node, roles),
+        }
+    }
+
+    pub(crate) fn signer(&self) -> ApiResult<&Arc<Signer>> {
+        match &self.0 {
+            Principal::Staff { signer, .. } => Ok(signer),
+            Principal::Patient { .. } => Err(ApiError::forbidden(&[])),
+        }
+    }
+
+    pub(crate) fn reader_key(&self, node: &Node) -> commonware_cryptography::ed25519::PublicKey {
+        match &self.0 {
+            Principal::Staff { signer, .. } => signer.public().clone(),
+            Principal::Patient { .. } => node.gateway_identity().public().clone(),
+        }
+    }
+}
+
+/// Who registers people.
+pub const OPERATORS: &[Role] = &[Role::CdcpOperator, Role::Admin];
+/// Who reads alerts and their stream.
+pub const ALERT_READERS: &[Role] = &[Role::CdcpOperator, Role::Auditor, Role::Admin];
+/// Who lists people.
+pub const PEOPLE_READERS: &[Role] = &[Role::CdcpOperator, Role::Doctor, Role::Auditor, Role::Admin];
+/// Who reads a person's identity and readings (besides the person).
+pub const RECORD_READERS: &[Role] = &[Role::CdcpOperator, Role::Doctor];
+/// Who reads, and re-checks, blocks and records (the block explorer).
+pub const LEDGER_READERS: &[Role] = &[Role::CdcpOperator, Role::Auditor, Role::Admin, Role::Doctor];
+/// Who sees positions and zones: those who act on geofence alerts.
+pub const MAP_READERS: &[Role] = &[Role::CdcpOperator, Role::Admin];
+/// Who asks private-statistics queries.
+pub const QUERIERS: &[Role] = &[Role::Doctor];
+
+pub fn ehr_error(error: vigil_ehr::EhrError) -> ApiError {
+    use vigil_ehr::EhrError::*;
+    match error {
+        UnknownPerson(_) => ApiError::not_found(error.to_string()),
+        Erased(_) => ApiError::new(StatusCode::GONE, "erased", error.to_string()),
+        LimitTooLarge(_) => ApiError::bad_request(error.to_string()),
+        AccessNotLogged(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_logged",
+            error.to_string(),
+        ),
+        _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "ehr", error.to_string()),
+    }
+}
+
+/// A role-checked read of the ledger's finalized state, as `caller`.
+pub(crate) fn ledger_read(node: &Node, caller: &Caller, query: LedgerQuery) -> ApiResult<Answer> {
+    let reader = caller.reader_key(node);
+    read::read(&node.ledger().snapshot(), &reader, &query).map_err(|error| match error {
+        read::ReadError::Forbidden(roles) => ApiError::forbidden(roles),
+        other => ApiError::new(StatusCode::BAD_REQUEST, "read", other.to_string()),
+    })
+}
