@@ -40,6 +40,8 @@ pub struct VerifyReport {
 pub enum VerifyError {
     #[error("storage: {0}")]
     Storage(String),
+    #[error("the stored genesis block differs from the genesis")]
+    Genesis,
     #[error("block {height} is missing (blocks stored up to {last})")]
     Missing { height: u64, last: u64 },
     #[error("block {height} cannot be read: {reason}")]
@@ -158,6 +160,19 @@ where
         return Err(VerifyError::CertificateWithoutBlock {
             height: last_certificate,
         });
+    }
+    // The store keeps its own copy of the genesis block (height 0), which it may serve to
+    // peers: it must be the genesis this chain is verified against.
+    match blocks.get(ArchiveId::Index(0)).await {
+        Ok(None) => {}
+        Ok(Some(stored)) if stored.digest() == genesis.block.digest() => {}
+        Ok(Some(_)) => return Err(VerifyError::Genesis),
+        Err(e) => {
+            return Err(VerifyError::Unreadable {
+                height: 0,
+                reason: e.to_string(),
+            });
+        }
     }
     let mut state = genesis.state.clone();
     let mut parent = Arc::new(genesis.block.clone());
@@ -302,21 +317,106 @@ mod tests {
         })
     }
 
-    fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                files_under(&path, out);
-            } else {
-                out.push(path);
+    /// The encoded records the verifier reads: blocks and certificates at heights `1..=last`, by
+    /// archive, read through the archives themselves from a copy of `dir` (opening may repair).
+    fn committed_records(dir: &Path, last: u64) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        use commonware_codec::Encode as _;
+
+        let copy = dir.with_extension("records");
+        let _ = std::fs::remove_dir_all(&copy);
+        copy_dir(dir, &copy).expect("copy the store");
+        let runtime = tokio::Config::new()
+            .with_worker_threads(1)
+            .with_storage_directory(&copy);
+        let records = tokio::Runner::new(runtime).start(|context| async move {
+            let finalizations: immutable::Archive<_, Digest, Finalization<Scheme, Digest>> =
+                immutable::Archive::init(
+                    context.child("finalizations"),
+                    archive_config(
+                        "ledger-0",
+                        CERTIFICATES_ARCHIVE,
+                        Scheme::certificate_codec_config_unbounded(),
+                    ),
+                )
+                .await
+                .expect("open the certificates");
+            let blocks: immutable::Archive<_, Digest, Arc<Block>> = immutable::Archive::init(
+                context.child("blocks"),
+                archive_config("ledger-0", BLOCKS_ARCHIVE, ()),
+            )
+            .await
+            .expect("open the blocks");
+            let (mut block_records, mut certificate_records) = (Vec::new(), Vec::new());
+            for height in 1..=last {
+                let block = blocks
+                    .get(ArchiveId::Index(height))
+                    .await
+                    .expect("read a block");
+                block_records.push(
+                    block
+                        .expect("a verified height has its block")
+                        .encode()
+                        .to_vec(),
+                );
+                if let Some(f) = finalizations
+                    .get(ArchiveId::Index(height))
+                    .await
+                    .expect("read a certificate")
+                {
+                    certificate_records.push(f.encode().to_vec());
+                }
             }
-        }
+            (block_records, certificate_records)
+        });
+        let _ = std::fs::remove_dir_all(&copy);
+        records
     }
 
-    /// A flipped byte (start, middle, end) in any file holding blocks, certificates or the height
-    /// index is reported.
+    /// Where each record lies in a value file: its encoding followed by its CRC32 (values are
+    /// stored uncompressed, see `archive_config`).
+    fn record_spans(file: &[u8], records: &[Vec<u8>]) -> Vec<std::ops::Range<usize>> {
+        const CRC_BYTES: usize = 4;
+        records
+            .iter()
+            .map(|record| {
+                let start = file
+                    .windows(record.len())
+                    .position(|w| w == record.as_slice())
+                    .expect("a record the verifier reads is stored in its value file");
+                start..start + record.len() + CRC_BYTES
+            })
+            .collect()
+    }
+
+    /// The value file of `archive` (one section: the section target size is far above a test
+    /// chain's size).
+    fn value_file(dir: &Path, archive: &str) -> PathBuf {
+        dir.join(format!("ledger-0-{archive}-freezer-value"))
+            .join("0000000000000000")
+    }
+
+    /// The bytes to flip in an archive's value file: its header, the first byte of the first
+    /// record the verifier reads, the middle of the middle one, and the last byte of the last
+    /// one (its CRC); each flip costs a whole verification. Bytes past the last read record are
+    /// not targeted: a crash between the value journal's sync and the archive's commit leaves
+    /// values there (certificates for heights past the tip) that reopening discards, and how
+    /// many depends on the timing.
+    fn value_offsets(file: &[u8], records: &[Vec<u8>]) -> Vec<usize> {
+        let spans = record_spans(file, records);
+        let mut offsets = vec![0];
+        offsets.extend(spans.first().map(|s| s.start));
+        offsets.extend(spans.get(spans.len() / 2).map(|s| s.start + s.len() / 2));
+        offsets.extend(spans.last().map(|s| s.end - 1));
+        offsets
+    }
+
+    /// A flipped byte in any stored block or certificate the verifier reads (start, middle, end
+    /// of the values, the stored genesis copy), in the value files' headers, or in the height
+    /// index's header is reported.
     #[test]
     fn verify_accepts_a_written_chain_and_reports_a_flipped_byte() {
+        use commonware_codec::Encode as _;
+
         let dir =
             std::env::temp_dir().join(format!("vigil-ledger-verify-test-{}", std::process::id()));
         let genesis = written_chain(&dir);
@@ -325,34 +425,35 @@ mod tests {
         assert_eq!(report.transactions, 5);
         assert!(report.certificates >= 1);
 
-        let mut files = Vec::new();
-        files_under(&dir, &mut files);
-        let targets: Vec<PathBuf> = files
-            .into_iter()
-            .filter(|p| {
-                // The files that hold chain data: block and certificate values, and the
-                // height index. (Metadata is double-buffered by the storage layer, and the
-                // key-side hash table and journal padding carry no chain data.)
-                let s = p.to_string_lossy();
-                s.contains("ledger-0-")
-                    && (s.contains("finalized-blocks") || s.contains("finalizations-by-height"))
-                    && (s.contains("freezer-value") || s.contains("ordinal"))
-            })
-            .filter(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
-            .collect();
-        assert!(!targets.is_empty(), "no value files found");
-        for target in &targets {
+        let (block_records, certificate_records) = committed_records(&dir, report.blocks);
+        assert_eq!(block_records.len() as u64, report.blocks);
+        assert_eq!(certificate_records.len() as u64, report.certificates);
+        let mut targets: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+        for (archive, records) in [
+            (BLOCKS_ARCHIVE, &block_records),
+            (CERTIFICATES_ARCHIVE, &certificate_records),
+        ] {
+            let path = value_file(&dir, archive);
+            let file = std::fs::read(&path).expect("read a value file");
+            let mut offsets = value_offsets(&file, records);
+            if archive == BLOCKS_ARCHIVE {
+                let stored_genesis = Arc::new(genesis.block.clone()).encode().to_vec();
+                let span = &record_spans(&file, &[stored_genesis])[0];
+                offsets.push(span.start + span.len() / 2);
+            }
+            targets.push((path, offsets));
+            // The height index: its header only. It keeps a slot per height, and whether a flip
+            // in an empty slot, or in the slot of a block stored past the last certificate the
+            // check follows, is noticed depends on the chain's length at the crash.
+            targets.push((
+                dir.join(format!("ledger-0-{archive}-ordinal"))
+                    .join("0000000000000000"),
+                vec![0],
+            ));
+        }
+        for (target, offsets) in &targets {
             let original = std::fs::read(target).expect("read");
-            // Values: bytes at the start, middle and end. The height index: its header only.
-            // It keeps a slot per height, and whether a flip in an empty slot, or in the slot of
-            // a block stored past the last certificate the check follows, is noticed depends on
-            // the chain's length at the crash, so such flips were noticed in some runs only.
-            let offsets = if target.to_string_lossy().contains("ordinal") {
-                vec![0]
-            } else {
-                vec![0, original.len() / 2, original.len() - 1]
-            };
-            for offset in offsets {
+            for &offset in offsets {
                 let mut tampered = original.clone();
                 tampered[offset] ^= 0x01;
                 std::fs::write(target, &tampered).expect("write");

@@ -18,9 +18,36 @@ const FORBIDDEN_DEPENDENCIES: &[(&str, &[&str])] = &[
     // The statistics protocol knows nothing of the chain, storage or an async runtime: the
     // service crate above it does.
     ("vigil-privstats", &["vigil-ledger", "rusqlite", "tokio"]),
-    // Once the node's HTTP layer is a crate of its own, its core knows nothing of HTTP:
-    // ("vigil-node", &["axum"]),
+    // The domain model, the contracts and the detector are pure: no runtime, no storage.
+    ("vigil-core", &["tokio", "rusqlite", "vigil-ledger"]),
+    ("vigil-contracts", &["tokio", "rusqlite", "vigil-ledger"]),
+    ("vigil-ecg", &["tokio", "rusqlite", "vigil-ledger"]),
+    // The ledger knows nothing of MQTT, the health record, the node or the statistics.
+    (
+        "vigil-ledger",
+        &[
+            "rumqttc",
+            "rumqttd",
+            "rusqlite",
+            "vigil-ehr",
+            "vigil-gateway",
+            "vigil-node",
+            "vigil-api",
+            "vigil-privstats",
+        ],
+    ),
+    // The statistics service is below the node and its HTTP layer.
+    ("vigil-stats-service", &["vigil-node", "vigil-api"]),
+    // The node's core never knows its HTTP layer: the binary wires them.
+    ("vigil-node", &["vigil-api"]),
 ];
+
+/// Direct dependencies a crate must not declare, for what its tree brings in anyway (axum
+/// reaches the node through commonware and rumqttd, but the node itself serves no HTTP).
+const FORBIDDEN_DIRECT_DEPENDENCIES: &[(&str, &[&str])] = &[(
+    "crates/node",
+    &["axum", "tower", "tower-http", "hyper", "tokio-stream"],
+)];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -48,6 +75,30 @@ fn normal_dependencies(package: &str) -> BTreeSet<String> {
         .filter_map(|line| line.split_whitespace().next())
         .map(str::to_owned)
         .collect()
+}
+
+/// The names in the `[dependencies]` table of a crate's manifest.
+fn direct_dependencies(crate_dir: &str) -> BTreeSet<String> {
+    let path = workspace_root().join(crate_dir).join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).expect("a crate manifest");
+    let manifest: toml::Table = text.parse().expect("a valid manifest");
+    manifest
+        .get("dependencies")
+        .and_then(toml::Value::as_table)
+        .map(|table| table.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn crates_do_not_declare_what_they_must_not_use() {
+    let mut failures = Vec::new();
+    for (crate_dir, forbidden) in FORBIDDEN_DIRECT_DEPENDENCIES {
+        let declared = direct_dependencies(crate_dir);
+        for name in forbidden.iter().filter(|name| declared.contains(**name)) {
+            failures.push(format!("{crate_dir}/Cargo.toml declares {name}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
