@@ -55,34 +55,7 @@ impl Kind {
     }
 }
 
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Kind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| format!("unknown contract kind {s:?}"))
-    }
-}
-
-impl TryFrom<String> for Kind {
-    type Error = String;
-    fn try_from(name: String) -> Result<Self, String> {
-        name.parse()
-    }
-}
-
-impl From<Kind> for &'static str {
-    fn from(kind: Kind) -> &'static str {
-        kind.name()
-    }
-}
+vigil_core::named_enum!(Kind by name, error String = |s| format!("unknown contract kind {s:?}"));
 
 /// An instance's parameters, as deployed: plain data, not yet validated.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

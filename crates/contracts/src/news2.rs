@@ -140,29 +140,8 @@ impl News2Band {
     }
 }
 
-// One written form, `News2Band::name`: parsing and serde go through it.
-impl std::str::FromStr for News2Band {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        News2Band::ALL
-            .into_iter()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| format!("unknown band {s:?}"))
-    }
-}
-
-impl TryFrom<String> for News2Band {
-    type Error = String;
-    fn try_from(name: String) -> Result<Self, String> {
-        name.parse()
-    }
-}
-
-impl From<News2Band> for &'static str {
-    fn from(band: News2Band) -> &'static str {
-        band.name()
-    }
-}
+// One written form, `News2Band::name`: printing, parsing and serde go through it.
+vigil_core::named_enum!(News2Band by name, error String = |s| format!("unknown band {s:?}"));
 
 /// The band of an aggregate, given whether some parameter scored 3.
 pub const fn band(aggregate: u8, red_single: bool) -> News2Band {

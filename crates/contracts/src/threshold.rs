@@ -253,29 +253,8 @@ impl Band {
     }
 }
 
-// One written form, `Band::name`: parsing and serde go through it.
-impl std::str::FromStr for Band {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Band::ALL
-            .into_iter()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| format!("unknown band {s:?}"))
-    }
-}
-
-impl TryFrom<String> for Band {
-    type Error = String;
-    fn try_from(name: String) -> Result<Self, String> {
-        name.parse()
-    }
-}
-
-impl From<Band> for &'static str {
-    fn from(band: Band) -> &'static str {
-        band.name()
-    }
-}
+// One written form, `Band::name`: printing, parsing and serde go through it.
+vigil_core::named_enum!(Band by name, error String = |s| format!("unknown band {s:?}"));
 
 /// A run of consecutive readings at or above a level: when it began and how many.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 //!   (centi-°C, tenths of a beat per minute, tenths of a percent, micro-degrees, milliseconds).
 //! - [`Reading`]: one typed measurement of one device at one time.
 //! - [`AlertLevel`]: 0 / 1 / 2, OK / warning / critical, the seed contract's codes.
+//! - [`named_enum!`]: one written form per enum (`Display`, `FromStr`, serde from one name).
 //! - [`senml`]: parse, validate and sign SenML packs (RFC 8428, JSON and CBOR).
 //!
 //! ```
@@ -31,6 +32,7 @@ mod keys;
 mod level;
 pub mod merkle;
 mod metric;
+pub mod named;
 mod reading;
 pub mod senml;
 

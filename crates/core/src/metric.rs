@@ -1,6 +1,3 @@
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 
 /// What a reading measures. Each metric has one canonical fixed-point unit, which is the only
@@ -96,34 +93,7 @@ impl Metric {
     }
 }
 
-impl fmt::Display for Metric {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Metric {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Metric::ALL
-            .into_iter()
-            .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown metric {s:?}"))
-    }
-}
-
-impl TryFrom<String> for Metric {
-    type Error = String;
-    fn try_from(name: String) -> Result<Self, String> {
-        name.parse()
-    }
-}
-
-impl From<Metric> for &'static str {
-    fn from(metric: Metric) -> &'static str {
-        metric.name()
-    }
-}
+crate::named_enum!(Metric by name, error String = |s| format!("unknown metric {s:?}"));
 
 /// NEWS2's ACVPU scale. Codes are stable: they travel in SenML records and contract evidence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -2,15 +2,13 @@
 //! the enrolled devices come through [`DeviceDirectory`], which the node backs with the
 //! ledger's finalized state.
 
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use vigil_core::senml::{Format, PackError, SignedPack, UnverifiedPack};
 use vigil_core::{DeviceId, DevicePublicKey, PersonId};
 
 /// Why a pack was refused; the code is stable and is what metrics count by. Its one written
-/// form is [`Rejection::code`]; parsing ([`FromStr`]) and serde both go through it, so the
-/// two can never disagree.
+/// form is [`Rejection::code`]; printing, parsing and serde all go through it
+/// ([`vigil_core::named_enum!`]), so they can never disagree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "&'static str", try_from = "String")]
 #[non_exhaustive]
@@ -35,37 +33,9 @@ pub enum Rejection {
 #[error("unknown rejection code {0:?}")]
 pub struct UnknownRejection(pub String);
 
-impl FromStr for Rejection {
-    type Err = UnknownRejection;
-
-    /// The inverse of [`Rejection::code`].
-    fn from_str(code: &str) -> Result<Rejection, UnknownRejection> {
-        Rejection::ALL
-            .into_iter()
-            .find(|r| r.code() == code)
-            .ok_or_else(|| UnknownRejection(code.to_owned()))
-    }
-}
-
-impl TryFrom<String> for Rejection {
-    type Error = UnknownRejection;
-
-    fn try_from(code: String) -> Result<Rejection, UnknownRejection> {
-        code.parse()
-    }
-}
-
-impl From<Rejection> for &'static str {
-    fn from(rejection: Rejection) -> &'static str {
-        rejection.code()
-    }
-}
-
-impl std::fmt::Display for Rejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.code())
-    }
-}
+vigil_core::named_enum!(Rejection by code, error UnknownRejection = |code| {
+    UnknownRejection(code.to_owned())
+});
 
 impl Rejection {
     pub const ALL: [Rejection; 11] = [

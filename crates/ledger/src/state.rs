@@ -145,18 +145,9 @@ impl AlertStatus {
     }
 }
 
-impl std::fmt::Display for AlertStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for AlertStatus {
-    type Err = crate::tx::UnknownName;
-    fn from_str(text: &str) -> Result<Self, crate::tx::UnknownName> {
-        crate::tx::parse_name(&Self::ALL, Self::name, "alert status", text)
-    }
-}
+vigil_core::named_enum!(AlertStatus by name, error crate::tx::UnknownName = |text| {
+    crate::tx::UnknownName::new("alert status", text)
+});
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PersonRecord {

@@ -251,21 +251,13 @@ pub struct UnknownName {
     pub name: String,
 }
 
-/// The variant of `all` whose `name` is `text`: parsing is the inverse of `name` by
-/// construction, so the two forms cannot drift apart.
-pub(crate) fn parse_name<T: Copy>(
-    all: &[T],
-    name: impl Fn(T) -> &'static str,
-    kind: &'static str,
-    text: &str,
-) -> Result<T, UnknownName> {
-    all.iter()
-        .copied()
-        .find(|v| name(*v) == text)
-        .ok_or_else(|| UnknownName {
+impl UnknownName {
+    pub(crate) fn new(kind: &'static str, name: &str) -> Self {
+        UnknownName {
             kind,
-            name: text.to_owned(),
-        })
+            name: name.to_owned(),
+        }
+    }
 }
 
 impl OrderKind {
@@ -294,18 +286,9 @@ impl OrderKind {
     }
 }
 
-impl std::fmt::Display for OrderKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for OrderKind {
-    type Err = UnknownName;
-    fn from_str(text: &str) -> Result<Self, UnknownName> {
-        parse_name(&Self::ALL, Self::name, "order", text)
-    }
-}
+vigil_core::named_enum!(OrderKind by name, error UnknownName = |text| {
+    UnknownName::new("order", text)
+});
 
 /// The body of a transaction: one action.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,18 +11,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Args;
-use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio::sync::mpsc;
 use vigil_core::senml::PackDraft;
 use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
-use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::node::Ledger;
 use vigil_ledger::signer::Signer;
-use vigil_ledger::sim::Keys;
 use vigil_ledger::tx::{Deployment, TxBody};
-use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, Node, NodeConfig};
+use vigil_node::Node;
+
+use super::bench_node::{alerted_people, on_bench_node, percentile};
 
 #[derive(Args, Clone)]
 pub struct BenchArgs {
@@ -68,38 +66,18 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         "--limit must be 1..={}",
         vigil_ehr::READ_LIMIT_MAX
     );
-    let dir = temp_dir()?;
-    let runtime = cw_tokio::Config::new().with_storage_directory(dir.join("ledger"));
-    let node_dir = dir.join("node");
     let shape = args.clone();
-    let result = cw_tokio::Runner::new(runtime).start(|context| async move {
-        let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
-        let token = hex::encode(random_bytes()?);
-        let mut users = Users::default();
-        let operator = Arc::new(Signer::new(cluster.keys.operator.clone()));
-        users.insert(
-            &token,
-            Principal::Staff {
-                name: "bench-operator".into(),
-                signer: operator.clone(),
-            },
-        );
-        let mqtt = free_loopback_port()?;
-        let config = NodeConfig {
-            data_dir: node_dir,
-            mqtt: MqttMode::Embedded(mqtt),
-            ehr_master_key: vigil_ehr::SecretKey::random(),
-            gateway: Signer::new(cluster.keys.gateways[0].clone()),
-            users,
-        };
-        let loopback = ([127, 0, 0, 1], 0).into();
-        let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, loopback).await?;
-        let run = run(&node, &operator, &shape, mqtt, api, &token).await;
-        cluster.shutdown();
-        run
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    let (quiet, loaded) = result?;
+    let (quiet, loaded) = on_bench_node("alerts", move |bench| async move {
+        run(
+            &bench.node,
+            &bench.operator,
+            &shape,
+            bench.mqtt,
+            bench.api,
+            &bench.token,
+        )
+        .await
+    })?;
     report(&args, &quiet, &loaded);
     Ok(())
 }
@@ -130,7 +108,7 @@ async fn run(
     store_readings(node, &people[0], args.limit)?;
 
     let http = reqwest::Client::new();
-    let mut alerts = sse_alerts(&http, api, token).await?;
+    let mut alerts = alerted_people(&http, api, token).await?;
     let (client, mut connection) = AsyncClient::new(
         MqttOptions::new("vigil-bench-alerts", mqtt.ip().to_string(), mqtt.port()),
         64,
@@ -390,57 +368,6 @@ async fn read_loop(
     }
 }
 
-/// Opens the operators' alert stream and yields the person of each alert as it arrives.
-async fn sse_alerts(
-    http: &reqwest::Client,
-    api: SocketAddr,
-    token: &str,
-) -> anyhow::Result<mpsc::Receiver<PersonId>> {
-    let mut response = http
-        .get(format!("http://{api}/api/alerts/stream"))
-        .bearer_auth(token)
-        .header("accept", "text/event-stream")
-        .send()
-        .await?;
-    anyhow::ensure!(
-        response.status().is_success(),
-        "the alert stream was refused: {}",
-        response.status()
-    );
-    let (sender, receiver) = mpsc::channel(1024);
-    tokio::spawn(async move {
-        let mut pending = String::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
-            pending.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = pending.find('\n') {
-                let line: String = pending.drain(..=end).collect();
-                let Some(data) = line.trim_end().strip_prefix("data: ") else {
-                    continue;
-                };
-                let Ok(event) = serde_json::from_str::<serde_json::Value>(data) else {
-                    continue;
-                };
-                let person = event["person"].as_str().and_then(|p| p.parse().ok());
-                if event["type"] == "alert"
-                    && let Some(person) = person
-                    && sender.send(person).await.is_err()
-                {
-                    return;
-                }
-            }
-        }
-    });
-    Ok(receiver)
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
-}
-
 fn report(args: &BenchArgs, quiet: &Phase, loaded: &Phase) {
     let (q50, q99) = (
         percentile(&quiet.latencies_ms, 50.0),
@@ -469,25 +396,4 @@ fn report(args: &BenchArgs, quiet: &Phase, loaded: &Phase) {
         loaded.reads,
         args.alerts
     );
-}
-
-fn random_bytes() -> anyhow::Result<[u8; 16]> {
-    let mut bytes = [0u8; 16];
-    getrandom::getrandom(&mut bytes).context("random source")?;
-    Ok(bytes)
-}
-
-/// A port on 127.0.0.1 that was free a moment ago, for the embedded broker.
-fn free_loopback_port() -> anyhow::Result<SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1")?;
-    Ok(listener.local_addr()?)
-}
-
-fn temp_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "vigil-bench-alerts-{}",
-        hex::encode(random_bytes()?)
-    ));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }

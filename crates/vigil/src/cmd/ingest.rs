@@ -3,17 +3,10 @@
 //! ingestion path (what the MQTT loop and the HTTP route both call), latency from a device's
 //! MQTT publish to the alert on the operators' SSE stream.
 
-use std::sync::Arc;
-
-use super::ingest_bench::{IngestBenchConfig, LatencyProbe, ingest};
-use anyhow::Context as _;
 use clap::Args;
-use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
-use vigil_ledger::local::{LocalConfig, start_local};
-use vigil_ledger::signer::Signer;
-use vigil_ledger::sim::Keys;
-use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, NodeConfig};
+
+use super::bench_node::on_bench_node;
+use super::ingest_bench::{IngestBenchConfig, LatencyProbe, ingest};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -47,8 +40,6 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         args.people >= 1 && args.alerts <= args.people,
         "--alerts must not exceed --people"
     );
-    let dir = tempfile_dir()?;
-    let runtime = cw_tokio::Config::new().with_storage_directory(dir.join("ledger"));
     let config = IngestBenchConfig {
         people: args.people,
         packs: args.packs,
@@ -58,40 +49,16 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         batch: args.batch,
         rounds: args.rounds,
     };
-    let node_dir = dir.join("node");
-    let report = cw_tokio::Runner::new(runtime).start(|context| async move {
-        let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
-        // The operators' side of the latency probe: a staff token that reads the alert stream.
-        let mut token = [0u8; 16];
-        getrandom::getrandom(&mut token).context("random source")?;
-        let token = hex::encode(token);
-        let mut users = Users::default();
-        users.insert(
-            &token,
-            Principal::Staff {
-                name: "bench-operator".into(),
-                signer: Signer::new(cluster.keys.operator.clone()).into(),
-            },
-        );
-        let mqtt = free_loopback_port()?;
-        let node_config = NodeConfig {
-            data_dir: node_dir,
-            mqtt: MqttMode::Embedded(mqtt),
-            ehr_master_key: vigil_ehr::SecretKey::random(),
-            gateway: Signer::new(cluster.keys.gateways[0].clone()),
-            users,
+    let report = on_bench_node("ingest", move |bench| async move {
+        let probe = LatencyProbe {
+            mqtt: bench.mqtt,
+            api: bench.api,
+            token: bench.token,
         };
-        let loopback = ([127, 0, 0, 1], 0).into();
-        let (node, api) =
-            vigil_api::start(cluster.ledgers[0].clone(), node_config, loopback).await?;
-        let operator = Signer::new(cluster.keys.operator.clone());
-        let probe = LatencyProbe { mqtt, api, token };
-        let report = ingest(Arc::clone(&node), &operator, &config, &probe).await;
-        cluster.shutdown();
-        anyhow::Ok(report)
+        ingest(bench.node, &bench.operator, &config, &probe)
+            .await
+            .map_err(anyhow::Error::msg)
     })?;
-    let _ = std::fs::remove_dir_all(&dir);
-    let report = report.map_err(anyhow::Error::msg)?;
     println!(
         "ingest bench: 4 validators (authenticated p2p on 127.0.0.1), one node, {} threads, \
          batches of {} packs of {} readings, median of {} rounds",
@@ -130,18 +97,4 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         report.alerts
     );
     Ok(())
-}
-
-/// A port on 127.0.0.1 that was free a moment ago, for the embedded broker.
-fn free_loopback_port() -> anyhow::Result<std::net::SocketAddr> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1")?;
-    Ok(listener.local_addr()?)
-}
-
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let mut suffix = [0u8; 8];
-    getrandom::getrandom(&mut suffix).context("random source")?;
-    let dir = std::env::temp_dir().join(format!("vigil-bench-ingest-{}", hex::encode(suffix)));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use tokio::sync::mpsc;
 
 use vigil_core::senml::PackDraft;
 use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
@@ -17,6 +16,8 @@ use vigil_ledger::tx::{Deployment, TxBody};
 use vigil_ledger::signer::Signer;
 use vigil_node::Node;
 use vigil_node::ingest::Incoming;
+
+use super::bench_node::{alerted_people, percentile};
 
 /// Where the latency probe reaches the running node: its MQTT broker (the device's side) and
 /// its HTTP API with a staff token that may read the alert stream (the operators' side).
@@ -68,14 +69,6 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> Result<(), St
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
 }
 
 /// Runs the benchmark against a started node; `operator` must hold the CDCP operator role.
@@ -208,7 +201,9 @@ pub async fn ingest(
 
     // Latency: one fever per person, published over MQTT as a device does, until its alert
     // arrives on the operators' SSE stream, one at a time.
-    let mut alerts_seen = sse_alerts(probe).await?;
+    let mut alerts_seen = alerted_people(&reqwest::Client::new(), probe.api, &probe.token)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
     let (mqtt, mut mqtt_loop) = AsyncClient::new(
         MqttOptions::new(
             "vigil-bench-device",
@@ -270,51 +265,4 @@ pub async fn ingest(
         alert_p50_ms: percentile(&latencies, 50.0),
         alert_p99_ms: percentile(&latencies, 99.0),
     })
-}
-
-/// Opens the operators' alert stream (`GET /api/alerts/stream`) and yields the person of each
-/// alert as it arrives.
-async fn sse_alerts(probe: &LatencyProbe) -> Result<mpsc::Receiver<PersonId>, String> {
-    let mut response = reqwest::Client::new()
-        .get(format!("http://{}/api/alerts/stream", probe.api))
-        .bearer_auth(&probe.token)
-        .header(reqwest::header::ACCEPT, "text/event-stream")
-        .send()
-        .await
-        .map_err(|e| format!("requesting the alert stream: {e}"))?;
-    if response.status() != reqwest::StatusCode::OK {
-        return Err(format!(
-            "the alert stream was refused: {}",
-            response.status()
-        ));
-    }
-    let (sender, receiver) = mpsc::channel(1024);
-    tokio::spawn(async move {
-        let mut buffer = Vec::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
-            buffer.extend_from_slice(&chunk);
-            while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = buffer.drain(..=end).collect();
-                if let Some(person) = alert_person(&line)
-                    && sender.send(person).await.is_err()
-                {
-                    return;
-                }
-            }
-        }
-    });
-    Ok(receiver)
-}
-
-/// The person of an alert event's `data:` line of the stream.
-fn alert_person(line: &[u8]) -> Option<PersonId> {
-    let data = std::str::from_utf8(line)
-        .ok()?
-        .trim_end()
-        .strip_prefix("data: ")?;
-    let event = serde_json::from_str::<serde_json::Value>(data).ok()?;
-    if event["type"] != "alert" {
-        return None;
-    }
-    event["person"].as_str()?.parse().ok()
 }

@@ -1,4 +1,5 @@
 pub mod alerts;
+mod bench_node;
 pub mod contracts;
 pub mod demo;
 pub mod device;
