@@ -12,12 +12,13 @@
 //! cue, not a diagnosis.
 //!
 //! With `method = "af-screen"` the window is judged instead by the ECG crate's AF screen
-//! (`vigil_ecg::af::screen`: Dash et al. 2009 after a 20 % ectopic filter, integer arithmetic,
-//! so every validator reaches the same verdict), the same code `vigil ecg af` runs. The window
-//! then holds the last `window` intervals (128 recommended, at least
-//! `vigil_ecg::af::SHORT_RR_MIN`), so AF is flagged once it fills about half of the window:
-//! a detection delay of at most `window` intervals, about `window / 2` in practice; the
-//! reason's `irregular_permille` is then the window's normalised entropy in per-mille.
+//! (`vigil_ecg::af::screen`: Petrėnas, Marozas & Sörnmo 2015, integer arithmetic, so every
+//! validator reaches the same verdict), the detector `vigil ecg af` runs, with causal averagers
+//! over the window: the verdict is that of the newest interval, from the window alone. The
+//! window holds the last `window` intervals (128 recommended, at least
+//! `vigil_ecg::af::SHORT_RR_MIN`); AF is flagged about 50 intervals after its onset (the
+//! averagers' α = 0.02), at most `window` intervals; the reason's `irregular_permille` is then
+//! the detector's output `O(n)` in per-mille (AF above 725).
 
 use serde::{Deserialize, Serialize};
 use vigil_core::{AlertLevel, Metric, TimestampMs};
@@ -194,7 +195,7 @@ impl HeartRhythmParams {
                 let rr: Vec<u32> = state.rr_ms.iter().map(|&ms| u32::from(ms)).collect();
                 let verdict = vigil_ecg::af::screen(&rr);
                 (
-                    verdict.map(|v| v.entropy_permille.min(1000) as u16),
+                    verdict.map(|v| v.output_permille.min(1000) as u16),
                     verdict.is_some_and(|v| v.af),
                 )
             }
