@@ -7,6 +7,7 @@
 //!   the same beats).
 //! - [`hrv`]: RR intervals, heart rate, HRV statistics with ectopic / artefact filtering.
 //! - [`quality`]: per-segment signal quality; unusable segments and the beats inside them.
+//! - [`agreement`]: beat agreement of two detectors (bSQI); unconfirmed beats in noise withheld.
 //! - [`af`]: atrial-fibrillation episodes from RR intervals ([`petrenas`]: Petrėnas et al. 2015).
 //! - [`score`]: match detections to reference beats and AF episodes to reference rhythm.
 //!
@@ -41,6 +42,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod af;
+pub mod agreement;
 pub mod detect;
 pub mod evaluate;
 pub mod hrv;
