@@ -9,15 +9,17 @@
 //! irregular when the window is full and the measure reaches `irregular_permille`. An RR
 //! interval arriving more than `max_gap_ms` after the previous one empties the window first: a
 //! difference across a gap in the recording says nothing about the rhythm. This is a screening
-//! cue, not a diagnosis.
+//! cue, not a diagnosis. A `signal-unusable` reading (a patch whose ECG segment is unusable,
+//! sent instead of RR intervals) empties the window the same way and is marked in the reason.
 //!
 //! With `method = "af-screen"` the window is judged instead by the ECG crate's AF screen
-//! (`vigil_ecg::af::screen`: Dash et al. 2009 after a 20 % ectopic filter, integer arithmetic,
-//! so every validator reaches the same verdict), the same code `vigil ecg af` runs. The window
-//! then holds the last `window` intervals (128 recommended, at least
-//! `vigil_ecg::af::SHORT_RR_MIN`), so AF is flagged once it fills about half of the window:
-//! a detection delay of at most `window` intervals, about `window / 2` in practice; the
-//! reason's `irregular_permille` is then the window's normalised entropy in per-mille.
+//! (`vigil_ecg::af::screen`: Petrėnas, Marozas & Sörnmo 2015, integer arithmetic, so every
+//! validator reaches the same verdict), the detector `vigil ecg af` runs, with causal averagers
+//! over the window: the verdict is that of the newest interval, from the window alone. The
+//! window holds the last `window` intervals (128 recommended, at least
+//! `vigil_ecg::af::SHORT_RR_MIN`); AF is flagged about 50 intervals after its onset (the
+//! averagers' α = 0.02), at most `window` intervals; the reason's `irregular_permille` is then
+//! the detector's output `O(n)` in per-mille (AF above 725).
 
 use serde::{Deserialize, Serialize};
 use vigil_core::{AlertLevel, Metric, TimestampMs};
@@ -106,6 +108,8 @@ pub struct HeartRhythmReason {
     /// The irregularity measure, once the window is full.
     pub irregular_permille: Option<u16>,
     pub irregular: bool,
+    /// The input was a `signal-unusable` report: the RR window was emptied.
+    pub signal_unusable: bool,
 }
 
 /// The irregularity measure of `rr` (per-mille of successive differences above `delta_ms`).
@@ -172,7 +176,8 @@ impl HeartRhythmParams {
 
     pub fn accepts(&self, metric: Metric) -> bool {
         (metric == Metric::HeartRate && self.rate.is_some())
-            || (metric == Metric::RrInterval && self.irregularity.is_some())
+            || (matches!(metric, Metric::RrInterval | Metric::SignalUnusable)
+                && self.irregularity.is_some())
     }
 
     fn rhythm(&self, state: &HeartRhythmState) -> (Option<u16>, bool, AlertLevel) {
@@ -194,7 +199,7 @@ impl HeartRhythmParams {
                 let rr: Vec<u32> = state.rr_ms.iter().map(|&ms| u32::from(ms)).collect();
                 let verdict = vigil_ecg::af::screen(&rr);
                 (
-                    verdict.map(|v| v.entropy_permille.min(1000) as u16),
+                    verdict.map(|v| v.output_permille.min(1000) as u16),
                     verdict.is_some_and(|v| v.af),
                 )
             }
@@ -219,7 +224,20 @@ impl HeartRhythmParams {
         time_ms: TimestampMs,
     ) -> Result<HeartRhythmReason, StepError> {
         let mut rate = None;
+        let signal_unusable = metric == Metric::SignalUnusable;
         match (metric, &self.rate, &self.irregularity) {
+            // A patch whose signal is unusable says so instead of sending intervals measured on
+            // noise: the rhythm across it is unknown, so the window starts again (as after a
+            // gap). Its time orders it among the intervals.
+            (Metric::SignalUnusable, _, Some(_)) => {
+                if let Some(last_ms) = state.last_rr_ms
+                    && time_ms < last_ms
+                {
+                    return Err(StepError::OutOfOrder { time_ms, last_ms });
+                }
+                state.last_rr_ms = Some(time_ms);
+                state.rr_ms.clear();
+            }
             (Metric::HeartRate, Some(params), _) => {
                 rate = Some(params.step(&mut state.rate, value, time_ms)?);
             }
@@ -262,6 +280,7 @@ impl HeartRhythmParams {
             rate_level: state.rate.level,
             irregular_permille,
             irregular,
+            signal_unusable,
         })
     }
 }
@@ -354,5 +373,34 @@ mod tests {
         let reason = feed(&params, &sinus);
         assert!(!reason.irregular && reason.irregular_permille.is_some());
         assert!(af_params(8).validate().is_err());
+    }
+
+    #[test]
+    fn signal_unusable_empties_the_window_and_is_reported() {
+        let params = af_params(16);
+        let mut state = HeartRhythmState::default();
+        let mut time_ms = 0i64;
+        for k in 0..20 {
+            time_ms += i64::from(700 + (k % 7) * 90);
+            params
+                .step_reading(&mut state, Metric::RrInterval, 700 + (k % 7) * 90, time_ms)
+                .unwrap();
+        }
+        assert_eq!(state.rr_ms.len(), 16);
+        assert!(params.accepts(Metric::SignalUnusable));
+        let reason = params
+            .step_reading(&mut state, Metric::SignalUnusable, 5_000, time_ms + 5_000)
+            .unwrap();
+        assert!(reason.signal_unusable && !reason.irregular);
+        assert!(state.rr_ms.is_empty() && reason.irregular_permille.is_none());
+        assert!(matches!(
+            params.step_reading(&mut state, Metric::SignalUnusable, 1_000, time_ms),
+            Err(StepError::OutOfOrder { .. })
+        ));
+        let rate_only = HeartRhythmParams {
+            rate: None,
+            irregularity: None,
+        };
+        assert!(!rate_only.accepts(Metric::SignalUnusable));
     }
 }

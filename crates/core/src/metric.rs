@@ -25,10 +25,14 @@ pub enum Metric {
     RrInterval,
     /// A position fix: micro-degrees of latitude and longitude, accuracy in metres.
     Position,
+    /// The sensor's signal was unusable (motion noise, lead-off, saturation) for this many
+    /// milliseconds up to the reading's time: sent instead of a heart rate or RR intervals, so
+    /// the node hears "signal unusable" rather than a rate computed from noise.
+    SignalUnusable,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 9] = [
+    pub const ALL: [Metric; 10] = [
         Metric::BodyTemperature,
         Metric::HeartRate,
         Metric::RespirationRate,
@@ -38,6 +42,7 @@ impl Metric {
         Metric::SupplementalOxygen,
         Metric::RrInterval,
         Metric::Position,
+        Metric::SignalUnusable,
     ];
 
     /// A stable one-byte code for canonical encodings (signatures, digests). Never reuse one.
@@ -57,6 +62,7 @@ impl Metric {
             Metric::SupplementalOxygen => "supplemental-oxygen",
             Metric::RrInterval => "rr-interval",
             Metric::Position => "position",
+            Metric::SignalUnusable => "signal-unusable",
         }
     }
 
@@ -72,6 +78,7 @@ impl Metric {
             Metric::SupplementalOxygen => "boolean",
             Metric::RrInterval => "ms",
             Metric::Position => "udeg, m",
+            Metric::SignalUnusable => "ms",
         }
     }
 
@@ -89,6 +96,8 @@ impl Metric {
             Metric::SupplementalOxygen => (0, 1),
             Metric::RrInterval => (200, 3_000),
             Metric::Position => (i32::MIN, i32::MAX),
+            // Up to a day of unusable signal in one report.
+            Metric::SignalUnusable => (1, 86_400_000),
         }
     }
 }
@@ -183,6 +192,7 @@ mod tests {
             "supplemental-oxygen",
             "rr-interval",
             "position",
+            "signal-unusable",
         ];
         for (metric, name) in Metric::ALL.into_iter().zip(written) {
             assert_eq!(metric.to_string(), name);

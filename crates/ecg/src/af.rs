@@ -1,31 +1,20 @@
-//! Atrial-fibrillation screening from RR intervals alone, after Dash, Chon, Lu & Raeder,
-//! "Automatic real time detection of atrial fibrillation", Annals of Biomedical Engineering
-//! 37(9):1701–1709 (2009), with that paper's parameters, none fitted here:
+//! Atrial-fibrillation screening from RR intervals alone.
 //!
-//! 1. A window of [`WINDOW_RR`] consecutive RR intervals.
-//! 2. **Ectopic and artefact robustness**: the [`TRIM_RR`] longest and [`TRIM_RR`] shortest
-//!    intervals of the window are removed before the variability and entropy statistics (a
-//!    premature beat makes one short and one long interval; a missed or extra detection one
-//!    outlier).
-//! 3. Three statistics, all of which must indicate AF:
-//!    - normalised RMSSD (RMSSD / mean RR) above [`NRMSSD_MIN`];
-//!    - Shannon entropy of the histogram of the trimmed intervals in [`BINS`] equal bins between
-//!      their minimum and maximum, normalised by `log2(BINS)`, above [`ENTROPY_MIN`];
-//!    - turning-point ratio within the 95 % interval of a random sequence: the number of
-//!      turning points `T` of `N` intervals has mean `(2N - 4) / 3` and variance
-//!      `(16N - 29) / 90`; AF if `|T - mean| <= 1.96 σ`. A sinus rhythm, even one varying
-//!      with breathing, has fewer turning points; bigeminy has too many.
+//! **The AF decision** (episodes, the heart-rhythm contract, short strips) is Petrėnas,
+//! Marozas & Sörnmo 2015's low-complexity detector with its published parameters, in
+//! [`crate::petrenas`]: a 3-point median ectopic filter, an 8-beat pairwise irregularity
+//! measure normalised by the RR trend, bigeminy suppression, one threshold. [`af_flags`] runs
+//! it on a whole series (zero-phase averagers); [`screen`] gives the live verdict on the newest
+//! interval of a trailing window (causal averagers). Intervals marked unusable by the signal
+//! quality ([`crate::quality`]) are left out and are never AF.
 //!
-//! Everything is integer arithmetic (a fixed-point `log2`, comparisons of exact products), so
-//! the same verdict comes out on every machine: the heart-rhythm contract, whose evaluation must
-//! be reproducible by every validator, calls [`window_verdict`] on its RR window.
-//!
-//! Per interval, the verdict is that of the window centred on it (clamped at the ends of the
-//! series): a live verdict on interval `k` is known once interval `k + WINDOW_RR / 2` has
-//! arrived (about 64 beats, under a minute at rest). Series shorter than a window but of at
-//! least [`SHORT_RR_MIN`] intervals (the 10–60 s strips of hand-held devices) are judged as one
-//! window with the trimming scaled to their length. Intervals marked unusable by the signal
-//! quality ([`crate::quality`]) are left out of every window and are never AF.
+//! **Window statistics** after Dash, Chon, Lu & Raeder, Annals of Biomedical Engineering
+//! 37(9):1701–1709 (2009) ([`window_verdict`]: normalised RMSSD, Shannon entropy,
+//! turning-point ratio over 128 intervals with 8 + 8 trimmed) remain as descriptive measures:
+//! the short-strip classifier uses the normalised RMSSD to call a non-AF strip irregular.
+//! Everything is integer arithmetic, the same on every machine.
+
+use crate::petrenas;
 
 /// Intervals per window (Dash et al.: 128 beats).
 pub const WINDOW_RR: usize = 128;
@@ -37,15 +26,11 @@ pub const BINS: u32 = 16;
 pub const NRMSSD_MIN: f64 = 0.1;
 /// Normalised Shannon entropy above which a window may be AF (Dash et al.: 0.7).
 pub const ENTROPY_MIN: f64 = 0.7;
+/// Typical delay of the live verdict ([`screen`]) after an AF onset, in intervals: the
+/// averagers' time constant `1/α` of Petrėnas et al.'s detector.
+pub const LIVE_DELAY_RR: usize = petrenas::ALPHA_DIVISOR as usize;
 /// Shortest series judged at all (fewer intervals say nothing about irregularity).
 pub const SHORT_RR_MIN: usize = 12;
-/// Gaps of fewer non-AF intervals than this between two AF runs are bridged. Not from Dash et
-/// al.: the turning-point test rejects 1 in 20 truly random windows by construction (its 95 %
-/// interval), so a short run of non-AF verdicts between AF windows that share most of their
-/// intervals is that fluctuation, not a return to sinus rhythm. A quarter window, fixed before
-/// any evaluation.
-pub const GAP_BRIDGED_RR: usize = WINDOW_RR / 4;
-
 /// The three statistics of one window and the verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct WindowVerdict {
@@ -212,64 +197,42 @@ pub fn ectopic_filter(rr_ms: &[u32]) -> Vec<bool> {
         .collect()
 }
 
-/// The verdict on one series judged whole (a short strip, or the heart-rhythm contract's
-/// window): the [`ectopic_filter`], then [`window_verdict`] on the normal intervals.
-pub fn screen(rr_ms: &[u32]) -> Option<WindowVerdict> {
-    let normal: Vec<u32> = rr_ms
-        .iter()
-        .zip(ectopic_filter(rr_ms))
-        .filter_map(|(&r, n)| n.then_some(r))
-        .collect();
-    window_verdict(&normal)
+/// The live verdict on the newest interval of `rr_ms` (the heart-rhythm contract's trailing
+/// window): Petrėnas et al.'s detector ([`crate::petrenas`]) with causal averagers over the
+/// window, so it depends on the window alone. `None` below [`SHORT_RR_MIN`] intervals.
+pub fn screen(rr_ms: &[u32]) -> Option<petrenas::Decision> {
+    if rr_ms.len() < SHORT_RR_MIN {
+        return None;
+    }
+    petrenas::decisions(rr_ms, petrenas::Smoothing::Causal)
+        .last()
+        .copied()
 }
 
-/// Per RR interval, whether it is AF. The usable intervals (`usable[k]` false leaves interval
-/// `k` out; a shorter `usable` counts the rest as usable) pass the [`ectopic_filter`]; each
-/// usable interval gets the verdict of the window of normal intervals centred where it lies.
+/// Per RR interval, whether it is AF: Petrėnas et al.'s detector ([`crate::petrenas`], zero-
+/// phase averagers) on the usable intervals (`usable[k]` false leaves interval `k` out and it
+/// is never AF; a shorter `usable` counts the rest as usable). Series shorter than
+/// [`SHORT_RR_MIN`] usable intervals are never AF.
 pub fn af_flags(rr_ms: &[u32], usable: &[bool]) -> Vec<bool> {
     let kept: Vec<usize> = (0..rr_ms.len())
         .filter(|&k| usable.get(k).copied().unwrap_or(true))
         .collect();
-    let usable_series: Vec<u32> = kept.iter().map(|&k| rr_ms[k]).collect();
-    let normal = ectopic_filter(&usable_series);
-    let series: Vec<u32> = usable_series
-        .iter()
-        .zip(&normal)
-        .filter_map(|(&r, &n)| n.then_some(r))
-        .collect();
     let mut flags = vec![false; rr_ms.len()];
-    if series.len() < SHORT_RR_MIN {
+    if kept.len() < SHORT_RR_MIN {
         return flags;
     }
-    let verdicts: Vec<bool> = if series.len() <= WINDOW_RR {
-        vec![window_verdict(&series).is_some_and(|v| v.af); series.len()]
-    } else {
-        // Consecutive centres share most of a window, but each verdict is computed afresh:
-        // O(WINDOW_RR log WINDOW_RR) per interval is cheap next to detection, and it is the same
-        // function the contract calls.
-        let last_start = series.len() - WINDOW_RR;
-        (0..series.len())
-            .map(|j| {
-                let start = j.saturating_sub(WINDOW_RR / 2).min(last_start);
-                window_verdict(&series[start..start + WINDOW_RR]).is_some_and(|v| v.af)
-            })
-            .collect()
-    };
-    // Position of each usable interval among the normal ones (an ectopic interval takes the
-    // verdict of the normal interval before it).
-    let mut position = 0usize;
-    for (&k, &is_normal) in kept.iter().zip(&normal) {
-        flags[k] = verdicts[position.min(verdicts.len() - 1)];
-        if is_normal {
-            position += 1;
-        }
+    let series: Vec<u32> = kept.iter().map(|&k| rr_ms[k]).collect();
+    for (&k, decision) in kept
+        .iter()
+        .zip(petrenas::decisions(&series, petrenas::Smoothing::ZeroPhase))
+    {
+        flags[k] = decision.af;
     }
     flags
 }
 
 /// AF episodes as runs of AF intervals: `(first, end)`, 0-based indices into the RR list, `end`
-/// exclusive (interval `k` lies between beats `k` and `k + 1`); gaps shorter than
-/// [`GAP_BRIDGED_RR`] are bridged.
+/// exclusive (interval `k` lies between beats `k` and `k + 1`).
 pub fn rr_episodes(rr_ms: &[u32], usable: &[bool]) -> Vec<(usize, usize)> {
     let flags = af_flags(rr_ms, usable);
     let mut episodes = Vec::new();
@@ -287,19 +250,7 @@ pub fn rr_episodes(rr_ms: &[u32], usable: &[bool]) -> Vec<(usize, usize)> {
     if let Some(first) = open {
         episodes.push((first, flags.len()));
     }
-    bridge(episodes)
-}
-
-/// Merges episodes separated by fewer than [`GAP_BRIDGED_RR`] intervals.
-fn bridge(episodes: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
-    let mut out: Vec<(usize, usize)> = Vec::with_capacity(episodes.len());
-    for (first, end) in episodes {
-        match out.last_mut() {
-            Some(last) if first - last.1 < GAP_BRIDGED_RR => last.1 = end,
-            _ => out.push((first, end)),
-        }
-    }
-    out
+    episodes
 }
 
 /// An AF episode, in samples: `[start, end)`, from the first AF beat to just after the last.

@@ -261,7 +261,9 @@ pub fn classify_strip(
     if unusable > NOISY_FRACTION {
         return StripClass::Noisy;
     }
-    if verdict.af {
+    // The strip's rhythm is that of most of its usable intervals (Petrėnas et al.'s detector).
+    let af_intervals = af::af_flags(&kept, &[]).iter().filter(|&&f| f).count();
+    if 2 * af_intervals >= kept.len() {
         return StripClass::AtrialFibrillation;
     }
     let mean_ms = normal.iter().map(|&r| f64::from(r)).sum::<f64>() / normal.len() as f64;

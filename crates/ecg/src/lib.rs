@@ -7,7 +7,8 @@
 //!   the same beats).
 //! - [`hrv`]: RR intervals, heart rate, HRV statistics with ectopic / artefact filtering.
 //! - [`quality`]: per-segment signal quality; unusable segments and the beats inside them.
-//! - [`af`]: atrial-fibrillation episodes from RR intervals (symbolic dynamics + Shannon entropy).
+//! - [`agreement`]: beat agreement of two detectors (bSQI); unconfirmed beats in noise withheld.
+//! - [`af`]: atrial-fibrillation episodes from RR intervals ([`petrenas`]: Petrėnas et al. 2015).
 //! - [`score`]: match detections to reference beats and AF episodes to reference rhythm.
 //!
 //! No I/O beyond reading record files.
@@ -41,9 +42,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod af;
+pub mod agreement;
 pub mod detect;
 pub mod evaluate;
 pub mod hrv;
+pub mod petrenas;
 pub mod quality;
 pub mod score;
 pub mod wfdb;

@@ -18,6 +18,10 @@
 //!   29, 2008) is reported for each segment; clean ECG is far above 5, noise near 3. It is
 //!   informative only: wide QRS complexes and low-voltage records lower it too.
 //!
+//! - **Two-detector agreement** (bSQI, Li, Mark & Clifford 2008; [`crate::agreement`]): beats a
+//!   second detector on a high-frequency-emphasised copy of the signal does not confirm, in a
+//!   10-s window whose agreement is below 0.8, are withheld (beat-level, [`Assessment::withheld`]).
+//!
 //! A segment is **unusable** if it is flat or saturated, has too many beats, or fewer than
 //! [`MATCHED_FRACTION_MIN`] of its beats are matched. Orphanidou's heart-rate (40–180 bpm) and
 //! RR-ratio rules are *not* applied: they would mark bradycardia, tachycardia and atrial
@@ -74,6 +78,9 @@ pub struct Segment {
 pub struct Assessment {
     /// Consecutive segments covering the signal.
     pub segments: Vec<Segment>,
+    /// Detected beats withheld by the two-detector agreement ([`crate::agreement`]): not
+    /// confirmed by the second detector inside a window of low bSQI. Sorted.
+    pub withheld: Vec<u64>,
 }
 
 impl Assessment {
@@ -98,10 +105,12 @@ impl Assessment {
             .sum()
     }
 
-    /// True if `sample` lies in a usable segment (samples past the end count as usable).
+    /// True if `sample` lies in a usable segment (samples past the end count as usable) and is
+    /// not a [withheld](Self::withheld) beat.
     pub fn is_usable(&self, sample: u64) -> bool {
         let index = self.segments.partition_point(|s| s.end <= sample);
         self.segments.get(index).is_none_or(|s| s.usable)
+            && self.withheld.binary_search(&sample).is_err()
     }
 }
 
@@ -160,7 +169,10 @@ pub fn assess(signal: &[i32], fs: f64, beats: &[u64]) -> Assessment {
         });
         start = end;
     }
-    Assessment { segments }
+    Assessment {
+        segments,
+        withheld: crate::agreement::withheld_beats(signal, fs, beats),
+    }
 }
 
 /// For each beat, whether another beat within ±[`PEER_S`] has the same waveform.

@@ -47,7 +47,7 @@ fn coding(metric: Metric) -> Coding {
             "mm[Hg]",
             1.0,
         ),
-        Metric::RrInterval => local("ms", 1.0),
+        Metric::RrInterval | Metric::SignalUnusable => local("ms", 1.0),
         Metric::Consciousness | Metric::SupplementalOxygen => local("1", 1.0),
         Metric::Position => local("deg", 1e6),
     }

@@ -211,21 +211,32 @@ impl DpDatabase {
     }
 
     /// Imports a beat series (the `ecg` crate's RR intervals, ms) for one patient starting at
-    /// `start_s`: one row per beat at its time, HR = 60,000 / RR. Beats beyond the metric bounds
-    /// (RR < 235 ms or ≥ 4096 ms, i.e. artefacts) are skipped and counted.
+    /// `start_s`: one row per beat at its time, HR = 60,000 / RR. Only usable intervals are
+    /// stored: `usable[k]` false (the ECG's signal quality marked interval `k` unusable) skips
+    /// it, as do intervals beyond the metric bounds (RR < 235 ms or ≥ 4096 ms, artefacts); both
+    /// are counted in the second number, and time still advances over them. `usable` must be
+    /// as long as `rr_ms`.
     pub fn import_beats(
         &mut self,
         patient: &str,
         start_s: i64,
         rr_ms: &[u32],
+        usable: &[bool],
     ) -> Result<(usize, usize)> {
+        if usable.len() != rr_ms.len() {
+            return Err(Error::OutOfRange(format!(
+                "{} usability flags for {} intervals",
+                usable.len(),
+                rr_ms.len()
+            )));
+        }
         let mut t_ms = start_s * 1000;
         let mut skipped = 0;
         let mut rows = Vec::with_capacity(rr_ms.len());
-        for &rr in rr_ms {
+        for (&rr, &ok) in rr_ms.iter().zip(usable) {
             t_ms += i64::from(rr);
             let hr = 60_000 / rr.max(1);
-            if rr >= 4096 || hr >= 256 {
+            if !ok || rr >= 4096 || hr >= 256 {
                 skipped += 1;
                 continue;
             }

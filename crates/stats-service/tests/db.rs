@@ -87,9 +87,29 @@ fn generator_is_realistic() {
 fn import_beats_skips_artefacts() {
     let mut db = DpDatabase::open_in_memory().expect("db");
     let (n, skipped) = db
-        .import_beats("ecg-100", 0, &[800, 810, 5000, 790, 100])
+        .import_beats("ecg-100", 0, &[800, 810, 5000, 790, 100], &[true; 5])
         .expect("import");
     assert_eq!((n, skipped), (3, 2));
     let a = db.answer(Metric::Rr, 0, 100, &[], &[]).expect("answer");
     assert_eq!((a.count, a.sum), (3, 2400));
+}
+
+#[test]
+fn import_beats_takes_only_usable_intervals() {
+    let mut db = DpDatabase::open_in_memory().expect("db");
+    let (n, skipped) = db
+        .import_beats(
+            "ecg-105",
+            0,
+            &[800, 400, 820, 790],
+            &[true, false, true, false],
+        )
+        .expect("import");
+    assert_eq!((n, skipped), (2, 2));
+    let a = db.answer(Metric::Rr, 0, 100, &[], &[]).expect("answer");
+    assert_eq!((a.count, a.sum), (2, 1620));
+    assert!(
+        db.import_beats("ecg-105", 10, &[800, 810], &[true])
+            .is_err()
+    );
 }

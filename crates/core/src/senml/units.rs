@@ -82,6 +82,7 @@ impl Field {
             Field::Scalar(Metric::SupplementalOxygen) => &[("", Exact), ("/", Exact)],
             Field::Scalar(Metric::RrInterval) => &[("ms", Scale(1.0)), ("s", Scale(1000.0))],
             Field::Scalar(Metric::Position) => &[],
+            Field::Scalar(Metric::SignalUnusable) => &[("ms", Scale(1.0)), ("s", Scale(1000.0))],
             Field::Latitude => &[("lat", Scale(1e6))],
             Field::Longitude => &[("lon", Scale(1e6))],
             Field::Accuracy => &[("m", Scale(1.0))],

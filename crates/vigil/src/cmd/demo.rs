@@ -830,12 +830,17 @@ async fn simulate(
             let seq = device.next_seq.max(u64::try_from(now).unwrap_or(0) * 1_000);
             device.next_seq = seq + 1;
             let mut draft = PackDraft::new(device.id.clone(), seq);
-            for (offset_ms, rr_ms) in beats {
+            for (offset_ms, report) in beats {
                 let behind_ms = (dt_ms.saturating_sub(offset_ms) as f64 / speed) as i64;
+                // Unusable signal is reported as such, never as an interval or a rate.
+                let (metric, ms) = match report {
+                    ecg::Report::Rr(ms) => (vigil_core::Metric::RrInterval, ms),
+                    ecg::Report::Unusable(ms) => (vigil_core::Metric::SignalUnusable, ms),
+                };
                 draft.push(
-                    vigil_core::Metric::RrInterval,
+                    metric,
                     now - behind_ms,
-                    vigil_core::Value::Scalar(i32::from(rr_ms)),
+                    vigil_core::Value::Scalar(i32::from(ms)),
                 );
             }
             packs.push((people[i], draft.sign(&device.key).to_json()));

@@ -320,7 +320,7 @@ fn af_rr_command(path: &Path, json: bool) -> anyhow::Result<()> {
         "intervals": rr.len(),
         "excluded_intervals": usable.iter().filter(|ok| !**ok).count(),
         "method": "Dash et al. 2009 (128-interval window, 8+8 trimmed, nRMSSD > 0.1, ShE > 0.7, random TPR), 20 % ectopic filter",
-        "verdict_delay_intervals": af::WINDOW_RR / 2,
+        "verdict_delay_intervals": af::LIVE_DELAY_RR,
         "episodes": list,
     });
     serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;

@@ -18,25 +18,43 @@ const RR_MS_PLAUSIBLE: (f64, f64) = (250.0, 2_500.0);
 /// Intervals one pack carries at most; a faster replay skips ahead.
 pub const INTERVALS_PER_PACK_MAX: usize = 48;
 
+/// What a patch sends for one stretch of its recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// An RR interval in ms, from usable signal.
+    Rr(u16),
+    /// This many ms of unusable signal (the quality index's unusable segments, or an
+    /// implausible interval): reported as `signal-unusable`, never as a rate or an interval.
+    Unusable(u16),
+}
+
+impl Report {
+    fn ms(self) -> u64 {
+        match self {
+            Self::Rr(ms) | Self::Unusable(ms) => u64::from(ms),
+        }
+    }
+}
+
 pub struct EcgSource {
     /// "MIT-BIH 201" or "synthetic sinus" / "synthetic irregular".
     pub label: String,
-    rr_ms: Vec<u16>,
+    rr_ms: Vec<Report>,
     next: usize,
     /// Simulated ms elapsed into the current interval.
     into_ms: u64,
 }
 
 impl EcgSource {
-    /// The intervals that end within the next `dt_ms` of simulated time, each with its offset
+    /// The reports that end within the next `dt_ms` of simulated time, each with its offset
     /// from the start of that span; at most [`INTERVALS_PER_PACK_MAX`].
-    pub fn advance(&mut self, dt_ms: u64) -> Vec<(u64, u16)> {
+    pub fn advance(&mut self, dt_ms: u64) -> Vec<(u64, Report)> {
         let mut out = Vec::new();
         let mut elapsed = 0u64;
         let mut budget = dt_ms + self.into_ms;
         let start_offset = self.into_ms;
         loop {
-            let rr = u64::from(self.rr_ms[self.next % self.rr_ms.len()]);
+            let rr = self.rr_ms[self.next % self.rr_ms.len()].ms().max(1);
             if budget < rr {
                 self.into_ms = budget;
                 break;
@@ -102,8 +120,9 @@ pub fn sources(dir: &Path, count: usize, seed: u64) -> (Vec<EcgSource>, Vec<Stri
     (out, notes)
 }
 
-/// The record's RR series from our detector on its first signal.
-fn replay(record: &Path) -> anyhow::Result<Vec<u16>> {
+/// The record's reports from our detector on its first signal: RR intervals where the signal
+/// is usable, one [`Report::Unusable`] per run of unusable or implausible intervals.
+fn replay(record: &Path) -> anyhow::Result<Vec<Report>> {
     let record = vigil_ecg::wfdb::Record::open(record)?;
     let fs = record.sampling_frequency_hz();
     let signal = record
@@ -114,17 +133,35 @@ fn replay(record: &Path) -> anyhow::Result<Vec<u16>> {
         .iter()
         .map(|b| b.sample)
         .collect();
-    // As a gateway does: intervals in unusable signal are not sent.
     let assessment = vigil_ecg::quality::assess(signal, fs, &beats);
     let usable = vigil_ecg::evaluate::usable_rr(&assessment, &beats);
-    Ok(vigil_ecg::hrv::rr_intervals(&beats, fs)
-        .iter()
-        .zip(usable)
-        .filter_map(|(rr, ok)| ok.then_some(rr.ms))
-        .filter(|ms| (RR_MS_PLAUSIBLE.0..=RR_MS_PLAUSIBLE.1).contains(ms))
-        .take(INTERVALS_MAX)
-        .map(|ms| ms.round() as u16)
-        .collect())
+    let intervals = vigil_ecg::hrv::rr_intervals(&beats, fs);
+    Ok(reports(
+        intervals.iter().zip(usable).map(|(rr, ok)| (rr.ms, ok)),
+    ))
+}
+
+/// RR intervals (ms) with their usability, as a patch reports them: usable plausible intervals
+/// as they are, each run of the others merged into one unusable span (split at `u16::MAX` ms).
+fn reports(intervals: impl Iterator<Item = (f64, bool)>) -> Vec<Report> {
+    let mut out = Vec::new();
+    for (ms, ok) in intervals {
+        let plausible = (RR_MS_PLAUSIBLE.0..=RR_MS_PLAUSIBLE.1).contains(&ms);
+        let whole = ms.round().clamp(1.0, f64::from(u16::MAX)) as u16;
+        match (ok && plausible, out.last_mut()) {
+            (true, _) => out.push(Report::Rr(whole)),
+            (false, Some(Report::Unusable(span)))
+                if u32::from(*span) + u32::from(whole) <= u32::from(u16::MAX) =>
+            {
+                *span += whole;
+            }
+            (false, _) => out.push(Report::Unusable(whole)),
+        }
+        if out.len() >= INTERVALS_MAX {
+            break;
+        }
+    }
+    out
 }
 
 fn synthetic(rng: &mut Rng, irregular: bool) -> EcgSource {
@@ -137,7 +174,7 @@ fn synthetic(rng: &mut Rng, irregular: bool) -> EcgSource {
                 // Respiratory sinus arrhythmia (a breath every ~4 beats) plus a little noise.
                 mean + 40.0 * (i as f64 * std::f64::consts::TAU / 4.3).sin() + 8.0 * rng.normal()
             };
-            ms.clamp(RR_MS_PLAUSIBLE.0, RR_MS_PLAUSIBLE.1).round() as u16
+            Report::Rr(ms.clamp(RR_MS_PLAUSIBLE.0, RR_MS_PLAUSIBLE.1).round() as u16)
         })
         .collect();
     EcgSource {
@@ -160,13 +197,37 @@ mod tests {
     fn a_replay_emits_each_interval_once_at_its_end() {
         let mut source = EcgSource {
             label: "test".into(),
-            rr_ms: vec![800, 1_000],
+            rr_ms: vec![Report::Rr(800), Report::Unusable(1_000)],
             next: 0,
             into_ms: 0,
         };
         assert_eq!(source.advance(700), vec![]);
-        assert_eq!(source.advance(200), vec![(100, 800)]);
-        assert_eq!(source.advance(2_000), vec![(900, 1_000), (1_700, 800)]);
+        assert_eq!(source.advance(200), vec![(100, Report::Rr(800))]);
+        assert_eq!(
+            source.advance(2_000),
+            vec![(900, Report::Unusable(1_000)), (1_700, Report::Rr(800))]
+        );
+    }
+
+    #[test]
+    fn unusable_and_implausible_intervals_become_one_unusable_report_per_run() {
+        let intervals = [
+            (800.0, true),
+            (790.0, false),
+            (3_000.0, false),
+            (100.0, true),
+            (810.0, true),
+            (820.0, false),
+        ];
+        assert_eq!(
+            reports(intervals.into_iter()),
+            vec![
+                Report::Rr(800),
+                Report::Unusable(3_890),
+                Report::Rr(810),
+                Report::Unusable(820)
+            ]
+        );
     }
 
     #[test]
