@@ -69,18 +69,23 @@ impl Api {
             .await
             .map_err(|_| ApiError::internal("the health record is closed"))?;
         let node = self.node.clone();
-        let started = std::time::Instant::now();
-        let answer =
-            tokio::task::spawn_blocking(move || node.with_ehr_reader(|ehr| read(&node, ehr)))
-                .await
-                .map_err(|_| ApiError::internal("health record task failed"));
-        let rest = started.elapsed() * EHR_READ_REST_PER_READ;
-        // The caller gets its answer now; the next read waits out the rest.
-        tokio::spawn(async move {
-            tokio::time::sleep(rest).await;
-            drop(slot);
+        // The slot travels with the read, not with this future: a caller that disconnects
+        // mid-read drops the future, and the slot must stay taken until the read and its
+        // rest are over, or dropped requests would let reads run side by side.
+        let reading = tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let answer = node.with_ehr_reader(|ehr| read(&node, ehr));
+            let rest = started.elapsed() * EHR_READ_REST_PER_READ;
+            // The caller gets its answer now; the next read waits out the rest.
+            tokio::runtime::Handle::current().spawn(async move {
+                tokio::time::sleep(rest).await;
+                drop(slot);
+            });
+            answer
         });
-        answer
+        reading
+            .await
+            .map_err(|_| ApiError::internal("health record task failed"))
     }
 
     /// Runs `write` on the health record (under the lock ingestion takes) on a blocking thread.

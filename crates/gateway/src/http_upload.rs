@@ -48,6 +48,7 @@ impl HttpUploader {
             if pending.is_empty() {
                 break;
             }
+            let before = outbox.len()?;
             for pack in pending {
                 if Instant::now() >= deadline {
                     break 'outer;
@@ -78,6 +79,14 @@ impl HttpUploader {
                         report.refused += 1;
                     }
                 }
+            }
+            if outbox.len()? == before {
+                // Nothing left the outbox (the node is busy, or answers no reply): pause
+                // rather than post the same packs again at once.
+                std::thread::sleep(
+                    UNREACHABLE_PAUSE.min(deadline.saturating_duration_since(Instant::now())),
+                );
+                break;
             }
         }
         report.remaining = outbox.len()?;

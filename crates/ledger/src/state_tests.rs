@@ -1189,8 +1189,7 @@ fn indexes_agree_with_scans_and_earlier_snapshots_stay_unchanged() {
     // The state before the alerts is untouched.
     assert_eq!(before.alert_count(), 0);
     assert!(before.unresolved_alerts().next().is_none());
-    assert!(before.devices_of(&ana).all(|(_, d)| d.active));
+    assert_eq!(before.devices_of(&ana).filter(|(_, d)| d.active).count(), 1);
     assert!(before.anchors_by(&gateway.public_key()).next().is_none());
-    assert_eq!(before.root(), before.clone().root());
     assert_ne!(before.full_digest(), state.full_digest());
 }

@@ -447,7 +447,9 @@ impl Node {
     /// its anchor's finalization, or the anchor may have been dropped. The ledger's anchors
     /// then stop short of the store's, and every later record would prove against the wrong
     /// anchor. The ledger refuses an anchor that does not start where the gateway's last one
-    /// ended, so re-submitting one whose earlier copy is finalized after all is harmless.
+    /// ended, so an anchor is never counted twice; but a re-sent copy of a finalized anchor
+    /// would fail for good and take this identity's later transactions with it, so every batch
+    /// is checked against the latest snapshot before it is sent.
     ///
     /// It reads the current snapshot, not the block's: a node catching up applies old blocks,
     /// and against their state an anchor finalized since would look missing.

@@ -381,7 +381,10 @@ fn report(args: &BenchArgs, quiet: &Phase, loaded: &Phase) {
         "alerts bench: 4 validators (authenticated p2p on 127.0.0.1), one node; {} fevers per \
          phase in {} rounds, MQTT publish -> SSE alert; loaded: {} readers of one patient at \
          limit={}",
-        args.alerts, args.rounds, args.readers, args.limit
+        args.alerts,
+        args.rounds.clamp(1, args.alerts),
+        args.readers,
+        args.limit
     );
     println!("{:<28} {:>10} {:>10}", "", "quiet", "loaded");
     println!("{:<28} {:>10.1} {:>10.1}", "alert p50 (ms)", q50, l50);

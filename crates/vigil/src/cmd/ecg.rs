@@ -198,12 +198,17 @@ fn detect_command(record: &Path, channel: usize, json: bool, strict: bool) -> an
         }
         return Ok(out.flush()?);
     }
-    // RR intervals, HRV and AF use only intervals whose two beats lie in usable signal.
+    // RR intervals, HRV and AF use only intervals whose two beats lie in usable signal. An
+    // unusable interval stays in place as an implausible 0 ms, which HRV's normal mask drops
+    // without pairing the intervals on either side of the gap.
     let rr = rr_intervals(&peaks, fs);
     let usable_intervals: Vec<hrv::RrInterval> = rr
         .iter()
         .zip(&usable_rr)
-        .filter_map(|(interval, &ok)| ok.then_some(*interval))
+        .map(|(interval, &ok)| hrv::RrInterval {
+            ms: if ok { interval.ms } else { 0.0 },
+            ..*interval
+        })
         .collect();
     let beats: Vec<JsonBeat> = detection
         .beats
@@ -319,8 +324,7 @@ fn af_rr_command(path: &Path, json: bool) -> anyhow::Result<()> {
     let value = serde_json::json!({
         "intervals": rr.len(),
         "excluded_intervals": usable.iter().filter(|ok| !**ok).count(),
-        "method": "Dash et al. 2009 (128-interval window, 8+8 trimmed, nRMSSD > 0.1, ShE > 0.7, random TPR), 20 % ectopic filter",
-        "verdict_delay_intervals": af::LIVE_DELAY_RR,
+        "method": "Petrenas, Marozas & Sornmo 2015 (8-interval window, gamma 30 ms, alpha 0.02, delta 2e-4, eta 0.725), zero-phase averagers over the whole series",
         "episodes": list,
     });
     serde_json::to_writer_pretty(&mut out, &value).map_err(std::io::Error::from)?;

@@ -1,5 +1,7 @@
-//! `vigil bench ingest`: accepted readings per second through one node's whole ingestion path
-//! (parse, signature, exactly-once encrypted storage, contract evaluation), and the latency from
+//! `vigil bench ingest`: accepted readings per second through one node's ingestion path as
+//! `Node::ingest_batch` runs it (parse, signature, exactly-once encrypted storage, contract
+//! evaluation; the packs are handed over in-process, so the MQTT broker, the gateway's receive
+//! loop and the replies are not in this figure), and the latency from
 //! a device publishing a pack over MQTT to its alert arriving on the operators' SSE stream, with
 //! four validators.
 
