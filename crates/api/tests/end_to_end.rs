@@ -159,6 +159,38 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
         });
 
         // Readings: a normal temperature, then a fever; at home, then 1 km away twice.
+        // Even an enrolled device's valid login under the node's ingestion link's client id is
+        // refused at CONNECT (it used to take the link over and stop ingestion).
+        let login = vigil_gateway::auth::device_login(
+            &DeviceKey::from_seed([2; 32]),
+            person,
+            &phone,
+            "vigil-ingest",
+            vigil_node::now_ms(),
+        );
+        let took_over = tokio::task::spawn_blocking(move || {
+            let mut options = MqttOptions::new("vigil-ingest", "127.0.0.1", mqtt_addr.port());
+            options
+                .set_keep_alive(Duration::from_secs(5))
+                .set_credentials(login.username, login.password);
+            let (_client, mut connection) = rumqttc::Client::new(options, 4);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                match connection.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return true,
+                    Ok(Err(_)) => return false,
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await
+        .expect("impostor ran");
+        assert!(
+            !took_over,
+            "a network client got the node's client id vigil-ingest"
+        );
+
         let outbox_path = dir.path().join("outbox.sqlite");
         let credential = DeviceCredential {
             person,

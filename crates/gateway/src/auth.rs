@@ -8,8 +8,9 @@
 //!   signature over a domain-separated message naming the client id, the username and the
 //!   time. The node checks it against the device's finalized enrollment: unknown, revoked,
 //!   another person's, stale (outside [`TOKEN_FRESHNESS_MS`]) or badly signed is refused.
-//! - A service (a dashboard bridge, an integration) logs in as `service:<name>` with a
-//!   password configured on the node.
+//! - A service or staff member logs in as `service:<name>` with a password configured on the
+//!   gateway, or one a check given by the node accepts (the node's: a staff member's API
+//!   token, never a patient's).
 //! - Anonymous clients are refused.
 //!
 //! A token is not secret material: it proves possession of the device key at one moment,
@@ -112,11 +113,15 @@ fn connect_message(client_id: &str, username: &str, time_ms: i64) -> Vec<u8> {
     message
 }
 
+/// Decides whether `service:<name>` with a password may connect.
+pub type ServiceCheck = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
 /// Checks every CONNECT against the enrolled devices and the configured service users.
 pub struct ConnectAuth {
     directory: Arc<dyn DeviceDirectory + Send + Sync>,
     /// SHA-256 of each service user's password, by name.
     services: HashMap<String, [u8; 32]>,
+    service_check: Option<ServiceCheck>,
 }
 
 impl ConnectAuth {
@@ -124,7 +129,14 @@ impl ConnectAuth {
         Self {
             directory,
             services: HashMap::new(),
+            service_check: None,
         }
+    }
+
+    /// Lets `service:<name>` connect when `check(name, password)` says so.
+    pub fn with_service_check(mut self, check: ServiceCheck) -> Self {
+        self.service_check = Some(check);
+        self
     }
 
     /// Lets `service:<name>` connect with `password`.
@@ -183,9 +195,19 @@ impl ConnectAuth {
         let given: [u8; 32] = Sha256::digest(password.as_bytes()).into();
         // Comparing digests, not passwords, keeps the comparison's time independent of how
         // much of the password matched.
-        match self.services.get(name) {
-            Some(stored) if *stored == given => Ok(Principal::Service(name.to_owned())),
-            _ => Err(LoginRefused::BadServiceLogin),
+        let configured = self
+            .services
+            .get(name)
+            .is_some_and(|stored| *stored == given);
+        let checked = || {
+            self.service_check
+                .as_ref()
+                .is_some_and(|c| c(name, password))
+        };
+        if configured || checked() {
+            Ok(Principal::Service(name.to_owned()))
+        } else {
+            Err(LoginRefused::BadServiceLogin)
         }
     }
 }
@@ -330,5 +352,14 @@ mod tests {
                 Err(LoginRefused::BadServiceLogin)
             );
         }
+        let auth = auth.with_service_check(Arc::new(|name, pass| name == "ops" && pass == "tok"));
+        assert_eq!(
+            auth.check("c", "service:ops", "tok", NOW),
+            Ok(Principal::Service("ops".into()))
+        );
+        assert_eq!(
+            auth.check("c", "service:ops", "bad", NOW),
+            Err(LoginRefused::BadServiceLogin)
+        );
     }
 }

@@ -106,7 +106,11 @@ impl MqttGateway {
         let mut config: rumqttd::Config =
             toml::from_str(&config).map_err(|e| MqttError::Broker(e.to_string()))?;
         let auth = Arc::new(auth);
-        for server in config.v4.iter_mut().flat_map(|servers| servers.values_mut()) {
+        for server in config
+            .v4
+            .iter_mut()
+            .flat_map(|servers| servers.values_mut())
+        {
             let auth = auth.clone();
             server.set_auth_handler(move |client_id: String, username: String, password| {
                 let verdict = auth.check(&client_id, &username, &password, now_ms());

@@ -143,7 +143,11 @@ impl Outbox {
     }
 
     /// The bytes of a pack still waiting, to check that a reply answers this very pack.
-    pub fn payload(&self, device: &DeviceId, sequence: u64) -> Result<Option<Vec<u8>>, OutboxError> {
+    pub fn payload(
+        &self,
+        device: &DeviceId,
+        sequence: u64,
+    ) -> Result<Option<Vec<u8>>, OutboxError> {
         Ok(self
             .db
             .query_row(

@@ -216,7 +216,11 @@ fn garbage_on_the_uplink_gets_a_reply_naming_the_reason() {
             revoked: false,
         },
     )]));
-    let _gateway = gateway(addr, directory, handler(Directory(HashMap::new()), Arc::default()));
+    let _gateway = gateway(
+        addr,
+        directory,
+        handler(Directory(HashMap::new()), Arc::default()),
+    );
     let mut options = MqttOptions::new("prober", "127.0.0.1", addr.port());
     let login = device_login(&key, person, &prober, "prober", now_ms());
     options

@@ -194,11 +194,20 @@ fn anonymous_wrong_token_and_stale_clients_are_refused_at_connect() {
         "f",
         now_ms(),
     );
-    assert!(connect(addr, "f", Some(forged)).is_err(), "wrong key accepted");
+    assert!(
+        connect(addr, "f", Some(forged)).is_err(),
+        "wrong key accepted"
+    );
     let stale = device_login(&key, PERSON, &alice(), "s", now_ms() - 3_600_000);
-    assert!(connect(addr, "s", Some(stale)).is_err(), "stale token accepted");
+    assert!(
+        connect(addr, "s", Some(stale)).is_err(),
+        "stale token accepted"
+    );
     let unknown = device_login(&key, PERSON, &"oxi-9".parse().expect("ok"), "u", now_ms());
-    assert!(connect(addr, "u", Some(unknown)).is_err(), "unknown accepted");
+    assert!(
+        connect(addr, "u", Some(unknown)).is_err(),
+        "unknown accepted"
+    );
     let good = device_login(&key, PERSON, &alice(), "g", now_ms());
     assert_eq!(connect(addr, "g", Some(good)), Ok(()));
 }
@@ -318,7 +327,10 @@ fn forged_replies_and_alerts_are_refused_by_the_device() {
             reply_topic.clone(),
             node_key().seal_reply(&reply_topic, b"another pack", &accepted),
         ),
-        (alert_topic.clone(), br#"{"type":"alert","level":3}"#.to_vec()),
+        (
+            alert_topic.clone(),
+            br#"{"type":"alert","level":3}"#.to_vec(),
+        ),
         (
             alert_topic.clone(),
             wrong_key.seal_alert(&alert_topic, br#"{"type":"alert","level":3}"#),

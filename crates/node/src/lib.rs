@@ -215,9 +215,21 @@ impl Node {
         let mqtt = match &config.mqtt {
             MqttMode::Embedded(addr) => {
                 let directory = Arc::new(ingest::SharedLedgerDirectory(node.ledger.clone()));
-                // Devices log in with tokens signed by their enrolled key; no service user is
-                // configured yet, so staff and applications use the API.
-                let auth = ConnectAuth::new(directory);
+                // Devices log in with tokens signed by their enrolled key; staff as
+                // `service:<name>` with their API token. Never patients: the broker cannot
+                // keep a client to its own topics, and a patient must not read others'.
+                let staff = Arc::downgrade(&node);
+                let auth = ConnectAuth::new(directory).with_service_check(Arc::new(
+                    move |name: &str, token: &str| {
+                        let Some(node) = staff.upgrade() else {
+                            return false;
+                        };
+                        matches!(
+                            node.users.read().authenticate(token),
+                            Some(users::Principal::Staff { name: staff, .. }) if staff == name
+                        )
+                    },
+                ));
                 Some(MqttGateway::embedded(
                     *addr,
                     handler,
