@@ -17,9 +17,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rumqttc::{Event, MqttOptions, Packet, QoS};
-use vigil_core::{DeviceId, PersonId};
-
 use vigil_core::senml::UnverifiedPack;
+use vigil_core::{DeviceId, PersonId};
 
 use crate::admit::{Reply, detect_format};
 use crate::auth::ConnectAuth;

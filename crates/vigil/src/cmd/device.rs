@@ -89,7 +89,7 @@ pub struct DeviceArgs {
 
 /// Where packs go.
 enum Link {
-    Mqtt(Uploader),
+    Mqtt(Box<Uploader>),
     Http(HttpUploader),
 }
 
@@ -157,7 +157,7 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
             };
             let mut uploader = Uploader::connect(&host, port, &client_id, credential, node_key);
             uploader.watch_alerts(args.person);
-            Link::Mqtt(uploader)
+            Link::Mqtt(Box::new(uploader))
         }
         (None, Some(node)) => Link::Http(HttpUploader::new(
             node.to_socket_addrs()
