@@ -24,6 +24,8 @@ use crate::topic;
 pub const IN_FLIGHT_MAX: usize = 256;
 /// Replies buffered between the MQTT thread and the uploader.
 const REPLY_QUEUE_MAX: usize = 4_096;
+/// Signed alerts remembered to drop a replayed copy; beyond this the oldest is forgotten.
+const ALERTS_SEEN_MAX: usize = 4_096;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -262,6 +264,9 @@ pub struct Uploader {
     node_key: NodePublicKey,
     /// Alerts received with the node's signature, not yet taken.
     alerts: Vec<serde_json::Value>,
+    /// The signed alerts already taken, oldest first: anyone on the broker can publish a
+    /// captured genuine alert again, and it must not count twice.
+    alerts_seen: std::collections::VecDeque<Vec<u8>>,
     alert_topics: HashSet<String>,
     replies: mpsc::Receiver<(String, Vec<u8>)>,
     /// Reply topics to (re)subscribe on every connection: the session is clean.
@@ -332,6 +337,7 @@ impl Uploader {
             client,
             node_key,
             alerts: Vec::new(),
+            alerts_seen: std::collections::VecDeque::new(),
             alert_topics: HashSet::new(),
             replies,
             reply_topics,
@@ -427,7 +433,18 @@ impl Uploader {
     ) -> Result<(), OutboxError> {
         if self.alert_topics.contains(message_topic) {
             match self.node_key.open_alert(message_topic, payload) {
-                Ok(alert) => self.alerts.push(alert),
+                // A byte-identical copy is a replay (each alert and status change names
+                // its alert and differs from every other).
+                Ok(_) if self.alerts_seen.iter().any(|seen| seen == payload) => {
+                    report.forged += 1;
+                }
+                Ok(alert) => {
+                    if self.alerts_seen.len() == ALERTS_SEEN_MAX {
+                        self.alerts_seen.pop_front();
+                    }
+                    self.alerts_seen.push_back(payload.to_vec());
+                    self.alerts.push(alert);
+                }
                 Err(error) => {
                     tracing::warn!(topic = message_topic, %error, "alert refused");
                     report.forged += 1;

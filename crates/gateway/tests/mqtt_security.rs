@@ -385,4 +385,40 @@ fn forged_replies_and_alerts_are_refused_by_the_device() {
         [serde_json::json!({"level": 1})],
         "the node's alert"
     );
+    // Mallory replays that genuine signed alert: it is not taken a second time.
+    let (client, mut connection) = mallory_client(addr, "mallory-replayer");
+    let mut captured = None;
+    client
+        .subscribe(&alert_topic, QoS::AtLeastOnce)
+        .expect("subscribes");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while captured.is_none() && Instant::now() < deadline {
+        match connection.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => gateway
+                .publish_alert(PERSON, br#"{"level":2}"#.to_vec())
+                .expect("publishes"),
+            Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => captured = Some(publish.payload),
+            _ => {}
+        }
+    }
+    let captured = captured.expect("Mallory saw the alert");
+    client
+        .publish(&alert_topic, QoS::AtLeastOnce, false, captured.to_vec())
+        .expect("publishes");
+    for _ in 0..10 {
+        let _ = connection.recv_timeout(Duration::from_millis(20));
+    }
+    let report = uploader
+        .flush(
+            &mut outbox,
+            Instant::now() + Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .expect("flushes");
+    assert_eq!(
+        uploader.take_alerts(),
+        [serde_json::json!({"level": 2})],
+        "taken once"
+    );
+    assert!(report.forged >= 1, "{report:?}");
 }
