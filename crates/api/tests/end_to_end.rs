@@ -159,6 +159,35 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
         });
 
         // Readings: a normal temperature, then a fever; at home, then 1 km away twice.
+        // Staff log in to the broker with their API token; a patient's token is refused (the
+        // broker could not keep a patient to their own topics).
+        let logins = [
+            ("operator", operator_token, true),
+            ("patient", patient_token, false),
+            ("operator", "not-a-token", false),
+        ];
+        for (name, token, welcome) in logins {
+            let accepted = tokio::task::spawn_blocking(move || {
+                let mut options = MqttOptions::new("staff-console", "127.0.0.1", mqtt_addr.port());
+                options
+                    .set_keep_alive(Duration::from_secs(5))
+                    .set_credentials(format!("service:{name}"), token);
+                let (_client, mut connection) = rumqttc::Client::new(options, 4);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline {
+                    match connection.recv_timeout(Duration::from_millis(100)) {
+                        Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return true,
+                        Ok(Err(_)) => return false,
+                        _ => {}
+                    }
+                }
+                false
+            })
+            .await
+            .expect("login ran");
+            assert_eq!(accepted, welcome, "service:{name} with {token}");
+        }
+
         // Even an enrolled device's valid login under the node's ingestion link's client id is
         // refused at CONNECT (it used to take the link over and stop ingestion).
         let login = vigil_gateway::auth::device_login(
