@@ -104,6 +104,16 @@ fn start(answer: bool) -> (SocketAddr, MqttGateway, Stored) {
         node_key(),
     )
     .expect("broker starts");
+    // The broker binds on its own thread: wait until it listens, so that a refusal below is
+    // the broker's verdict on a login, never a connection to a port nobody listens on yet.
+    let listening_by = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < listening_by,
+            "the broker never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     (addr, gateway, stored)
 }
 
@@ -130,6 +140,11 @@ fn connect(addr: SocketAddr, client_id: &str, login: Option<Login>) -> Result<()
                 } else {
                     Err(format!("{:?}", ack.code))
                 };
+            }
+            Ok(Err(rumqttc::ConnectionError::Io(error)))
+                if error.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                panic!("nothing listens on {addr}: not a verdict on the login")
             }
             Ok(Err(error)) => return Err(error.to_string()),
             _ => {}
