@@ -14,7 +14,7 @@ use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use vigil_core::{DeviceId, DeviceKey, Metric, Value};
-use vigil_gateway::outbox::{Outbox, Uploader};
+use vigil_gateway::outbox::{DeviceCredential, Outbox, Uploader};
 use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
@@ -84,6 +84,7 @@ fn readings_survive_cut_and_refused_connections_exactly_once() {
         let key = DeviceKey::from_seed([8; 32]);
         enroll_device(api, "op", person, &device, &key.public(), &ledger).await;
 
+        let node_key = node.message_public_key();
         let (cut, cuts) = watch::channel(0u64);
         let refusing = Arc::new(AtomicBool::new(false));
         let link = proxy(mqtt, cuts, refusing.clone()).await;
@@ -112,8 +113,18 @@ fn readings_survive_cut_and_refused_connections_exactly_once() {
                         .expect("enqueues");
                 }
                 // A new uploader per round: the phone's app restarting from its outbox.
-                let mut uploader =
-                    Uploader::connect("127.0.0.1", link.port(), &format!("phone-{round}"));
+                let credential = DeviceCredential {
+                    person,
+                    device: device.clone(),
+                    key: DeviceKey::from_seed([8; 32]),
+                };
+                let mut uploader = Uploader::connect(
+                    "127.0.0.1",
+                    link.port(),
+                    &format!("phone-{round}"),
+                    credential,
+                    node_key,
+                );
                 uploader
                     .flush(
                         &mut outbox,

@@ -17,7 +17,7 @@ use rumqttc::{Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use vigil_core::{DeviceId, DeviceKey, GeoFix, Metric, PersonId, Value as Reading};
-use vigil_gateway::outbox::{Outbox, Uploader};
+use vigil_gateway::outbox::{DeviceCredential, Outbox, Uploader};
 use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
@@ -127,19 +127,30 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
             },
         );
 
-        // The person's master device listens on its alert topic.
+        // The person's master device logs in as the phone and listens on its alert topic,
+        // taking only what the node signed.
+        let node_key = node.message_public_key();
         let (pushed_tx, mut pushed) = mpsc::channel::<Value>(64);
         let alert_topic = vigil_gateway::topic::alerts(person);
+        let login = vigil_gateway::auth::device_login(
+            &DeviceKey::from_seed([2; 32]),
+            person,
+            &phone,
+            "ana-phone-alerts",
+            vigil_node::now_ms(),
+        );
         std::thread::spawn(move || {
             let mut options = MqttOptions::new("ana-phone-alerts", "127.0.0.1", mqtt_addr.port());
-            options.set_keep_alive(Duration::from_secs(5));
+            options
+                .set_keep_alive(Duration::from_secs(5))
+                .set_credentials(login.username, login.password);
             let (client, mut connection) = rumqttc::Client::new(options, 64);
             let _ = client.subscribe(alert_topic, QoS::AtLeastOnce);
             let deadline = Instant::now() + 3 * WAIT;
             while Instant::now() < deadline {
                 if let Ok(Ok(Event::Incoming(Packet::Publish(publish)))) =
                     connection.recv_timeout(Duration::from_millis(100))
-                    && let Ok(value) = serde_json::from_slice(&publish.payload)
+                    && let Ok(value) = node_key.open_alert(&publish.topic, &publish.payload)
                     && pushed_tx.blocking_send(value).is_err()
                 {
                     return;
@@ -148,7 +159,73 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
         });
 
         // Readings: a normal temperature, then a fever; at home, then 1 km away twice.
+        // Staff log in to the broker with their API token; a patient's token is refused (the
+        // broker could not keep a patient to their own topics).
+        let logins = [
+            ("operator", operator_token, true),
+            ("patient", patient_token, false),
+            ("operator", "not-a-token", false),
+        ];
+        for (name, token, welcome) in logins {
+            let accepted = tokio::task::spawn_blocking(move || {
+                let mut options = MqttOptions::new("staff-console", "127.0.0.1", mqtt_addr.port());
+                options
+                    .set_keep_alive(Duration::from_secs(5))
+                    .set_credentials(format!("service:{name}"), token);
+                let (_client, mut connection) = rumqttc::Client::new(options, 4);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline {
+                    match connection.recv_timeout(Duration::from_millis(100)) {
+                        Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return true,
+                        Ok(Err(_)) => return false,
+                        _ => {}
+                    }
+                }
+                false
+            })
+            .await
+            .expect("login ran");
+            assert_eq!(accepted, welcome, "service:{name} with {token}");
+        }
+
+        // Even an enrolled device's valid login under the node's ingestion link's client id is
+        // refused at CONNECT (it used to take the link over and stop ingestion).
+        let login = vigil_gateway::auth::device_login(
+            &DeviceKey::from_seed([2; 32]),
+            person,
+            &phone,
+            "vigil-ingest",
+            vigil_node::now_ms(),
+        );
+        let took_over = tokio::task::spawn_blocking(move || {
+            let mut options = MqttOptions::new("vigil-ingest", "127.0.0.1", mqtt_addr.port());
+            options
+                .set_keep_alive(Duration::from_secs(5))
+                .set_credentials(login.username, login.password);
+            let (_client, mut connection) = rumqttc::Client::new(options, 4);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                match connection.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return true,
+                    Ok(Err(_)) => return false,
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await
+        .expect("impostor ran");
+        assert!(
+            !took_over,
+            "a network client got the node's client id vigil-ingest"
+        );
+
         let outbox_path = dir.path().join("outbox.sqlite");
+        let credential = DeviceCredential {
+            person,
+            device: phone.clone(),
+            key: DeviceKey::from_seed([2; 32]),
+        };
         let sent = tokio::task::spawn_blocking(move || {
             let mut outbox = Outbox::open(&outbox_path).expect("opens");
             for (i, centi) in [3_690, 3_905].into_iter().enumerate() {
@@ -188,7 +265,13 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
                     )
                     .expect("enqueues");
             }
-            let mut uploader = Uploader::connect("127.0.0.1", mqtt_addr.port(), "ana-phone");
+            let mut uploader = Uploader::connect(
+                "127.0.0.1",
+                mqtt_addr.port(),
+                "ana-phone",
+                credential,
+                node_key,
+            );
             uploader
                 .flush(&mut outbox, Instant::now() + WAIT, Duration::from_secs(2))
                 .expect("flushes")

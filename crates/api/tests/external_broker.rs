@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use common::{T0_MS, WAIT, enroll_device, free_port, register_person, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use vigil_core::{DeviceId, DeviceKey, Metric, Value};
-use vigil_gateway::outbox::{Outbox, Uploader};
+use vigil_gateway::outbox::{DeviceCredential, Outbox, Uploader};
 use vigil_ledger::local::{LocalConfig, start_local};
 use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
@@ -125,6 +125,8 @@ fn packs_through_an_external_mosquitto_are_stored_once_and_answered() {
 
         const PACKS: usize = 30;
         let port = broker_addr.port();
+        // Replies come through mosquitto signed by the node all the same.
+        let node_key = node.message_public_key();
         let report = tokio::task::spawn_blocking(move || {
             let mut outbox = Outbox::open(&outbox_path).expect("opens");
             for i in 0..PACKS {
@@ -151,7 +153,13 @@ fn packs_through_an_external_mosquitto_are_stored_once_and_answered() {
                     &device,
                 )
                 .expect("enqueues");
-            let mut uploader = Uploader::connect("127.0.0.1", port, "phone-mosquitto");
+            let credential = DeviceCredential {
+                person,
+                device: device.clone(),
+                key: DeviceKey::from_seed([9; 32]),
+            };
+            let mut uploader =
+                Uploader::connect("127.0.0.1", port, "phone-mosquitto", credential, node_key);
             let report = uploader
                 .flush(&mut outbox, Instant::now() + WAIT, Duration::from_secs(2))
                 .expect("flushes");

@@ -6,11 +6,16 @@
 //! - [`outbox`]: the master device's durable outbox and its MQTT publisher;
 //!   [`http_upload`] its HTTP one.
 //! - [`topic`]: the topic layout.
+//! - [`auth`]: who may connect to the embedded broker (device tokens, service users, the
+//!   node's reserved client ids).
+//! - [`signed`]: replies and alerts signed by the node, checked by the device.
 
 pub mod admit;
+pub mod auth;
 pub mod http_upload;
 pub mod mqtt;
 pub mod outbox;
+pub mod signed;
 pub mod topic;
 
 pub use admit::{

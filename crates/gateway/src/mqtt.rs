@@ -2,6 +2,14 @@
 //! (e.g. Debian's mosquitto) reached as a client. Either way one ingestion loop subscribes to
 //! every uplink topic, hands each pack to the node and publishes the verdict on the device's
 //! reply topic; alerts are published on the person's alert topic.
+//!
+//! What holds where rumqttd 0.20 cannot enforce it: the embedded broker authenticates every
+//! client at CONNECT ([`crate::auth`]; the node's own client ids are refused to the network),
+//! but it has no per-client rule on what a client publishes or subscribes to. So the node
+//! enforces the rest itself: an uplink is handled only when the device its topic names is the
+//! one that signed the pack (else no reply at all, so that no reply lands on a topic the
+//! publisher chose), its person is checked against the enrollment by admission, and every
+//! reply and alert is signed by the node ([`crate::signed`]) for the device to check.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, mpsc};
@@ -9,9 +17,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rumqttc::{Event, MqttOptions, Packet, QoS};
+use vigil_core::senml::UnverifiedPack;
 use vigil_core::{DeviceId, PersonId};
 
-use crate::admit::Reply;
+use crate::admit::{Reply, detect_format};
+use crate::auth::ConnectAuth;
+use crate::signed::NodeKey;
 use crate::topic;
 
 /// The broker refuses larger MQTT payloads by closing the connection. It is above the pack
@@ -59,11 +70,18 @@ enum Publisher {
 pub struct MqttGateway {
     publisher: Publisher,
     listen: Option<SocketAddr>,
+    key: Arc<NodeKey>,
 }
 
 impl MqttGateway {
-    /// Starts the embedded broker on `listen` (MQTT 3.1.1) and the ingestion loop.
-    pub fn embedded(listen: SocketAddr, handler: PackHandler) -> Result<Self, MqttError> {
+    /// Starts the embedded broker on `listen` (MQTT 3.1.1) and the ingestion loop. Every
+    /// CONNECT is checked by `auth`; replies and alerts are signed with `key`.
+    pub fn embedded(
+        listen: SocketAddr,
+        handler: PackHandler,
+        auth: ConnectAuth,
+        key: NodeKey,
+    ) -> Result<Self, MqttError> {
         let config = format!(
             r#"
             id = 0
@@ -84,8 +102,24 @@ impl MqttGateway {
             dynamic_filters = true
             "#
         );
-        let config: rumqttd::Config =
+        let mut config: rumqttd::Config =
             toml::from_str(&config).map_err(|e| MqttError::Broker(e.to_string()))?;
+        let auth = Arc::new(auth);
+        for server in config
+            .v4
+            .iter_mut()
+            .flat_map(|servers| servers.values_mut())
+        {
+            let auth = auth.clone();
+            server.set_auth_handler(move |client_id: String, username: String, password| {
+                let verdict = auth.check(&client_id, &username, &password, now_ms());
+                if let Err(reason) = &verdict {
+                    tracing::info!(%client_id, %reason, "MQTT CONNECT refused");
+                }
+                std::future::ready(verdict.is_ok())
+            });
+        }
+        let key = Arc::new(key);
         let mut broker = rumqttd::Broker::new(config);
         let (mut ingest_tx, mut ingest_rx) = broker
             .link("vigil-ingest")
@@ -105,6 +139,7 @@ impl MqttGateway {
         ingest_tx
             .subscribe(topic::UPLINK_FILTER)
             .map_err(|e| MqttError::Link(e.to_string()))?;
+        let signer = key.clone();
         thread::Builder::new()
             .name("mqtt-ingest".into())
             .spawn(move || {
@@ -122,7 +157,7 @@ impl MqttGateway {
                             next = ingest_rx.recv_deadline(Instant::now()).ok();
                         }
                     }
-                    for (reply_topic, reply) in handle_batch(&handler, &batch) {
+                    for (reply_topic, reply) in handle_batch(&handler, &signer, &batch) {
                         if let Err(error) = ingest_tx.publish(reply_topic, reply) {
                             tracing::warn!(%error, "could not publish a reply");
                         }
@@ -140,17 +175,22 @@ impl MqttGateway {
         Ok(Self {
             publisher: Publisher::Embedded(Mutex::new(push_tx)),
             listen: Some(listen),
+            key,
         })
     }
 
     /// Connects to an external broker as a client, subscribes to every uplink topic and runs
-    /// the ingestion loop on the client's event thread.
+    /// the ingestion loop on the client's event thread. Replies and alerts are signed with
+    /// `key` as with the embedded broker.
     pub fn external(
         host: &str,
         port: u16,
         client_id: &str,
         handler: PackHandler,
+        key: NodeKey,
     ) -> Result<Self, MqttError> {
+        let key = Arc::new(key);
+        let signer = key.clone();
         let mut options = MqttOptions::new(client_id, host, port);
         options
             .set_keep_alive(Duration::from_secs(30))
@@ -199,7 +239,7 @@ impl MqttGateway {
                         let Ok(more) = queued.try_recv() else { break };
                         batch.push(more);
                     }
-                    for (reply_topic, reply) in handle_batch(&handler, &batch) {
+                    for (reply_topic, reply) in handle_batch(&handler, &signer, &batch) {
                         if let Err(error) =
                             replier.try_publish(reply_topic, QoS::AtLeastOnce, false, reply)
                         {
@@ -213,6 +253,7 @@ impl MqttGateway {
         Ok(Self {
             publisher: Publisher::External(client),
             listen: None,
+            key,
         })
     }
 
@@ -221,12 +262,14 @@ impl MqttGateway {
         self.listen
     }
 
-    /// Publishes a finalized alert (or any node message) to a person's alert topic.
+    /// Publishes a finalized alert (or any node message) to a person's alert topic, signed.
     pub fn publish_alert(&self, person: PersonId, payload: Vec<u8>) -> Result<(), MqttError> {
-        self.publish(topic::alerts(person), payload)
+        let topic = topic::alerts(person);
+        let sealed = self.key.seal_alert(&topic, &payload);
+        self.publish(topic, sealed)
     }
 
-    pub fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), MqttError> {
+    fn publish(&self, topic: String, payload: Vec<u8>) -> Result<(), MqttError> {
         match &self.publisher {
             Publisher::Embedded(link) => {
                 let mut link = link
@@ -243,13 +286,22 @@ impl MqttGateway {
     }
 }
 
-/// Hands the batch's valid uplinks to the node and returns each reply with its topic. A
-/// message on any other topic is ignored (the filter makes that unlikely).
-fn handle_batch(handler: &PackHandler, batch: &[(String, bytes::Bytes)]) -> Vec<(String, Vec<u8>)> {
+/// Hands the batch's valid uplinks to the node and returns each signed reply with its topic.
+/// A message on any other topic is ignored (the filter makes that unlikely), and so is a pack
+/// on another device's topic: answering it would publish a verdict where its sender chose.
+fn handle_batch(
+    handler: &PackHandler,
+    key: &NodeKey,
+    batch: &[(String, bytes::Bytes)],
+) -> Vec<(String, Vec<u8>)> {
     let parsed: Vec<(PersonId, DeviceId, &[u8])> = batch
         .iter()
         .filter_map(|(topic, payload)| {
             let (person, device) = topic::parse_uplink(topic)?;
+            if !topic_device_matches(&device, payload) {
+                tracing::info!(%device, "pack on another device's uplink topic; dropped");
+                return None;
+            }
             Some((person, device, payload.as_ref()))
         })
         .collect();
@@ -265,12 +317,29 @@ fn handle_batch(handler: &PackHandler, batch: &[(String, bytes::Bytes)]) -> Vec<
     parsed
         .iter()
         .zip(replies)
-        .map(|((person, device, _), reply)| {
+        .map(|((person, device, payload), reply)| {
             if let Some(error) = &reply.error {
                 tracing::info!(%device, reason = error.reason.code(), message = %error.message, "pack refused");
             }
-            let body = serde_json::to_vec(&reply).unwrap_or_default();
-            (topic::reply(*person, device), body)
+            let topic = topic::reply(*person, device);
+            let body = key.seal_reply(&topic, payload, &reply);
+            (topic, body)
         })
         .collect()
+}
+
+/// Whether the pack names the device of its topic, or cannot be read at all (then admission
+/// refuses it with the reason, on the topic's own reply topic: nothing in it names another
+/// device whose reply topic a sender could aim at).
+fn topic_device_matches(device: &DeviceId, payload: &[u8]) -> bool {
+    match UnverifiedPack::parse(payload, detect_format(payload)) {
+        Ok(pack) => pack.device() == device,
+        Err(_) => true,
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

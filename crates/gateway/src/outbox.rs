@@ -15,13 +15,17 @@ use vigil_core::senml::PackDraft;
 use vigil_core::{DeviceId, DeviceKey, PersonId};
 
 use crate::admit::{Rejection, Reply};
+use crate::auth;
 use crate::mqtt::MQTT_PAYLOAD_BYTES_MAX;
+use crate::signed::NodePublicKey;
 use crate::topic;
 
 /// Packs published but not yet answered, at most.
 pub const IN_FLIGHT_MAX: usize = 256;
 /// Replies buffered between the MQTT thread and the uploader.
 const REPLY_QUEUE_MAX: usize = 4_096;
+/// Signed alerts remembered to drop a replayed copy; beyond this the oldest is forgotten.
+const ALERTS_SEEN_MAX: usize = 4_096;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -140,6 +144,22 @@ impl Outbox {
         Ok(pending)
     }
 
+    /// The bytes of a pack still waiting, to check that a reply answers this very pack.
+    pub fn payload(
+        &self,
+        device: &DeviceId,
+        sequence: u64,
+    ) -> Result<Option<Vec<u8>>, OutboxError> {
+        Ok(self
+            .db
+            .query_row(
+                "SELECT payload FROM outbox WHERE device = ?1 AND seq = ?2",
+                params![device.as_str(), sequence],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
     pub fn len(&self) -> Result<usize, OutboxError> {
         Ok(self
             .db
@@ -214,11 +234,40 @@ pub struct FlushReport {
     pub remaining: usize,
     /// Whether the flush ended because the node could not be reached (the packs wait).
     pub unreachable: bool,
+    /// Replies and alerts refused because the node did not sign them (for this pack, on this
+    /// topic): what a forger on the broker sent.
+    pub forged: usize,
 }
 
-/// Sends the outbox over MQTT and applies the node's replies.
+/// What the uploader logs in with: one device's identity, whose key signs each CONNECT's
+/// token. A master device uploading for several wearables of one person logs in as one of
+/// them.
+pub struct DeviceCredential {
+    pub person: PersonId,
+    pub device: DeviceId,
+    pub key: DeviceKey,
+}
+
+impl DeviceCredential {
+    fn login(&self, client_id: &str) -> auth::Login {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        auth::device_login(&self.key, self.person, &self.device, client_id, now_ms)
+    }
+}
+
+/// Sends the outbox over MQTT and applies the node's replies, each only once its signature
+/// by the node verifies for the pack it answers.
 pub struct Uploader {
     client: rumqttc::Client,
+    node_key: NodePublicKey,
+    /// Alerts received with the node's signature, not yet taken.
+    alerts: Vec<serde_json::Value>,
+    /// The signed alerts already taken, oldest first: anyone on the broker can publish a
+    /// captured genuine alert again, and it must not count twice.
+    alerts_seen: std::collections::VecDeque<Vec<u8>>,
+    alert_topics: HashSet<String>,
     replies: mpsc::Receiver<(String, Vec<u8>)>,
     /// Reply topics to (re)subscribe on every connection: the session is clean.
     reply_topics: Arc<Mutex<HashSet<String>>>,
@@ -229,10 +278,21 @@ pub struct Uploader {
 
 impl Uploader {
     /// Starts connecting to the node's broker; the connection is re-established on its own
-    /// after a loss, and packs wait in the outbox meanwhile.
-    pub fn connect(host: &str, port: u16, client_id: &str) -> Self {
+    /// after a loss, and packs wait in the outbox meanwhile. Each (re)connection logs in with
+    /// a fresh token of `credential`; replies and alerts count only when `node_key` signed
+    /// them.
+    pub fn connect(
+        host: &str,
+        port: u16,
+        client_id: &str,
+        credential: DeviceCredential,
+        node_key: NodePublicKey,
+    ) -> Self {
         let mut options = MqttOptions::new(client_id, host, port);
+        let login = credential.login(client_id);
+        let client_id = client_id.to_owned();
         options
+            .set_credentials(login.username, login.password)
             .set_keep_alive(Duration::from_secs(15))
             .set_max_packet_size(MQTT_PAYLOAD_BYTES_MAX + 1024, MQTT_PAYLOAD_BYTES_MAX + 1024)
             .set_clean_session(true);
@@ -242,7 +302,8 @@ impl Uploader {
         let resubscriber = client.clone();
         let topics = reply_topics.clone();
         thread::spawn(move || {
-            for event in connection.iter() {
+            loop {
+                let Ok(event) = connection.recv() else { return };
                 match event {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         let topics = topics.lock().map(|t| t.clone()).unwrap_or_default();
@@ -259,13 +320,25 @@ impl Uploader {
                         }
                     }
                     Ok(_) => {}
-                    // The event loop reconnects on the next poll; don't spin meanwhile.
-                    Err(_) => thread::sleep(Duration::from_millis(200)),
+                    // The event loop reconnects on the next poll, with a token fresh for it;
+                    // don't spin meanwhile.
+                    Err(_) => {
+                        let login = credential.login(&client_id);
+                        connection
+                            .eventloop
+                            .mqtt_options
+                            .set_credentials(login.username, login.password);
+                        thread::sleep(Duration::from_millis(200));
+                    }
                 }
             }
         });
         Self {
             client,
+            node_key,
+            alerts: Vec::new(),
+            alerts_seen: std::collections::VecDeque::new(),
+            alert_topics: HashSet::new(),
             replies,
             reply_topics,
             sent_at: HashMap::new(),
@@ -273,7 +346,23 @@ impl Uploader {
     }
 
     fn subscribe_replies(&self, person: PersonId, device: &DeviceId) {
-        let topic = topic::reply(person, device);
+        self.subscribe(topic::reply(person, device));
+    }
+
+    /// Receives the person's alerts from now on; [`Uploader::take_alerts`] hands over those
+    /// the node signed.
+    pub fn watch_alerts(&mut self, person: PersonId) {
+        let topic = topic::alerts(person);
+        self.alert_topics.insert(topic.clone());
+        self.subscribe(topic);
+    }
+
+    /// The signed alerts received during the flushes so far.
+    pub fn take_alerts(&mut self) -> Vec<serde_json::Value> {
+        std::mem::take(&mut self.alerts)
+    }
+
+    fn subscribe(&self, topic: String) {
         let new = self
             .reply_topics
             .lock()
@@ -326,26 +415,75 @@ impl Uploader {
                 self.sent_at.insert(key, Instant::now());
             }
             let mut next = self.replies.recv_timeout(Duration::from_millis(50)).ok();
-            while let Some((reply_topic, payload)) = next {
-                if let (Some((_, device)), Ok(reply)) = (
-                    topic::parse_reply(&reply_topic),
-                    serde_json::from_slice::<Reply>(&payload),
-                ) && outbox.apply_reply(&device, &reply)?
-                {
-                    if reply.accepted
-                        || reply
-                            .error
-                            .as_ref()
-                            .is_some_and(|e| e.reason == Rejection::Replayed)
-                    {
-                        report.delivered += 1;
-                    } else {
-                        report.refused += 1;
-                    }
-                }
+            while let Some((message_topic, payload)) = next {
+                self.receive(outbox, &message_topic, &payload, &mut report)?;
                 next = self.replies.try_recv().ok();
             }
         }
+    }
+
+    /// Applies one message from the broker: a reply the node signed for a waiting pack, or a
+    /// signed alert. Anything else is counted as forged and changes nothing.
+    fn receive(
+        &mut self,
+        outbox: &mut Outbox,
+        message_topic: &str,
+        payload: &[u8],
+        report: &mut FlushReport,
+    ) -> Result<(), OutboxError> {
+        if self.alert_topics.contains(message_topic) {
+            match self.node_key.open_alert(message_topic, payload) {
+                // A byte-identical copy is a replay (each alert and status change names
+                // its alert and differs from every other).
+                Ok(_) if self.alerts_seen.iter().any(|seen| seen == payload) => {
+                    report.forged += 1;
+                }
+                Ok(alert) => {
+                    if self.alerts_seen.len() == ALERTS_SEEN_MAX {
+                        self.alerts_seen.pop_front();
+                    }
+                    self.alerts_seen.push_back(payload.to_vec());
+                    self.alerts.push(alert);
+                }
+                Err(error) => {
+                    tracing::warn!(topic = message_topic, %error, "alert refused");
+                    report.forged += 1;
+                }
+            }
+            return Ok(());
+        }
+        let Some((_, device)) = topic::parse_reply(message_topic) else {
+            return Ok(());
+        };
+        // A reply for no waiting pack changes nothing whoever sent it (an answer to a pack
+        // already applied, typically), and neither does one that names no pack at all.
+        let Some(sequence) = NodePublicKey::peek_reply_sequence(payload) else {
+            return Ok(());
+        };
+        let Some(pack) = outbox.payload(&device, sequence)? else {
+            return Ok(());
+        };
+        let reply = match self.node_key.open_reply(message_topic, &pack, payload) {
+            Ok(reply) => reply,
+            Err(error) => {
+                tracing::warn!(topic = message_topic, %error, "reply refused");
+                report.forged += 1;
+                return Ok(());
+            }
+        };
+        if outbox.apply_reply(&device, &reply)? {
+            if reply.accepted
+                || reply
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.reason == Rejection::Replayed)
+            {
+                report.delivered += 1;
+            } else {
+                report.refused += 1;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -9,16 +9,41 @@ use std::time::{Duration, Instant};
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
 use vigil_ehr::{Ehr, EhrError, Identity, SecretKey};
+use vigil_gateway::auth::{ConnectAuth, device_login};
 use vigil_gateway::mqtt::{MqttGateway, PackHandler, Uplink};
-use vigil_gateway::outbox::{Outbox, Uploader};
+use vigil_gateway::outbox::{DeviceCredential, Outbox, Uploader};
+use vigil_gateway::signed::NodeKey;
 use vigil_gateway::{DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply, admit};
 
+#[derive(Clone)]
 struct Directory(HashMap<DeviceId, EnrolledDevice>);
 
 impl DeviceDirectory for Directory {
     fn device(&self, id: &DeviceId) -> Option<EnrolledDevice> {
         self.0.get(id).copied()
     }
+}
+
+fn node_key() -> NodeKey {
+    NodeKey::from_seed([42; 32])
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+/// A started embedded broker that checks logins against `directory`.
+fn gateway(addr: SocketAddr, directory: Directory, handler: PackHandler) -> MqttGateway {
+    MqttGateway::embedded(
+        addr,
+        handler,
+        ConnectAuth::new(Arc::new(directory)),
+        node_key(),
+    )
+    .expect("broker starts")
 }
 
 fn free_port() -> SocketAddr {
@@ -103,8 +128,7 @@ fn packs_flow_through_the_embedded_broker_exactly_once_and_alerts_reach_the_pers
         .expect("registers");
     let ehr = Arc::new(Mutex::new(record));
     let addr = free_port();
-    let gateway =
-        MqttGateway::embedded(addr, handler(directory, ehr.clone())).expect("broker starts");
+    let gateway = gateway(addr, directory.clone(), handler(directory, ehr.clone()));
 
     let mut outbox = Outbox::open_in_memory().expect("opens");
     for i in 0..20 {
@@ -134,7 +158,18 @@ fn packs_flow_through_the_embedded_broker_exactly_once_and_alerts_reach_the_pers
         )
         .expect("enqueues");
 
-    let mut uploader = Uploader::connect("127.0.0.1", addr.port(), "phone-7");
+    let credential = DeviceCredential {
+        person,
+        device: device.clone(),
+        key: DeviceKey::from_seed([2; 32]),
+    };
+    let mut uploader = Uploader::connect(
+        "127.0.0.1",
+        addr.port(),
+        "phone-7",
+        credential,
+        node_key().public(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let report = uploader
         .flush(&mut outbox, deadline, Duration::from_millis(500))
@@ -177,9 +212,12 @@ fn packs_flow_through_the_embedded_broker_exactly_once_and_alerts_reach_the_pers
         "a replayed sequence was stored again"
     );
 
-    // The person's master device receives what the node pushes on its alert topic.
+    // The person's master device receives what the node pushes on its alert topic, signed.
     let mut options = MqttOptions::new("phone-7-alerts", "127.0.0.1", addr.port());
-    options.set_keep_alive(Duration::from_secs(5));
+    let login = device_login(&key, person, &device, "phone-7-alerts", now_ms());
+    options
+        .set_keep_alive(Duration::from_secs(5))
+        .set_credentials(login.username, login.password);
     let (client, mut connection) = rumqttc::Client::new(options, 16);
     client
         .subscribe(vigil_gateway::topic::alerts(person), QoS::AtLeastOnce)
@@ -195,7 +233,11 @@ fn packs_flow_through_the_embedded_broker_exactly_once_and_alerts_reach_the_pers
                 published = true;
             }
             Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => {
-                assert_eq!(&publish.payload[..], br#"{"level":2}"#);
+                let alert = node_key()
+                    .public()
+                    .open_alert(&publish.topic, &publish.payload)
+                    .expect("signed by the node");
+                assert_eq!(alert, serde_json::json!({"level": 2}));
                 return;
             }
             _ => {}
@@ -209,11 +251,25 @@ fn garbage_on_the_uplink_gets_a_reply_naming_the_reason() {
     let person = PersonId::from_bytes([8; 16]);
     let device: DeviceId = "thermo-3".parse().expect("valid");
     let addr = free_port();
+    // The prober logs in as an enrolled device of the person; its garbage names thermo-3.
+    let prober: DeviceId = "oxi-8".parse().expect("valid");
+    let key = DeviceKey::from_seed([8; 32]);
+    let directory = Directory(HashMap::from([(
+        prober.clone(),
+        EnrolledDevice {
+            person,
+            key: key.public(),
+            revoked: false,
+        },
+    )]));
     let ehr = Ehr::open_in_memory(SecretKey::random()).expect("health record");
     let handler = handler(Directory(HashMap::new()), Arc::new(Mutex::new(ehr)));
-    let _gateway = MqttGateway::embedded(addr, handler).expect("starts");
+    let _gateway = gateway(addr, directory, handler);
     let mut options = MqttOptions::new("prober", "127.0.0.1", addr.port());
-    options.set_max_packet_size(1 << 20, 1 << 20);
+    let login = device_login(&key, person, &prober, "prober", now_ms());
+    options
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_credentials(login.username, login.password);
     let (client, mut connection) = rumqttc::Client::new(options, 16);
     client
         .subscribe(
@@ -250,7 +306,11 @@ fn garbage_on_the_uplink_gets_a_reply_naming_the_reason() {
                 sent = true;
             }
             Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => {
-                let reply: Reply = serde_json::from_slice(&publish.payload).expect("a JSON reply");
+                let answered = &cases[cases.len() - expected.len()].0;
+                let reply: Reply = node_key()
+                    .public()
+                    .open_reply(&publish.topic, answered, &publish.payload)
+                    .expect("a reply signed for the pack it answers");
                 assert!(!reply.accepted);
                 let reason = reply.error.expect("names an error").reason;
                 assert_eq!(reason, expected.remove(0));

@@ -69,6 +69,15 @@ impl DeviceDirectory for LedgerDirectory<'_> {
     }
 }
 
+/// [`LedgerDirectory`] owning its ledger handle, for the broker's CONNECT checks.
+pub(crate) struct SharedLedgerDirectory(pub(crate) Ledger);
+
+impl DeviceDirectory for SharedLedgerDirectory {
+    fn device(&self, id: &DeviceId) -> Option<EnrolledDevice> {
+        LedgerDirectory(&self.0).device(id)
+    }
+}
+
 /// One pack as it arrived: the person its topic or URL names, and its bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct Incoming<'a> {

@@ -31,7 +31,9 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 use vigil_core::{PersonId, TimestampMs};
 use vigil_ehr::{Ehr, EhrError, SecretKey};
+use vigil_gateway::auth::ConnectAuth;
 use vigil_gateway::mqtt::MqttGateway;
+use vigil_gateway::signed::{NodeKey, NodePublicKey};
 use vigil_gateway::{Rejected, Rejection, Reply};
 use vigil_ledger::block::Block;
 use vigil_ledger::finalized::{Finalized, Followed, Follower};
@@ -211,10 +213,37 @@ impl Node {
             handler_node.ingest_batch(&packs, "mqtt")
         });
         let mqtt = match &config.mqtt {
-            MqttMode::Embedded(addr) => Some(MqttGateway::embedded(*addr, handler)?),
-            MqttMode::External { host, port } => {
-                Some(MqttGateway::external(host, *port, "vigil-node", handler)?)
+            MqttMode::Embedded(addr) => {
+                let directory = Arc::new(ingest::SharedLedgerDirectory(node.ledger.clone()));
+                // Devices log in with tokens signed by their enrolled key; staff as
+                // `service:<name>` with their API token. Never patients: the broker cannot
+                // keep a client to its own topics, and a patient must not read others'.
+                let staff = Arc::downgrade(&node);
+                let auth = ConnectAuth::new(directory).with_service_check(Arc::new(
+                    move |name: &str, token: &str| {
+                        let Some(node) = staff.upgrade() else {
+                            return false;
+                        };
+                        matches!(
+                            node.users.read().authenticate(token),
+                            Some(users::Principal::Staff { name: staff, .. }) if staff == name
+                        )
+                    },
+                ));
+                Some(MqttGateway::embedded(
+                    *addr,
+                    handler,
+                    auth,
+                    node.message_key(),
+                )?)
             }
+            MqttMode::External { host, port } => Some(MqttGateway::external(
+                host,
+                *port,
+                "vigil-node",
+                handler,
+                node.message_key(),
+            )?),
             MqttMode::Disabled => None,
         };
         *node.mqtt.lock() = mqtt.map(Arc::new);
@@ -245,6 +274,21 @@ impl Node {
 
     pub fn gateway_identity(&self) -> &Signer {
         &self.gateway
+    }
+
+    /// The key replies and alerts to devices are signed with: the gateway identity's own, so
+    /// its public half (on the ledger, and [`Node::message_public_key`]) is what a device
+    /// checks them against.
+    fn message_key(&self) -> NodeKey {
+        let mut seed = [0u8; 32];
+        // An Ed25519 private key encodes as its 32-byte seed (RFC 8032).
+        seed.copy_from_slice(&self.gateway.to_bytes()[..32]);
+        NodeKey::from_seed(seed)
+    }
+
+    /// What a device must be configured with to accept the node's replies and alerts.
+    pub fn message_public_key(&self) -> NodePublicKey {
+        self.message_key().public()
     }
 
     /// The genesis this node's ledger started from: its validator set is what block

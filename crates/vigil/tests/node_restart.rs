@@ -180,8 +180,9 @@ fn private_key_hex(key_file: &Path) -> String {
 
 /// A node (one validator with the node service) in `dir`, with a person and an enrolled
 /// thermometer `thermo-1` whose key is `dir/device.key`. Returns the node, its API and MQTT
-/// addresses and the person's pseudonym.
-fn node_with_enrolled_device(dir: &Path) -> (Proc, SocketAddr, SocketAddr, String) {
+/// addresses, the person's pseudonym and the gateway's public key (what the node signs its
+/// replies to devices with).
+fn node_with_enrolled_device(dir: &Path) -> (Proc, SocketAddr, SocketAddr, String, String) {
     let p2p = free_port();
     let api = free_port();
     let mqtt = free_port();
@@ -263,13 +264,13 @@ fn node_with_enrolled_device(dir: &Path) -> (Proc, SocketAddr, SocketAddr, Strin
             .then_some(())
     });
 
-    (node, api, mqtt, person)
+    (node, api, mqtt, person, gateway)
 }
 
 #[test]
 fn node_killed_and_restarted_while_a_device_publishes_stores_every_reading_once() {
     let dir = tempfile_dir();
-    let (mut node, api, mqtt, person) = node_with_enrolled_device(&dir);
+    let (mut node, api, mqtt, person, node_key) = node_with_enrolled_device(&dir);
 
     // The device reaches the broker through a proxy this test can cut.
     let proxy = Proxy::start(mqtt);
@@ -278,6 +279,8 @@ fn node_killed_and_restarted_while_a_device_publishes_stores_every_reading_once(
             "device",
             "--mqtt",
             &proxy.addr.to_string(),
+            "--node-key",
+            &node_key,
             "--person",
             &person,
         ])
@@ -351,7 +354,7 @@ fn node_killed_and_restarted_while_a_device_publishes_stores_every_reading_once(
 #[test]
 fn device_over_http_continues_across_runs_and_every_reading_is_stored_once() {
     let dir = tempfile_dir();
-    let (_node, api, _mqtt, person) = node_with_enrolled_device(&dir);
+    let (_node, api, _mqtt, person, _) = node_with_enrolled_device(&dir);
     const PER_RUN: u64 = 12;
     for run in 0..2 {
         let out = Command::new(VIGIL)

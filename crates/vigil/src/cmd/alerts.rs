@@ -109,10 +109,19 @@ async fn run(
 
     let http = reqwest::Client::new();
     let mut alerts = alerted_people(&http, api, token).await?;
-    let (client, mut connection) = AsyncClient::new(
-        MqttOptions::new("vigil-bench-alerts", mqtt.ip().to_string(), mqtt.port()),
-        64,
+    // The broker wants a login: the first fever's device (enrolled above) logs in. Not a
+    // `vigil-…` client id: those are the node's own.
+    let client_id = "bench-alerts";
+    let login = vigil_gateway::auth::device_login(
+        &people[1].key,
+        people[1].id,
+        &people[1].device,
+        client_id,
+        vigil_node::now_ms(),
     );
+    let mut options = MqttOptions::new(client_id, mqtt.ip().to_string(), mqtt.port());
+    options.set_credentials(login.username, login.password);
+    let (client, mut connection) = AsyncClient::new(options, 64);
     let mqtt_task = tokio::spawn(async move {
         // Drives the connection; ends when the client is dropped or on error.
         while connection.poll().await.is_ok() {}

@@ -33,6 +33,8 @@ use vigil_node::{MqttMode, Node, NodeConfig, now_ms};
 use vigil_sim::{DeviceKind, EpisodeKind, Fleet, FleetConfig, HOME_RADIUS_M, PEOPLE_MAX, Person};
 
 const STATE_FILE: &str = "demo-state.json";
+/// The node's public key for devices, in hex: what `vigil device --node-key` takes.
+const NODE_KEY_FILE: &str = "node-key.pub";
 /// How long setup waits for the ledger to finalize one phase.
 const PHASE_WAIT: Duration = Duration::from_secs(180);
 /// Real time between two simulator steps.
@@ -233,6 +235,10 @@ async fn run_in_runtime(
         .await
         .context("starting the node (is the port free? try --port)")?;
     node.set_genesis(cluster.genesis.clone());
+    // What `vigil device --node-key` needs to accept the node's replies and alerts.
+    let node_key = node.message_public_key().to_string();
+    std::fs::write(data_dir.join(NODE_KEY_FILE), format!("{node_key}\n"))
+        .context("writing the node's public key")?;
 
     // The doctor's and the auditor's roles, granted once by the admin.
     let ledger = node.ledger().clone();
@@ -323,6 +329,11 @@ async fn run_in_runtime(
     println!("    admin     {}", state.admin_token);
     println!("    doctor    {}", state.doctor_token);
     println!("    auditor   {}", state.auditor_token);
+    println!(
+        "  MQTT devices log in with tokens signed by their key; the node's key (vigil device \
+         --node-key) is {node_key}, also in {}",
+        data_dir.join(NODE_KEY_FILE).display()
+    );
     println!(
         "    patient   {}  (person {})",
         state.patient_token, people[0]

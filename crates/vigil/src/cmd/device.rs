@@ -14,7 +14,8 @@ use clap::{Args, ValueEnum};
 use commonware_cryptography::Signer as _;
 use vigil_core::{DeviceId, DeviceKey, PersonId, TimestampMs};
 use vigil_gateway::http_upload::HttpUploader;
-use vigil_gateway::outbox::{FlushReport, Outbox, Uploader};
+use vigil_gateway::outbox::{DeviceCredential, FlushReport, Outbox, Uploader};
+use vigil_gateway::signed::NodePublicKey;
 use vigil_ledger::keys;
 use vigil_sim::{DeviceKind, Fleet, FleetConfig};
 
@@ -45,6 +46,11 @@ pub struct DeviceArgs {
     /// The node's MQTT broker (embedded or external), `HOST:PORT`.
     #[arg(long, conflicts_with = "node")]
     pub mqtt: Option<String>,
+    /// The node's public key (64 hex digits; `vigil demo` prints it and writes it to
+    /// `node-key.pub` in its data directory). With `--mqtt`, replies and alerts count only
+    /// when this key signed them: anyone on the broker can publish on a device's topics.
+    #[arg(long, value_name = "HEX")]
+    pub node_key: Option<NodePublicKey>,
     /// The node's HTTP address, `HOST:PORT`: packs are POSTed to `/api/packs/{person}`.
     #[arg(long)]
     pub node: Option<String>,
@@ -83,11 +89,20 @@ pub struct DeviceArgs {
 
 /// Where packs go.
 enum Link {
-    Mqtt(Uploader),
+    Mqtt(Box<Uploader>),
     Http(HttpUploader),
 }
 
 impl Link {
+    /// Prints the alerts the node signed (forged ones were counted and dropped).
+    fn print_alerts(&mut self) {
+        if let Link::Mqtt(uploader) = self {
+            for alert in uploader.take_alerts() {
+                println!("alert: {alert}");
+            }
+        }
+    }
+
     /// Sends what the outbox holds and applies the answers until it is empty or `deadline`.
     fn flush(
         &mut self,
@@ -129,9 +144,20 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
     let mut link = match (&args.mqtt, &args.node) {
         (Some(broker), None) => {
             let (host, port) = host_port(broker)?;
-            // A client id per device and run: two runs never share a broker session.
-            let client_id = format!("vigil-device-{}-{}", args.device, std::process::id());
-            Link::Mqtt(Uploader::connect(&host, port, &client_id))
+            let node_key = args
+                .node_key
+                .context("--mqtt needs --node-key: the key the node signs its replies with")?;
+            // A client id per device and run: two runs never share a broker session. Not
+            // `vigil-…`: those are the node's own, and the broker refuses them.
+            let client_id = format!("device-{}-{}", args.device, std::process::id());
+            let credential = DeviceCredential {
+                person: args.person,
+                device: args.device.clone(),
+                key: DeviceKey::from_seed(key.seed()),
+            };
+            let mut uploader = Uploader::connect(&host, port, &client_id, credential, node_key);
+            uploader.watch_alerts(args.person);
+            Link::Mqtt(Box::new(uploader))
         }
         (None, Some(node)) => Link::Http(HttpUploader::new(
             node.to_socket_addrs()
@@ -174,6 +200,7 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
         let due = started + interval.mul_f64((i + 1) as f64);
         let report = link.flush(&mut outbox, due, resend_after)?;
         add(&mut total, report);
+        link.print_alerts();
         if let Some(rest) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(rest);
         }
@@ -184,10 +211,11 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
         resend_after,
     )?;
     add(&mut total, report);
+    link.print_alerts();
     let remaining = outbox.len()?;
     println!(
-        "delivered={} refused={} remaining={remaining}",
-        total.delivered, total.refused
+        "delivered={} refused={} remaining={remaining} forged={}",
+        total.delivered, total.refused, total.forged
     );
     for (device, sequence, reason) in outbox.refused()? {
         eprintln!("refused for good: {device} pack {sequence}: {reason}");
@@ -267,5 +295,6 @@ fn host_port(address: &str) -> anyhow::Result<(String, u16)> {
 fn add(total: &mut FlushReport, report: FlushReport) {
     total.delivered += report.delivered;
     total.refused += report.refused;
+    total.forged += report.forged;
     total.remaining = report.remaining;
 }

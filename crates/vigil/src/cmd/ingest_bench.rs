@@ -206,14 +206,20 @@ pub async fn ingest(
     let mut alerts_seen = alerted_people(&reqwest::Client::new(), probe.api, &probe.token)
         .await
         .map_err(|e| format!("{e:#}"))?;
-    let (mqtt, mut mqtt_loop) = AsyncClient::new(
-        MqttOptions::new(
-            "vigil-bench-device",
-            probe.mqtt.ip().to_string(),
-            probe.mqtt.port(),
-        ),
-        64,
+    // The broker wants a login: the first person's device (enrolled above) logs in. Not a
+    // `vigil-…` client id: those are the node's own.
+    let client_id = "bench-device";
+    let (first_person, first_device, first_key) = people.first().ok_or("no people")?;
+    let login = vigil_gateway::auth::device_login(
+        first_key,
+        *first_person,
+        first_device,
+        client_id,
+        vigil_node::now_ms(),
     );
+    let mut options = MqttOptions::new(client_id, probe.mqtt.ip().to_string(), probe.mqtt.port());
+    options.set_credentials(login.username, login.password);
+    let (mqtt, mut mqtt_loop) = AsyncClient::new(options, 64);
     let mqtt_task = tokio::spawn(async move {
         // Drives the connection; ends with the benchmark (the client is dropped) or on error.
         while let Ok(event) = mqtt_loop.poll().await {

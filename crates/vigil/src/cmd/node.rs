@@ -109,6 +109,10 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     }
                 };
                 println!("node API on http://{api}");
+                println!(
+                    "node key for devices (vigil device --node-key): {}",
+                    node.message_public_key()
+                );
                 match mqtt {
                     MqttMode::Embedded(addr) => println!("MQTT: embedded broker on {addr}"),
                     MqttMode::External { host, port } => {

@@ -1,0 +1,439 @@
+//! The embedded broker against an attacker on 127.0.0.1: who may connect, whose topic a pack
+//! may arrive on, and what a device accepts as coming from the node.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rumqttc::{Event, MqttOptions, Packet, QoS};
+use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
+use vigil_gateway::auth::{ConnectAuth, Login, device_login};
+use vigil_gateway::mqtt::{MqttGateway, PackHandler, Uplink};
+use vigil_gateway::outbox::{DeviceCredential, Outbox, Uploader};
+use vigil_gateway::signed::NodeKey;
+use vigil_gateway::{DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply, admit, topic};
+
+#[derive(Clone)]
+struct Directory(HashMap<DeviceId, EnrolledDevice>);
+
+impl DeviceDirectory for Directory {
+    fn device(&self, id: &DeviceId) -> Option<EnrolledDevice> {
+        self.0.get(id).copied()
+    }
+}
+
+const PERSON: PersonId = PersonId::from_bytes([3; 16]);
+const ALICE_SEED: [u8; 32] = [11; 32];
+const MALLORY_SEED: [u8; 32] = [12; 32];
+
+fn alice() -> DeviceId {
+    "oxi-alice".parse().expect("valid")
+}
+
+fn mallory() -> DeviceId {
+    "thermo-mallory".parse().expect("valid")
+}
+
+/// Alice's oximeter and Mallory's thermometer, both enrolled for the same person: Mallory is
+/// an authenticated client of the broker, the strongest attacker short of the node.
+fn directory() -> Directory {
+    let enrolled = |seed| EnrolledDevice {
+        person: PERSON,
+        key: DeviceKey::from_seed(seed).public(),
+        revoked: false,
+    };
+    Directory(HashMap::from([
+        (alice(), enrolled(ALICE_SEED)),
+        (mallory(), enrolled(MALLORY_SEED)),
+    ]))
+}
+
+fn node_key() -> NodeKey {
+    NodeKey::from_seed([42; 32])
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64
+}
+
+fn free_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binds");
+    listener.local_addr().expect("has an address")
+}
+
+type Stored = Arc<Mutex<HashSet<(DeviceId, u64)>>>;
+
+/// Admission, then an exactly-once store; `answer` false makes every pack "retry later", so
+/// that only a forger could make the device drop it.
+fn start(answer: bool) -> (SocketAddr, MqttGateway, Stored) {
+    let stored: Stored = Arc::default();
+    let store = stored.clone();
+    let enrolled = directory();
+    let handler: PackHandler = Arc::new(move |uplinks: &[Uplink<'_>]| {
+        uplinks
+            .iter()
+            .map(|uplink| {
+                if !answer {
+                    let busy = Rejected::new(Rejection::Unavailable, "busy");
+                    return Reply::rejected(admit::peek_sequence(uplink.payload), busy);
+                }
+                match admit::admit(&enrolled, uplink.payload, Some(uplink.person)) {
+                    Ok(admitted) => {
+                        let pack = admitted.pack;
+                        store
+                            .lock()
+                            .expect("lock")
+                            .insert((pack.device.clone(), pack.sequence));
+                        Reply::accepted(pack.sequence, pack.readings.len())
+                    }
+                    Err(error) => Reply::rejected(admit::peek_sequence(uplink.payload), error),
+                }
+            })
+            .collect()
+    });
+    let addr = free_port();
+    let gateway = MqttGateway::embedded(
+        addr,
+        handler,
+        ConnectAuth::new(Arc::new(directory())),
+        node_key(),
+    )
+    .expect("broker starts");
+    // The broker binds on its own thread: wait until it listens, so that a refusal below is
+    // the broker's verdict on a login, never a connection to a port nobody listens on yet.
+    let listening_by = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < listening_by,
+            "the broker never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (addr, gateway, stored)
+}
+
+/// Connects and reports the broker's verdict: `Ok` on a CONNACK that accepts, `Err` when the
+/// connection ends first (rumqttd 0.20 closes it without a CONNACK on a refused login).
+fn connect(addr: SocketAddr, client_id: &str, login: Option<Login>) -> Result<(), String> {
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", addr.port());
+    options.set_keep_alive(Duration::from_secs(5));
+    if let Some(login) = login {
+        options.set_credentials(login.username, login.password);
+    }
+    let (client, mut connection) = rumqttc::Client::new(options, 16);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match connection.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
+                let _ = client.disconnect();
+                return if ack.code == rumqttc::ConnectReturnCode::Success {
+                    // Let the DISCONNECT leave before the client is dropped.
+                    for _ in 0..5 {
+                        let _ = connection.recv_timeout(Duration::from_millis(20));
+                    }
+                    Ok(())
+                } else {
+                    Err(format!("{:?}", ack.code))
+                };
+            }
+            Ok(Err(rumqttc::ConnectionError::Io(error)))
+                if error.kind() == std::io::ErrorKind::ConnectionRefused =>
+            {
+                panic!("nothing listens on {addr}: not a verdict on the login")
+            }
+            Ok(Err(error)) => return Err(error.to_string()),
+            _ => {}
+        }
+    }
+    Err("no answer".into())
+}
+
+/// A connected client logged in as Mallory's thermometer.
+fn mallory_client(addr: SocketAddr, client_id: &str) -> (rumqttc::Client, rumqttc::Connection) {
+    let login = device_login(
+        &DeviceKey::from_seed(MALLORY_SEED),
+        PERSON,
+        &mallory(),
+        client_id,
+        now_ms(),
+    );
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", addr.port());
+    options
+        .set_keep_alive(Duration::from_secs(5))
+        .set_credentials(login.username, login.password);
+    rumqttc::Client::new(options, 64)
+}
+
+fn alice_uploader(addr: SocketAddr) -> Uploader {
+    let credential = DeviceCredential {
+        person: PERSON,
+        device: alice(),
+        key: DeviceKey::from_seed(ALICE_SEED),
+    };
+    Uploader::connect(
+        "127.0.0.1",
+        addr.port(),
+        "alice-phone",
+        credential,
+        node_key().public(),
+    )
+}
+
+fn alice_pack(outbox: &mut Outbox, spo2: i32) -> u64 {
+    outbox
+        .enqueue(
+            PERSON,
+            &DeviceKey::from_seed(ALICE_SEED),
+            |d| {
+                d.push(Metric::SpO2, 1_700_000_000_000, Value::Scalar(spo2));
+            },
+            &alice(),
+        )
+        .expect("enqueues")
+}
+
+#[test]
+fn anonymous_wrong_token_and_stale_clients_are_refused_at_connect() {
+    let (addr, _gateway, _) = start(true);
+    let key = DeviceKey::from_seed(ALICE_SEED);
+    assert!(connect(addr, "anon", None).is_err(), "anonymous accepted");
+    let forged = device_login(
+        &DeviceKey::from_seed([99; 32]),
+        PERSON,
+        &alice(),
+        "f",
+        now_ms(),
+    );
+    assert!(
+        connect(addr, "f", Some(forged)).is_err(),
+        "wrong key accepted"
+    );
+    let stale = device_login(&key, PERSON, &alice(), "s", now_ms() - 3_600_000);
+    assert!(
+        connect(addr, "s", Some(stale)).is_err(),
+        "stale token accepted"
+    );
+    let unknown = device_login(&key, PERSON, &"oxi-9".parse().expect("ok"), "u", now_ms());
+    assert!(
+        connect(addr, "u", Some(unknown)).is_err(),
+        "unknown accepted"
+    );
+    let good = device_login(&key, PERSON, &alice(), "g", now_ms());
+    assert_eq!(connect(addr, "g", Some(good)), Ok(()));
+}
+
+#[test]
+fn the_nodes_client_ids_cannot_take_over_its_links() {
+    let (addr, gateway, stored) = start(true);
+    let key = DeviceKey::from_seed(ALICE_SEED);
+    for id in ["vigil-ingest", "vigil-push", "vigil-anything"] {
+        assert!(connect(addr, id, None).is_err(), "{id} anonymous accepted");
+        // Not even an enrolled device may use one.
+        let login = device_login(&key, PERSON, &alice(), id, now_ms());
+        assert!(connect(addr, id, Some(login)).is_err(), "{id} accepted");
+    }
+    // Ingestion and alert delivery still work.
+    let mut outbox = Outbox::open_in_memory().expect("opens");
+    alice_pack(&mut outbox, 970);
+    let mut uploader = alice_uploader(addr);
+    uploader.watch_alerts(PERSON);
+    let report = uploader
+        .flush(
+            &mut outbox,
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(500),
+        )
+        .expect("flushes");
+    assert_eq!((report.delivered, report.remaining), (1, 0), "{report:?}");
+    assert!(stored.lock().expect("lock").contains(&(alice(), 1)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        gateway
+            .publish_alert(PERSON, br#"{"level":3}"#.to_vec())
+            .expect("publishes");
+        alice_pack(&mut outbox, 971);
+        uploader
+            .flush(
+                &mut outbox,
+                Instant::now() + Duration::from_millis(300),
+                Duration::from_millis(500),
+            )
+            .expect("flushes");
+        if !uploader.take_alerts().is_empty() {
+            return;
+        }
+    }
+    panic!("the alert never reached the device");
+}
+
+#[test]
+fn a_pack_on_another_devices_topic_is_neither_stored_nor_answered() {
+    let (addr, _gateway, stored) = start(true);
+    let mut outbox = Outbox::open_in_memory().expect("opens");
+    alice_pack(&mut outbox, 965);
+    let pack = outbox.pending(1).expect("reads").remove(0).payload;
+    // Mallory replays Alice's pack on Mallory's own uplink and listens for the answer.
+    let (client, mut connection) = mallory_client(addr, "mallory");
+    client
+        .subscribe(topic::reply(PERSON, &mallory()), QoS::AtLeastOnce)
+        .expect("subscribes");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut published = false;
+    while Instant::now() < deadline {
+        match connection.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) if !published => {
+                client
+                    .publish(
+                        topic::uplink(PERSON, &mallory()),
+                        QoS::AtLeastOnce,
+                        false,
+                        pack.clone(),
+                    )
+                    .expect("publishes");
+                published = true;
+            }
+            Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => {
+                panic!("answered on the topic Mallory chose: {publish:?}")
+            }
+            _ => {}
+        }
+    }
+    assert!(published, "never subscribed");
+    assert!(stored.lock().expect("lock").is_empty(), "stored");
+    // The same pack on Alice's own topic is stored.
+    let report = alice_uploader(addr)
+        .flush(
+            &mut outbox,
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(500),
+        )
+        .expect("flushes");
+    assert_eq!(report.delivered, 1, "{report:?}");
+    assert!(stored.lock().expect("lock").contains(&(alice(), 1)));
+}
+
+#[test]
+fn forged_replies_and_alerts_are_refused_by_the_device() {
+    // The node only ever answers "busy": any acceptance the device sees is forged.
+    let (addr, gateway, _) = start(false);
+    let mut outbox = Outbox::open_in_memory().expect("opens");
+    let sequence = alice_pack(&mut outbox, 961);
+    let pack = outbox.pending(1).expect("reads").remove(0).payload;
+    let reply_topic = topic::reply(PERSON, &alice());
+    let alert_topic = topic::alerts(PERSON);
+    let accepted = Reply::accepted(sequence, 1);
+    let wrong_key = NodeKey::from_seed([43; 32]);
+    let forgeries: Vec<(String, Vec<u8>)> = vec![
+        (
+            reply_topic.clone(),
+            serde_json::to_vec(&accepted).expect("json"),
+        ),
+        (
+            reply_topic.clone(),
+            wrong_key.seal_reply(&reply_topic, &pack, &accepted),
+        ),
+        // Genuinely signed, but for another pack.
+        (
+            reply_topic.clone(),
+            node_key().seal_reply(&reply_topic, b"another pack", &accepted),
+        ),
+        (
+            alert_topic.clone(),
+            br#"{"type":"alert","level":3}"#.to_vec(),
+        ),
+        (
+            alert_topic.clone(),
+            wrong_key.seal_alert(&alert_topic, br#"{"type":"alert","level":3}"#),
+        ),
+    ];
+    let (client, mut connection) = mallory_client(addr, "mallory-forger");
+    let forger = thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            for (topic, payload) in &forgeries {
+                let _ = client.try_publish(topic, QoS::AtLeastOnce, false, payload.clone());
+            }
+            // Drive the connection while waiting.
+            let pause = Instant::now() + Duration::from_millis(100);
+            while Instant::now() < pause {
+                let _ = connection.recv_timeout(Duration::from_millis(20));
+            }
+        }
+    });
+    let mut uploader = alice_uploader(addr);
+    uploader.watch_alerts(PERSON);
+    let mut forged = 0;
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        let report = uploader
+            .flush(
+                &mut outbox,
+                Instant::now() + Duration::from_millis(500),
+                Duration::from_secs(30),
+            )
+            .expect("flushes");
+        assert_eq!(report.delivered + report.refused, 0, "{report:?}");
+        forged += report.forged;
+    }
+    forger.join().expect("forger ends");
+    assert_eq!(outbox.len().expect("counts"), 1, "the pack was dropped");
+    assert!(uploader.take_alerts().is_empty(), "a forged alert got in");
+    assert!(forged >= 4, "only {forged} forgeries seen");
+    // The node's own alert gets through.
+    gateway
+        .publish_alert(PERSON, br#"{"level":1}"#.to_vec())
+        .expect("publishes");
+    uploader
+        .flush(
+            &mut outbox,
+            Instant::now() + Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .expect("flushes");
+    assert_eq!(
+        uploader.take_alerts(),
+        [serde_json::json!({"level": 1})],
+        "the node's alert"
+    );
+    // Mallory replays that genuine signed alert: it is not taken a second time.
+    let (client, mut connection) = mallory_client(addr, "mallory-replayer");
+    let mut captured = None;
+    client
+        .subscribe(&alert_topic, QoS::AtLeastOnce)
+        .expect("subscribes");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while captured.is_none() && Instant::now() < deadline {
+        match connection.recv_timeout(Duration::from_millis(100)) {
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => gateway
+                .publish_alert(PERSON, br#"{"level":2}"#.to_vec())
+                .expect("publishes"),
+            Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => captured = Some(publish.payload),
+            _ => {}
+        }
+    }
+    let captured = captured.expect("Mallory saw the alert");
+    client
+        .publish(&alert_topic, QoS::AtLeastOnce, false, captured.to_vec())
+        .expect("publishes");
+    for _ in 0..10 {
+        let _ = connection.recv_timeout(Duration::from_millis(20));
+    }
+    let report = uploader
+        .flush(
+            &mut outbox,
+            Instant::now() + Duration::from_secs(2),
+            Duration::from_secs(30),
+        )
+        .expect("flushes");
+    assert_eq!(
+        uploader.take_alerts(),
+        [serde_json::json!({"level": 2})],
+        "taken once"
+    );
+    assert!(report.forged >= 1, "{report:?}");
+}
