@@ -10,7 +10,7 @@ use std::time::Duration;
 use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use commonware_runtime::{Clock as _, Runner as _, Supervisor as _, deterministic};
 
-use crate::app::ProposerFault;
+use crate::fault::Misbehaviour;
 use crate::sim::{Cluster, ClusterConfig, Keys};
 use crate::tx::{Tx, TxBody, TxId};
 
@@ -293,7 +293,7 @@ fn a_validator_proposing_an_invalid_transaction_is_rejected() {
             },
         );
         cluster
-            .start_faulty(0, ProposerFault::InjectTx(forged.clone()))
+            .start_faulty(0, Misbehaviour::InjectTx(forged.clone()))
             .await;
         for i in 1..4 {
             cluster.start(i).await;
