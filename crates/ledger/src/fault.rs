@@ -122,7 +122,7 @@ impl ProposerLog {
             .collect()
     }
 
-    /// Judgements of blocks led by `leader`, by validators other than `leader`.
+    /// Judgements of blocks led by `leader`.
     pub fn verdicts_on(&self, leader: &PublicKey) -> Vec<Verdict> {
         let entries = self.0.lock();
         entries
@@ -218,7 +218,9 @@ impl<S: Sender<PublicKey = PublicKey>> Tap<S> {
             .collect();
         let mut sent = self.inner.send(Recipients::Some(rest), message, priority);
         let victim = Recipients::One(plan.victim.clone());
-        plan.blocks.lock().send(victim.clone(), second.encode(), true);
+        plan.blocks
+            .lock()
+            .send(victim.clone(), second.encode(), true);
         let proposal = Proposal::new(first.round, first.parent, second.digest());
         let vote = Notarize::<Scheme, Digest>::sign(&plan.scheme, proposal)
             .expect("the equivocator is a signer");
@@ -276,7 +278,11 @@ impl<'a, S: Sender<PublicKey = PublicKey> + 'a> CheckedSender for TapChecked<'a,
             TapChecked::Tapped { recipients, tap } => match recipients {
                 Recipients::All => tap.plan.as_ref().map_or_else(Vec::new, |plan| {
                     let me = &plan.me;
-                    plan.validators.iter().filter(|k| *k != me).cloned().collect()
+                    plan.validators
+                        .iter()
+                        .filter(|k| *k != me)
+                        .cloned()
+                        .collect()
                 }),
                 Recipients::Some(keys) => keys.clone(),
                 Recipients::One(key) => vec![key.clone()],

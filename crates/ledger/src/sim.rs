@@ -22,9 +22,11 @@ use crate::node::{
 };
 use crate::tx::Role;
 
-/// Message rate allowed per peer and channel: high, the simulator is not where we test rate
-/// limiting.
-const CHANNEL_QUOTA: Quota = Quota::per_second(NZU32!(1_000_000));
+/// Message rate allowed per peer and channel: far above what a validator sends (a few votes
+/// per view, a gossip batch every 20 ms), the simulator is not where we test rate limiting.
+/// Not higher: a receiver reports one burst per peer as its capacity, and consensus
+/// preallocates a queue that long (at 1,000,000/s, 480 MB per validator).
+const CHANNEL_QUOTA: Quota = Quota::per_second(NZU32!(10_000));
 
 /// Shape of a simulated cluster.
 #[derive(Clone)]
