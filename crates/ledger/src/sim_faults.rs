@@ -65,7 +65,7 @@ pub(crate) fn lossy() -> ClusterConfig {
 }
 
 /// Seeds to run: `VIGIL_SIM_SEED` alone if set, else `base .. base + CI_SEEDS`.
-fn seeds(base: u64) -> Vec<u64> {
+pub(crate) fn seeds(base: u64) -> Vec<u64> {
     match std::env::var("VIGIL_SIM_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -261,6 +261,7 @@ async fn partition_healed_mid_view(context: deterministic::Context) {
     cluster.heal().await;
     wait_height(&cluster, stalled + HEAL_HEIGHTS).await;
     let views = cluster.log.max_view().saturating_sub(view_at_heal);
+    eprintln!("partition healed: {HEAL_HEIGHTS} blocks in {views} views");
     assert!(
         views <= HEAL_VIEWS_MAX,
         "{views} views to finalize {HEAL_HEIGHTS} blocks after healing"
