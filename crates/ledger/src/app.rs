@@ -454,7 +454,7 @@ fn misbehave(fault: Option<&ProposerFault>, block: Block, view: u64) -> Block {
     let block = match &fault.misbehaviour {
         None => block,
         Some(Misbehaviour::InjectTx(tx)) => {
-            let txs = [block.txs().to_vec(), vec![tx.clone()]].concat();
+            let txs = [block.txs().to_vec(), vec![Tx::clone(tx)]].concat();
             rebuild(header.timestamp_ms, txs, header.state_root)
         }
         Some(Misbehaviour::WrongStateRoot) => {

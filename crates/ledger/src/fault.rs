@@ -30,7 +30,7 @@ use crate::tx::Tx;
 pub enum Misbehaviour {
     /// Append this transaction to every block without applying it (the state root then
     /// ignores it): honest validators must refuse the block.
-    InjectTx(Tx),
+    InjectTx(Box<Tx>),
     /// Propose the honest block with one bit of its state root flipped.
     WrongStateRoot,
     /// Build a second valid block for the same view (one millisecond later, so another
@@ -255,7 +255,7 @@ impl<S: Sender<PublicKey = PublicKey>> LimitedSender for Tap<S> {
         // The split is decided by the message, which `check` does not see yet.
         Ok(TapChecked::Tapped {
             tap: self,
-            recipients,
+            recipients: Box::new(recipients),
         })
     }
 }
@@ -265,7 +265,7 @@ pub enum TapChecked<'a, S: Sender + 'a> {
     Plain(S::Checked<'a>),
     Tapped {
         tap: &'a mut Tap<S>,
-        recipients: Recipients<PublicKey>,
+        recipients: Box<Recipients<PublicKey>>,
     },
 }
 
@@ -275,7 +275,7 @@ impl<'a, S: Sender<PublicKey = PublicKey> + 'a> CheckedSender for TapChecked<'a,
     fn recipients(&self) -> Vec<PublicKey> {
         match self {
             TapChecked::Plain(checked) => checked.recipients(),
-            TapChecked::Tapped { recipients, tap } => match recipients {
+            TapChecked::Tapped { recipients, tap } => match &**recipients {
                 Recipients::All => tap.plan.as_ref().map_or_else(Vec::new, |plan| {
                     let me = &plan.me;
                     plan.validators
@@ -294,7 +294,7 @@ impl<'a, S: Sender<PublicKey = PublicKey> + 'a> CheckedSender for TapChecked<'a,
         match self {
             TapChecked::Plain(checked) => checked.send(message, priority),
             TapChecked::Tapped { tap, recipients } => {
-                let sent = tap.send_tapped(recipients, message.into().coalesce(), priority);
+                let sent = tap.send_tapped(*recipients, message.into().coalesce(), priority);
                 if sent.is_empty() {
                     Unreliable::Rejected
                 } else {

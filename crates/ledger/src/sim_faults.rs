@@ -372,7 +372,8 @@ async fn byzantine_forged_tx(context: deterministic::Context) {
             to_ms: 1,
         },
     );
-    let (cluster, log) = byzantine(context, Misbehaviour::InjectTx(forged.clone()), 2).await;
+    let (cluster, log) =
+        byzantine(context, Misbehaviour::InjectTx(Box::new(forged.clone())), 2).await;
     refused_everywhere(&cluster, &log, "rejected").await;
     for i in HONEST {
         let ids = finalized_ids(&cluster, i).await;
