@@ -37,6 +37,8 @@ pub mod verify;
 #[cfg(test)]
 mod sim_faults;
 #[cfg(test)]
+mod sim_harness;
+#[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
 mod state_tests;

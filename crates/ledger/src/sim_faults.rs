@@ -1,5 +1,5 @@
 //! Fault simulations on lossy links: every link drops a tenth of its messages and jitters
-//! its latency, each scenario runs [`CI_SEEDS`] seeds (`VIGIL_SIM_SEED=N` runs seed N only),
+//! its latency, each scenario runs `sim_harness::CI_SEEDS` seeds (`VIGIL_SIM_SEED=N` runs seed N only),
 //! and [`soak`] runs every scenario over `VIGIL_SOAK_SEEDS` seeds and names each failing seed.
 //!
 //! Scenarios: lossy links alone, one-way link cuts, a validator that can send but not
@@ -13,27 +13,22 @@
 //! a scenario costs a second or two of wall time, not the minutes its simulated clock shows.
 
 use std::collections::HashSet;
-use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::panic::catch_unwind;
 use std::time::Duration;
 
 use commonware_cryptography::{Signer as _, ed25519::PrivateKey, sha256::Digest};
-use commonware_p2p::simulated::Link;
-use commonware_runtime::{Clock as _, Runner as _, deterministic};
+use commonware_runtime::{Clock as _, deterministic};
 
 use crate::fault::{Misbehaviour, ProposerLog};
-use crate::node::Timing;
-use crate::sim::{Cluster, ClusterConfig, Keys};
-use crate::sim_tests::{
-    all_finalized_once, anchors, finalized_ids, min_height, submit, wait_height,
+use crate::sim::{Cluster, Keys};
+use crate::sim_harness::{
+    all_finalized_once, anchors, assert_agreement, finalized_ids, lossy, min_height, run_seed,
+    seeds, submit, wait_height,
 };
 use crate::tx::{Tx, TxBody};
 
-/// Seeds each scenario runs in CI.
-const CI_SEEDS: u64 = 3;
 /// Seeds the soak runs when `VIGIL_SOAK_SEEDS` is not set.
 const SOAK_SEEDS_DEFAULT: u64 = 50;
-/// Simulated time after which a run is a failure (a stall that should not happen).
-const SIM_TIMEOUT: Duration = Duration::from_secs(300);
 /// Simulated time a scenario waits for one condition.
 const WAIT_MAX: Duration = Duration::from_secs(60);
 /// Views the cluster may take, after a partition heals, to finalize [`HEAL_HEIGHTS`] blocks.
@@ -44,115 +39,6 @@ const VALIDATORS: usize = 4;
 const FAULTY: usize = 0;
 const HONEST: [usize; 3] = [1, 2, 3];
 const ALL: [usize; 4] = [0, 1, 2, 3];
-
-/// Links that lose 10 % of messages, 20 ms ± 10 ms; timeouts a few round trips long.
-pub(crate) fn lossy() -> ClusterConfig {
-    ClusterConfig {
-        link: Link {
-            latency: Duration::from_millis(20),
-            jitter: Duration::from_millis(10),
-            success_rate: commonware_utils::probability!(0.9),
-        },
-        timing: Timing {
-            leader_timeout: Duration::from_millis(300),
-            certification_timeout: Duration::from_millis(600),
-            timeout_retry: Duration::from_millis(500),
-            skip_timeout: Duration::from_millis(900),
-            fetch_timeout: Duration::from_millis(500),
-        },
-        ..ClusterConfig::default()
-    }
-}
-
-/// Seeds to run: `VIGIL_SIM_SEED` alone if set, else `base .. base + CI_SEEDS`.
-pub(crate) fn seeds(base: u64) -> Vec<u64> {
-    match std::env::var("VIGIL_SIM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-    {
-        Some(seed) => vec![seed],
-        None => (base..base + CI_SEEDS).collect(),
-    }
-}
-
-/// Run `scenario` once on the deterministic runtime; a failure names its seed.
-pub(crate) fn run_seed<F, Fut>(name: &str, seed: u64, scenario: F)
-where
-    F: FnOnce(deterministic::Context) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let config = deterministic::Config::new()
-        .with_seed(seed)
-        .with_timeout(Some(SIM_TIMEOUT));
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        deterministic::Runner::new(config).start(scenario);
-    }));
-    if let Err(panic) = result {
-        eprintln!(
-            "simulation {name} failed at seed {seed}; reproduce with \
-             VIGIL_SIM_SEED={seed} cargo nextest run -p vigil-ledger {name}"
-        );
-        resume_unwind(panic);
-    }
-}
-
-/// Check that the validators `honest` hold one chain: the same block digest and the same
-/// state root at every height up to the lowest of their finalized heights, none diverged,
-/// and each one's own state after its tip equals the root its tip block commits to.
-/// Fails when there is nothing to compare (no validator, no finalized height). Returns the
-/// common height.
-pub(crate) async fn assert_agreement(cluster: &Cluster, honest: &[usize]) -> u64 {
-    assert!(!honest.is_empty(), "agreement checked over no validator");
-    let ledgers: Vec<_> = honest
-        .iter()
-        .map(|&i| {
-            let ledger = cluster
-                .ledger(i)
-                .unwrap_or_else(|| panic!("validator {i} is not running"));
-            assert_eq!(ledger.diverged(), None, "validator {i} diverged");
-            (i, ledger)
-        })
-        .collect();
-    let height = ledgers
-        .iter()
-        .map(|(_, l)| l.finalized().0)
-        .min()
-        .unwrap_or(0);
-    assert!(height > 0, "no finalized height to compare");
-    for h in 1..=height {
-        let mut reference: Option<(usize, Digest, [u8; 32])> = None;
-        for (i, ledger) in &ledgers {
-            let block = ledger
-                .block(h)
-                .await
-                .unwrap_or_else(|| panic!("validator {i} has no block {h}"));
-            let mine = (block.digest(), block.header().state_root);
-            match reference {
-                None => reference = Some((*i, mine.0, mine.1)),
-                Some((j, digest, root)) => {
-                    assert_eq!(
-                        mine.0, digest,
-                        "validators {j} and {i}: blocks differ at {h}"
-                    );
-                    assert_eq!(mine.1, root, "validators {j} and {i}: roots differ at {h}");
-                }
-            }
-        }
-    }
-    for (i, ledger) in &ledgers {
-        let snapshot = ledger.snapshot();
-        let tip = ledger
-            .block(snapshot.height())
-            .await
-            .unwrap_or_else(|| panic!("validator {i} has no tip block"));
-        assert_eq!(
-            snapshot.root(),
-            tip.header().state_root,
-            "validator {i}'s state is not the one its tip commits to"
-        );
-    }
-    height
-}
 
 /// Wait, in simulated time, until `done` holds; `what` names the condition in the failure.
 async fn wait_until(cluster: &Cluster, what: &str, mut done: impl FnMut(&Cluster) -> bool) {

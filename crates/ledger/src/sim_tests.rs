@@ -1,7 +1,7 @@
 //! Deterministic-simulation tests: four validators on commonware's simulated network, under
 //! crashes, a restart, torn writes and alerts refuted by their evidence. Every test checks
 //! that each submitted transaction is finalized exactly once and that all validators agree
-//! (`sim_faults::assert_agreement`). A failing test prints the seed that reproduces it.
+//! (`sim_harness::assert_agreement`). A failing test prints the seed that reproduces it.
 //! Lossy links, partitions and Byzantine leaders are in `sim_faults`.
 
 use std::collections::HashSet;
@@ -16,122 +16,15 @@ use crate::tx::{Tx, TxBody, TxId};
 
 /// Simulated time after which a test is a failure (a stall that should not happen).
 const SIM_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long a test waits for a condition, in simulated time.
-const WAIT_MAX: Duration = Duration::from_secs(120);
 
-use crate::sim_faults::{assert_agreement, run_seed as run, seeds};
-
-/// `count` EHR anchors per gateway, nonces from `first`.
-pub(crate) fn anchors(keys: &Keys, chain_id: &[u8; 32], first: u64, count: u64) -> Vec<Tx> {
-    let mut txs = Vec::new();
-    for gateway in &keys.gateways {
-        for nonce in first..first + count {
-            txs.push(Tx::sign(
-                gateway,
-                chain_id,
-                nonce,
-                TxBody::EhrAnchor {
-                    // Anchor `k` covers `1 + k` records, following the ones before it.
-                    first_seq: 1 + nonce + nonce * nonce.saturating_sub(1) / 2,
-                    root: [nonce as u8; 32],
-                    count: 1 + nonce as u32,
-                    from_ms: nonce as i64,
-                    to_ms: nonce as i64 + 1,
-                },
-            ));
-        }
-    }
-    txs
-}
-
-/// Submit to every running validator, as a client that does not trust one node would.
-pub(crate) fn submit(cluster: &Cluster, txs: &[Tx]) {
-    let mut rng = cluster.context().child("client");
-    for (_, ledger) in cluster.live() {
-        for result in ledger.submit_many(&mut rng, txs.to_vec()) {
-            match result {
-                Ok(_) | Err(crate::node::SubmitError::Admit(_)) => {}
-                Err(e) => panic!("submission refused: {e}"),
-            }
-        }
-    }
-}
-
-pub(crate) fn min_height(cluster: &Cluster) -> u64 {
-    cluster
-        .live()
-        .map(|(_, l)| l.finalized().0)
-        .min()
-        .unwrap_or(0)
-}
-
-pub(crate) async fn wait_height(cluster: &Cluster, target: u64) {
-    let start = cluster.context().current();
-    while min_height(cluster) < target {
-        let waited = cluster
-            .context()
-            .current()
-            .duration_since(start)
-            .unwrap_or_default();
-        assert!(
-            waited < WAIT_MAX,
-            "no progress to height {target}: at {}",
-            min_height(cluster)
-        );
-        cluster.context().sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Transaction ids finalized by validator `i`, in order, from its stored blocks.
-pub(crate) async fn finalized_ids(cluster: &Cluster, i: usize) -> Vec<TxId> {
-    let ledger = cluster.ledger(i).expect("running");
-    let (height, _) = ledger.finalized();
-    let mut ids = Vec::new();
-    for h in 1..=height {
-        let block = ledger.block(h).await.expect("stored block");
-        ids.extend(block.txs().iter().map(Tx::id));
-    }
-    ids
-}
-
-/// Wait until every running validator has finalized all of `txs`, then check that each was
-/// finalized exactly once and that all validators hold the same chain.
-pub(crate) async fn all_finalized_once(cluster: &Cluster, txs: &[Tx]) {
-    let want: HashSet<TxId> = txs.iter().map(Tx::id).collect();
-    let start = cluster.context().current();
-    loop {
-        let mut done = true;
-        for (i, _) in cluster.live() {
-            let ids = finalized_ids(cluster, i).await;
-            let unique: HashSet<TxId> = ids.iter().copied().collect();
-            assert_eq!(
-                unique.len(),
-                ids.len(),
-                "validator {i} finalized a duplicate"
-            );
-            if !want.is_subset(&unique) {
-                done = false;
-            }
-        }
-        if done {
-            break;
-        }
-        let waited = cluster
-            .context()
-            .current()
-            .duration_since(start)
-            .unwrap_or_default();
-        assert!(waited < WAIT_MAX, "transactions not finalized in time");
-        cluster.context().sleep(Duration::from_millis(200)).await;
-    }
-    // Same blocks and state roots at every common height.
-    let live: Vec<usize> = cluster.live().map(|(i, _)| i).collect();
-    crate::sim_faults::assert_agreement(cluster, &live).await;
-}
+use crate::sim_harness::{
+    all_finalized_once, anchors, assert_agreement, finalized_ids, lossy, min_height,
+    run_seed as run, seeds, submit, wait_height,
+};
 
 /// Lossy links (a tenth of messages lost, jittered latency) for every simulation here too.
 fn cluster_config() -> ClusterConfig {
-    crate::sim_faults::lossy()
+    lossy()
 }
 
 #[test]
