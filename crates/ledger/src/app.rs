@@ -37,15 +37,11 @@ pub const ANCESTRY_WALK_MAX: usize = 256;
 /// Transactions waiting to be gossiped to peers.
 pub const GOSSIP_QUEUE_MAX: usize = 200_000;
 
-/// A deliberate fault for tests: a proposer that breaks the rules. Compiled into the ledger's
-/// own tests only, so no production validator can be configured to misbehave.
+/// A deliberate fault for tests (a proposer that breaks the rules) and the log of proposals
+/// and verdicts. Compiled into the ledger's own tests only, so no production validator can be
+/// configured to misbehave.
 #[cfg(test)]
-#[derive(Clone, Debug)]
-pub enum ProposerFault {
-    /// Append this transaction to every block without applying it (the state root then
-    /// ignores it): honest validators must reject the block.
-    InjectTx(Tx),
-}
+pub use crate::fault::ProposerFault;
 
 /// Block-building limits.
 #[derive(Clone, Debug)]
@@ -363,7 +359,7 @@ where
 
     async fn propose(
         &mut self,
-        (runtime, _context): (E, Self::Context),
+        (runtime, context): (E, Self::Context),
         ancestry: impl Ancestry<Self::Block>,
         _input: (),
     ) -> Option<Digested<Self::Block>> {
@@ -390,11 +386,6 @@ where
             });
         let layer = view.finish();
         let txs = fill.txs;
-        #[cfg(test)]
-        let txs = match &chain.fault {
-            Some(ProposerFault::InjectTx(tx)) => [txs, vec![tx.clone()]].concat(),
-            None => txs,
-        };
         let block = Block::new(
             height,
             parent.digest(),
@@ -402,6 +393,10 @@ where
             txs,
             layer.root,
         );
+        #[cfg(test)]
+        let block = misbehave(chain.fault.as_ref(), block, context.round.view().get());
+        #[cfg(not(test))]
+        let _ = context;
         debug!(height, txs = block.txs().len(), "proposing");
         chain.pending.insert(
             block.digest(),
@@ -418,7 +413,7 @@ where
 
     async fn verify(
         &mut self,
-        (mut runtime, _context): (E, Self::Context),
+        (mut runtime, context): (E, Self::Context),
         ancestry: impl Ancestry<Self::Block>,
     ) -> bool {
         let Some(block) = ancestry.peek().cloned() else {
@@ -428,8 +423,62 @@ where
         if let Err(reason) = &verdict {
             warn!(height = block.inner().height(), %reason, "rejecting block");
         }
+        #[cfg(test)]
+        if let Some(fault) = &self.chain.lock().fault {
+            fault.log.judged(crate::fault::Verdict {
+                validator: fault.validator,
+                leader: context.leader.clone(),
+                view: context.round.view().get(),
+                digest: block.digest(),
+                refused: verdict.as_ref().err().map(ToString::to_string),
+            });
+        }
+        #[cfg(not(test))]
+        let _ = context;
         verdict.is_ok()
     }
+}
+
+/// The block a faulty proposer sends instead of `block` (the honest one), logged with the
+/// view it leads. An equivocator's second block is kept in the log for its vote sender.
+#[cfg(test)]
+fn misbehave(fault: Option<&ProposerFault>, block: Block, view: u64) -> Block {
+    use crate::fault::{Misbehaviour, Proposed};
+    let Some(fault) = fault else {
+        return block;
+    };
+    let header = block.header().clone();
+    let rebuild = |timestamp_ms: u64, txs: Vec<Tx>, state_root: Hash| {
+        Block::new(header.height, header.parent, timestamp_ms, txs, state_root)
+    };
+    let block = match &fault.misbehaviour {
+        None => block,
+        Some(Misbehaviour::InjectTx(tx)) => {
+            let txs = [block.txs().to_vec(), vec![Tx::clone(tx)]].concat();
+            rebuild(header.timestamp_ms, txs, header.state_root)
+        }
+        Some(Misbehaviour::WrongStateRoot) => {
+            let mut root = header.state_root;
+            root[0] ^= 1;
+            rebuild(header.timestamp_ms, block.txs().to_vec(), root)
+        }
+        Some(Misbehaviour::Equivocate) => {
+            let second = rebuild(
+                header.timestamp_ms + 1,
+                block.txs().to_vec(),
+                header.state_root,
+            );
+            fault.log.alternative(block.digest(), second);
+            block
+        }
+    };
+    fault.log.proposed(Proposed {
+        validator: fault.validator,
+        view,
+        height: header.height,
+        digest: block.digest(),
+    });
+    block
 }
 
 /// Why a proposed block is invalid.

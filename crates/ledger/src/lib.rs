@@ -18,6 +18,8 @@ pub mod app;
 pub mod block;
 pub mod config;
 pub mod evidence;
+#[cfg(test)]
+pub mod fault;
 pub mod finalized;
 mod keycache;
 pub mod keys;
@@ -32,6 +34,10 @@ pub mod state;
 pub mod tx;
 pub mod verify;
 
+#[cfg(test)]
+mod sim_faults;
+#[cfg(test)]
+mod sim_harness;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]

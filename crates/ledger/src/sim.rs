@@ -15,14 +15,18 @@ use commonware_utils::{NZU32, NZUsize, channel::oneshot};
 use crate::app::BlockLimits;
 #[cfg(test)]
 use crate::app::ProposerFault;
+#[cfg(test)]
+use crate::fault::{EquivocationPlan, Misbehaviour, ProposerLog, Tap};
 use crate::node::{
     self, Channels, Genesis, Ledger, MESSAGE_BYTES_MAX, Timing, ValidatorConfig, channel,
 };
 use crate::tx::Role;
 
-/// Message rate allowed per peer and channel: high, the simulator is not where we test rate
-/// limiting.
-const CHANNEL_QUOTA: Quota = Quota::per_second(NZU32!(1_000_000));
+/// Message rate allowed per peer and channel: far above what a validator sends (a few votes
+/// per view, a gossip batch every 20 ms), the simulator is not where we test rate limiting.
+/// Not higher: a receiver reports one burst per peer as its capacity, and consensus
+/// preallocates a queue that long (at 1,000,000/s, 480 MB per validator).
+const CHANNEL_QUOTA: Quota = Quota::per_second(NZU32!(10_000));
 
 /// Shape of a simulated cluster.
 #[derive(Clone)]
@@ -87,6 +91,16 @@ impl Keys {
     }
 }
 
+#[cfg(test)]
+type SimSender = simulated::Sender<PublicKey, deterministic::Context>;
+#[cfg(test)]
+type SimReceiver = simulated::Receiver<PublicKey>;
+/// Positions of the vote and block channels in the registration order of `start_with`.
+#[cfg(test)]
+const VOTES_INDEX: usize = 0;
+#[cfg(test)]
+const BLOCKS_INDEX: usize = 4;
+
 struct Running {
     handle: Handle<()>,
     ledger: Ledger,
@@ -101,6 +115,9 @@ pub struct Cluster {
     config: ClusterConfig,
     nodes: Vec<Option<Running>>,
     restarts: usize,
+    /// What every validator proposed and judged (tests only).
+    #[cfg(test)]
+    pub log: ProposerLog,
 }
 
 impl Cluster {
@@ -144,6 +161,8 @@ impl Cluster {
             config,
             nodes,
             restarts: 0,
+            #[cfg(test)]
+            log: ProposerLog::default(),
         }
     }
 
@@ -170,9 +189,14 @@ impl Cluster {
         self.start_with(i, |_| {}).await;
     }
 
-    /// Start validator `i` as a proposer that breaks the rules.
+    /// Start validator `i` as a proposer that breaks the rules when it leads.
     #[cfg(test)]
-    pub async fn start_faulty(&mut self, i: usize, fault: ProposerFault) {
+    pub async fn start_faulty(&mut self, i: usize, misbehaviour: Misbehaviour) {
+        let fault = ProposerFault {
+            validator: i,
+            log: self.log.clone(),
+            misbehaviour: Some(misbehaviour),
+        };
         self.start_with(i, |config| config.fault = Some(fault))
             .await;
     }
@@ -193,6 +217,23 @@ impl Cluster {
         ] {
             registered.push(control.register(ch, CHANNEL_QUOTA).await.expect("register"));
         }
+        let mut config = ValidatorConfig {
+            key,
+            genesis: self.genesis.clone(),
+            partition_prefix: format!("validator-{i}"),
+            timing: self.config.timing.clone(),
+            limits: self.config.limits.clone(),
+            // Every validator writes the log; `start_faulty` adds a misbehaviour.
+            #[cfg(test)]
+            fault: Some(ProposerFault {
+                validator: i,
+                log: self.log.clone(),
+                misbehaviour: None,
+            }),
+        };
+        adjust(&mut config);
+        #[cfg(test)]
+        let registered = self.tap(i, &config, registered);
         let mut it = registered.into_iter();
         let mut next = || it.next().expect("six channels");
         let channels = Channels {
@@ -203,16 +244,6 @@ impl Cluster {
             blocks: next(),
             txs: next(),
         };
-        let mut config = ValidatorConfig {
-            key,
-            genesis: self.genesis.clone(),
-            partition_prefix: format!("validator-{i}"),
-            timing: self.config.timing.clone(),
-            limits: self.config.limits.clone(),
-            #[cfg(test)]
-            fault: None,
-        };
-        adjust(&mut config);
         let peer_provider = self.oracle.manager();
         let blocker = control;
         let (sender, receiver) = oneshot::channel();
@@ -229,6 +260,55 @@ impl Cluster {
             });
         let ledger = receiver.await.expect("validator started");
         self.nodes[i] = Some(Running { handle, ledger });
+    }
+
+    /// Wrap validator `i`'s senders in [`Tap`]s; an equivocator's vote sender gets the plan
+    /// (and a sender on the block channel) that splits its proposals.
+    #[cfg(test)]
+    fn tap(
+        &self,
+        i: usize,
+        config: &ValidatorConfig,
+        registered: Vec<(SimSender, SimReceiver)>,
+    ) -> Vec<(Tap<SimSender>, SimReceiver)> {
+        let equivocates = config
+            .fault
+            .as_ref()
+            .is_some_and(|f| matches!(f.misbehaviour, Some(Misbehaviour::Equivocate)));
+        let blocks = registered[BLOCKS_INDEX].0.clone();
+        registered
+            .into_iter()
+            .enumerate()
+            .map(|(index, (sender, receiver))| {
+                if !equivocates || index != VOTES_INDEX {
+                    return (Tap::plain(sender), receiver);
+                }
+                let validators: Vec<PublicKey> = self.peers();
+                let plan = EquivocationPlan {
+                    scheme: commonware_consensus::simplex::scheme::ed25519::Scheme::signer(
+                        node::CONSENSUS_NAMESPACE,
+                        self.genesis.validators.clone(),
+                        config.key.clone(),
+                    )
+                    .expect("the equivocator is a validator"),
+                    me: config.key.public_key(),
+                    // The next validator gets the second proposal; the others the first.
+                    victim: validators[(i + 1) % validators.len()].clone(),
+                    validators,
+                    blocks: commonware_utils::sync::Mutex::new(blocks.clone()),
+                    log: self.log.clone(),
+                };
+                (Tap::equivocating(sender, plan), receiver)
+            })
+            .collect()
+    }
+
+    fn peers(&self) -> Vec<PublicKey> {
+        self.keys
+            .validators
+            .iter()
+            .map(|k| k.public_key())
+            .collect()
     }
 
     /// Crash validator `i`: every task it runs is aborted; its storage stays.
@@ -251,14 +331,18 @@ impl Cluster {
             .filter_map(|(i, n)| n.as_ref().map(|r| (i, &r.ledger)))
     }
 
+    /// Cut the link from `from` to `to` only: `to` stops hearing `from`, `from` still hears `to`.
+    pub async fn cut(&mut self, from: usize, to: usize) {
+        let peers = self.peers();
+        let _ = self
+            .oracle
+            .remove_link(peers[from].clone(), peers[to].clone())
+            .await;
+    }
+
     /// Cut every link between `group` and the rest.
     pub async fn partition(&mut self, group: &[usize]) {
-        let peers: Vec<PublicKey> = self
-            .keys
-            .validators
-            .iter()
-            .map(|k| k.public_key())
-            .collect();
+        let peers = self.peers();
         for (i, a) in peers.iter().enumerate() {
             for (j, b) in peers.iter().enumerate() {
                 if group.contains(&i) != group.contains(&j) {
@@ -270,12 +354,7 @@ impl Cluster {
 
     /// Restore every link.
     pub async fn heal(&mut self) {
-        let peers: Vec<PublicKey> = self
-            .keys
-            .validators
-            .iter()
-            .map(|k| k.public_key())
-            .collect();
+        let peers = self.peers();
         for a in &peers {
             for b in &peers {
                 if a != b {

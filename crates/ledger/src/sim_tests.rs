@@ -1,159 +1,30 @@
 //! Deterministic-simulation tests: four validators on commonware's simulated network, under
-//! crashes, a partition, a restart and a Byzantine proposer. Every test checks that each
-//! submitted transaction is finalized exactly once and that all validators agree.
-//! A failing test prints the seed that reproduces it.
+//! crashes, a restart, torn writes and alerts refuted by their evidence. Every test checks
+//! that each submitted transaction is finalized exactly once and that all validators agree
+//! (`sim_harness::assert_agreement`). A failing test prints the seed that reproduces it.
+//! Lossy links, partitions and Byzantine leaders are in `sim_faults`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::time::Duration;
 
-use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
+use commonware_cryptography::Signer as _;
 use commonware_runtime::{Clock as _, Runner as _, Supervisor as _, deterministic};
 
-use crate::app::ProposerFault;
 use crate::sim::{Cluster, ClusterConfig, Keys};
 use crate::tx::{Tx, TxBody, TxId};
 
 /// Simulated time after which a test is a failure (a stall that should not happen).
 const SIM_TIMEOUT: Duration = Duration::from_secs(600);
-/// How long a test waits for a condition, in simulated time.
-const WAIT_MAX: Duration = Duration::from_secs(120);
 
-fn run<F, Fut>(name: &str, seed: u64, f: F)
-where
-    F: FnOnce(deterministic::Context) -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let config = deterministic::Config::new()
-        .with_seed(seed)
-        .with_timeout(Some(SIM_TIMEOUT));
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        deterministic::Runner::new(config).start(f);
-    }));
-    if let Err(panic) = result {
-        eprintln!("simulation test {name} failed; reproduce with seed {seed}");
-        resume_unwind(panic);
-    }
-}
+use crate::sim_harness::{
+    all_finalized_once, anchors, assert_agreement, finalized_ids, lossy, min_height,
+    run_seed as run, seeds, submit, wait_height,
+};
 
-/// `count` EHR anchors per gateway, nonces from `first`.
-fn anchors(keys: &Keys, chain_id: &[u8; 32], first: u64, count: u64) -> Vec<Tx> {
-    let mut txs = Vec::new();
-    for gateway in &keys.gateways {
-        for nonce in first..first + count {
-            txs.push(Tx::sign(
-                gateway,
-                chain_id,
-                nonce,
-                TxBody::EhrAnchor {
-                    // Anchor `k` covers `1 + k` records, following the ones before it.
-                    first_seq: 1 + nonce + nonce * nonce.saturating_sub(1) / 2,
-                    root: [nonce as u8; 32],
-                    count: 1 + nonce as u32,
-                    from_ms: nonce as i64,
-                    to_ms: nonce as i64 + 1,
-                },
-            ));
-        }
-    }
-    txs
-}
-
-/// Submit to every running validator, as a client that does not trust one node would.
-fn submit(cluster: &Cluster, txs: &[Tx]) {
-    let mut rng = cluster.context().child("client");
-    for (_, ledger) in cluster.live() {
-        for result in ledger.submit_many(&mut rng, txs.to_vec()) {
-            match result {
-                Ok(_) | Err(crate::node::SubmitError::Admit(_)) => {}
-                Err(e) => panic!("submission refused: {e}"),
-            }
-        }
-    }
-}
-
-fn min_height(cluster: &Cluster) -> u64 {
-    cluster
-        .live()
-        .map(|(_, l)| l.finalized().0)
-        .min()
-        .unwrap_or(0)
-}
-
-async fn wait_height(cluster: &Cluster, target: u64) {
-    let start = cluster.context().current();
-    while min_height(cluster) < target {
-        let waited = cluster
-            .context()
-            .current()
-            .duration_since(start)
-            .unwrap_or_default();
-        assert!(
-            waited < WAIT_MAX,
-            "no progress to height {target}: at {}",
-            min_height(cluster)
-        );
-        cluster.context().sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Transaction ids finalized by validator `i`, in order, from its stored blocks.
-async fn finalized_ids(cluster: &Cluster, i: usize) -> Vec<TxId> {
-    let ledger = cluster.ledger(i).expect("running");
-    let (height, _) = ledger.finalized();
-    let mut ids = Vec::new();
-    for h in 1..=height {
-        let block = ledger.block(h).await.expect("stored block");
-        ids.extend(block.txs().iter().map(Tx::id));
-    }
-    ids
-}
-
-/// Wait until every running validator has finalized all of `txs`, then check that each was
-/// finalized exactly once and that all validators hold the same chain.
-async fn all_finalized_once(cluster: &Cluster, txs: &[Tx]) {
-    let want: HashSet<TxId> = txs.iter().map(Tx::id).collect();
-    let start = cluster.context().current();
-    loop {
-        let mut done = true;
-        for (i, _) in cluster.live() {
-            let ids = finalized_ids(cluster, i).await;
-            let unique: HashSet<TxId> = ids.iter().copied().collect();
-            assert_eq!(
-                unique.len(),
-                ids.len(),
-                "validator {i} finalized a duplicate"
-            );
-            if !want.is_subset(&unique) {
-                done = false;
-            }
-        }
-        if done {
-            break;
-        }
-        let waited = cluster
-            .context()
-            .current()
-            .duration_since(start)
-            .unwrap_or_default();
-        assert!(waited < WAIT_MAX, "transactions not finalized in time");
-        cluster.context().sleep(Duration::from_millis(200)).await;
-    }
-    // Same blocks at every common height.
-    let mut digests: HashMap<u64, commonware_cryptography::sha256::Digest> = HashMap::new();
-    let height = min_height(cluster);
-    for (i, ledger) in cluster.live() {
-        assert!(ledger.diverged().is_none(), "validator {i} diverged");
-        for h in 1..=height {
-            let block = ledger.block(h).await.expect("stored");
-            let d = *digests.entry(h).or_insert(block.digest());
-            assert_eq!(d, block.digest(), "validator {i} differs at height {h}");
-        }
-    }
-}
-
+/// Lossy links (a tenth of messages lost, jittered latency) for every simulation here too.
 fn cluster_config() -> ClusterConfig {
-    ClusterConfig::default()
+    lossy()
 }
 
 #[test]
@@ -194,129 +65,73 @@ fn four_validators_finalize_every_transaction_once() {
 
 #[test]
 fn one_crashed_validator_does_not_stop_finality() {
-    run("one_crashed", 2, |context| async move {
-        let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
-        cluster.start_all().await;
-        wait_height(&cluster, 2).await;
-        cluster.crash(3).await;
-        let txs = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 50);
-        submit(&cluster, &txs);
-        all_finalized_once(&cluster, &txs).await;
-        let h = min_height(&cluster);
-        wait_height(&cluster, h + 5).await;
-    });
+    for seed in seeds(20) {
+        run("one_crashed", seed, |context| async move {
+            let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
+            cluster.start_all().await;
+            wait_height(&cluster, 2).await;
+            cluster.crash(3).await;
+            let txs = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 50);
+            submit(&cluster, &txs);
+            all_finalized_once(&cluster, &txs).await;
+            let h = min_height(&cluster);
+            wait_height(&cluster, h + 5).await;
+        });
+    }
 }
 
 #[test]
 fn two_crashed_validators_stall_and_finality_resumes_when_one_returns() {
-    run("two_crashed", 3, |context| async move {
-        let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
-        cluster.start_all().await;
-        wait_height(&cluster, 2).await;
-        cluster.crash(2).await;
-        cluster.crash(3).await;
-        let txs = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 30);
-        submit(&cluster, &txs);
-        // Let in-flight certificates settle, then observe no progress for a long while.
-        cluster.context().sleep(Duration::from_secs(3)).await;
-        let stalled = min_height(&cluster);
-        cluster.context().sleep(Duration::from_secs(20)).await;
-        assert_eq!(min_height(&cluster), stalled, "2 of 4 must not finalize");
-        cluster.start(3).await;
-        all_finalized_once(&cluster, &txs).await;
-        assert!(min_height(&cluster) > stalled);
-    });
-}
-
-#[test]
-fn a_partition_stalls_and_heals() {
-    run("partition", 4, |context| async move {
-        let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
-        cluster.start_all().await;
-        wait_height(&cluster, 2).await;
-        cluster.partition(&[0, 1]).await;
-        let txs = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 30);
-        submit(&cluster, &txs);
-        cluster.context().sleep(Duration::from_secs(3)).await;
-        let stalled = min_height(&cluster);
-        cluster.context().sleep(Duration::from_secs(15)).await;
-        assert_eq!(min_height(&cluster), stalled, "no side has a quorum");
-        cluster.heal().await;
-        all_finalized_once(&cluster, &txs).await;
-    });
+    for seed in seeds(30) {
+        run("two_crashed", seed, |context| async move {
+            let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
+            cluster.start_all().await;
+            wait_height(&cluster, 2).await;
+            cluster.crash(2).await;
+            cluster.crash(3).await;
+            let txs = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 30);
+            submit(&cluster, &txs);
+            // Let in-flight certificates settle, then observe no progress for a long while.
+            cluster.context().sleep(Duration::from_secs(3)).await;
+            let stalled = min_height(&cluster);
+            cluster.context().sleep(Duration::from_secs(20)).await;
+            assert_eq!(min_height(&cluster), stalled, "2 of 4 must not finalize");
+            cluster.start(3).await;
+            all_finalized_once(&cluster, &txs).await;
+            assert!(min_height(&cluster) > stalled);
+        });
+    }
 }
 
 #[test]
 fn a_restarted_validator_catches_up_from_its_storage_and_peers() {
-    run("restart", 5, |context| async move {
-        let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
-        cluster.start_all().await;
-        let first = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 20);
-        submit(&cluster, &first);
-        all_finalized_once(&cluster, &first).await;
-        cluster.crash(3).await;
-        let second = anchors(&cluster.keys, &cluster.genesis.chain_id, 20, 40);
-        submit(&cluster, &second);
-        all_finalized_once(&cluster, &second).await;
-        let target = min_height(&cluster) + 3;
-        cluster.start(3).await;
-        wait_height(&cluster, target).await;
-        let all: Vec<Tx> = first.iter().chain(&second).cloned().collect();
-        all_finalized_once(&cluster, &all).await;
-        // Same state everywhere at the same height.
-        let height = min_height(&cluster);
-        let roots: HashSet<[u8; 32]> = cluster
-            .live()
-            .filter(|(_, l)| l.finalized().0 == height)
-            .map(|(_, l)| l.snapshot().root())
-            .collect();
-        assert!(roots.len() <= 1, "state roots differ");
-    });
-}
-
-#[test]
-fn a_validator_proposing_an_invalid_transaction_is_rejected() {
-    run("byzantine_proposer", 6, |context| async move {
-        let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
-        // Signed correctly, but by nobody with the gateway role.
-        let intruder = PrivateKey::from_seed(666);
-        let forged = Tx::sign(
-            &intruder,
-            &cluster.genesis.chain_id,
-            0,
-            TxBody::EhrAnchor {
-                first_seq: 1,
-                root: [6; 32],
-                count: 1,
-                from_ms: 0,
-                to_ms: 1,
-            },
-        );
-        cluster
-            .start_faulty(0, ProposerFault::InjectTx(forged.clone()))
-            .await;
-        for i in 1..4 {
-            cluster.start(i).await;
-        }
-        let txs = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 40);
-        submit(&cluster, &txs);
-        all_finalized_once(&cluster, &txs).await;
-        wait_height(&cluster, 12).await;
-        for (i, _) in cluster.live() {
-            let ids = finalized_ids(&cluster, i).await;
-            assert!(
-                !ids.contains(&forged.id()),
-                "validator {i} finalized the forged tx"
-            );
-        }
-    });
+    for seed in seeds(50) {
+        run("restart", seed, |context| async move {
+            let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
+            cluster.start_all().await;
+            let first = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 20);
+            submit(&cluster, &first);
+            all_finalized_once(&cluster, &first).await;
+            cluster.crash(3).await;
+            let second = anchors(&cluster.keys, &cluster.genesis.chain_id, 20, 40);
+            submit(&cluster, &second);
+            all_finalized_once(&cluster, &second).await;
+            let target = min_height(&cluster) + 3;
+            cluster.start(3).await;
+            wait_height(&cluster, target).await;
+            let all: Vec<Tx> = first.iter().chain(&second).cloned().collect();
+            all_finalized_once(&cluster, &all).await;
+            // Same blocks and state roots everywhere at every height.
+            assert_agreement(&cluster, &[0, 1, 2, 3]).await;
+        });
+    }
 }
 
 #[test]
 fn the_same_seed_gives_the_same_chain() {
     fn chain(seed: u64) -> Vec<[u8; 32]> {
         let (sender, receiver) = std::sync::mpsc::channel();
-        run("determinism", seed, move |context| async move {
+        run("the_same_seed", seed, move |context| async move {
             let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 1)).await;
             cluster.start_all().await;
             let txs = anchors(&cluster.keys, &cluster.genesis.chain_id, 0, 20);
@@ -586,12 +401,7 @@ fn a_crash_mid_write_leaves_every_store_readable_and_consistent() {
             all_finalized_once(&cluster, &all).await;
             let height = min_height(&cluster) + 2;
             wait_height(&cluster, height).await;
-            let roots: HashSet<[u8; 32]> = cluster
-                .live()
-                .filter(|(_, l)| l.finalized().0 == height)
-                .map(|(_, l)| l.snapshot().root())
-                .collect();
-            assert!(roots.len() <= 1, "state roots differ after the crash");
+            assert_agreement(&cluster, &[0, 1, 2, 3]).await;
         });
     }));
     if let Err(panic) = second_life {
@@ -605,7 +415,7 @@ fn a_crash_mid_write_leaves_every_store_readable_and_consistent() {
 /// every one of them, in order, from the block store. A snapshot taken earlier is unchanged.
 #[test]
 fn a_follower_paused_for_many_blocks_gets_every_block_in_order() {
-    run("paused_follower", 7, |context| async move {
+    run("a_follower_paused", 7, |context| async move {
         let mut cluster = Cluster::new(context, cluster_config(), Keys::new(4, 2)).await;
         cluster.start_all().await;
         let ledger = cluster.ledger(0).expect("running").clone();
