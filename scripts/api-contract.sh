@@ -106,13 +106,14 @@ for role in "${ROLES[@]}"; do
     auth=(--header "Authorization: Bearer $(token "$role")")
   fi
   echo "api-contract: schemathesis as $role (at most ${MAX_TIME_S} s, ${MAX_EXAMPLES} examples per operation)"
-  if ! "$VENV/bin/schemathesis" run "$BASE/api/openapi.json" "${auth[@]}" \
+  # Run from the temporary dir: schemathesis keeps a cache (.schemathesis/) where it runs.
+  if ! (cd "$WORK" && "$VENV/bin/schemathesis" run "$BASE/api/openapi.json" "${auth[@]}" \
       --checks not_a_server_error,response_schema_conformance \
       --exclude-path /api/alerts/stream \
       --max-examples "$MAX_EXAMPLES" --max-time "$MAX_TIME_S" \
       --request-timeout 30 --workers 2 --no-color \
       --report junit --report-junit-path "$WORK/junit-$role.xml" \
-      > "$WORK/schemathesis-$role.log" 2>&1; then
+      > "$WORK/schemathesis-$role.log" 2>&1); then
     cat "$WORK/schemathesis-$role.log"
     failed+=("schemathesis as $role")
   else
