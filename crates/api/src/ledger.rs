@@ -264,6 +264,11 @@ async fn verify_record(
     if let Principal::Staff { .. } = &caller.0 {
         caller.require(&node, LEDGER_READERS)?;
     }
+    // Records are numbered in SQLite's signed 64-bit range: none lies above it (asked for,
+    // the conversion failed and answered 500).
+    if i64::try_from(seq).is_err() {
+        return Err(ApiError::not_found(format!("no health record {seq}")));
+    }
     let proof = node
         .ehr_read(move |_, ehr| ehr.record_proof(seq))
         .await?
