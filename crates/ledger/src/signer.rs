@@ -51,9 +51,9 @@ impl Signer {
     }
 
     /// Signs `body` with the next free nonce and submits it. The nonce follows this identity's
-    /// transactions pending in the ledger's mempool (`Ledger::next_free_nonce`), so neither a
-    /// refusal here nor a transaction the mempool later drops leaves a gap that would stall
-    /// this identity's later transactions.
+    /// transactions pending in the ledger's mempool (`Ledger::next_free_nonce`); nonces need
+    /// not be consecutive, so neither a refusal here nor a transaction the mempool later drops
+    /// stalls this identity's later transactions.
     pub fn submit(&self, ledger: &Ledger, body: TxBody) -> Result<TxId, SubmitError> {
         self.submit_tx(ledger, body).map(|tx| tx.id())
     }
@@ -75,10 +75,22 @@ impl Signer {
         body: TxBody,
         evidence: vigil_contracts::Evidence,
     ) -> Result<TxId, SubmitError> {
+        self.submit_alert_tx(ledger, body, evidence).map(|tx| tx.id())
+    }
+
+    /// [`Signer::submit_alert`], returning the transaction itself (to follow it until it is
+    /// finalized).
+    pub fn submit_alert_tx(
+        &self,
+        ledger: &Ledger,
+        body: TxBody,
+        evidence: vigil_contracts::Evidence,
+    ) -> Result<Tx, SubmitError> {
         let _submitting = self.submitting.lock();
         let nonce = ledger.next_free_nonce(&self.public);
         let tx = Tx::sign(&self.key, &ledger.chain_id(), nonce, body);
-        ledger.submit_with_evidence(&mut rand::rng(), tx, evidence)
+        ledger.submit_with_evidence(&mut rand::rng(), tx.clone(), evidence)?;
+        Ok(tx)
     }
 
     /// Like [`Signer::submit`], but first checks the transaction against the finalized state,
@@ -101,5 +113,15 @@ impl Signer {
         );
         view.check(&probe).map_err(SubmitError::Rejected)?;
         self.submit(ledger, body)
+    }
+
+    /// Like [`Signer::submit_checked`], and also against this identity's transactions still
+    /// pending ([`Ledger::submit_after_pending`]): an operator's second acknowledgement of an
+    /// alert whose first is not final yet is refused at once instead of being dropped later.
+    pub fn submit_after_pending(&self, ledger: &Ledger, body: TxBody) -> Result<TxId, SubmitError> {
+        let _submitting = self.submitting.lock();
+        let nonce = ledger.next_free_nonce(&self.public);
+        let tx = Tx::sign(&self.key, &ledger.chain_id(), nonce, body);
+        ledger.submit_after_pending(&mut rand::rng(), tx)
     }
 }
