@@ -188,15 +188,17 @@ async fn order(
             body.kind
         ))
     })?;
-    let tx = caller.signer()?.submit_after_pending(
-        node.ledger(),
-        TxBody::Order {
-            alert,
-            kind,
-            note: note_digest(body.note),
-        },
-    )
-    .map_err(ruled_out)?;
+    let tx = caller
+        .signer()?
+        .submit_after_pending(
+            node.ledger(),
+            TxBody::Order {
+                alert,
+                kind,
+                note: note_digest(body.note),
+            },
+        )
+        .map_err(ruled_out)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))
 }
 
@@ -222,14 +224,16 @@ async fn resolve(
             .map_err(|e| ApiError::bad_request(format!("body: {e}")))?
             .note
     };
-    let tx = caller.signer()?.submit_after_pending(
-        node.ledger(),
-        TxBody::Resolve {
-            alert,
-            note: note_digest(note),
-        },
-    )
-    .map_err(ruled_out)?;
+    let tx = caller
+        .signer()?
+        .submit_after_pending(
+            node.ledger(),
+            TxBody::Resolve {
+                alert,
+                note: note_digest(note),
+            },
+        )
+        .map_err(ruled_out)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))
 }
 

@@ -134,11 +134,18 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
             .expect("admitted; it fails only when applied");
         let reply = node.ingest(Some(person), &fever_pack(&thermo, &key, 2, 3_950), "http");
         assert!(reply.accepted && reply.stored == 1, "{reply:?}");
-        let second = next_event(&mut events, "the alert next to a failing transaction", |e| {
-            e["type"] == "alert" && e["reading_time_ms"] == T0_MS + 2 * 60_000
-        })
+        let second = next_event(
+            &mut events,
+            "the alert next to a failing transaction",
+            |e| e["type"] == "alert" && e["reading_time_ms"] == T0_MS + 2 * 60_000,
+        )
         .await;
-        assert!(ledger.snapshot().alert(&alert_id(second["id"].as_str().expect("id"))).is_some());
+        assert!(
+            ledger
+                .snapshot()
+                .alert(&alert_id(second["id"].as_str().expect("id")))
+                .is_some()
+        );
         let dropped = until("the failing transaction dropped, with its reason", || {
             ledger.dropped(&failing.id())
         })

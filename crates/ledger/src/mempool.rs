@@ -130,8 +130,9 @@ impl Mempool {
     }
 
     /// The nonce the signer's next transaction goes to: above the finalized state's highest
-    /// (`next`) and above every one pending here. Nonces are never handed out twice, not even
-    /// a dropped transaction's: a copy of it may still be pending at another validator.
+    /// (`next`) and above every one pending here, so never a pending one's nor, while a later
+    /// one is pending, a dropped one's ([`crate::signer::Signer`] also remembers the last nonce
+    /// it used, so it never reuses a dropped one at all).
     pub fn next_free_nonce(&self, signer: &PublicKey, next: u64) -> u64 {
         self.by_signer
             .get(signer)
@@ -247,7 +248,11 @@ impl Mempool {
     }
 
     fn strike(&mut self, signer: &PublicKey, nonce: u64, rejection: Rejection) {
-        let Some(entry) = self.by_signer.get_mut(signer).and_then(|q| q.get_mut(&nonce)) else {
+        let Some(entry) = self
+            .by_signer
+            .get_mut(signer)
+            .and_then(|q| q.get_mut(&nonce))
+        else {
             return;
         };
         entry.strikes += 1;
@@ -398,11 +403,22 @@ mod tests {
         let admin = PrivateKey::from_seed(1);
         let state = State::genesis(CHAIN, &[(admin.public_key(), Role::Admin)]);
         let mut pool = Mempool::default();
-        let (first, bad, after) = (grant(&admin, 0, 10), failing(&admin, 1), grant(&admin, 2, 11));
-        admit_all(&mut pool, &state, &[first.clone(), bad.clone(), after.clone()]);
+        let (first, bad, after) = (
+            grant(&admin, 0, 10),
+            failing(&admin, 1),
+            grant(&admin, 2, 11),
+        );
+        admit_all(
+            &mut pool,
+            &state,
+            &[first.clone(), bad.clone(), after.clone()],
+        );
         for _ in 0..MEMPOOL_STRIKES_MAX {
             // Never finalized: every proposal sees the same state and fills the same block.
-            assert_eq!(propose(&mut pool, &state), vec![first.clone(), after.clone()]);
+            assert_eq!(
+                propose(&mut pool, &state),
+                vec![first.clone(), after.clone()]
+            );
         }
         assert!(!pool.contains_exact(&bad));
         assert!(pool.contains_exact(&first) && pool.contains_exact(&after));

@@ -24,9 +24,9 @@
 mod index;
 mod query_spec;
 
-pub use query_spec::{COHORT_MAX, COHORT_MIN, PSEUDONYM_BYTES_MAX, QuerySpecError, query_cohort};
 #[cfg(test)]
 pub(crate) use query_spec::spec_with_cohort;
+pub use query_spec::{COHORT_MAX, COHORT_MIN, PSEUDONYM_BYTES_MAX, QuerySpecError, query_cohort};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -863,10 +863,7 @@ impl<'a> View<'a> {
                 }
                 writes.push(Write::Role(identity.clone(), set.with(*role)));
                 if *role == Role::VerifyingNode {
-                    writes.push(Write::VerifierSince(
-                        identity.clone(),
-                        self.current.height,
-                    ));
+                    writes.push(Write::VerifierSince(identity.clone(), self.current.height));
                 }
                 if *role == Role::Admin {
                     writes.push(Write::Counter(
@@ -1098,7 +1095,10 @@ impl<'a> View<'a> {
                 evidence,
             } => {
                 let record = self.queries(query).ok_or(Rejection::UnknownQuery)?;
-                if self.verifier_since(&signer).is_some_and(|h| *h > record.height) {
+                if self
+                    .verifier_since(&signer)
+                    .is_some_and(|h| *h > record.height)
+                {
                     return Err(Rejection::VerifierNotAssigned);
                 }
                 if !verdict_summary_fits(bitmap, *all_valid) {

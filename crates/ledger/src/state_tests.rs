@@ -1054,7 +1054,9 @@ fn a_verdict_from_a_verifier_not_assigned_the_query_is_refused() {
         world.run(&late, verdict.clone()),
         Err(Rejection::VerifierNotAssigned)
     );
-    world.run(&verifier, verdict).expect("assigned before the query");
+    world
+        .run(&verifier, verdict)
+        .expect("assigned before the query");
     // A later query is the late verifier's too.
     let next = world
         .run(

@@ -27,7 +27,10 @@ fn query(cohort: Vec<String>) -> Query {
 fn the_ledger_reads_the_cohort_the_protocol_encodes() {
     let names: Vec<String> = (0..COHORT_MIN + 2).map(|i| format!("dp2-p{i}")).collect();
     let spec = query(names.clone()).to_bytes();
-    assert_eq!(query_cohort(&spec), Ok(names.iter().map(String::as_str).collect()));
+    assert_eq!(
+        query_cohort(&spec),
+        Ok(names.iter().map(String::as_str).collect())
+    );
     assert_eq!(query_cohort(&query(vec![]).to_bytes()), Ok(vec![]));
     assert_eq!(
         query_cohort(&query(vec!["dp2-p1".into()]).to_bytes()),

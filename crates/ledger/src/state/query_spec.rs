@@ -74,7 +74,9 @@ fn is_pseudonym(name: &str) -> bool {
 }
 
 fn take_u32(rest: &mut &[u8]) -> Result<u32, QuerySpecError> {
-    let (head, tail) = rest.split_first_chunk::<4>().ok_or(QuerySpecError::Truncated)?;
+    let (head, tail) = rest
+        .split_first_chunk::<4>()
+        .ok_or(QuerySpecError::Truncated)?;
     *rest = tail;
     Ok(u32::from_be_bytes(*head))
 }
