@@ -45,11 +45,11 @@ use crate::users::Users;
 
 /// Live events buffered per subscriber of the alert stream; a slower subscriber skips ahead.
 pub const LIVE_EVENTS_QUEUE_MAX: usize = 4_096;
-/// Alerts awaiting finalization whose arrival time and reason are remembered; beyond this the
-/// oldest is forgotten (one alert without a reason rather than every in-flight one).
 /// Times one alert is submitted again after vanishing from the mempool with no reason (lost
 /// with a restarted validator, say); then it is logged and counted as lost.
 pub const ALERT_RESUBMITS_MAX: u8 = 3;
+/// Alerts awaiting finalization whose arrival time and reason are remembered; beyond this the
+/// oldest is forgotten (one alert without a reason rather than every in-flight one).
 const PENDING_ALERTS_MAX: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
 /// How often time-driven contracts (no-signal, durations) are advanced.
 const TICK_PERIOD: Duration = Duration::from_secs(1);
