@@ -13,7 +13,9 @@ use serde_json::{Value as JsonValue, json};
 use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::BroadcastStream;
 use vigil_core::PersonId;
+use vigil_ledger::node::SubmitError;
 use vigil_ledger::read::{Answer, Query as LedgerQuery};
+use vigil_ledger::state::Rejection;
 use vigil_ledger::state::{AlertRecord, AlertStatus};
 use vigil_ledger::tx::{AlertId, OrderKind, TxBody, TxId};
 use vigil_node::LiveEvent;
@@ -127,6 +129,25 @@ fn parse_alert(text: &str) -> ApiResult<AlertId> {
     Ok(TxId(bytes))
 }
 
+/// An action the ledger will refuse, given its finalized state and the caller's actions still
+/// pending, is answered 409 at once with the ledger's reason: a second acknowledgement of an
+/// alert whose first is not final yet would otherwise be answered 202 and then dropped.
+fn ruled_out(error: SubmitError) -> ApiError {
+    match error {
+        SubmitError::Rejected(
+            rejection @ (Rejection::AlertNotOpen
+            | Rejection::AlertResolved
+            | Rejection::UnknownAlert
+            | Rejection::TooManyOrders),
+        ) => ApiError::new(
+            StatusCode::CONFLICT,
+            "rejected",
+            format!("{rejection} (given the finalized alert and your actions still pending)"),
+        ),
+        other => other.into(),
+    }
+}
+
 fn note_digest(note: Option<String>) -> Option<[u8; 32]> {
     // Free text never goes on the ledger: only its digest, the text itself stays off-chain.
     note.filter(|n| !n.is_empty())
@@ -141,7 +162,8 @@ async fn acknowledge(
     let alert = parse_alert(&alert)?;
     let tx = caller
         .signer()?
-        .submit_checked(node.ledger(), TxBody::Acknowledge { alert })?;
+        .submit_after_pending(node.ledger(), TxBody::Acknowledge { alert })
+        .map_err(ruled_out)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))
 }
 
@@ -166,14 +188,17 @@ async fn order(
             body.kind
         ))
     })?;
-    let tx = caller.signer()?.submit_checked(
-        node.ledger(),
-        TxBody::Order {
-            alert,
-            kind,
-            note: note_digest(body.note),
-        },
-    )?;
+    let tx = caller
+        .signer()?
+        .submit_after_pending(
+            node.ledger(),
+            TxBody::Order {
+                alert,
+                kind,
+                note: note_digest(body.note),
+            },
+        )
+        .map_err(ruled_out)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))
 }
 
@@ -199,13 +224,16 @@ async fn resolve(
             .map_err(|e| ApiError::bad_request(format!("body: {e}")))?
             .note
     };
-    let tx = caller.signer()?.submit_checked(
-        node.ledger(),
-        TxBody::Resolve {
-            alert,
-            note: note_digest(note),
-        },
-    )?;
+    let tx = caller
+        .signer()?
+        .submit_after_pending(
+            node.ledger(),
+            TxBody::Resolve {
+                alert,
+                note: note_digest(note),
+            },
+        )
+        .map_err(ruled_out)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))
 }
 

@@ -111,8 +111,8 @@ fn a_batch_sealed_before_a_crash_is_anchored_after_the_restart() {
 
         // Two copies of one anchor pending at once (as a node re-sending an anchor it thinks
         // lost while the first copy still circulates): one applies; the other keeps failing
-        // and the mempool drops it. The identity's next transaction must still finalize, not
-        // wait forever behind the dropped one's nonce.
+        // and the mempool drops it, alone, remembering why. The identity's next transaction
+        // must still finalize: nonces do not chain, so nothing waits behind the dropped one.
         let next = TxBody::EhrAnchor {
             first_seq: 6,
             root: [7; 32],
@@ -136,7 +136,17 @@ fn a_batch_sealed_before_a_crash_is_anchored_after_the_restart() {
             to_ms: T0_MS,
         };
         let after = again.submit_tx(&ledger, after).expect("admitted");
-        assert_eq!(after.nonce(), second.nonce(), "the dropped nonce is reused");
+        assert_eq!(
+            after.nonce(),
+            second.nonce() + 1,
+            "a dropped transaction's nonce is never handed out again (a copy may be pending elsewhere)"
+        );
+        let dropped = ledger.dropped(&second.id()).expect("the copy's drop is remembered");
+        assert!(
+            dropped.reason.to_string().contains("anchor"),
+            "{}",
+            dropped.reason
+        );
         until("the next anchor finalized", || {
             (ledger.snapshot().view().next_anchored_seq(&gateway) == 8).then_some(())
         })

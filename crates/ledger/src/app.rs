@@ -178,13 +178,7 @@ impl Chain {
         self.published
             .publish(Finalized::new(block.clone(), self.state.clone()));
         let view = self.state.view();
-        let signers: Vec<(PublicKey, u64)> = block
-            .txs()
-            .iter()
-            .map(|tx| (tx.signer().clone(), view.next_nonce(tx.signer())))
-            .collect();
-        self.mempool
-            .prune(signers.iter().map(|(signer, next)| (signer, *next)));
+        self.mempool.prune(&view, block.txs());
         if !self.evidence.is_empty() {
             self.evidence.forget(
                 block
@@ -212,8 +206,8 @@ impl Chain {
     /// Admit transactions whose signatures are checked; optionally queue them for gossip.
     pub(crate) fn admit(&mut self, tx: Tx, gossip: bool) -> Result<TxId, AdmitError> {
         let id = tx.id();
-        let next = self.state.view().next_nonce(tx.signer());
-        self.mempool.admit(tx.clone(), next)?;
+        let window = self.state.view().nonce_window(tx.signer());
+        self.mempool.admit(tx.clone(), &window)?;
         if gossip && self.gossip_out.len() < GOSSIP_QUEUE_MAX {
             self.gossip_out.push_back((tx, None));
         }
@@ -233,8 +227,8 @@ impl Chain {
         let digest = *evidence::claimed_digest(&tx).ok_or(EvidenceError::NotAnAlert)?;
         evidence::check(&self.state.view(), &tx, &evidence)?;
         let id = tx.id();
-        let next = self.state.view().next_nonce(tx.signer());
-        self.mempool.admit(tx.clone(), next)?;
+        let window = self.state.view().nonce_window(tx.signer());
+        self.mempool.admit(tx.clone(), &window)?;
         self.evidence.insert(digest, evidence.clone());
         if gossip && self.gossip_out.len() < GOSSIP_QUEUE_MAX {
             let encoded = bytes::Bytes::from(evidence::encode(&evidence));
@@ -382,7 +376,7 @@ where
         let fill = chain
             .mempool
             .fill(&mut view, limits.txs_max, limits.bytes_max, |view, tx| {
-                held.judge(view, tx).is_err()
+                held.judge(view, tx).err().map(|e| e.to_string())
             });
         let layer = view.finish();
         let txs = fill.txs;

@@ -47,10 +47,13 @@ use crate::app::{AdmitWithEvidenceError, BlockLimits, Chain, Finalizer, LedgerAp
 use crate::block::{BLOCK_BYTES_MAX, Block};
 use crate::evidence::{self, EVIDENCE_BYTES_MAX, EvidenceError};
 use crate::finalized::{Finalized, Follower, Snapshots, stored_block};
-use crate::mempool::AdmitError;
+use crate::mempool::{AdmitError, Dropped};
 use crate::state::{Rejection, State};
 use crate::tx::{Hash, Tx, TxId, verify_batch};
 
+/// Pending transactions of one signer applied before checking its new one
+/// ([`Ledger::submit_after_pending`]): bounds the work of one submission.
+pub const PENDING_CHECKED_MAX: usize = 1024;
 /// Namespace of consensus votes and certificates.
 pub const CONSENSUS_NAMESPACE: &[u8] = b"_VIGIL_LEDGER_CONSENSUS_V1";
 /// Transactions in one gossip message.
@@ -301,14 +304,48 @@ impl Ledger {
         self.chain.lock().state.view().next_nonce(signer)
     }
 
-    /// The nonce the signer's next transaction should carry: after the finalized state's and
-    /// after every consecutive one pending here. When a pending transaction was dropped (it
-    /// kept failing to apply), its nonce is handed out again instead of leaving the signer's
-    /// later transactions waiting forever behind the gap.
+    /// The nonce the signer's next transaction should carry: above the finalized state's
+    /// highest and above every one pending here. A dropped transaction's nonce is not handed
+    /// out again, and its hole blocks nothing (see [`crate::state::NonceWindow`]).
     pub fn next_free_nonce(&self, signer: &PublicKey) -> u64 {
         let chain = self.chain.lock();
         let next = chain.state.view().next_nonce(signer);
         chain.mempool.next_free_nonce(signer, next)
+    }
+
+    /// Why this validator's mempool dropped the transaction, if it did (among the last
+    /// [`crate::mempool::DROPPED_REMEMBERED_MAX`] it dropped).
+    pub fn dropped(&self, id: &TxId) -> Option<Dropped> {
+        self.chain.lock().mempool.dropped(id).cloned()
+    }
+
+    /// Submit `tx` only if it applies on the finalized state after the signer's transactions
+    /// pending here (in nonce order, those that apply): what the signer already asked for
+    /// and the ledger will refuse (a second acknowledgement of an alert whose first is
+    /// pending) is refused at once, with the ledger's reason, instead of being admitted and
+    /// dropped at proposal. At most [`PENDING_CHECKED_MAX`] pending transactions are applied.
+    pub fn submit_after_pending<R: CryptoRng>(
+        &self,
+        rng: &mut R,
+        tx: Tx,
+    ) -> Result<TxId, SubmitError> {
+        if !verify_batch(rng, &self.chain_id, &[&tx]).is_empty() {
+            return Err(SubmitError::Signature);
+        }
+        let mut chain = self.chain.lock();
+        {
+            let mut view = chain.state.view();
+            for pending in chain
+                .mempool
+                .pending_of(tx.signer())
+                .take(PENDING_CHECKED_MAX)
+            {
+                // A pending transaction that does not apply now will not make this one pass.
+                let _ = view.apply(pending);
+            }
+            view.check(&tx).map_err(SubmitError::Rejected)?;
+        }
+        Ok(chain.admit(tx, true)?)
     }
 
     /// Whether this exact transaction is waiting in this validator's mempool.

@@ -15,8 +15,10 @@ pub struct Signer {
     key: PrivateKey,
     public: PublicKey,
     /// Held while a nonce is chosen and its transaction submitted, so two submissions never
-    /// take the same nonce.
-    submitting: Mutex<()>,
+    /// take the same nonce; holds the last nonce admitted, so that a dropped transaction's
+    /// nonce is not handed out again even once nothing of this identity is pending (a copy of
+    /// it may still be pending at another validator).
+    submitting: Mutex<Option<u64>>,
 }
 
 impl Signer {
@@ -25,7 +27,7 @@ impl Signer {
         Self {
             key,
             public,
-            submitting: Mutex::new(()),
+            submitting: Mutex::new(None),
         }
     }
 
@@ -35,6 +37,24 @@ impl Signer {
         getrandom::getrandom(&mut seed).expect("operating system random source unavailable");
         // Any 32 bytes are a valid Ed25519 secret key (RFC 8032 §5.1.5 hashes them).
         Self::from_bytes(&seed).expect("32 bytes decode as an Ed25519 private key")
+    }
+
+    /// Signs `body` with a nonce above the ledger's (finalized and pending) and above the last
+    /// one this signer got admitted, and hands it to `submit`; the nonce counts as handed out
+    /// only if `submit` admits it (a refusal leaves no hole in the window).
+    fn sign_and_submit<T>(
+        &self,
+        ledger: &Ledger,
+        body: TxBody,
+        submit: impl FnOnce(Tx) -> Result<T, SubmitError>,
+    ) -> Result<T, SubmitError> {
+        let mut last = self.submitting.lock();
+        let free = ledger.next_free_nonce(&self.public);
+        let nonce = last.map_or(free, |l| free.max(l.saturating_add(1)));
+        let tx = Tx::sign(&self.key, &ledger.chain_id(), nonce, body);
+        let admitted = submit(tx)?;
+        *last = Some(nonce);
+        Ok(admitted)
     }
 
     pub fn public(&self) -> &PublicKey {
@@ -51,9 +71,9 @@ impl Signer {
     }
 
     /// Signs `body` with the next free nonce and submits it. The nonce follows this identity's
-    /// transactions pending in the ledger's mempool (`Ledger::next_free_nonce`), so neither a
-    /// refusal here nor a transaction the mempool later drops leaves a gap that would stall
-    /// this identity's later transactions.
+    /// transactions pending in the ledger's mempool (`Ledger::next_free_nonce`); nonces need
+    /// not be consecutive, so neither a refusal here nor a transaction the mempool later drops
+    /// stalls this identity's later transactions.
     pub fn submit(&self, ledger: &Ledger, body: TxBody) -> Result<TxId, SubmitError> {
         self.submit_tx(ledger, body).map(|tx| tx.id())
     }
@@ -61,11 +81,10 @@ impl Signer {
     /// [`Signer::submit`], returning the transaction itself (to ask the ledger later whether
     /// it is still pending).
     pub fn submit_tx(&self, ledger: &Ledger, body: TxBody) -> Result<Tx, SubmitError> {
-        let _submitting = self.submitting.lock();
-        let nonce = ledger.next_free_nonce(&self.public);
-        let tx = Tx::sign(&self.key, &ledger.chain_id(), nonce, body);
-        ledger.submit(&mut rand::rng(), tx.clone())?;
-        Ok(tx)
+        self.sign_and_submit(ledger, body, |tx| {
+            ledger.submit(&mut rand::rng(), tx.clone())?;
+            Ok(tx)
+        })
     }
 
     /// Like [`Signer::submit`], for an alert with the evidence that re-executes it.
@@ -75,10 +94,22 @@ impl Signer {
         body: TxBody,
         evidence: vigil_contracts::Evidence,
     ) -> Result<TxId, SubmitError> {
-        let _submitting = self.submitting.lock();
-        let nonce = ledger.next_free_nonce(&self.public);
-        let tx = Tx::sign(&self.key, &ledger.chain_id(), nonce, body);
-        ledger.submit_with_evidence(&mut rand::rng(), tx, evidence)
+        self.submit_alert_tx(ledger, body, evidence)
+            .map(|tx| tx.id())
+    }
+
+    /// [`Signer::submit_alert`], returning the transaction itself (to follow it until it is
+    /// finalized).
+    pub fn submit_alert_tx(
+        &self,
+        ledger: &Ledger,
+        body: TxBody,
+        evidence: vigil_contracts::Evidence,
+    ) -> Result<Tx, SubmitError> {
+        self.sign_and_submit(ledger, body, |tx| {
+            ledger.submit_with_evidence(&mut rand::rng(), tx.clone(), evidence)?;
+            Ok(tx)
+        })
     }
 
     /// Like [`Signer::submit`], but first checks the transaction against the finalized state,
@@ -101,5 +132,14 @@ impl Signer {
         );
         view.check(&probe).map_err(SubmitError::Rejected)?;
         self.submit(ledger, body)
+    }
+
+    /// Like [`Signer::submit_checked`], and also against this identity's transactions still
+    /// pending ([`Ledger::submit_after_pending`]): an operator's second acknowledgement of an
+    /// alert whose first is not final yet is refused at once instead of being dropped later.
+    pub fn submit_after_pending(&self, ledger: &Ledger, body: TxBody) -> Result<TxId, SubmitError> {
+        self.sign_and_submit(ledger, body, |tx| {
+            ledger.submit_after_pending(&mut rand::rng(), tx)
+        })
     }
 }

@@ -22,6 +22,11 @@
 //! [`crate::block`]).
 
 mod index;
+mod query_spec;
+
+#[cfg(test)]
+pub(crate) use query_spec::spec_with_cohort;
+pub use query_spec::{COHORT_MAX, COHORT_MIN, PSEUDONYM_BYTES_MAX, QuerySpecError, query_cohort};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,8 +57,12 @@ pub const ORDERS_PER_ALERT_MAX: usize = 32;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
-    #[error("bad nonce: expected {expected}, got {got}")]
-    BadNonce { expected: u64, got: u64 },
+    #[error("nonce {nonce} already used")]
+    NonceUsed { nonce: u64 },
+    #[error("nonce {nonce} expired: below the signer's floor {floor}")]
+    NonceExpired { nonce: u64, floor: u64 },
+    #[error("nonce {nonce} is out of range")]
+    NonceOutOfRange { nonce: u64 },
     #[error("signer may not submit {kind:?}: needs one of {needed:?}")]
     Unauthorized {
         kind: TxKind,
@@ -109,10 +118,16 @@ pub enum Rejection {
     AnchorOutOfOrder { expected: u64, got: u64 },
     #[error("a statistics query needs a non-empty specification")]
     EmptyQuery,
+    #[error("statistics query: {0}")]
+    QuerySpec(QuerySpecError),
     #[error("unknown statistics query")]
     UnknownQuery,
     #[error("this verifying node already gave a verdict on the query")]
     DuplicateVerdict,
+    #[error("the verdict's all_valid ({all_valid}) contradicts its bitmap")]
+    VerdictSummaryMismatch { all_valid: bool },
+    #[error("this verifying node was not assigned the query (it became one after the query)")]
+    VerifierNotAssigned,
     #[error("a statistics key needs non-empty bytes")]
     EmptyStatsKey,
     #[error("this statistics key is already published")]
@@ -506,9 +521,110 @@ impl Canon for VerdictRecord {
     }
 }
 
+/// Nonces a signer may still use once, below its highest: the anti-replay window.
+pub const NONCE_WINDOW: u64 = 1024;
+const NONCE_WORDS: usize = (NONCE_WINDOW / 64) as usize;
+
+/// Which of a signer's nonces are spent: every nonce at or above `next` is free, every nonce
+/// below `floor()` is spent (expired), and in between one bit per nonce says whether it was
+/// used.
+///
+/// Why not strictly chained nonces: with a chain, a transaction that fails (a double-clicked
+/// acknowledgement) blocks every later one of its signer, and the mempool must drop them all.
+/// With the window, a failed transaction leaves a hole that never blocks anything; replay
+/// protection holds because a nonce is accepted once (its bit, or the floor, remembers it).
+/// A signer that leaves a nonce unused for [`NONCE_WINDOW`] later nonces loses it (expired).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NonceWindow {
+    /// One above the highest nonce used (0: none yet).
+    next: u64,
+    /// Bit `d` (word `d / 64`, bit `d % 64`) is set when nonce `next - 1 - d` was used.
+    used: [u64; NONCE_WORDS],
+}
+
+impl NonceWindow {
+    /// One above the highest nonce used: a signer sending in order uses this one next.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// The lowest nonce still usable: everything below is expired.
+    pub fn floor(&self) -> u64 {
+        self.next.saturating_sub(NONCE_WINDOW)
+    }
+
+    /// Whether `nonce` may be used now (without using it).
+    pub fn check(&self, nonce: u64) -> Result<(), Rejection> {
+        if nonce == u64::MAX {
+            // `next` would overflow: the window could not remember it.
+            return Err(Rejection::NonceOutOfRange { nonce });
+        }
+        if nonce >= self.next {
+            return Ok(());
+        }
+        if nonce < self.floor() {
+            return Err(Rejection::NonceExpired {
+                nonce,
+                floor: self.floor(),
+            });
+        }
+        if self.bit(self.next - 1 - nonce) {
+            return Err(Rejection::NonceUsed { nonce });
+        }
+        Ok(())
+    }
+
+    /// The window after `nonce` is used; `check(nonce)` must have passed.
+    pub(crate) fn with_used(&self, nonce: u64) -> NonceWindow {
+        let mut window = self.clone();
+        if nonce >= window.next {
+            window.shift(nonce + 1 - window.next);
+            window.next = nonce + 1;
+        }
+        let distance = window.next - 1 - nonce;
+        window.used[(distance / 64) as usize] |= 1 << (distance % 64);
+        window
+    }
+
+    fn bit(&self, distance: u64) -> bool {
+        distance < NONCE_WINDOW && self.used[(distance / 64) as usize] & (1 << (distance % 64)) != 0
+    }
+
+    /// Move every bit `by` distances further (the top nonce rose by `by`).
+    fn shift(&mut self, by: u64) {
+        if by >= NONCE_WINDOW {
+            self.used = [0; NONCE_WORDS];
+            return;
+        }
+        let words = (by / 64) as usize;
+        let bits = (by % 64) as u32;
+        for i in (0..NONCE_WORDS).rev() {
+            let from = i.checked_sub(words);
+            let low = from.map_or(0, |j| self.used[j]);
+            let carry = from
+                .and_then(|j| j.checked_sub(1))
+                .map_or(0, |j| self.used[j]);
+            self.used[i] = if bits == 0 {
+                low
+            } else {
+                (low << bits) | (carry >> (64 - bits))
+            };
+        }
+    }
+}
+
+impl Canon for NonceWindow {
+    fn canon(&self, out: &mut Vec<u8>) {
+        self.next.canon(out);
+        for word in &self.used {
+            word.canon(out);
+        }
+    }
+}
+
 tables! {
     roles / put_role: PublicKey => RoleSet = 1,
-    nonces / put_nonce_entry: PublicKey => u64 = 2,
+    nonces / put_nonce_entry: PublicKey => NonceWindow = 2,
     persons / put_person: PersonId => PersonRecord = 3,
     devices / put_device: DeviceId => DeviceRecord = 4,
     instances / put_instance: InstanceId => InstanceRecord = 5,
@@ -520,6 +636,7 @@ tables! {
     counters / put_counter: u64 => u64 = 11,
     stats_keys / put_stats_key: Hash => StatsKeyRecord = 12,
     next_anchored / put_next_anchored: PublicKey => u64 = 13,
+    verifier_since / put_verifier_since: PublicKey => u64 = 14,
 }
 
 // Keys of the `counters` table.
@@ -664,9 +781,23 @@ impl<'a> View<'a> {
         self.role_set(identity).contains(role)
     }
 
-    /// The nonce the signer's next transaction must carry.
+    /// One above the signer's highest used nonce: the nonce a signer sending in order uses
+    /// next (lower unused nonces within the window stay usable, see [`NonceWindow`]).
     pub fn next_nonce(&self, signer: &PublicKey) -> u64 {
-        self.nonces(signer).copied().unwrap_or(0)
+        self.nonces(signer).map_or(0, NonceWindow::next)
+    }
+
+    /// The signer's anti-replay window.
+    pub fn nonce_window(&self, signer: &PublicKey) -> NonceWindow {
+        self.nonces(signer).cloned().unwrap_or_default()
+    }
+
+    /// Whether the signer may use `nonce` now.
+    pub fn check_nonce(&self, signer: &PublicKey, nonce: u64) -> Result<(), Rejection> {
+        match self.nonces(signer) {
+            Some(window) => window.check(nonce),
+            None => NonceWindow::default().check(nonce),
+        }
     }
 
     /// The first health record the gateway's next anchor must cover (records count from 1).
@@ -688,7 +819,8 @@ impl<'a> View<'a> {
         let writes = self.plan(tx)?;
         let height = self.current.height;
         let signer = tx.signer().clone();
-        self.put_nonce(signer, tx.nonce() + 1);
+        let window = self.nonce_window(&signer).with_used(tx.nonce());
+        self.put_nonce(signer, window);
         for write in writes {
             self.perform(write, height);
         }
@@ -707,20 +839,14 @@ impl<'a> View<'a> {
         layer
     }
 
-    fn put_nonce(&mut self, signer: PublicKey, nonce: u64) {
-        self.put_nonce_entry().put(signer, nonce);
+    fn put_nonce(&mut self, signer: PublicKey, window: NonceWindow) {
+        self.put_nonce_entry().put(signer, window);
     }
 
     /// Validate `tx` completely and return the writes it makes; nothing is written here, so a
     /// rejected transaction leaves no trace.
     fn plan(&self, tx: &Tx) -> Result<Vec<Write>, Rejection> {
-        let expected = self.next_nonce(tx.signer());
-        if tx.nonce() != expected {
-            return Err(Rejection::BadNonce {
-                expected,
-                got: tx.nonce(),
-            });
-        }
+        self.check_nonce(tx.signer(), tx.nonce())?;
         let kind = tx.kind();
         let roles = self.role_set(tx.signer());
         let needed = kind.allowed_roles();
@@ -736,6 +862,9 @@ impl<'a> View<'a> {
                     return Err(Rejection::RoleAlreadyHeld(*role));
                 }
                 writes.push(Write::Role(identity.clone(), set.with(*role)));
+                if *role == Role::VerifyingNode {
+                    writes.push(Write::VerifierSince(identity.clone(), self.current.height));
+                }
                 if *role == Role::Admin {
                     writes.push(Write::Counter(
                         COUNTER_ADMINS,
@@ -946,6 +1075,7 @@ impl<'a> View<'a> {
                 if spec.is_empty() {
                     return Err(Rejection::EmptyQuery);
                 }
+                query_cohort(spec).map_err(Rejection::QuerySpec)?;
                 writes.push(Write::Query(
                     tx.id(),
                     QueryRecord {
@@ -965,6 +1095,17 @@ impl<'a> View<'a> {
                 evidence,
             } => {
                 let record = self.queries(query).ok_or(Rejection::UnknownQuery)?;
+                if self
+                    .verifier_since(&signer)
+                    .is_some_and(|h| *h > record.height)
+                {
+                    return Err(Rejection::VerifierNotAssigned);
+                }
+                if !verdict_summary_fits(bitmap, *all_valid) {
+                    return Err(Rejection::VerdictSummaryMismatch {
+                        all_valid: *all_valid,
+                    });
+                }
                 let key = (*query, signer);
                 if self.verdicts(&key).is_some() {
                     return Err(Rejection::DuplicateVerdict);
@@ -1068,6 +1209,7 @@ impl<'a> View<'a> {
             Write::Query(k, v) => self.put_query().put(k, v),
             Write::Verdict(k, v) => self.put_verdict().put(k, v),
             Write::StatsKey(k, v) => self.put_stats_key().put(k, v),
+            Write::VerifierSince(k, v) => self.put_verifier_since().put(k, v),
         }
     }
 }
@@ -1087,6 +1229,29 @@ enum Write {
     Query(QueryId, QueryRecord),
     Verdict((QueryId, PublicKey), VerdictRecord),
     StatsKey(Hash, StatsKeyRecord),
+    VerifierSince(PublicKey, u64),
+}
+
+/// Whether a verdict's `all_valid` agrees with its bitmap, as far as the ledger can tell
+/// without the query's check count (a function of the collective key's server count, which
+/// only the statistics protocol reads). Bit `i` set means check `i` passed, and the bits past
+/// the last check are zero (`vigil_privstats::verify::Verdict`), so:
+/// - an all-valid verdict has a non-empty bitmap whose set bits are a prefix ending in the
+///   last byte (a zero below a one, or an empty last byte, is a failed check);
+/// - a verdict that is not all-valid cannot have every bit set (then no check failed).
+///
+/// A failed verdict that looks like a shorter all-valid one is still caught by the querier,
+/// which reads the bitmap against the query's exact checks.
+fn verdict_summary_fits(bitmap: &[u8], all_valid: bool) -> bool {
+    let every_bit_set = !bitmap.is_empty() && bitmap.iter().all(|b| *b == 0xff);
+    if !all_valid {
+        return !every_bit_set;
+    }
+    let Some((last, full)) = bitmap.split_last() else {
+        return false;
+    };
+    // A prefix of ones: `last + 1` is a power of two, and `last` is not zero.
+    full.iter().all(|b| *b == 0xff) && *last != 0 && (*last & last.wrapping_add(1)) == 0
 }
 
 /// Execute `txs` as the block at `height` over `base` and the unfinalized layers `below`.

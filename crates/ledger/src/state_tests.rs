@@ -7,7 +7,9 @@ use bytes::Bytes;
 use commonware_cryptography::{Signer as _, ed25519::PrivateKey};
 use vigil_core::{AlertLevel, DeviceId, DeviceKey, PersonId};
 
-use crate::state::{AlertStatus, Layer, Rejection, State, View, execute_block};
+use crate::state::{
+    AlertStatus, Layer, QuerySpecError, Rejection, State, View, execute_block, spec_with_cohort,
+};
 use crate::tx::{
     Deployment, OrderKind, ParamsError, Role, Tx, TxBody, TxId, TxKind, tests::sample_bodies,
 };
@@ -220,8 +222,21 @@ fn permission_table_is_enforced_for_every_kind() {
     assert_eq!(TxKind::ALL.len(), sample_bodies().len());
 }
 
+fn register(world: &mut World, nonce: u64, n: u8) -> Result<TxId, Rejection> {
+    let operator = world.operator.clone();
+    let tx = Tx::sign(
+        &operator,
+        &CHAIN,
+        nonce,
+        TxBody::RegisterPerson {
+            person: PersonId::from_bytes([n; 16]),
+        },
+    );
+    world.submit(&tx)
+}
+
 #[test]
-fn nonces_prevent_replay_and_reordering() {
+fn nonces_are_used_once_and_holes_never_block() {
     let mut world = World::new();
     let operator = world.operator.clone();
     let tx = world.sign(
@@ -231,28 +246,88 @@ fn nonces_prevent_replay_and_reordering() {
         },
     );
     world.submit(&tx).expect("first time");
+    assert_eq!(world.submit(&tx), Err(Rejection::NonceUsed { nonce: 0 }));
+    // A nonce ahead leaves a hole (a dropped transaction's) that blocks nothing...
+    register(&mut world, 5, 2).expect("ahead of a hole");
+    assert_eq!(world.view().next_nonce(&operator.public_key()), 6);
     assert_eq!(
-        world.submit(&tx),
-        Err(Rejection::BadNonce {
-            expected: 1,
-            got: 0
-        })
+        register(&mut world, 5, 3),
+        Err(Rejection::NonceUsed { nonce: 5 })
     );
-    let ahead = Tx::sign(
-        &operator,
-        &CHAIN,
-        5,
-        TxBody::RegisterPerson {
-            person: PersonId::from_bytes([2; 16]),
-        },
+    // ...and stays usable once, until the window moves past it.
+    register(&mut world, 2, 4).expect("a hole is usable");
+    assert_eq!(
+        register(&mut world, 2, 5),
+        Err(Rejection::NonceUsed { nonce: 2 })
+    );
+    let far = 5 + crate::state::NONCE_WINDOW + 10;
+    register(&mut world, far, 6).expect("far ahead");
+    let floor = far + 1 - crate::state::NONCE_WINDOW;
+    assert_eq!(
+        register(&mut world, 3, 7),
+        Err(Rejection::NonceExpired { nonce: 3, floor })
+    );
+    register(&mut world, floor, 8).expect("the floor itself is still usable");
+    assert_eq!(
+        register(&mut world, floor, 9),
+        Err(Rejection::NonceUsed { nonce: floor })
     );
     assert_eq!(
-        world.submit(&ahead),
-        Err(Rejection::BadNonce {
-            expected: 1,
-            got: 5
-        })
+        register(&mut world, u64::MAX, 10),
+        Err(Rejection::NonceOutOfRange { nonce: u64::MAX })
     );
+}
+
+/// The window against a plain model (a set of used nonces), over jumps that cross word
+/// boundaries and the window's size.
+#[test]
+fn nonce_window_agrees_with_a_set_of_used_nonces() {
+    let mut window = crate::state::NonceWindow::default();
+    let mut used = std::collections::BTreeSet::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..5000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let top = used.last().map_or(0, |t: &u64| t + 1);
+        // Mostly near the top, sometimes far ahead or far behind.
+        let nonce = match x % 10 {
+            0 => top + (x >> 8) % 3000,
+            1 => top.saturating_sub((x >> 8) % 3000),
+            _ => (top + (x >> 8) % 70).saturating_sub(60),
+        };
+        let floor = top.saturating_sub(crate::state::NONCE_WINDOW);
+        let expected = if nonce < floor {
+            Err(Rejection::NonceExpired { nonce, floor })
+        } else if used.contains(&nonce) {
+            Err(Rejection::NonceUsed { nonce })
+        } else {
+            Ok(())
+        };
+        assert_eq!(window.check(nonce), expected, "nonce {nonce}, top {top}");
+        if expected.is_ok() {
+            window = window.with_used(nonce);
+            used.insert(nonce);
+        }
+        assert_eq!(window.next(), used.last().map_or(0, |t| t + 1));
+    }
+}
+
+/// Which nonces were used is part of the state commitment, not only the highest.
+#[test]
+fn the_nonce_window_is_committed_in_the_state_root() {
+    let roots: Vec<_> = [[0u64, 2], [1, 2]]
+        .iter()
+        .map(|nonces| {
+            let mut world = World::new();
+            for (i, nonce) in nonces.iter().enumerate() {
+                register(&mut world, *nonce, i as u8).expect("applies");
+            }
+            (world.state.root(), world.state.full_digest())
+        })
+        .collect();
+    assert_ne!(roots[0].0, roots[1].0);
+    assert_ne!(roots[0].1, roots[1].1);
 }
 
 #[test]
@@ -870,7 +945,7 @@ fn anchors_access_log_queries_and_verdicts() {
         .run(
             &doctor,
             TxBody::StatsQuery {
-                spec: Bytes::from_static(b"mean rr 2020"),
+                spec: spec_with_cohort(&[], 1),
             },
         )
         .expect("query");
@@ -891,7 +966,7 @@ fn anchors_access_log_queries_and_verdicts() {
     );
     let record = world.view().queries(&query).expect("query").clone();
     assert_eq!((record.verdicts, record.valid_verdicts), (1, 1));
-    assert_eq!(record.spec, Bytes::from_static(b"mean rr 2020"));
+    assert_eq!(record.spec, spec_with_cohort(&[], 1));
     let verdict = world
         .view()
         .verdicts(&(query, verifier.public_key()))
@@ -901,6 +976,153 @@ fn anchors_access_log_queries_and_verdicts() {
         (verdict.bitmap, verdict.evidence),
         (Bytes::from_static(&[1]), [9; 32])
     );
+}
+
+/// Regression (issue 14): the state machine stored a verdict's `all_valid` as claimed.
+#[test]
+fn a_verdict_summary_must_agree_with_its_bitmap() {
+    let mut world = World::new();
+    let doctor = world.doctor.clone();
+    let verifier = world.verifier.clone();
+    let query = world
+        .run(
+            &doctor,
+            TxBody::StatsQuery {
+                spec: spec_with_cohort(&[], 1),
+            },
+        )
+        .expect("query");
+    let verdict = |bitmap: &'static [u8], all_valid| TxBody::ProofVerdict {
+        query,
+        bitmap: Bytes::from_static(bitmap),
+        all_valid,
+        evidence: [9; 32],
+    };
+    // Claimed valid, but a check failed (a zero below a one), none passed, or nothing at all.
+    for bitmap in [&[0b1011][..], &[0xff, 0b0101], &[0], &[0xff, 0], &[]] {
+        assert_eq!(
+            world.run(&verifier, verdict(bitmap, true)),
+            Err(Rejection::VerdictSummaryMismatch { all_valid: true }),
+            "{bitmap:?}"
+        );
+    }
+    // Claimed invalid, but every check passed.
+    assert_eq!(
+        world.run(&verifier, verdict(&[0xff, 0xff], false)),
+        Err(Rejection::VerdictSummaryMismatch { all_valid: false })
+    );
+    let record = world.view().queries(&query).expect("query").clone();
+    assert_eq!(record.verdicts, 0, "a refused verdict leaves no trace");
+    world
+        .run(&verifier, verdict(&[0xff, 0b0111], true))
+        .expect("all of 11 checks passed");
+}
+
+/// Regression (issue 14): a verdict from a verifying node granted its role after the query was
+/// recorded is refused; the state knows no finer assignment (see ARCHITECTURE.md).
+#[test]
+fn a_verdict_from_a_verifier_not_assigned_the_query_is_refused() {
+    let mut world = World::new();
+    let admin = world.admin.clone();
+    let doctor = world.doctor.clone();
+    let verifier = world.verifier.clone();
+    let query = world
+        .run(
+            &doctor,
+            TxBody::StatsQuery {
+                spec: spec_with_cohort(&[], 1),
+            },
+        )
+        .expect("query");
+    let late = PrivateKey::from_seed(77);
+    world
+        .run(
+            &admin,
+            TxBody::GrantRole {
+                identity: late.public_key(),
+                role: Role::VerifyingNode,
+            },
+        )
+        .expect("grant");
+    let verdict = TxBody::ProofVerdict {
+        query,
+        bitmap: Bytes::from_static(&[1]),
+        all_valid: true,
+        evidence: [9; 32],
+    };
+    assert_eq!(
+        world.run(&late, verdict.clone()),
+        Err(Rejection::VerifierNotAssigned)
+    );
+    world
+        .run(&verifier, verdict)
+        .expect("assigned before the query");
+    // A later query is the late verifier's too.
+    let next = world
+        .run(
+            &doctor,
+            TxBody::StatsQuery {
+                spec: spec_with_cohort(&[], 2),
+            },
+        )
+        .expect("query");
+    world
+        .run(
+            &late,
+            TxBody::ProofVerdict {
+                query: next,
+                bitmap: Bytes::from_static(&[1]),
+                all_valid: true,
+                evidence: [9; 32],
+            },
+        )
+        .expect("assigned");
+}
+
+/// Issue 13: the ledger refused no cohort, so one person's statistic could be asked for.
+#[test]
+fn statistics_queries_need_a_well_formed_cohort_of_enough_people() {
+    let mut world = World::new();
+    let doctor = world.doctor.clone();
+    let names: Vec<String> = (0..crate::state::COHORT_MIN)
+        .map(|i| format!("dp1-p{i}"))
+        .collect();
+    let enough: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut query = |spec| world.run(&doctor, TxBody::StatsQuery { spec });
+    let refused = |error| Err(Rejection::QuerySpec(error));
+    assert_eq!(
+        query(spec_with_cohort(&enough[..1], 1)),
+        refused(QuerySpecError::CohortTooSmall { size: 1 })
+    );
+    let short = &enough[..crate::state::COHORT_MIN - 1];
+    assert_eq!(
+        query(spec_with_cohort(short, 1)),
+        refused(QuerySpecError::CohortTooSmall { size: short.len() })
+    );
+    // Ten entries but one person twice is still nine people.
+    let mut repeated = short.to_vec();
+    repeated.push(short[0]);
+    assert_eq!(
+        query(spec_with_cohort(&repeated, 1)),
+        refused(QuerySpecError::DuplicatePseudonym(short.len()))
+    );
+    let mut garbage = short.to_vec();
+    garbage.push("p1; DROP TABLE rows");
+    assert_eq!(
+        query(spec_with_cohort(&garbage, 1)),
+        refused(QuerySpecError::BadPseudonym(short.len()))
+    );
+    assert_eq!(
+        query(Bytes::from_static(b"mean rr 2020")),
+        refused(QuerySpecError::Truncated)
+    );
+    let cut = spec_with_cohort(&enough, 1);
+    assert_eq!(
+        query(cut.slice(..cut.len() - 12)),
+        refused(QuerySpecError::Truncated)
+    );
+    query(spec_with_cohort(&enough, 1)).expect("a cohort of enough people");
+    query(spec_with_cohort(&[], 2)).expect("every patient");
 }
 
 #[test]
@@ -1105,7 +1327,7 @@ fn indexes_agree_with_scans_and_earlier_snapshots_stay_unchanged() {
         .run(
             &doctor,
             TxBody::StatsQuery {
-                spec: Bytes::from_static(b"count"),
+                spec: spec_with_cohort(&[], 3),
             },
         )
         .expect("query");

@@ -47,6 +47,9 @@ use crate::users::Users;
 
 /// Live events buffered per subscriber of the alert stream; a slower subscriber skips ahead.
 pub const LIVE_EVENTS_QUEUE_MAX: usize = 4_096;
+/// Times one alert is submitted again after vanishing from the mempool with no reason (lost
+/// with a restarted validator, say); then it is logged and counted as lost.
+pub const ALERT_RESUBMITS_MAX: u8 = 3;
 /// Alerts awaiting finalization whose arrival time and reason are remembered; beyond this the
 /// oldest is forgotten (one alert without a reason rather than every in-flight one).
 const PENDING_ALERTS_MAX: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
@@ -132,9 +135,14 @@ impl LiveEvent {
     }
 }
 
+/// An alert this node submitted and follows until it is finalized.
 pub(crate) struct PendingAlert {
     received: Instant,
     reason: serde_json::Value,
+    /// The transaction as submitted, and its evidence, to submit it again if it vanishes.
+    tx: vigil_ledger::tx::Tx,
+    evidence: vigil_contracts::Evidence,
+    resubmits: u8,
 }
 
 /// The running node, shared by its tasks and request handlers.
@@ -383,19 +391,80 @@ impl Node {
         };
         match self
             .gateway
-            .submit_alert(&self.ledger, body, draft.evidence_body)
+            .submit_alert_tx(&self.ledger, body, draft.evidence_body.clone())
         {
-            Ok(id) => {
+            Ok(tx) => {
                 self.metrics.alerts_submitted.inc();
                 self.pending.lock().put(
-                    id,
+                    tx.id(),
                     PendingAlert {
                         received,
                         reason: draft.reason,
+                        tx,
+                        evidence: draft.evidence_body,
+                        resubmits: 0,
                     },
                 );
             }
-            Err(error) => tracing::warn!(instance = %draft.instance, %error, "alert not submitted"),
+            Err(error) => {
+                self.metrics.alerts_refused.inc();
+                tracing::warn!(instance = %draft.instance, %error, "alert refused at submission");
+            }
+        }
+    }
+
+    /// Follows every alert in flight: one that the mempool dropped with a reason is logged and
+    /// counted as refused; one that vanished without one (neither pending, nor finalized, nor
+    /// dropped here) is submitted again, at most [`ALERT_RESUBMITS_MAX`] times. Runs every
+    /// contract tick ([`TICK_PERIOD`]).
+    fn recheck_alerts(&self) {
+        let ids: Vec<TxId> = self.pending.lock().iter().map(|(id, _)| *id).collect();
+        for id in ids {
+            let Some(tx) = self.pending.lock().peek(&id).map(|p| p.tx.clone()) else {
+                continue;
+            };
+            // The ledger publishes a block's snapshot before its transactions leave the
+            // mempool: pending or finalized, one of the two holds for a live transaction.
+            if self.ledger.is_pending(&tx) || self.ledger.snapshot().alert(&id).is_some() {
+                continue;
+            }
+            let Some(pending) = self.pending.lock().pop(&id) else {
+                continue;
+            };
+            if let Some(dropped) = self.ledger.dropped(&id) {
+                self.metrics.alerts_refused.inc();
+                tracing::warn!(alert = %hex::encode(id.0), reason = %dropped.reason,
+                    "alert dropped by the ledger; not finalized");
+                continue;
+            }
+            self.resubmit_alert(id, pending);
+        }
+    }
+
+    fn resubmit_alert(&self, id: TxId, mut pending: PendingAlert) {
+        if pending.resubmits >= ALERT_RESUBMITS_MAX {
+            self.metrics.alerts_lost.inc();
+            tracing::error!(alert = %hex::encode(id.0), resubmits = pending.resubmits,
+                "alert vanished after every resubmission; given up");
+            return;
+        }
+        pending.resubmits += 1;
+        let body = pending.tx.body().clone();
+        match self
+            .gateway
+            .submit_alert_tx(&self.ledger, body, pending.evidence.clone())
+        {
+            Ok(tx) => {
+                self.metrics.alerts_resubmitted.inc();
+                tracing::warn!(alert = %hex::encode(id.0), again = %hex::encode(tx.id().0),
+                    "alert vanished from the mempool; submitted again");
+                pending.tx = tx;
+                self.pending.lock().put(pending.tx.id(), pending);
+            }
+            Err(error) => {
+                self.metrics.alerts_refused.inc();
+                tracing::warn!(alert = %hex::encode(id.0), %error, "alert refused on resubmission");
+            }
         }
     }
 
@@ -492,7 +561,7 @@ impl Node {
     /// then stop short of the store's, and every later record would prove against the wrong
     /// anchor. The ledger refuses an anchor that does not start where the gateway's last one
     /// ended, so an anchor is never counted twice; but a re-sent copy of a finalized anchor
-    /// would fail for good and take this identity's later transactions with it, so every batch
+    /// would fail for good (dropped by the mempool, alone) and waste a slot, so every batch
     /// is checked against the latest snapshot before it is sent.
     ///
     /// It reads the current snapshot, not the block's: a node catching up applies old blocks,
@@ -524,7 +593,7 @@ impl Node {
             // Not pending: finalized since the snapshot above, or really lost. The ledger
             // publishes a block's snapshot before its transactions leave the mempool, so a
             // fresh snapshot tells; re-sending a finalized anchor would fail forever and, once
-            // the mempool drops it, take this identity's later transactions (alerts) with it.
+            // the mempool drops it, be reported as a lost anchor.
             if self.anchored_up_to() > anchor.first_seq {
                 continue;
             }
@@ -571,6 +640,7 @@ async fn tick_contracts(node: Arc<Node>) {
         for draft in drafts {
             node.submit_alert(draft, Instant::now());
         }
+        node.recheck_alerts();
     }
 }
 

@@ -23,6 +23,12 @@ pub struct NodeMetrics {
     pub readings_accepted: Family<TransportLabel, Counter>,
     pub packs_rejected: Family<ReasonLabel, Counter>,
     pub alerts_submitted: Counter,
+    /// Alerts the ledger refused or dropped with a reason (logged), never finalized.
+    pub alerts_refused: Counter,
+    /// Alerts submitted again after they vanished from the mempool without a reason.
+    pub alerts_resubmitted: Counter,
+    /// Alerts given up after their resubmissions ran out.
+    pub alerts_lost: Counter,
     /// Seconds from a pack's arrival to its alert's finalization.
     pub alert_latency: Histogram,
     pub ledger_height: Gauge,
@@ -35,6 +41,9 @@ impl NodeMetrics {
         let readings_accepted = Family::<TransportLabel, Counter>::default();
         let packs_rejected = Family::<ReasonLabel, Counter>::default();
         let alerts_submitted = Counter::default();
+        let alerts_refused = Counter::default();
+        let alerts_resubmitted = Counter::default();
+        let alerts_lost = Counter::default();
         let buckets = [
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ];
@@ -55,6 +64,21 @@ impl NodeMetrics {
             "alerts_submitted",
             "Alert transactions submitted",
             alerts_submitted.clone(),
+        );
+        registry.register(
+            "alerts_refused",
+            "Alert transactions refused or dropped by the ledger with a reason",
+            alerts_refused.clone(),
+        );
+        registry.register(
+            "alerts_resubmitted",
+            "Alert transactions submitted again after vanishing from the mempool",
+            alerts_resubmitted.clone(),
+        );
+        registry.register(
+            "alerts_lost",
+            "Alert transactions given up after every resubmission vanished",
+            alerts_lost.clone(),
         );
         registry.register(
             "alert_latency_seconds",
@@ -82,6 +106,9 @@ impl NodeMetrics {
             readings_accepted,
             packs_rejected,
             alerts_submitted,
+            alerts_refused,
+            alerts_resubmitted,
+            alerts_lost,
             alert_latency,
             ledger_height,
             ehr_records_anchored,

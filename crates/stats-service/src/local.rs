@@ -120,8 +120,10 @@ fn run_prepared(
                     )
                     .map_err(|e| Error::Ledger(format!("granting the doctor its role: {e}")))?;
             }
-            // Submitted after the grant with the admin's next nonces: once these are
-            // finalized, so is the doctor's role.
+            // Submitted after the grant with the admin's higher nonces: every proposer tries
+            // a signer's transactions in nonce order, so once these are finalized so is the
+            // doctor's role (nonces do not chain, but in one process no gossip is lost; if the
+            // role were missing, the doctor's query would be refused at once, not lost).
             let service = StatsService::setup(ledger.clone(), &admin, run.config, run.data)?;
             service.wait_ready(&admin, BLOCKS_MAX).await?;
             prepare(&service);
