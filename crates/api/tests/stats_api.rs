@@ -15,6 +15,7 @@ use vigil_ledger::sim::Keys;
 use vigil_ledger::tx::{Role, TxBody};
 use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, NodeConfig};
+use vigil_stats_service::ledger::StatsService;
 
 /// A query's wall-clock bound.
 const QUERY_WAIT: Duration = Duration::from_secs(90);
@@ -78,12 +79,13 @@ fn doctor_queries_are_on_the_ledger_and_answered_only_after_verdicts() {
             .await
             .expect("stats start");
         let ledger = node.ledger().clone();
-        assert!(
-            ledger
-                .snapshot()
-                .view()
-                .has_role(doctor.public(), Role::Doctor)
-        );
+        // Nonces do not chain: the grants may be finalized after the statistics setup's later
+        // transactions, so the test waits for them as a client would.
+        for d in [&doctor, &other_doctor] {
+            StatsService::wait_for_role(&ledger, d.public(), Role::Doctor, 400)
+                .await
+                .expect("the doctor's role is finalized");
+        }
 
         // Only doctors.
         let body = json!({"stat": "mean", "metric": "rr"});
@@ -257,6 +259,11 @@ fn a_restarted_node_still_shows_a_doctors_result() {
                     },
                 )
                 .expect("grant");
+        }
+        for d in [doctor(), other()] {
+            StatsService::wait_for_role(first.ledger(), d.public(), Role::Doctor, 400)
+                .await
+                .expect("the doctor's role is finalized");
         }
         let (node, stats_admin, first_store) = (first.clone(), admin.clone(), store.clone());
         first_runtime

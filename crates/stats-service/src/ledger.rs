@@ -614,6 +614,35 @@ impl StatsService {
         Ok(())
     }
 
+    /// Waits until `identity` holds `role` in the finalized state, at most `blocks_max`
+    /// blocks. A role granted just before by another signer is finalized in its own time, and
+    /// a query that needs it is refused at once until then (`Signer::submit_checked`), so a
+    /// client that grants and then asks waits for the grant first.
+    pub async fn wait_for_role(
+        ledger: &Ledger,
+        identity: &PublicKey,
+        role: Role,
+        blocks_max: u64,
+    ) -> Result<()> {
+        let mut snapshots = ledger.snapshots();
+        let start = snapshots.borrow_and_update().height();
+        loop {
+            let (height, held) = {
+                let snapshot = snapshots.borrow_and_update();
+                (snapshot.height(), snapshot.view().has_role(identity, role))
+            };
+            if held {
+                return Ok(());
+            }
+            let seen = height.saturating_sub(start);
+            if seen >= blocks_max || snapshots.changed().await.is_err() {
+                return Err(Error::Ledger(format!(
+                    "the role {role:?} is not finalized after {seen} blocks"
+                )));
+            }
+        }
+    }
+
     /// Runs one query end to end against the ledger: submits it as `doctor`, then
     /// [`StatsService::step`]s after every finalized block until the query is accepted or
     /// rejected, at most `blocks_max` blocks. The steps run on the calling task (CPU-bound:

@@ -120,12 +120,11 @@ fn run_prepared(
                     )
                     .map_err(|e| Error::Ledger(format!("granting the doctor its role: {e}")))?;
             }
-            // Submitted after the grant with the admin's higher nonces: every proposer tries
-            // a signer's transactions in nonce order, so once these are finalized so is the
-            // doctor's role (nonces do not chain, but in one process no gossip is lost; if the
-            // role were missing, the doctor's query would be refused at once, not lost).
             let service = StatsService::setup(ledger.clone(), &admin, run.config, run.data)?;
             service.wait_ready(&admin, BLOCKS_MAX).await?;
+            // Nonces do not chain: the setup's later transactions may be finalized before the
+            // grant, and a query without the role is refused at once, so wait for the role.
+            StatsService::wait_for_role(&ledger, doctor.public(), Role::Doctor, BLOCKS_MAX).await?;
             prepare(&service);
             let setup = started.elapsed();
             let start = Instant::now();

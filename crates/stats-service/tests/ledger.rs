@@ -86,6 +86,9 @@ async fn grant_doctor(ledger: &Ledger, admin: &Signer) -> Signer {
             },
         )
         .expect("grant");
+    StatsService::wait_for_role(ledger, doctor.public(), Role::Doctor, BLOCKS_MAX)
+        .await
+        .expect("the doctor's role is finalized");
     doctor
 }
 
