@@ -156,11 +156,19 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(json!({"error": self.code, "message": self.message})),
         )
-            .into_response()
+            .into_response();
+        // RFC 7235 §3.1: a 401 names the scheme that would authenticate.
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"vigil\""),
+            );
+        }
+        response
     }
 }
 
@@ -184,8 +192,13 @@ impl From<SubmitError> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// The authenticated caller: `Authorization: Bearer <token>`, or `?token=` for the event
-/// stream (browsers' EventSource cannot set headers).
+/// The one route that also reads `?token=`: browsers' EventSource cannot set headers. On
+/// every other route a token in the URL is ignored (URLs end up in proxies' logs and browser
+/// history), so a caller with only that gets 401.
+pub const QUERY_TOKEN_ROUTE: &str = "/api/alerts/stream";
+
+/// The authenticated caller: `Authorization: Bearer <token>` (the scheme in any case, as
+/// RFC 7235 has it), or `?token=` on [`QUERY_TOKEN_ROUTE`] only.
 pub struct Caller(pub Principal);
 
 impl FromRequestParts<Shared> for Caller {
@@ -196,12 +209,15 @@ impl FromRequestParts<Shared> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .map(str::to_owned);
-        let query_token = parts.uri.query().and_then(|q| {
-            q.split('&')
-                .find_map(|pair| pair.strip_prefix("token=").map(str::to_owned))
-        });
+        let query_token = (parts.uri.path() == QUERY_TOKEN_ROUTE)
+            .then(|| parts.uri.query())
+            .flatten()
+            .and_then(|q| {
+                q.split('&')
+                    .find_map(|pair| pair.strip_prefix("token=").map(str::to_owned))
+            });
         let token = header_token
             .or(query_token)
             .ok_or_else(ApiError::unauthorized)?;
@@ -209,6 +225,13 @@ impl FromRequestParts<Shared> for Caller {
             .map(Caller)
             .ok_or_else(ApiError::unauthorized)
     }
+}
+
+/// The token of an `Authorization` value of scheme `Bearer`, in any case.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim_start();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl Caller {
@@ -260,8 +283,9 @@ impl Caller {
     }
 }
 
-/// Who registers people.
-pub const OPERATORS: &[Role] = &[Role::CdcpOperator, Role::Admin];
+/// Who registers people: the ledger's permission table for the transaction, so that the
+/// route never admits a caller the ledger would refuse after the identity is written.
+pub const OPERATORS: &[Role] = vigil_ledger::tx::TxKind::RegisterPerson.allowed_roles();
 /// Who reads alerts and their stream.
 pub const ALERT_READERS: &[Role] = &[Role::CdcpOperator, Role::Auditor, Role::Admin];
 /// Who lists people.
