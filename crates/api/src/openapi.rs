@@ -40,16 +40,16 @@ pub fn document() -> Value {
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "OK"}}}},
             "/api/packs/{person}": {"post": {
                 "summary": "Ingest a device's signed SenML pack (application/senml+json or application/senml+cbor)",
-                "description": "Authenticated by the pack's Ed25519 signature; 413 too large, 422 invalid, 401 bad signature, 403 unknown or revoked device, 409 replay.",
+                "description": "Authenticated by the pack's Ed25519 signature; 413 too large, 422 invalid (also a sequence number above 2^63-1, or a reading stamped beyond the node's clock plus its skew), 401 bad signature, 403 unknown or revoked device, 409 replay, 503 the node failed (send again).",
                 "responses": {"200": {"description": "Accepted"}, "4XX": {"description": "Refused with its reason"}}
             }},
             "/api/me": {"get": op("Who the token belongs to and its roles", "any authenticated user")},
             "/api/people": {
                 "get": op("Pseudonymous people with devices and alert state", "cdcp-operator, doctor, auditor, admin"),
-                "post": op("Register a person: identity into the encrypted record, pseudonym onto the ledger", "cdcp-operator, admin")
+                "post": op("Register a person: identity into the encrypted record, pseudonym onto the ledger", "cdcp-operator")
             },
             "/api/people/{person}/identity": {"get": op("A person's identity (logged on the ledger)", "cdcp-operator, doctor")},
-            "/api/people/{person}/readings": {"get": op("A person's FHIR Observations (logged on the ledger)", "cdcp-operator, doctor, the person themself")},
+            "/api/people/{person}/readings": {"get": op("A person's FHIR Observations (logged on the ledger); ?from_ms=, ?to_ms=, ?limit= (default 500, at most 1000: 400 above)", "cdcp-operator, doctor, the person themself")},
             "/api/devices": {"post": op("Enroll a device's public key for a person", "per the ledger's permission table")},
             "/api/devices/{device}": {"delete": op("Revoke a device", "per the ledger's permission table")},
             "/api/instances": {
@@ -61,7 +61,7 @@ pub fn document() -> Value {
                 "delete": op("Terminate an instance", "per the ledger's permission table")
             },
             "/api/alerts": {"get": op("Alerts by status (?status=open|acknowledged|resolved); a patient gets their own", "cdcp-operator, auditor, admin, the person")},
-            "/api/alerts/stream": {"get": op("Server-sent events: finalized alerts and status changes (token in header or ?token=)", "cdcp-operator, auditor, admin, the person")},
+            "/api/alerts/stream": {"get": op("Server-sent events: finalized alerts and status changes (token in header, or ?token=: the only route that reads it)", "cdcp-operator, auditor, admin, the person")},
             "/api/alerts/{alert}/acknowledge": {"post": op("Acknowledge an alert", "per the ledger's permission table")},
             "/api/alerts/{alert}/order": {"post": op("Order an action: hospital-transfer, return-to-quarantine-area or call", "per the ledger's permission table")},
             "/api/alerts/{alert}/resolve": {"post": op("Resolve an alert", "per the ledger's permission table")},

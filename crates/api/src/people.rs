@@ -126,7 +126,9 @@ async fn register_person(
         Err(error) => {
             // The ledger refused (or never got) the registration: take the identity back out,
             // so that a refused request leaves nothing behind.
-            let undone = node.ehr_write(move |ehr| ehr.unregister_person(person)).await;
+            let undone = node
+                .ehr_write(move |ehr| ehr.unregister_person(person))
+                .await;
             if !matches!(undone, Ok(Ok(()))) {
                 tracing::warn!(%person, "a refused registration left its identity behind");
             }

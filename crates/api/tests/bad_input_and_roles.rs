@@ -214,7 +214,10 @@ fn issue_13_each_bad_input_is_refused_alone_and_changes_nothing() {
     cw_tokio::Runner::new(runtime).start(|context| async move {
         let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
         let mut users = Users::default();
-        let staff = |name: &str, key| Principal::Staff { name: name.into(), signer: Signer::new(key).into() };
+        let staff = |name: &str, key| Principal::Staff {
+            name: name.into(),
+            signer: Signer::new(key).into(),
+        };
         users.insert("op", staff("operator", cluster.keys.operator.clone()));
         users.insert("admin", staff("admin", cluster.keys.admin.clone()));
         let config = NodeConfig {
@@ -225,10 +228,18 @@ fn issue_13_each_bad_input_is_refused_alone_and_changes_nothing() {
             users,
             future_skew: std::time::Duration::from_secs(300),
         };
-        let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK).await.expect("node starts");
+        let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
+            .await
+            .expect("node starts");
         let ledger = node.ledger().clone();
         let person = common::register_person(api, "op", "C. Test", &ledger).await;
-        node.add_user("patient", Principal::Patient { name: "patient".into(), person });
+        node.add_user(
+            "patient",
+            Principal::Patient {
+                name: "patient".into(),
+                person,
+            },
+        );
         let device: DeviceId = "thermo-9".parse().expect("valid");
         let key = DeviceKey::from_seed([5; 32]);
         common::enroll_device(api, "op", person, &device, &key.public(), &ledger).await;
@@ -243,24 +254,63 @@ fn issue_13_each_bad_input_is_refused_alone_and_changes_nothing() {
         ];
         let incoming: Vec<_> = packs
             .iter()
-            .map(|bytes| vigil_node::ingest::Incoming { person: Some(person), bytes })
+            .map(|bytes| vigil_node::ingest::Incoming {
+                person: Some(person),
+                bytes,
+            })
             .collect();
         let replies = node.ingest_batch(&incoming, "test");
         let accepted: Vec<bool> = replies.iter().map(|r| r.accepted).collect();
         assert_eq!(accepted, [true, false, true, true], "{replies:?}");
         let refusal = replies[1].error.as_ref().expect("a reason");
-        assert_eq!(refusal.reason, vigil_gateway::Rejection::SequenceOutOfRange, "{refusal}");
+        assert_eq!(
+            refusal.reason,
+            vigil_gateway::Rejection::SequenceOutOfRange,
+            "{refusal}"
+        );
         assert!(refusal.reason.is_final());
         let path = format!("/api/packs/{person}");
         let json = "application/senml+json";
-        let (status, reply) = http_raw(api, "POST", &path, None, json, pack_at(&key, &device, u64::MAX, T0_MS)).await;
-        assert_eq!((status, reply["error"]["reason"].as_str()), (422, Some("sequence_out_of_range")), "{reply}");
+        let (status, reply) = http_raw(
+            api,
+            "POST",
+            &path,
+            None,
+            json,
+            pack_at(&key, &device, u64::MAX, T0_MS),
+        )
+        .await;
+        assert_eq!(
+            (status, reply["error"]["reason"].as_str()),
+            (422, Some("sequence_out_of_range")),
+            "{reply}"
+        );
 
         // A reading stamped beyond the node's clock plus the skew: refused; within it: stored.
         let now = vigil_node::now_ms();
-        let (status, reply) = http_raw(api, "POST", &path, None, json, pack_at(&key, &device, 10, now + 600_000)).await;
-        assert_eq!((status, reply["error"]["reason"].as_str()), (422, Some("future_reading")), "{reply}");
-        let (status, reply) = http_raw(api, "POST", &path, None, json, pack_at(&key, &device, 11, now + 60_000)).await;
+        let (status, reply) = http_raw(
+            api,
+            "POST",
+            &path,
+            None,
+            json,
+            pack_at(&key, &device, 10, now + 600_000),
+        )
+        .await;
+        assert_eq!(
+            (status, reply["error"]["reason"].as_str()),
+            (422, Some("future_reading")),
+            "{reply}"
+        );
+        let (status, reply) = http_raw(
+            api,
+            "POST",
+            &path,
+            None,
+            json,
+            pack_at(&key, &device, 11, now + 60_000),
+        )
+        .await;
         assert_eq!(status, 200, "{reply}");
         let report = node.verify_ehr().expect("verifies");
         assert_eq!(report.anchored + report.pending, 4, "{report:?}");
@@ -291,44 +341,96 @@ fn issue_13_each_bad_input_is_refused_alone_and_changes_nothing() {
             .map(hex::encode)
             .expect("a point with a small y");
         for (name, public_key) in [("weak", identity_point), ("non-canonical", non_canonical)] {
-            let body = json!({"person": person, "device": format!("d-{name}"), "public_key": public_key});
+            let body =
+                json!({"person": person, "device": format!("d-{name}"), "public_key": public_key});
             let (status, answer) = http(api, "POST", "/api/devices", Some("op"), Some(body)).await;
             assert_eq!(status, 400, "{name}: {answer}");
-            assert!(answer["message"].as_str().unwrap_or("").contains("public_key"), "{name}: {answer}");
+            assert!(
+                answer["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("public_key"),
+                "{name}: {answer}"
+            );
         }
 
         // A refused registration writes nothing: no identity left behind.
         assert_eq!(identities_stored(&data_dir), 1);
-        let (status, answer) = http(api, "POST", "/api/people", Some("admin"), Some(json!({"name": "X"}))).await;
+        let (status, answer) = http(
+            api,
+            "POST",
+            "/api/people",
+            Some("admin"),
+            Some(json!({"name": "X"})),
+        )
+        .await;
         assert_eq!(status, 403, "{answer}");
-        assert_eq!(identities_stored(&data_dir), 1, "the refused registration left an identity");
+        assert_eq!(
+            identities_stored(&data_dir),
+            1,
+            "the refused registration left an identity"
+        );
 
         // `?token=` only on the event stream; the scheme in any case; 401 names the scheme.
         let (status, headers, _) = get_with(api, "/api/people?token=op", None).await;
         assert_eq!(status, 401);
-        let challenge = headers.get("www-authenticate").and_then(|v| v.to_str().ok()).unwrap_or("");
+        let challenge = headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         assert!(challenge.starts_with("Bearer"), "{headers:?}");
         let (status, _, _) = get_with(api, "/api/alerts/stream?token=op", None).await;
         assert_eq!(status, 200);
         for scheme in ["bearer", "BEARER", "Bearer"] {
-            let (status, _, body) = get_with(api, "/api/people", Some(&format!("{scheme} op"))).await;
+            let (status, _, body) =
+                get_with(api, "/api/people", Some(&format!("{scheme} op"))).await;
             assert_eq!(status, 200, "{scheme}: {body}");
         }
         // Health data and identities are not kept by caches; no answer is content-sniffed.
         let readings = format!("/api/people/{person}/readings");
-        for (route, token) in [(readings.as_str(), "Bearer patient"), (&format!("/api/people/{person}/identity"), "Bearer op"), ("/api/people", "Bearer op")] {
+        for (route, token) in [
+            (readings.as_str(), "Bearer patient"),
+            (&format!("/api/people/{person}/identity"), "Bearer op"),
+            ("/api/people", "Bearer op"),
+        ] {
             let (status, headers, body) = get_with(api, route, Some(token)).await;
             assert_eq!(status, 200, "{route}: {body}");
-            assert_eq!(headers.get("cache-control").map(|v| v.as_bytes()), Some(&b"no-store"[..]), "{route}");
-            assert_eq!(headers.get("x-content-type-options").map(|v| v.as_bytes()), Some(&b"nosniff"[..]), "{route}");
+            assert_eq!(
+                headers.get("cache-control").map(|v| v.as_bytes()),
+                Some(&b"no-store"[..]),
+                "{route}"
+            );
+            assert_eq!(
+                headers.get("x-content-type-options").map(|v| v.as_bytes()),
+                Some(&b"nosniff"[..]),
+                "{route}"
+            );
         }
 
         // A bounded `limit` on readings.
-        let (status, body) = http(api, "GET", &format!("{readings}?limit=1001"), Some("patient"), None).await;
+        let (status, body) = http(
+            api,
+            "GET",
+            &format!("{readings}?limit=1001"),
+            Some("patient"),
+            None,
+        )
+        .await;
         assert_eq!(status, 400, "{body}");
-        let (status, body) = http(api, "GET", &format!("{readings}?limit=1000"), Some("patient"), None).await;
+        let (status, body) = http(
+            api,
+            "GET",
+            &format!("{readings}?limit=1000"),
+            Some("patient"),
+            None,
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["observations"].as_array().map(Vec::len), Some(4), "{body}");
+        assert_eq!(
+            body["observations"].as_array().map(Vec::len),
+            Some(4),
+            "{body}"
+        );
         cluster.shutdown();
     });
 }

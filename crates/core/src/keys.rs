@@ -198,8 +198,14 @@ mod tests {
             if DevicePublicKey::from_bytes(&canonical).is_err() {
                 continue;
             }
-            assert!(DevicePublicKey::for_enrollment(&canonical).is_ok(), "y = {y}");
-            assert!(DevicePublicKey::from_bytes(&unreduced(y)).is_ok(), "y = {y}");
+            assert!(
+                DevicePublicKey::for_enrollment(&canonical).is_ok(),
+                "y = {y}"
+            );
+            assert!(
+                DevicePublicKey::from_bytes(&unreduced(y)).is_ok(),
+                "y = {y}"
+            );
             assert_eq!(
                 DevicePublicKey::for_enrollment(&unreduced(y)),
                 Err(KeyError::NonCanonical),

@@ -470,8 +470,16 @@ fn a_sequence_number_beyond_storage_is_refused_alone() {
         results[3],
         Err(EhrError::SequenceOutOfRange { .. })
     ));
-    assert!(ehr.record_proof(1 << 63).expect("no database error").is_none());
-    assert!(ehr.record_proof(u64::MAX).expect("no database error").is_none());
+    assert!(
+        ehr.record_proof(1 << 63)
+            .expect("no database error")
+            .is_none()
+    );
+    assert!(
+        ehr.record_proof(u64::MAX)
+            .expect("no database error")
+            .is_none()
+    );
     assert!(ehr.record_proof(1).expect("reads").is_some());
 }
 

@@ -520,7 +520,10 @@ mod tests {
             (pack(&key, &stranger).to_json(), None),
             (good.to_json(), Some(PersonId::from_bytes([1; 16]))),
             (good.to_json(), None),
-            (pack_at(&key, &device, 1 << 63, 1_700_000_000_000).to_json(), None),
+            (
+                pack_at(&key, &device, 1 << 63, 1_700_000_000_000).to_json(),
+                None,
+            ),
             (pack_at(&key, &device, 9, NOW.latest_ms + 1).to_cbor(), None),
         ];
         let together = admit_all(

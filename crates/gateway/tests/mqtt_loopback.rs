@@ -28,10 +28,11 @@ fn free_port() -> SocketAddr {
 /// A node in miniature: admission, then an exactly-once store keyed by (device, sequence).
 fn handler(directory: Directory, stored: Arc<Mutex<HashSet<(DeviceId, u64)>>>) -> PackHandler {
     let one = move |person: PersonId, payload: &[u8]| {
-        let admitted = match admit::admit(&directory, payload, Some(person), admit::Horizon::UNBOUNDED) {
-            Ok(admitted) => admitted,
-            Err(error) => return Reply::rejected(admit::peek_sequence(payload), error),
-        };
+        let admitted =
+            match admit::admit(&directory, payload, Some(person), admit::Horizon::UNBOUNDED) {
+                Ok(admitted) => admitted,
+                Err(error) => return Reply::rejected(admit::peek_sequence(payload), error),
+            };
         let pack = admitted.pack;
         let new = stored
             .lock()

@@ -199,7 +199,10 @@ mod tests {
             use std::os::unix::fs::PermissionsExt as _;
             for file in [dir.path().join("ehr.key"), ehr_path(&data)] {
                 if file.exists() {
-                    let mode = std::fs::metadata(&file).expect("exists").permissions().mode();
+                    let mode = std::fs::metadata(&file)
+                        .expect("exists")
+                        .permissions()
+                        .mode();
                     assert_eq!(mode & 0o777, 0o600, "{}", file.display());
                 }
             }

@@ -30,8 +30,8 @@ pub struct BenchArgs {
     /// Concurrent readers of one patient's readings in the loaded phase.
     #[arg(long, default_value_t = 8)]
     pub readers: usize,
-    /// Observations each read asks for (`?limit=`; at most 10,000).
-    #[arg(long, default_value_t = 10_000)]
+    /// Observations each read asks for (`?limit=`; the API answers at most 1,000).
+    #[arg(long, default_value_t = 1_000)]
     pub limit: usize,
     /// Rounds of quiet then loaded fevers.
     #[arg(long, default_value_t = 3)]
