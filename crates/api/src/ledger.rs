@@ -280,6 +280,7 @@ async fn verify_record(
         caller.require(&node, LEDGER_READERS)?;
     }
     let seq = path_number("health record", &seq)?;
+    node.charge_ehr_request(&caller)?;
     let proof = node
         .ehr_read(move |_, ehr| ehr.record_proof(seq))
         .await?

@@ -183,6 +183,7 @@ async fn read_identity(
 ) -> ApiResult<Json<Identity>> {
     let person = parse_person(&person)?;
     caller.require(&node, RECORD_READERS)?;
+    node.charge_ehr_request(&caller)?;
     let signer = caller.signer()?.clone();
     let accessor = caller.0.name().to_owned();
     let identity = node
@@ -215,6 +216,7 @@ async fn read_readings(
 ) -> ApiResult<Response> {
     let person = parse_person(&person)?;
     caller.require_or_self(&node, RECORD_READERS, person)?;
+    node.charge_ehr_request(&caller)?;
     // A patient reading their own data is logged by the node.
     let staff: Option<Arc<Signer>> = match &caller.0 {
         Principal::Staff { signer, .. } => Some(signer.clone()),

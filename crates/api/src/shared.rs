@@ -37,18 +37,45 @@ pub const EHR_READS_MAX: usize = 1;
 /// reads the alert p99 tripled; `vigil bench alerts`).
 const EHR_READ_REST_PER_READ: u32 = 1;
 
-/// The router's state: the node, and the gate in front of its health record.
+/// Health-record requests (readings, identities, record verification) one caller may make
+/// per second on average, and [`EHR_REQUESTS_BURST`] at once; beyond them 429 with
+/// `Retry-After`. The read gate already bounds what all readers together cost; this keeps one
+/// caller from holding it against the others (issue 13: a patient's read storm).
+pub const EHR_REQUESTS_PER_S: u32 = 5;
+pub const EHR_REQUESTS_BURST: u32 = 20;
+
+/// The router's state: the node, the gate in front of its health record, and each caller's
+/// allowance of health-record requests (keyed by principal name: one per user, so the key set
+/// is bounded by the users file and the demo's logins).
 pub struct Api {
     node: Arc<Node>,
     ehr_reads: Arc<Semaphore>,
+    ehr_requests: governor::DefaultKeyedRateLimiter<String>,
 }
 
 impl Api {
     pub fn new(node: Arc<Node>) -> Self {
+        let quota = governor::Quota::per_second(
+            std::num::NonZeroU32::new(EHR_REQUESTS_PER_S).expect("not zero"),
+        )
+        .allow_burst(std::num::NonZeroU32::new(EHR_REQUESTS_BURST).expect("not zero"));
         Self {
             node,
             ehr_reads: Arc::new(Semaphore::new(EHR_READS_MAX)),
+            ehr_requests: governor::RateLimiter::keyed(quota),
         }
+    }
+
+    /// Counts one health-record request of `caller` against their allowance, or refuses it
+    /// (429) with how long to wait.
+    pub(crate) fn charge_ehr_request(&self, caller: &Caller) -> ApiResult<()> {
+        use governor::clock::Clock as _;
+        self.ehr_requests
+            .check_key(&caller.0.name().to_owned())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                ApiError::too_many_requests(wait)
+            })
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -115,6 +142,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Whole seconds for `Retry-After` (429).
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -123,6 +152,23 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_s: None,
+        }
+    }
+    pub(crate) fn too_many_requests(wait: std::time::Duration) -> Self {
+        // Rounded up: a client that waits what it is told is let through.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after_s: Some(seconds.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "over {EHR_REQUESTS_PER_S} health-record requests a second \
+                     ({EHR_REQUESTS_BURST} at once); wait {} ms",
+                    wait.as_millis()
+                ),
+            )
         }
     }
     pub(crate) fn unauthorized() -> Self {
@@ -167,6 +213,11 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer realm=\"vigil\""),
             );
+        }
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
         }
         response
     }

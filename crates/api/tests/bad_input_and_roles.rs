@@ -431,6 +431,31 @@ fn issue_13_each_bad_input_is_refused_alone_and_changes_nothing() {
             Some(4),
             "{body}"
         );
+        // A per-caller allowance on health-record requests: a flood is answered 429 with
+        // Retry-After, and another caller is still served.
+        let mut limited = None;
+        for _ in 0..(2 * vigil_api::shared::EHR_REQUESTS_BURST) {
+            let (status, headers, _) = get_with(
+                api,
+                &format!("{readings}?limit=1001"),
+                Some("Bearer patient"),
+            )
+            .await;
+            if status == 429 {
+                limited = headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                break;
+            }
+            assert_eq!(status, 400);
+        }
+        let retry_after: u64 = limited
+            .expect("a flood is limited")
+            .parse()
+            .expect("whole seconds");
+        assert!(retry_after >= 1);
+        assert_eq!(get_with(api, &readings, Some("Bearer op")).await.0, 200);
         cluster.shutdown();
     });
 }

@@ -358,6 +358,12 @@ async fn read_loop(
 ) -> anyhow::Result<()> {
     loop {
         let response = http.get(&url).bearer_auth(&token).send().await?;
+        if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            // The node's per-caller allowance (`EHR_REQUESTS_PER_S`). A storm does not wait
+            // the `Retry-After` it is told: it tries again almost at once, as an abuser would.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        }
         anyhow::ensure!(
             response.status().is_success(),
             "read refused: {}",
