@@ -211,6 +211,33 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
             .0,
             200
         );
+        // A record altered on disk after it was anchored (one ciphertext byte flipped, as an
+        // attacker with the file would) no longer verifies; restored, it verifies again.
+        let flip_a_ciphertext_bit = || {
+            let db = rusqlite::Connection::open(vigil_node::ehr_path(&data_dir)).expect("ehr");
+            let mut ciphertext: Vec<u8> = db
+                .query_row("SELECT ciphertext FROM records WHERE seq = 1", [], |r| {
+                    r.get(0)
+                })
+                .expect("record 1");
+            ciphertext[0] ^= 1;
+            db.execute(
+                "UPDATE records SET ciphertext = ?1 WHERE seq = 1",
+                [&ciphertext],
+            )
+            .expect("update");
+        };
+        flip_a_ciphertext_bit();
+        let (status, altered) =
+            http(api, "GET", "/api/ehr/records/1/verify", Some("op"), None).await;
+        assert_eq!(status, 200, "{altered}");
+        assert_eq!(
+            altered["verified"], false,
+            "a tampered record verified: {altered}"
+        );
+        flip_a_ciphertext_bit(); // flipping the same bit again restores the stored bytes
+        let restored = poll(api, "/api/ehr/records/1/verify", |v| v["verified"] == true).await;
+        assert_eq!(restored["leaf"], record["leaf"], "{restored}");
         assert_eq!(
             http(
                 api,

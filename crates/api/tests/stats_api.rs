@@ -218,7 +218,7 @@ fn a_restarted_node_still_shows_a_doctors_result() {
             )))
         };
         let admin = std::sync::Arc::new(Signer::new(cluster.keys.admin.clone()));
-        let start = |name: &str, gateway: usize| {
+        let config = |name: &str, gateway: usize| {
             let mut users = Users::default();
             let staff = |name: &str, signer| Principal::Staff {
                 name: name.into(),
@@ -226,17 +226,29 @@ fn a_restarted_node_still_shows_a_doctors_result() {
             };
             users.insert("doc", staff("doctor", doctor()));
             users.insert("doc2", staff("doctor 2", other()));
-            let config = NodeConfig {
+            NodeConfig {
                 data_dir: root.join(name),
                 mqtt: MqttMode::Embedded(free_port()),
                 ehr_master_key: vigil_ehr::SecretKey::random(),
                 gateway: Signer::new(cluster.keys.gateways[gateway].clone()),
                 users,
                 future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
-            };
-            vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
+            }
         };
-        let (first, api) = start("first", 0).await.expect("node starts");
+        // The first node runs on a tokio runtime of its own, so that the restart stops it for
+        // real: shutting that runtime down ends its HTTP server, its ledger follower and its
+        // statistics service before the second node starts.
+        let first_runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("the first node's runtime");
+        let (ledger, first_config) = (cluster.ledgers[0].clone(), config("first", 0));
+        let (first, api) = first_runtime
+            .spawn(async move { vigil_api::start(ledger, first_config, common::LOOPBACK).await })
+            .await
+            .expect("join")
+            .expect("node starts");
         for d in [doctor(), other()] {
             admin
                 .submit(
@@ -248,15 +260,21 @@ fn a_restarted_node_still_shows_a_doctors_result() {
                 )
                 .expect("grant");
         }
-        vigil_node::stats::start_demo_stats_stored(
-            &first,
-            admin.clone(),
-            3,
-            2_000,
-            Some(store.clone()),
-        )
-        .await
-        .expect("stats start");
+        let (node, stats_admin, first_store) = (first.clone(), admin.clone(), store.clone());
+        first_runtime
+            .spawn(async move {
+                vigil_node::stats::start_demo_stats_stored(
+                    &node,
+                    stats_admin,
+                    3,
+                    2_000,
+                    Some(first_store),
+                )
+                .await
+            })
+            .await
+            .expect("join")
+            .expect("stats start");
         let body = json!({"stat": "variance", "metric": "hr"});
         let (status, submitted) = http(api, "POST", "/api/queries", Some("doc"), Some(body)).await;
         assert_eq!(status, 202, "{submitted}");
@@ -272,9 +290,23 @@ fn a_restarted_node_still_shows_a_doctors_result() {
         };
         assert_eq!(done["status"], "accepted", "{done}");
 
-        // The restart: a new node process state (its own data directory and memory), the same
+        // The restart: the first node stops (its runtime is shut down and its API no longer
+        // answers), then a new node with its own data directory and memory starts on the same
         // ledger and statistics store.
-        let (second, api2) = start("second", 1).await.expect("node restarts");
+        drop(first);
+        first_runtime.shutdown_background();
+        let stopped_by = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(api).await.is_ok() {
+            assert!(Instant::now() < stopped_by, "the first node still answers");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let (second, api2) = vigil_api::start(
+            cluster.ledgers[0].clone(),
+            config("second", 1),
+            common::LOOPBACK,
+        )
+        .await
+        .expect("node restarts");
         vigil_node::stats::start_demo_stats_stored(&second, admin.clone(), 3, 2_000, Some(store))
             .await
             .expect("stats restart");

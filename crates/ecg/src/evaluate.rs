@@ -296,14 +296,26 @@ fn record_name(record: &Path) -> String {
 }
 
 /// The shared MIT-BIH folder for tests and examples: `$VIGIL_MITDB`, else
-/// `../shared/data/mitdb` next to the workspace. `None` (with a message on stderr) if absent.
+/// `../shared/data/mitdb` next to the workspace. `None` (with a message on stderr) if absent,
+/// except under CI (`CI` set and not `false`/`0`), where the data is promised and a missing
+/// folder is a failure, not a skip.
+///
+/// # Panics
+/// Under CI when the folder is missing or holds no record.
 pub fn mitdb_dir(manifest_dir: &str) -> Option<PathBuf> {
     let dir = match std::env::var_os("VIGIL_MITDB") {
         Some(dir) => PathBuf::from(dir),
         None => Path::new(manifest_dir).join("../../../shared/data/mitdb"),
     };
-    if dir.is_dir() {
+    let under_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    let has_records = list_records(&dir).is_ok_and(|names| !names.is_empty());
+    if has_records {
         Some(dir)
+    } else if under_ci {
+        panic!(
+            "MIT-BIH records not found at {} under CI (set VIGIL_MITDB)",
+            dir.display()
+        );
     } else {
         eprintln!(
             "SKIPPED: MIT-BIH records not found at {} (set VIGIL_MITDB)",

@@ -35,7 +35,7 @@ pub struct BeatScore {
 }
 
 impl BeatScore {
-    /// Sensitivity `TP / (TP + FN)` in percent (100 when there is nothing to find).
+    /// Sensitivity `TP / (TP + FN)` in percent (NaN when there is nothing to find).
     pub fn sensitivity_pct(&self) -> f64 {
         pct(
             self.true_positives,
@@ -43,7 +43,7 @@ impl BeatScore {
         )
     }
 
-    /// Positive predictivity `TP / (TP + FP)` in percent (100 when nothing was detected).
+    /// Positive predictivity `TP / (TP + FP)` in percent (NaN when nothing was detected).
     pub fn positive_predictivity_pct(&self) -> f64 {
         pct(
             self.true_positives,
@@ -60,9 +60,11 @@ impl std::ops::AddAssign for BeatScore {
     }
 }
 
+/// `part / whole` in percent; undefined (NaN) when there is nothing to count, so an empty
+/// evaluation (no records, no reference beats) can never pass a `>=` threshold.
 fn pct(part: u64, whole: u64) -> f64 {
     if whole == 0 {
-        100.0
+        f64::NAN
     } else {
         100.0 * part as f64 / whole as f64
     }
@@ -270,6 +272,16 @@ pub fn score_af(reference: &[Interval], detected: &[Interval], start: u64, end: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_evaluation_passes_no_threshold() {
+        let nothing = BeatScore::default();
+        assert!(!(nothing.sensitivity_pct() >= 99.5));
+        assert!(!(nothing.positive_predictivity_pct() >= 99.5));
+        let no_af = AfScore::default();
+        assert!(no_af.duration_sensitivity_pct().is_nan());
+        assert!(no_af.episode_positive_predictivity_pct().is_nan());
+    }
 
     fn annotation(sample: i64, code: u8, aux: Option<&str>) -> Annotation {
         Annotation {

@@ -55,9 +55,11 @@ fn streaming_in_random_chunks_equals_batch_on_records() {
     };
     for name in ["108", "203", "207", "104"] {
         let path = dir.join(name);
-        if !path.with_extension("hea").exists() {
-            continue;
-        }
+        assert!(
+            path.with_extension("hea").exists(),
+            "record {name} is missing from {}",
+            dir.display()
+        );
         let record = Record::open(&path).unwrap();
         let fs = record.sampling_frequency_hz();
         let signal = &record.signals[0];
@@ -90,9 +92,11 @@ fn streaming_delay_is_bounded_on_records() {
     };
     for name in ["108", "203"] {
         let path = dir.join(name);
-        if !path.with_extension("hea").exists() {
-            continue;
-        }
+        assert!(
+            path.with_extension("hea").exists(),
+            "record {name} is missing from {}",
+            dir.display()
+        );
         let record = Record::open(&path).unwrap();
         let fs = record.sampling_frequency_hz();
         let bound = (DELAY_MAX_MS * fs / 1000.0).ceil() as u64;
@@ -120,9 +124,11 @@ fn af_is_found_in_af_records() {
     };
     for name in ["201", "203", "217"] {
         let path = dir.join(name);
-        if !path.with_extension("hea").exists() {
-            continue;
-        }
+        assert!(
+            path.with_extension("hea").exists(),
+            "record {name} is missing from {}",
+            dir.display()
+        );
         let evaluation = evaluate_af(&path, 0).unwrap();
         let s = evaluation.score;
         println!(

@@ -1,13 +1,14 @@
 //! Real MQTT on 127.0.0.1: the embedded broker, the ingestion loop, and a master device's
 //! outbox uploading through it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use vigil_core::{DeviceId, DeviceKey, Metric, PersonId, Value};
+use vigil_ehr::{Ehr, EhrError, Identity, SecretKey};
 use vigil_gateway::mqtt::{MqttGateway, PackHandler, Uplink};
 use vigil_gateway::outbox::{Outbox, Uploader};
 use vigil_gateway::{DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply, admit};
@@ -25,8 +26,9 @@ fn free_port() -> SocketAddr {
     listener.local_addr().expect("has an address")
 }
 
-/// A node in miniature: admission, then an exactly-once store keyed by (device, sequence).
-fn handler(directory: Directory, stored: Arc<Mutex<HashSet<(DeviceId, u64)>>>) -> PackHandler {
+/// A node in miniature: admission, then the real health record, which stores a device's
+/// (device, sequence) once and refuses a pack sent again as a replay.
+fn handler(directory: Directory, ehr: Arc<Mutex<Ehr>>) -> PackHandler {
     let one = move |person: PersonId, payload: &[u8]| {
         let admitted =
             match admit::admit(&directory, payload, Some(person), admit::Horizon::UNBOUNDED) {
@@ -34,17 +36,22 @@ fn handler(directory: Directory, stored: Arc<Mutex<HashSet<(DeviceId, u64)>>>) -
                 Err(error) => return Reply::rejected(admit::peek_sequence(payload), error),
             };
         let pack = admitted.pack;
-        let new = stored
-            .lock()
-            .expect("lock")
-            .insert((pack.device.clone(), pack.sequence));
-        if new {
-            Reply::accepted(pack.sequence, pack.readings.len())
-        } else {
-            Reply::rejected(
+        let stored = ehr.lock().expect("lock").append_pack(
+            person,
+            &pack.device,
+            pack.sequence,
+            &pack.readings,
+        );
+        match stored {
+            Ok(_) => Reply::accepted(pack.sequence, pack.readings.len()),
+            Err(EhrError::Replayed { .. }) => Reply::rejected(
                 Some(pack.sequence),
-                Rejected::new(Rejection::Replayed, "seen"),
-            )
+                Rejected::new(Rejection::Replayed, "stored before"),
+            ),
+            Err(error) => Reply::rejected(
+                Some(pack.sequence),
+                Rejected::new(Rejection::Unavailable, error.to_string()),
+            ),
         }
     };
     Arc::new(move |uplinks: &[Uplink<'_>]| {
@@ -53,6 +60,12 @@ fn handler(directory: Directory, stored: Arc<Mutex<HashSet<(DeviceId, u64)>>>) -
             .map(|uplink| one(uplink.person, uplink.payload))
             .collect()
     })
+}
+
+/// Records the health record holds that no anchor covers yet (sealing them as a batch).
+fn records_since_last_look(ehr: &Mutex<Ehr>) -> u64 {
+    let anchor = ehr.lock().expect("lock").seal_batch().expect("seals");
+    anchor.map_or(0, |a| a.count)
 }
 
 #[test]
@@ -80,10 +93,19 @@ fn packs_flow_through_the_embedded_broker_exactly_once_and_alerts_reach_the_pers
             },
         ),
     ]));
-    let stored = Arc::new(Mutex::new(HashSet::new()));
+    let mut record = Ehr::open_in_memory(SecretKey::random()).expect("health record");
+    let identity = Identity {
+        name: "Test Person".into(),
+        address: "1 Test Street".into(),
+        phone: "+1 555 0100".into(),
+    };
+    record
+        .register_person(person, &identity)
+        .expect("registers");
+    let ehr = Arc::new(Mutex::new(record));
     let addr = free_port();
     let gateway =
-        MqttGateway::embedded(addr, handler(directory, stored.clone())).expect("broker starts");
+        MqttGateway::embedded(addr, handler(directory, ehr.clone())).expect("broker starts");
 
     let mut outbox = Outbox::open_in_memory().expect("opens");
     for i in 0..20 {
@@ -127,10 +149,34 @@ fn packs_flow_through_the_embedded_broker_exactly_once_and_alerts_reach_the_pers
         outbox.refused().expect("reads"),
         [(impostor, 1, "bad_signature".to_owned())]
     );
-    let stored = stored.lock().expect("lock");
-    assert_eq!(stored.len(), 20);
-    assert!((1..=20).all(|seq| stored.contains(&(device.clone(), seq))));
-    drop(stored);
+    assert_eq!(records_since_last_look(&ehr), 20, "each pack stored once");
+
+    // A pack sent again under a used sequence number (a second outbox for the same device
+    // starts again at 1, as a device restored from an old backup would) stores nothing.
+    let mut stale = Outbox::open_in_memory().expect("opens");
+    stale
+        .enqueue(
+            person,
+            &key,
+            |d| {
+                d.push(Metric::SpO2, 1_700_000_100_000, Value::Scalar(930));
+            },
+            &device,
+        )
+        .expect("enqueues");
+    let report = uploader
+        .flush(
+            &mut stale,
+            Instant::now() + Duration::from_secs(20),
+            Duration::from_millis(500),
+        )
+        .expect("flushes");
+    assert_eq!(report.remaining, 0, "{report:?}");
+    assert_eq!(
+        records_since_last_look(&ehr),
+        0,
+        "a replayed sequence was stored again"
+    );
 
     // The person's master device receives what the node pushes on its alert topic.
     let mut options = MqttOptions::new("phone-7-alerts", "127.0.0.1", addr.port());
@@ -164,8 +210,9 @@ fn garbage_on_the_uplink_gets_a_reply_naming_the_reason() {
     let person = PersonId::from_bytes([8; 16]);
     let device: DeviceId = "thermo-3".parse().expect("valid");
     let addr = free_port();
-    let _gateway = MqttGateway::embedded(addr, handler(Directory(HashMap::new()), Arc::default()))
-        .expect("starts");
+    let ehr = Ehr::open_in_memory(SecretKey::random()).expect("health record");
+    let handler = handler(Directory(HashMap::new()), Arc::new(Mutex::new(ehr)));
+    let _gateway = MqttGateway::embedded(addr, handler).expect("starts");
     let mut options = MqttOptions::new("prober", "127.0.0.1", addr.port());
     options.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut connection) = rumqttc::Client::new(options, 16);

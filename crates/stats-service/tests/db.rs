@@ -31,7 +31,7 @@ fn scan(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
     #[test]
     fn bucketed_answer_equals_scan(seed in 0u64..1000, from in 0i64..40_000, len in 1i64..60_000, hr in any::<bool>(), cohort in any::<bool>()) {
         let cfg = GeneratorConfig { rows: 6_000, patients: 3, start_s: 0, step_s: 20, seed, ..Default::default() };
