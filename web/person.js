@@ -6,9 +6,10 @@
 import { $, api, el, svg, state, LEVELS, hasRole, isStaff, liveLevel, short, time, message } from "./util.js";
 
 const POLL_MS = 5000;
-const READ_LIMIT = 5000;
+/** The API's largest `limit` on readings (`READINGS_LIMIT_MAX`). */
+const READ_LIMIT = 1000;
 /** Pages of READ_LIMIT one refresh reads at most to catch up with the newest readings. */
-const READ_PAGES_MAX = 8;
+const READ_PAGES_MAX = 40;
 
 /** The charts, in canonical metric names, with the display unit the record uses. */
 const CHARTS = [

@@ -19,7 +19,8 @@ impl DeviceDirectory for EveryoneEnrolled {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let admitted = admit::admit(&EveryoneEnrolled, data, Some(PersonId::from_bytes([7; 16])));
+    let person = Some(PersonId::from_bytes([7; 16]));
+    let admitted = admit::admit(&EveryoneEnrolled, data, person, admit::Horizon::UNBOUNDED);
     // The fuzzer holds no device key: a pack it made up must never pass the signature check.
     assert!(admitted.is_err(), "an unsigned pack was admitted");
 });

@@ -32,14 +32,17 @@ async fn enroll_device(
     caller: Caller,
     Json(new): Json<NewDevice>,
 ) -> ApiResult<(StatusCode, Json<JsonValue>)> {
-    let key: vigil_core::DevicePublicKey = new
-        .public_key
-        .parse()
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(&new.public_key, &mut key)
+        .map_err(|_| ApiError::bad_request("public_key: 64 hexadecimal digits (32 bytes)"))?;
+    // Refused here with the reason, and again by the ledger's state machine, which calls the
+    // same check: no weak (small-order) or non-canonically encoded key is ever enrolled.
+    vigil_core::DevicePublicKey::for_enrollment(&key)
         .map_err(|e| ApiError::bad_request(format!("public_key: {e}")))?;
     let body = TxBody::EnrollDevice {
         person: new.person,
         device: new.device,
-        public_key: key.to_bytes(),
+        public_key: key,
     };
     let tx = caller.signer()?.submit_checked(node.ledger(), body)?;
     Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))

@@ -81,11 +81,25 @@ pub(crate) async fn finalized_block(
         .ok_or_else(|| ApiError::not_found(format!("no finalized block {height}")))
 }
 
+/// A number from the path, as a JSON error when it is none: 400 if it is not a number at
+/// all, 404 if it is one beyond any stored (the ledger's heights and the health record's
+/// numbers are SQLite / `i64`-bounded), never a server error.
+pub(crate) fn path_number(what: &str, text: &str) -> ApiResult<u64> {
+    let number: u64 = text
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("{what} {text:?} is not a whole number")))?;
+    if i64::try_from(number).is_err() {
+        return Err(ApiError::not_found(format!("no {what} {number}")));
+    }
+    Ok(number)
+}
+
 async fn get_block(
     State(node): State<Shared>,
     caller: Caller,
-    Path(height): Path<u64>,
+    Path(height): Path<String>,
 ) -> ApiResult<Json<JsonValue>> {
+    let height = path_number("block", &height)?;
     let block = finalized_block(&node, &caller, height).await?;
     let finalization = node.ledger().finalization(height).await;
     let txs: Vec<JsonValue> = block
@@ -121,8 +135,9 @@ fn check(name: &str, ok: bool, detail: impl Into<String>) -> JsonValue {
 async fn verify_block(
     State(node): State<Shared>,
     caller: Caller,
-    Path(height): Path<u64>,
+    Path(height): Path<String>,
 ) -> ApiResult<Json<JsonValue>> {
+    let height = path_number("block", &height)?;
     let block = finalized_block(&node, &caller, height).await?;
     let parent_digest = match height {
         0 => None,
@@ -259,16 +274,13 @@ async fn verify_block(
 async fn verify_record(
     State(node): State<Shared>,
     caller: Caller,
-    Path(seq): Path<u64>,
+    Path(seq): Path<String>,
 ) -> ApiResult<Json<JsonValue>> {
     if let Principal::Staff { .. } = &caller.0 {
         caller.require(&node, LEDGER_READERS)?;
     }
-    // Records are numbered in SQLite's signed 64-bit range: none lies above it (asked for,
-    // the conversion failed and answered 500).
-    if i64::try_from(seq).is_err() {
-        return Err(ApiError::not_found(format!("no health record {seq}")));
-    }
+    let seq = path_number("health record", &seq)?;
+    node.charge_ehr_request(&caller)?;
     let proof = node
         .ehr_read(move |_, ehr| ehr.record_proof(seq))
         .await?

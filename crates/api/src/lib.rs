@@ -58,7 +58,29 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(map::routes())
         .merge(queries::routes())
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(Arc::new(Api::new(node)))
+}
+
+/// Headers on every response: `nosniff`, so that no browser runs a JSON answer as a script or
+/// a page; and on the API's (identities, readings, alerts) `no-store`, so that no browser or
+/// proxy keeps a copy of health data.
+async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    let api = request.uri().path().starts_with("/api/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if api {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 /// Binds `listen` and serves the API over `node` in the background, on the caller's tokio

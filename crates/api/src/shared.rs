@@ -37,18 +37,45 @@ pub const EHR_READS_MAX: usize = 1;
 /// reads the alert p99 tripled; `vigil bench alerts`).
 const EHR_READ_REST_PER_READ: u32 = 1;
 
-/// The router's state: the node, and the gate in front of its health record.
+/// Health-record requests (readings, identities, record verification) one caller may make
+/// per second on average, and [`EHR_REQUESTS_BURST`] at once; beyond them 429 with
+/// `Retry-After`. The read gate already bounds what all readers together cost; this keeps one
+/// caller from holding it against the others (issue 13: a patient's read storm).
+pub const EHR_REQUESTS_PER_S: u32 = 5;
+pub const EHR_REQUESTS_BURST: u32 = 20;
+
+/// The router's state: the node, the gate in front of its health record, and each caller's
+/// allowance of health-record requests (keyed by principal name: one per user, so the key set
+/// is bounded by the users file and the demo's logins).
 pub struct Api {
     node: Arc<Node>,
     ehr_reads: Arc<Semaphore>,
+    ehr_requests: governor::DefaultKeyedRateLimiter<String>,
 }
 
 impl Api {
     pub fn new(node: Arc<Node>) -> Self {
+        let quota = governor::Quota::per_second(
+            std::num::NonZeroU32::new(EHR_REQUESTS_PER_S).expect("not zero"),
+        )
+        .allow_burst(std::num::NonZeroU32::new(EHR_REQUESTS_BURST).expect("not zero"));
         Self {
             node,
             ehr_reads: Arc::new(Semaphore::new(EHR_READS_MAX)),
+            ehr_requests: governor::RateLimiter::keyed(quota),
         }
+    }
+
+    /// Counts one health-record request of `caller` against their allowance, or refuses it
+    /// (429) with how long to wait.
+    pub(crate) fn charge_ehr_request(&self, caller: &Caller) -> ApiResult<()> {
+        use governor::clock::Clock as _;
+        self.ehr_requests
+            .check_key(&caller.0.name().to_owned())
+            .map_err(|not_until| {
+                let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
+                ApiError::too_many_requests(wait)
+            })
     }
 
     pub fn node(&self) -> &Arc<Node> {
@@ -115,6 +142,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Whole seconds for `Retry-After` (429).
+    retry_after_s: Option<u64>,
 }
 
 impl ApiError {
@@ -123,6 +152,23 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_s: None,
+        }
+    }
+    pub(crate) fn too_many_requests(wait: std::time::Duration) -> Self {
+        // Rounded up: a client that waits what it is told is let through.
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after_s: Some(seconds.max(1)),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "over {EHR_REQUESTS_PER_S} health-record requests a second \
+                     ({EHR_REQUESTS_BURST} at once); wait {} ms",
+                    wait.as_millis()
+                ),
+            )
         }
     }
     pub(crate) fn unauthorized() -> Self {
@@ -156,11 +202,24 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(json!({"error": self.code, "message": self.message})),
         )
-            .into_response()
+            .into_response();
+        // RFC 7235 §3.1: a 401 names the scheme that would authenticate.
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"vigil\""),
+            );
+        }
+        if let Some(seconds) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -184,8 +243,13 @@ impl From<SubmitError> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// The authenticated caller: `Authorization: Bearer <token>`, or `?token=` for the event
-/// stream (browsers' EventSource cannot set headers).
+/// The one route that also reads `?token=`: browsers' EventSource cannot set headers. On
+/// every other route a token in the URL is ignored (URLs end up in proxies' logs and browser
+/// history), so a caller with only that gets 401.
+pub const QUERY_TOKEN_ROUTE: &str = "/api/alerts/stream";
+
+/// The authenticated caller: `Authorization: Bearer <token>` (the scheme in any case, as
+/// RFC 7235 has it), or `?token=` on [`QUERY_TOKEN_ROUTE`] only.
 pub struct Caller(pub Principal);
 
 impl FromRequestParts<Shared> for Caller {
@@ -196,12 +260,15 @@ impl FromRequestParts<Shared> for Caller {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .map(str::to_owned);
-        let query_token = parts.uri.query().and_then(|q| {
-            q.split('&')
-                .find_map(|pair| pair.strip_prefix("token=").map(str::to_owned))
-        });
+        let query_token = (parts.uri.path() == QUERY_TOKEN_ROUTE)
+            .then(|| parts.uri.query())
+            .flatten()
+            .and_then(|q| {
+                q.split('&')
+                    .find_map(|pair| pair.strip_prefix("token=").map(str::to_owned))
+            });
         let token = header_token
             .or(query_token)
             .ok_or_else(ApiError::unauthorized)?;
@@ -209,6 +276,13 @@ impl FromRequestParts<Shared> for Caller {
             .map(Caller)
             .ok_or_else(ApiError::unauthorized)
     }
+}
+
+/// The token of an `Authorization` value of scheme `Bearer`, in any case.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim_start();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 impl Caller {
@@ -260,8 +334,9 @@ impl Caller {
     }
 }
 
-/// Who registers people.
-pub const OPERATORS: &[Role] = &[Role::CdcpOperator, Role::Admin];
+/// Who registers people: the ledger's permission table for the transaction, so that the
+/// route never admits a caller the ledger would refuse after the identity is written.
+pub const OPERATORS: &[Role] = vigil_ledger::tx::TxKind::RegisterPerson.allowed_roles();
 /// Who reads alerts and their stream.
 pub const ALERT_READERS: &[Role] = &[Role::CdcpOperator, Role::Auditor, Role::Admin];
 /// Who lists people.

@@ -68,6 +68,7 @@ fn a_batch_sealed_before_a_crash_is_anchored_after_the_restart() {
             ehr_master_key: master,
             gateway: Signer::new(gateway_key.clone()),
             users: Users::default(),
+            future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
         };
         let (node, _api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

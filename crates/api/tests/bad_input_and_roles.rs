@@ -50,6 +50,7 @@ fn bad_input_is_refused_with_its_reason_and_roles_are_enforced_route_by_route() 
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
+            future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK).await.expect("node starts");
         let ledger = node.ledger().clone();
@@ -158,6 +159,303 @@ fn bad_input_is_refused_with_its_reason_and_roles_are_enforced_route_by_route() 
         }
         // Reads of identity and records were logged on the ledger, by who read them.
         until("accesses logged", || (ledger.snapshot().access_count() >= 2).then_some(())).await;
+        cluster.shutdown();
+    });
+}
+
+/// One GET with the `Authorization` value given as is; the status, headers and JSON body.
+async fn get_with(
+    addr: std::net::SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut request = reqwest::Client::new().get(format!("http://{addr}{path}"));
+    if let Some(value) = authorization {
+        request = request.header(reqwest::header::AUTHORIZATION, value);
+    }
+    let response = request.send().await.expect("the node answers");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    // The event stream never ends: its body is not read.
+    let body = if path.starts_with("/api/alerts/stream") {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&response.bytes().await.unwrap_or_default())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    (status, headers, body)
+}
+
+fn pack_at(key: &DeviceKey, device: &DeviceId, sequence: u64, time_ms: i64) -> Vec<u8> {
+    let mut draft = PackDraft::new(device.clone(), sequence);
+    draft.push(Metric::BodyTemperature, time_ms, Value::Scalar(3_700));
+    draft.sign(key).to_json()
+}
+
+/// Identities in the health record's file, read behind the node's back.
+fn identities_stored(data_dir: &std::path::Path) -> i64 {
+    let db = rusqlite::Connection::open_with_flags(
+        vigil_node::ehr_path(data_dir),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("the record opens");
+    db.query_row("SELECT COUNT(*) FROM identities", [], |row| row.get(0))
+        .expect("counts")
+}
+
+/// Issue 13, "bad input that gets through": each refused alone, with its reason, changing
+/// nothing; and the edges of authentication (`?token=`, the scheme's case, `WWW-Authenticate`,
+/// caching headers).
+#[test]
+fn issue_13_each_bad_input_is_refused_alone_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = cw_tokio::Config::new().with_storage_directory(dir.path().join("ledger"));
+    let data_dir = dir.path().join("node");
+    cw_tokio::Runner::new(runtime).start(|context| async move {
+        let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
+        let mut users = Users::default();
+        let staff = |name: &str, key| Principal::Staff {
+            name: name.into(),
+            signer: Signer::new(key).into(),
+        };
+        users.insert("op", staff("operator", cluster.keys.operator.clone()));
+        users.insert("admin", staff("admin", cluster.keys.admin.clone()));
+        let config = NodeConfig {
+            data_dir: data_dir.clone(),
+            mqtt: MqttMode::Disabled,
+            ehr_master_key: vigil_ehr::SecretKey::random(),
+            gateway: Signer::new(cluster.keys.gateways[0].clone()),
+            users,
+            future_skew: std::time::Duration::from_secs(300),
+        };
+        let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
+            .await
+            .expect("node starts");
+        let ledger = node.ledger().clone();
+        let person = common::register_person(api, "op", "C. Test", &ledger).await;
+        node.add_user(
+            "patient",
+            Principal::Patient {
+                name: "patient".into(),
+                person,
+            },
+        );
+        let device: DeviceId = "thermo-9".parse().expect("valid");
+        let key = DeviceKey::from_seed([5; 32]);
+        common::enroll_device(api, "op", person, &device, &key.public(), &ledger).await;
+
+        // A sequence number beyond the stored range, in a batch of good packs: refused alone,
+        // with a final reason (never "send again"); the others are stored.
+        let packs = [
+            pack_at(&key, &device, 1, T0_MS),
+            pack_at(&key, &device, 1 << 63, T0_MS),
+            pack_at(&key, &device, 2, T0_MS + 1_000),
+            pack_at(&key, &device, 3, T0_MS + 2_000),
+        ];
+        let incoming: Vec<_> = packs
+            .iter()
+            .map(|bytes| vigil_node::ingest::Incoming {
+                person: Some(person),
+                bytes,
+            })
+            .collect();
+        let replies = node.ingest_batch(&incoming, "test");
+        let accepted: Vec<bool> = replies.iter().map(|r| r.accepted).collect();
+        assert_eq!(accepted, [true, false, true, true], "{replies:?}");
+        let refusal = replies[1].error.as_ref().expect("a reason");
+        assert_eq!(
+            refusal.reason,
+            vigil_gateway::Rejection::SequenceOutOfRange,
+            "{refusal}"
+        );
+        assert!(refusal.reason.is_final());
+        let path = format!("/api/packs/{person}");
+        let json = "application/senml+json";
+        let (status, reply) = http_raw(
+            api,
+            "POST",
+            &path,
+            None,
+            json,
+            pack_at(&key, &device, u64::MAX, T0_MS),
+        )
+        .await;
+        assert_eq!(
+            (status, reply["error"]["reason"].as_str()),
+            (422, Some("sequence_out_of_range")),
+            "{reply}"
+        );
+
+        // A reading stamped beyond the node's clock plus the skew: refused; within it: stored.
+        let now = vigil_node::now_ms();
+        let (status, reply) = http_raw(
+            api,
+            "POST",
+            &path,
+            None,
+            json,
+            pack_at(&key, &device, 10, now + 600_000),
+        )
+        .await;
+        assert_eq!(
+            (status, reply["error"]["reason"].as_str()),
+            (422, Some("future_reading")),
+            "{reply}"
+        );
+        let (status, reply) = http_raw(
+            api,
+            "POST",
+            &path,
+            None,
+            json,
+            pack_at(&key, &device, 11, now + 60_000),
+        )
+        .await;
+        assert_eq!(status, 200, "{reply}");
+        let report = node.verify_ehr().expect("verifies");
+        assert_eq!(report.anchored + report.pending, 4, "{report:?}");
+
+        // Path numbers out of range: a JSON error, never 500.
+        for (route, want) in [
+            ("/api/ehr/records/9223372036854775808/verify", 404),
+            ("/api/ehr/records/18446744073709551616/verify", 400),
+            ("/api/ehr/records/-1/verify", 400),
+            ("/api/ledger/blocks/9223372036854775808", 404),
+            ("/api/ledger/blocks/99999999999999999999/verify", 400),
+        ] {
+            let (status, body) = http(api, "GET", route, Some("op"), None).await;
+            assert_eq!(status, want, "{route}: {body}");
+            assert!(body["error"].is_string(), "{route}: {body}");
+        }
+
+        // Weak and non-canonical device keys: refused at enrollment, nothing enrolled.
+        let identity_point = format!("01{}", "00".repeat(31));
+        let non_canonical = (2..=18u8)
+            .map(|y| {
+                let mut bytes = [0xff; 32];
+                bytes[0] = 0xed + y;
+                bytes[31] = 0x7f;
+                bytes
+            })
+            .find(|bytes| vigil_core::DevicePublicKey::from_bytes(bytes).is_ok())
+            .map(hex::encode)
+            .expect("a point with a small y");
+        for (name, public_key) in [("weak", identity_point), ("non-canonical", non_canonical)] {
+            let body =
+                json!({"person": person, "device": format!("d-{name}"), "public_key": public_key});
+            let (status, answer) = http(api, "POST", "/api/devices", Some("op"), Some(body)).await;
+            assert_eq!(status, 400, "{name}: {answer}");
+            assert!(
+                answer["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("public_key"),
+                "{name}: {answer}"
+            );
+        }
+
+        // A refused registration writes nothing: no identity left behind.
+        assert_eq!(identities_stored(&data_dir), 1);
+        let (status, answer) = http(
+            api,
+            "POST",
+            "/api/people",
+            Some("admin"),
+            Some(json!({"name": "X"})),
+        )
+        .await;
+        assert_eq!(status, 403, "{answer}");
+        assert_eq!(
+            identities_stored(&data_dir),
+            1,
+            "the refused registration left an identity"
+        );
+
+        // `?token=` only on the event stream; the scheme in any case; 401 names the scheme.
+        let (status, headers, _) = get_with(api, "/api/people?token=op", None).await;
+        assert_eq!(status, 401);
+        let challenge = headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert!(challenge.starts_with("Bearer"), "{headers:?}");
+        let (status, _, _) = get_with(api, "/api/alerts/stream?token=op", None).await;
+        assert_eq!(status, 200);
+        for scheme in ["bearer", "BEARER", "Bearer"] {
+            let (status, _, body) =
+                get_with(api, "/api/people", Some(&format!("{scheme} op"))).await;
+            assert_eq!(status, 200, "{scheme}: {body}");
+        }
+        // Health data and identities are not kept by caches; no answer is content-sniffed.
+        let readings = format!("/api/people/{person}/readings");
+        for (route, token) in [
+            (readings.as_str(), "Bearer patient"),
+            (&format!("/api/people/{person}/identity"), "Bearer op"),
+            ("/api/people", "Bearer op"),
+        ] {
+            let (status, headers, body) = get_with(api, route, Some(token)).await;
+            assert_eq!(status, 200, "{route}: {body}");
+            assert_eq!(
+                headers.get("cache-control").map(|v| v.as_bytes()),
+                Some(&b"no-store"[..]),
+                "{route}"
+            );
+            assert_eq!(
+                headers.get("x-content-type-options").map(|v| v.as_bytes()),
+                Some(&b"nosniff"[..]),
+                "{route}"
+            );
+        }
+
+        // A bounded `limit` on readings.
+        let (status, body) = http(
+            api,
+            "GET",
+            &format!("{readings}?limit=1001"),
+            Some("patient"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        let (status, body) = http(
+            api,
+            "GET",
+            &format!("{readings}?limit=1000"),
+            Some("patient"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["observations"].as_array().map(Vec::len),
+            Some(4),
+            "{body}"
+        );
+        // A per-caller allowance on health-record requests: a flood is answered 429 with
+        // Retry-After, and another caller is still served.
+        let mut limited = None;
+        for _ in 0..(2 * vigil_api::shared::EHR_REQUESTS_BURST) {
+            let (status, headers, _) = get_with(
+                api,
+                &format!("{readings}?limit=1001"),
+                Some("Bearer patient"),
+            )
+            .await;
+            if status == 429 {
+                limited = headers
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                break;
+            }
+            assert_eq!(status, 400);
+        }
+        let retry_after: u64 = limited
+            .expect("a flood is limited")
+            .parse()
+            .expect("whole seconds");
+        assert!(retry_after >= 1);
+        assert_eq!(get_with(api, &readings, Some("Bearer op")).await.0, 200);
         cluster.shutdown();
     });
 }

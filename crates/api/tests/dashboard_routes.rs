@@ -63,6 +63,7 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
+            future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

@@ -74,6 +74,7 @@ fn readings_survive_cut_and_refused_connections_exactly_once() {
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
+            future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

@@ -47,6 +47,7 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
+            future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

@@ -60,6 +60,7 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
+            future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

@@ -11,6 +11,10 @@ pub enum KeyError {
     Encoding,
     #[error("the public key is not a valid Ed25519 point")]
     InvalidPoint,
+    #[error("the public key is a point of small order (the identity or a torsion point)")]
+    WeakKey,
+    #[error("the public key is not the canonical encoding of its point")]
+    NonCanonical,
 }
 
 /// A device's Ed25519 signing key. It never leaves the device (or the simulator).
@@ -58,6 +62,24 @@ impl DevicePublicKey {
         VerifyingKey::from_bytes(bytes)
             .map(Self)
             .map_err(|_| KeyError::InvalidPoint)
+    }
+
+    /// A key fit to be enrolled: a valid point that is not of small order (the identity or a
+    /// torsion point, whose "signatures" need no secret key) and encoded canonically (one
+    /// point has one encoding, so one key cannot be enrolled under two spellings). The API
+    /// checks it before submitting an enrollment and the ledger's state machine again when
+    /// applying one; [`DevicePublicKey::from_bytes`] stays lenient for keys already enrolled.
+    pub fn for_enrollment(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        let key = Self::from_bytes(bytes)?;
+        // Decompression accepts a y coordinate not reduced modulo p and a sign bit on x = 0;
+        // the point's own encoding is the one canonical form.
+        if key.0.to_edwards().compress().to_bytes() != *bytes {
+            return Err(KeyError::NonCanonical);
+        }
+        if key.0.is_weak() {
+            return Err(KeyError::WeakKey);
+        }
+        Ok(key)
     }
 
     pub fn to_bytes(&self) -> [u8; 32] {
@@ -127,5 +149,75 @@ impl<'de> Deserialize<'de> for DevicePublicKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `p + y` for a small `y`: a second, non-canonical encoding of the point with that `y`.
+    fn unreduced(y: u8) -> [u8; 32] {
+        let mut bytes = [0xff; 32];
+        bytes[0] = 0xed + y;
+        bytes[31] = 0x7f;
+        bytes
+    }
+
+    /// Issue 13: the identity point and non-canonical encodings were accepted as device keys.
+    #[test]
+    fn enrollment_refuses_small_order_points_and_non_canonical_encodings() {
+        let good = DeviceKey::from_seed([1; 32]).public().to_bytes();
+        assert!(DevicePublicKey::for_enrollment(&good).is_ok());
+        // The eight points of small order (the identity, order 2, 4 and 8), canonically encoded.
+        for hex in [
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "0000000000000000000000000000000000000000000000000000000000000080",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+        ] {
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(hex, &mut bytes).expect("hex");
+            assert!(DevicePublicKey::from_bytes(&bytes).is_ok(), "{hex} decodes");
+            assert_eq!(
+                DevicePublicKey::for_enrollment(&bytes),
+                Err(KeyError::WeakKey),
+                "{hex}"
+            );
+        }
+        // Points of large order with a small y, under their second encoding: refused as
+        // non-canonical, while their canonical encoding is enrollable.
+        let mut non_canonical = 0;
+        for y in 2..=18u8 {
+            let mut canonical = [0u8; 32];
+            canonical[0] = y;
+            if DevicePublicKey::from_bytes(&canonical).is_err() {
+                continue;
+            }
+            assert!(
+                DevicePublicKey::for_enrollment(&canonical).is_ok(),
+                "y = {y}"
+            );
+            assert!(
+                DevicePublicKey::from_bytes(&unreduced(y)).is_ok(),
+                "y = {y}"
+            );
+            assert_eq!(
+                DevicePublicKey::for_enrollment(&unreduced(y)),
+                Err(KeyError::NonCanonical),
+                "y = {y}"
+            );
+            non_canonical += 1;
+        }
+        assert!(non_canonical > 0, "some small y is on the curve");
+        // The identity under its second encoding (sign bit on x = 0): refused either way.
+        let mut negative_zero = [0u8; 32];
+        negative_zero[0] = 1;
+        negative_zero[31] = 0x80;
+        assert!(DevicePublicKey::for_enrollment(&negative_zero).is_err());
     }
 }

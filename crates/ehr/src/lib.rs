@@ -102,6 +102,16 @@ pub enum EhrError {
     },
     #[error("a record holds at least one reading")]
     EmptyRecord,
+    #[error(
+        "pack {sequence} of device {device}: sequence numbers are stored as SQLite integers, at most {}",
+        i64::MAX
+    )]
+    SequenceOutOfRange { device: DeviceId, sequence: u64 },
+    #[error("creating the health record {path}: {detail}")]
+    Create {
+        path: std::path::PathBuf,
+        detail: String,
+    },
     #[error("could not start the checkpoint thread: {0}")]
     Checkpoint(String),
     #[error("record compression: {0}")]
@@ -258,7 +268,14 @@ struct Unsealed {
 }
 
 impl Ehr {
+    /// Opens the record at `path`, creating it readable and writable by its owner only
+    /// (0600, whatever the umask): SQLite creates the write-ahead log and its index (`-wal`,
+    /// `-shm`) with the database file's permissions, so they are 0600 too.
     pub fn open(path: &Path, master: SecretKey) -> Result<Self, EhrError> {
+        create_private(path).map_err(|e| EhrError::Create {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
         let mut ehr = Self::init(Connection::open(path)?, master)?;
         // Checkpoints move to their own connection and thread: run inside a commit, as SQLite
         // does by default, each one copied the log into the database and fsynced it while the
@@ -381,6 +398,34 @@ impl Ehr {
         Ok(())
     }
 
+    /// Undoes [`Ehr::register_person`] for a registration the ledger refused: removes the
+    /// person's data key and identity. Refused (`AlreadyRegistered`) once a record was stored
+    /// for them: then the person is real and only [`Ehr::erase_person`] applies.
+    pub fn unregister_person(&mut self, person: PersonId) -> Result<(), EhrError> {
+        let tx = self
+            .db
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let has_records: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM records WHERE person = ?1)",
+            [person.as_bytes()],
+            |row| row.get(0),
+        )?;
+        if has_records {
+            return Err(EhrError::AlreadyRegistered(person));
+        }
+        tx.execute(
+            "DELETE FROM data_keys WHERE person = ?1",
+            [person.as_bytes()],
+        )?;
+        tx.execute(
+            "DELETE FROM identities WHERE person = ?1",
+            [person.as_bytes()],
+        )?;
+        tx.commit()?;
+        self.keys.pop(&person);
+        Ok(())
+    }
+
     fn data_key(&mut self, person: PersonId) -> Result<SecretKey, EhrError> {
         if let Some(key) = self.keys.get(&person) {
             return Ok(key.clone());
@@ -497,6 +542,14 @@ impl Ehr {
             };
             if pack.readings.is_empty() {
                 results.push(Err(EhrError::EmptyRecord));
+                continue;
+            }
+            // Refused here, alone: bound into the batch's SQL it would fail the whole batch.
+            if i64::try_from(pack.sequence).is_err() {
+                results.push(Err(EhrError::SequenceOutOfRange {
+                    device: pack.device.clone(),
+                    sequence: pack.sequence,
+                }));
                 continue;
             }
             match accept_sequence(&tx, pack.device, pack.sequence) {
@@ -681,6 +734,10 @@ impl Ehr {
     /// the leaves stored when the batch was sealed, so an altered record fails its proof while
     /// an altered neighbour does not. `None` if no record has this sequence number.
     pub fn record_proof(&self, seq: u64) -> Result<Option<RecordProof>, EhrError> {
+        // Record numbers are SQLite integers: a larger one names no record.
+        if i64::try_from(seq).is_err() {
+            return Ok(None);
+        }
         let Some((_, leaf)) = load_leaves(&self.db, seq, seq)?.pop() else {
             return Ok(None);
         };
@@ -916,6 +973,23 @@ impl Ehr {
         self.db
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
+    }
+}
+
+/// Creates an empty file at `path` with mode 0600 unless one exists (an empty file is an empty
+/// SQLite database). An existing file keeps its permissions.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
     }
 }
 

@@ -443,3 +443,61 @@ fn a_batch_stores_each_new_pack_once_and_refused_packs_change_nothing() {
     assert_eq!((anchor.first_seq, anchor.count), (1, 2));
     assert!(ehr.verify(&[anchor]).expect("verifies").is_intact());
 }
+
+/// Issue 13: a sequence number beyond SQLite's integers made the whole batch fail (`out of
+/// range integral type conversion`); now it is refused alone and the rest is stored.
+#[test]
+fn a_sequence_number_beyond_storage_is_refused_alone() {
+    let (mut ehr, person) = store_with(0);
+    let device: vigil_core::DeviceId = "thermo-01".parse().expect("valid");
+    let one = [temperature(3_720, 0)];
+    let pack = |sequence| PackToStore {
+        person,
+        device: &device,
+        sequence,
+        readings: &one,
+    };
+    let results = ehr
+        .append_packs(&[pack(1), pack(1 << 63), pack(2), pack(u64::MAX)])
+        .expect("the database works");
+    assert_eq!(results[0].as_ref().expect("stored"), &1);
+    assert!(matches!(
+        results[1],
+        Err(EhrError::SequenceOutOfRange { sequence, .. }) if sequence == 1 << 63
+    ));
+    assert_eq!(results[2].as_ref().expect("stored"), &2);
+    assert!(matches!(
+        results[3],
+        Err(EhrError::SequenceOutOfRange { .. })
+    ));
+    assert!(
+        ehr.record_proof(1 << 63)
+            .expect("no database error")
+            .is_none()
+    );
+    assert!(
+        ehr.record_proof(u64::MAX)
+            .expect("no database error")
+            .is_none()
+    );
+    assert!(ehr.record_proof(1).expect("reads").is_some());
+}
+
+/// Issue 13: the health record and its write-ahead log were created world-readable (0644).
+#[cfg(unix)]
+#[test]
+fn the_record_and_its_log_are_created_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("ehr.sqlite");
+    let mut ehr = Ehr::open(&path, SecretKey::random()).expect("opens");
+    let person = PersonId::random();
+    ehr.register_person(person, &identity()).expect("registers");
+    for file in ["ehr.sqlite", "ehr.sqlite-wal", "ehr.sqlite-shm"] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} has mode {:o}", mode & 0o777);
+    }
+}

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 use vigil_core::senml::{Format, PackError, SignedPack, UnverifiedPack};
-use vigil_core::{DeviceId, DevicePublicKey, PersonId};
+use vigil_core::{DeviceId, DevicePublicKey, PersonId, TimestampMs};
 
 /// Why a pack was refused; the code is stable and is what metrics count by. Its one written
 /// form is [`Rejection::code`]; printing, parsing and serde all go through it
@@ -24,6 +24,10 @@ pub enum Rejection {
     BadSignature,
     Replayed,
     TooOld,
+    /// The sequence number is above [`SEQUENCE_MAX`], outside what the health record stores.
+    SequenceOutOfRange,
+    /// A reading is stamped later than the node's clock plus the skew it tolerates.
+    FutureReading,
     /// The node could not store the pack (its database failed); the device should retry.
     Unavailable,
 }
@@ -38,7 +42,7 @@ vigil_core::named_enum!(Rejection by code, error UnknownRejection = |code| {
 });
 
 impl Rejection {
-    pub const ALL: [Rejection; 11] = [
+    pub const ALL: [Rejection; 13] = [
         Rejection::TooLarge,
         Rejection::Malformed,
         Rejection::InvalidReading,
@@ -49,6 +53,8 @@ impl Rejection {
         Rejection::BadSignature,
         Rejection::Replayed,
         Rejection::TooOld,
+        Rejection::SequenceOutOfRange,
+        Rejection::FutureReading,
         Rejection::Unavailable,
     ];
 
@@ -64,6 +70,8 @@ impl Rejection {
             Rejection::BadSignature => "bad_signature",
             Rejection::Replayed => "replayed",
             Rejection::TooOld => "too_old",
+            Rejection::SequenceOutOfRange => "sequence_out_of_range",
+            Rejection::FutureReading => "future_reading",
             Rejection::Unavailable => "unavailable",
         }
     }
@@ -72,7 +80,10 @@ impl Rejection {
     pub const fn http_status(self) -> u16 {
         match self {
             Rejection::TooLarge => 413,
-            Rejection::Malformed | Rejection::InvalidReading => 422,
+            Rejection::Malformed
+            | Rejection::InvalidReading
+            | Rejection::SequenceOutOfRange
+            | Rejection::FutureReading => 422,
             Rejection::Unsigned | Rejection::BadSignature => 401,
             Rejection::UnknownDevice | Rejection::RevokedDevice | Rejection::WrongPerson => 403,
             Rejection::Replayed | Rejection::TooOld => 409,
@@ -117,6 +128,35 @@ impl From<PackError> for Rejected {
     }
 }
 
+/// The largest sequence number a pack may carry: the health record stores sequence numbers as
+/// SQLite integers (`i64`). A larger one is refused at admission, alone, before it reaches the
+/// storage batch it would otherwise make fail for every pack in it.
+pub const SEQUENCE_MAX: u64 = i64::MAX as u64;
+
+/// What admission checks a pack against besides the enrolled devices: the latest reading time
+/// the node accepts, its clock plus the skew it tolerates. A reading from the future would be
+/// stored and, being the device's latest, keep its no-signal contract from ever firing.
+/// Admission reads no clock itself (it stays pure, and contracts clock-free): the caller reads
+/// its clock once per batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Horizon {
+    pub latest_ms: TimestampMs,
+}
+
+impl Horizon {
+    /// Nothing is too late: for offline tools and tests that replay recorded packs.
+    pub const UNBOUNDED: Horizon = Horizon {
+        latest_ms: TimestampMs::MAX,
+    };
+
+    pub fn new(now_ms: TimestampMs, skew: std::time::Duration) -> Horizon {
+        let skew_ms = TimestampMs::try_from(skew.as_millis()).unwrap_or(TimestampMs::MAX);
+        Horizon {
+            latest_ms: now_ms.saturating_add(skew_ms),
+        }
+    }
+}
+
 /// What the ledger says about an enrolled device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnrolledDevice {
@@ -152,8 +192,9 @@ pub fn admit(
     directory: &dyn DeviceDirectory,
     bytes: &[u8],
     claimed_person: Option<PersonId>,
+    horizon: Horizon,
 ) -> Result<Admitted, Rejected> {
-    let screened = screen(directory, bytes, claimed_person)?;
+    let screened = screen(directory, bytes, claimed_person, horizon)?;
     let pack = screened.pack.verify(&screened.key)?;
     Ok(Admitted {
         person: screened.person,
@@ -166,12 +207,13 @@ pub fn admit(
 pub fn admit_all<'a>(
     directory: &dyn DeviceDirectory,
     packs: impl IntoIterator<Item = (&'a [u8], Option<PersonId>)>,
+    horizon: Horizon,
 ) -> Vec<Result<Admitted, Rejected>> {
     let mut to_verify = Vec::new();
     let screened: Vec<Result<PersonId, Rejected>> = packs
         .into_iter()
         .map(|(bytes, claimed)| {
-            let screened = screen(directory, bytes, claimed)?;
+            let screened = screen(directory, bytes, claimed, horizon)?;
             to_verify.push((screened.pack, screened.key));
             Ok(screened.person)
         })
@@ -201,11 +243,13 @@ fn screen(
     directory: &dyn DeviceDirectory,
     bytes: &[u8],
     claimed_person: Option<PersonId>,
+    horizon: Horizon,
 ) -> Result<Screened, Rejected> {
     let pack = UnverifiedPack::parse(bytes, detect_format(bytes))?;
     if !pack.is_signed() {
         return Err(PackError::Unsigned.into());
     }
+    check_range(&pack, horizon)?;
     let device = pack.device().clone();
     let enrolled = directory.device(&device).ok_or_else(|| {
         Rejected::new(
@@ -232,6 +276,32 @@ fn screen(
         pack,
         key: enrolled.key,
     })
+}
+
+/// Refuses what the pack says that the node cannot store or must not believe: a sequence
+/// number beyond [`SEQUENCE_MAX`], a reading later than `horizon`.
+fn check_range(pack: &UnverifiedPack, horizon: Horizon) -> Result<(), Rejected> {
+    if let Some(sequence) = pack.sequence()
+        && sequence > SEQUENCE_MAX
+    {
+        return Err(Rejected::new(
+            Rejection::SequenceOutOfRange,
+            format!("sequence number {sequence} is above {SEQUENCE_MAX}, the largest stored"),
+        ));
+    }
+    if let Some(latest) = pack.latest_time_ms()
+        && latest > horizon.latest_ms
+    {
+        return Err(Rejected::new(
+            Rejection::FutureReading,
+            format!(
+                "a reading is stamped {latest} ms, after {} ms (the node's clock plus the \
+                 skew it tolerates): check the device's clock",
+                horizon.latest_ms
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The node's answer to one pack, published on the device's reply topic or returned over HTTP.
@@ -308,14 +378,63 @@ mod tests {
         )
     }
 
+    /// The tests' clock: a minute after the packs' readings.
+    const NOW: Horizon = Horizon {
+        latest_ms: 1_700_000_060_000,
+    };
+
     fn pack(key: &DeviceKey, device: &DeviceId) -> SignedPack {
-        let mut draft = PackDraft::new(device.clone(), 5);
-        draft.push(
-            Metric::BodyTemperature,
-            1_700_000_000_000,
-            Value::Scalar(3_790),
-        );
+        pack_at(key, device, 5, 1_700_000_000_000)
+    }
+
+    fn pack_at(key: &DeviceKey, device: &DeviceId, sequence: u64, time_ms: i64) -> SignedPack {
+        let mut draft = PackDraft::new(device.clone(), sequence);
+        draft.push(Metric::BodyTemperature, time_ms, Value::Scalar(3_790));
         draft.sign(key)
+    }
+
+    /// Issue 13: a sequence number the health record cannot store, and a reading stamped
+    /// after the node's clock plus its skew, are each refused at admission with their reason.
+    #[test]
+    fn sequence_numbers_beyond_storage_and_readings_from_the_future_are_refused() {
+        let (directory, key, person, device) = setup();
+        let reason = |signed: SignedPack| {
+            admit(&directory, &signed.to_json(), Some(person), NOW)
+                .map(|a| a.pack.sequence)
+                .map_err(|e| e.reason)
+        };
+        assert_eq!(
+            reason(pack_at(&key, &device, SEQUENCE_MAX, 1_700_000_000_000)),
+            Ok(SEQUENCE_MAX)
+        );
+        assert_eq!(
+            reason(pack_at(&key, &device, 1 << 63, 1_700_000_000_000)),
+            Err(Rejection::SequenceOutOfRange)
+        );
+        assert_eq!(
+            reason(pack_at(&key, &device, u64::MAX, 1_700_000_000_000)),
+            Err(Rejection::SequenceOutOfRange)
+        );
+        assert_eq!(reason(pack_at(&key, &device, 6, NOW.latest_ms)), Ok(6));
+        assert_eq!(
+            reason(pack_at(&key, &device, 7, NOW.latest_ms + 1)),
+            Err(Rejection::FutureReading)
+        );
+        // Year 2200, as in the issue.
+        assert_eq!(
+            reason(pack_at(&key, &device, 8, 7_258_118_400_000)),
+            Err(Rejection::FutureReading)
+        );
+        let skewed = Horizon::new(1_700_000_000_000, std::time::Duration::from_secs(300));
+        assert_eq!(skewed.latest_ms, 1_700_000_300_000);
+        assert_eq!(
+            Horizon::new(i64::MAX - 1, std::time::Duration::MAX),
+            Horizon::UNBOUNDED
+        );
+        for rejection in [Rejection::SequenceOutOfRange, Rejection::FutureReading] {
+            assert!(rejection.is_final());
+            assert_eq!(rejection.http_status(), 422);
+        }
     }
 
     #[test]
@@ -323,7 +442,7 @@ mod tests {
         let (directory, key, person, device) = setup();
         let signed = pack(&key, &device);
         for bytes in [signed.to_json(), signed.to_cbor()] {
-            let admitted = admit(&directory, &bytes, Some(person)).expect("admitted");
+            let admitted = admit(&directory, &bytes, Some(person), NOW).expect("admitted");
             assert_eq!(
                 admitted,
                 Admitted {
@@ -339,7 +458,7 @@ mod tests {
     fn each_refusal_has_its_reason() {
         let (mut directory, key, person, device) = setup();
         let reason = |directory: &Directory, bytes: &[u8], claimed| {
-            admit(directory, bytes, claimed)
+            admit(directory, bytes, claimed, NOW)
                 .expect_err("refused")
                 .reason
         };
@@ -401,21 +520,27 @@ mod tests {
             (pack(&key, &stranger).to_json(), None),
             (good.to_json(), Some(PersonId::from_bytes([1; 16]))),
             (good.to_json(), None),
+            (
+                pack_at(&key, &device, 1 << 63, 1_700_000_000_000).to_json(),
+                None,
+            ),
+            (pack_at(&key, &device, 9, NOW.latest_ms + 1).to_cbor(), None),
         ];
         let together = admit_all(
             &directory,
             packs
                 .iter()
                 .map(|(bytes, claimed)| (bytes.as_slice(), *claimed)),
+            NOW,
         );
         let alone: Vec<_> = packs
             .iter()
-            .map(|(bytes, claimed)| admit(&directory, bytes, *claimed))
+            .map(|(bytes, claimed)| admit(&directory, bytes, *claimed, NOW))
             .collect();
         assert_eq!(together, alone);
         let admitted = together.iter().filter(|answer| answer.is_ok()).count();
         assert_eq!(admitted, 3);
-        assert!(admit_all(&directory, []).is_empty());
+        assert!(admit_all(&directory, [], NOW).is_empty());
     }
 
     #[test]

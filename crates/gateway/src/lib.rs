@@ -19,5 +19,6 @@ pub mod signed;
 pub mod topic;
 
 pub use admit::{
-    Admitted, DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply, admit, admit_all,
+    Admitted, DeviceDirectory, EnrolledDevice, Horizon, Rejected, Rejection, Reply, SEQUENCE_MAX,
+    admit, admit_all,
 };

@@ -55,10 +55,11 @@ fn free_port() -> SocketAddr {
 /// (device, sequence) once and refuses a pack sent again as a replay.
 fn handler(directory: Directory, ehr: Arc<Mutex<Ehr>>) -> PackHandler {
     let one = move |person: PersonId, payload: &[u8]| {
-        let admitted = match admit::admit(&directory, payload, Some(person)) {
-            Ok(admitted) => admitted,
-            Err(error) => return Reply::rejected(admit::peek_sequence(payload), error),
-        };
+        let admitted =
+            match admit::admit(&directory, payload, Some(person), admit::Horizon::UNBOUNDED) {
+                Ok(admitted) => admitted,
+                Err(error) => return Reply::rejected(admit::peek_sequence(payload), error),
+            };
         let pack = admitted.pack;
         let stored = ehr.lock().expect("lock").append_pack(
             person,

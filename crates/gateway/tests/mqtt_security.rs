@@ -82,7 +82,12 @@ fn start(answer: bool) -> (SocketAddr, MqttGateway, Stored) {
                     let busy = Rejected::new(Rejection::Unavailable, "busy");
                     return Reply::rejected(admit::peek_sequence(uplink.payload), busy);
                 }
-                match admit::admit(&enrolled, uplink.payload, Some(uplink.person)) {
+                match admit::admit(
+                    &enrolled,
+                    uplink.payload,
+                    Some(uplink.person),
+                    admit::Horizon::UNBOUNDED,
+                ) {
                     Ok(admitted) => {
                         let pack = admitted.pack;
                         store

@@ -903,7 +903,7 @@ impl<'a> View<'a> {
                 if self.devices(device).is_some() {
                     return Err(Rejection::DeviceExists);
                 }
-                if vigil_core::DevicePublicKey::from_bytes(public_key).is_err() {
+                if vigil_core::DevicePublicKey::for_enrollment(public_key).is_err() {
                     return Err(Rejection::InvalidDeviceKey);
                 }
                 writes.push(Write::Device(

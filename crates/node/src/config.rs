@@ -8,6 +8,7 @@
 //! gateway_key_file = "gateway.key"   # an identity with role `gateway` in the genesis
 //! ehr_key_file = "ehr.key"           # 64 hex digits; created with the health record
 //! users_file = "users.toml"          # optional: API users (`[[user]]` name, token_sha256, …)
+//! future_skew_s = 300                # optional: readings stamped further ahead are refused
 //! [service.mqtt]
 //! mode = "embedded"                  # or "external" (host, port) or "disabled"
 //! listen = "127.0.0.1:1883"
@@ -34,8 +35,15 @@ pub struct ServiceFile {
     pub ehr_key_file: PathBuf,
     #[serde(default)]
     pub users_file: Option<PathBuf>,
+    /// Seconds a reading may be stamped ahead of the node's clock ([`NodeConfig::future_skew`]).
+    #[serde(default = "future_skew_s_default")]
+    pub future_skew_s: u64,
     #[serde(default)]
     pub mqtt: MqttFile,
+}
+
+fn future_skew_s_default() -> u64 {
+    crate::FUTURE_SKEW_DEFAULT.as_secs()
 }
 
 /// Where the node's MQTT side lives, as written in `[service.mqtt]`.
@@ -117,6 +125,7 @@ impl ServiceFile {
             ehr_master_key,
             gateway: Signer::new(gateway),
             users,
+            future_skew: std::time::Duration::from_secs(self.future_skew_s),
         })
     }
 }
@@ -182,11 +191,25 @@ mod tests {
             .into_config(&config_path, data.clone())
             .expect("config");
         assert!(matches!(config.mqtt, MqttMode::Disabled));
+        assert_eq!(config.future_skew, crate::FUTURE_SKEW_DEFAULT);
         let key = std::fs::read_to_string(dir.path().join("ehr.key")).expect("key created");
         assert_eq!(key.len(), 64);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            for file in [dir.path().join("ehr.key"), ehr_path(&data)] {
+                if file.exists() {
+                    let mode = std::fs::metadata(&file)
+                        .expect("exists")
+                        .permissions()
+                        .mode();
+                    assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+                }
+            }
+        }
         // Read back, not created again.
         let again = service(
-            "http_listen = \"127.0.0.1:8080\"\ngateway_key_file = \"gw.key\"\nehr_key_file = \"ehr.key\"\n",
+            "http_listen = \"127.0.0.1:8080\"\ngateway_key_file = \"gw.key\"\nehr_key_file = \"ehr.key\"\nfuture_skew_s = 60\n",
         )
         .expect("valid table")
         .into_config(&config_path, data)
@@ -196,6 +219,7 @@ mod tests {
             config.ehr_master_key.to_bytes()
         );
         assert!(matches!(again.mqtt, MqttMode::Embedded(_)));
+        assert_eq!(again.future_skew, std::time::Duration::from_secs(60));
         assert!(matches!(
             service("http_listen = \"127.0.0.1:8080\"\nsurprise = 1\n"),
             Err(ServiceConfigError::Table(_))

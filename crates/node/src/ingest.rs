@@ -17,7 +17,9 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use vigil_core::{DeviceId, DevicePublicKey, PersonId};
 use vigil_ehr::{EhrError, PackToStore};
-use vigil_gateway::{Admitted, DeviceDirectory, EnrolledDevice, Rejected, Rejection, Reply};
+use vigil_gateway::{
+    Admitted, DeviceDirectory, EnrolledDevice, Horizon, Rejected, Rejection, Reply,
+};
 use vigil_ledger::node::Ledger;
 
 use crate::Node;
@@ -146,14 +148,7 @@ impl Node {
                     accepted.push(admitted);
                 }
                 Some(Err(error)) => {
-                    let reason = match error {
-                        EhrError::Replayed { .. } => Rejection::Replayed,
-                        EhrError::TooOld { .. } => Rejection::TooOld,
-                        EhrError::UnknownPerson(_) | EhrError::Erased(_) => {
-                            Rejection::UnknownDevice
-                        }
-                        _ => Rejection::Unavailable,
-                    };
+                    let reason = refusal_reason(&error);
                     self.metrics.reject(reason);
                     replies.push(Reply::rejected(
                         Some(sequence),
@@ -195,11 +190,17 @@ impl Node {
     }
 
     /// Admits every pack, on several threads when the batch is large enough to pay for them;
-    /// each thread checks its packs' signatures in one batch.
+    /// each thread checks its packs' signatures in one batch. The clock is read once, here:
+    /// readings later than it plus the configured skew are refused.
     fn admit_all(&self, packs: &[Incoming<'_>]) -> Vec<Result<Admitted, Rejected>> {
         let directory = LedgerDirectory(&self.ledger);
+        let horizon = Horizon::new(crate::now_ms(), self.future_skew);
         let admit = |part: &[Incoming<'_>]| {
-            vigil_gateway::admit_all(&directory, part.iter().map(|p| (p.bytes, p.person)))
+            vigil_gateway::admit_all(
+                &directory,
+                part.iter().map(|p| (p.bytes, p.person)),
+                horizon,
+            )
         };
         let threads = std::thread::available_parallelism()
             .map_or(1, usize::from)
@@ -232,5 +233,20 @@ impl Node {
                 })
                 .collect()
         })
+    }
+}
+
+/// The rejection a device is answered for a pack the health record refused. Only a failure of
+/// the node's own (a pack the record could not store for reasons of its own) is `unavailable`,
+/// "send again"; a pack refused for what it is gets a final answer, or its device would re-send
+/// it forever.
+fn refusal_reason(error: &EhrError) -> Rejection {
+    match error {
+        EhrError::Replayed { .. } => Rejection::Replayed,
+        EhrError::TooOld { .. } => Rejection::TooOld,
+        EhrError::SequenceOutOfRange { .. } => Rejection::SequenceOutOfRange,
+        EhrError::EmptyRecord => Rejection::InvalidReading,
+        EhrError::UnknownPerson(_) | EhrError::Erased(_) => Rejection::UnknownDevice,
+        _ => Rejection::Unavailable,
     }
 }

@@ -91,7 +91,14 @@ pub struct NodeConfig {
     /// The node's own identity (role `gateway` on the ledger): it signs alerts, EHR anchors.
     pub gateway: Signer,
     pub users: Users,
+    /// How far ahead of this node's clock a reading may be stamped before it is refused
+    /// (`future_reading`): devices' clocks drift, but a reading from the future would keep
+    /// its device's no-signal contract from firing. [`FUTURE_SKEW_DEFAULT`] unless configured.
+    pub future_skew: Duration,
 }
+
+/// The default of [`NodeConfig::future_skew`]: five minutes.
+pub const FUTURE_SKEW_DEFAULT: Duration = Duration::from_secs(5 * 60);
 
 /// What the live stream carries.
 #[derive(Clone, Debug, Serialize)]
@@ -165,6 +172,8 @@ pub struct Node {
     anchors_in_flight: Mutex<std::collections::BTreeMap<u64, vigil_ledger::tx::Tx>>,
     /// The validator set block certificates are checked against ([`Node::set_genesis`]).
     genesis: std::sync::OnceLock<vigil_ledger::node::Genesis>,
+    /// [`NodeConfig::future_skew`].
+    future_skew: Duration,
     /// Private statistics, when a deployment is attached ([`Node::enable_stats`]).
     pub(crate) stats: std::sync::OnceLock<Arc<stats::Stats>>,
 }
@@ -207,6 +216,7 @@ impl Node {
             anchors_in_flight: Mutex::default(),
             stats: std::sync::OnceLock::new(),
             genesis: std::sync::OnceLock::new(),
+            future_skew: config.future_skew,
         });
 
         let handler_node = node.clone();

@@ -331,7 +331,7 @@ fn node_killed_and_restarted_while_a_device_publishes_stores_every_reading_once(
     );
 
     // Exactly once: as many records as packs, no two for the same reading.
-    let path = format!("/api/people/{person}/readings?limit=10000");
+    let path = format!("/api/people/{person}/readings?limit=1000");
     let (status, body) = http(api, "GET", &path, None).expect("reads");
     assert_eq!(status, 200, "{body}");
     let observations = body["observations"].as_array().expect("observations");
@@ -387,7 +387,7 @@ fn device_over_http_continues_across_runs_and_every_reading_is_stored_once() {
             "run {run}: {stdout}"
         );
     }
-    let path = format!("/api/people/{person}/readings?limit=10000");
+    let path = format!("/api/people/{person}/readings?limit=1000");
     let (status, body) = http(api, "GET", &path, None).expect("reads");
     assert_eq!(status, 200, "{body}");
     let observations = body["observations"].as_array().expect("observations");

@@ -168,6 +168,13 @@ impl UnverifiedPack {
         self.sequence
     }
 
+    /// The latest time any of its readings is stamped with, so the receiver can refuse
+    /// readings from the future before checking the signature (the pack has readings: an
+    /// empty one is refused when parsed).
+    pub fn latest_time_ms(&self) -> Option<TimestampMs> {
+        self.readings.iter().map(|r| r.time_ms).max()
+    }
+
     /// Whether the pack carries both a sequence number and a signature to check.
     pub fn is_signed(&self) -> bool {
         self.sequence.is_some() && self.signature.is_some()

@@ -61,6 +61,7 @@ where
             ehr_master_key: vigil_ehr::SecretKey::random(),
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
+            future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
         };
         let loopback = ([127, 0, 0, 1], 0).into();
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, loopback).await?;

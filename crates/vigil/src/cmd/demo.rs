@@ -121,15 +121,32 @@ impl DemoState {
     fn save(&self, dir: &Path) -> anyhow::Result<()> {
         let path = dir.join(STATE_FILE);
         let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)
+        write_private(&tmp, &serde_json::to_vec_pretty(self)?)
             .with_context(|| format!("writing {}", tmp.display()))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
-        }
         std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))
     }
+}
+
+/// Writes `bytes` to `path`, readable by its owner only before the first byte is written (the
+/// state holds login tokens and keys): created with mode 0600, and an existing file is
+/// restricted to 0600 before it is overwritten.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 fn step(text: &str) {
@@ -227,6 +244,7 @@ async fn run_in_runtime(
         ehr_master_key: vigil_ehr::SecretKey::from_bytes(ehr_key),
         gateway: Signer::new(cluster.keys.gateways[0].clone()),
         users,
+        future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
     };
     step(&format!(
         "starting the node: HTTP on {http_listen}, MQTT on 127.0.0.1:{mqtt_port}"
