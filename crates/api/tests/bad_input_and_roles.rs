@@ -214,20 +214,13 @@ fn issue_13_each_bad_input_is_refused_alone_and_changes_nothing() {
     cw_tokio::Runner::new(runtime).start(|context| async move {
         let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
         let mut users = Users::default();
-        let staff = |name: &str, key| Principal::Staff {
-            name: name.into(),
-            signer: Signer::new(key).into(),
-        };
-        users.insert("op", staff("operator", cluster.keys.operator.clone()));
-        users.insert("admin", staff("admin", cluster.keys.admin.clone()));
-        let config = NodeConfig {
-            data_dir: data_dir.clone(),
-            mqtt: MqttMode::Disabled,
-            ehr_master_key: vigil_ehr::SecretKey::random(),
-            gateway: Signer::new(cluster.keys.gateways[0].clone()),
-            users,
-            future_skew: std::time::Duration::from_secs(300),
-        };
+        users.insert(
+            "op",
+            common::staff("operator", cluster.keys.operator.clone()),
+        );
+        users.insert("admin", common::staff("admin", cluster.keys.admin.clone()));
+        let gateway = cluster.keys.gateways[0].clone();
+        let config = common::node_config(data_dir.clone(), MqttMode::Disabled, gateway, users);
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
             .expect("node starts");

@@ -8,7 +8,10 @@
 
 mod common;
 
-use common::{T0_MS, enroll_device, event_stream, http, next_event, register_person, until};
+use common::{
+    T0_MS, enroll_device, event_stream, http, next_event, node_config, register_person, staff,
+    until,
+};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use serde_json::json;
 use vigil_core::senml::PackDraft;
@@ -18,8 +21,8 @@ use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
 use vigil_ledger::state::AlertStatus;
 use vigil_ledger::tx::{OrderKind, TxBody, TxId};
-use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, NodeConfig};
+use vigil_node::MqttMode;
+use vigil_node::users::Users;
 
 const OPERATOR: &str = "operator-token-for-this-test";
 
@@ -47,21 +50,9 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
     cw_tokio::Runner::new(runtime).start(|context| async move {
         let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
         let mut users = Users::default();
-        users.insert(
-            OPERATOR,
-            Principal::Staff {
-                name: "operator".into(),
-                signer: Signer::new(cluster.keys.operator.clone()).into(),
-            },
-        );
-        let config = NodeConfig {
-            data_dir,
-            mqtt: MqttMode::Disabled,
-            ehr_master_key: vigil_ehr::SecretKey::random(),
-            gateway: Signer::new(cluster.keys.gateways[0].clone()),
-            users,
-            future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
-        };
+        users.insert(OPERATOR, staff("operator", cluster.keys.operator.clone()));
+        let gateway = cluster.keys.gateways[0].clone();
+        let config = node_config(data_dir, MqttMode::Disabled, gateway, users);
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
             .expect("node starts");

@@ -7,13 +7,12 @@
 
 mod common;
 
-use common::{free_port, register_person};
+use common::{free_port, http_challenge, node_config, register_person, staff};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use vigil_ledger::local::{LocalConfig, start_local};
-use vigil_ledger::signer::Signer;
 use vigil_ledger::sim::Keys;
-use vigil_node::users::{Principal, Users};
-use vigil_node::{MqttMode, NodeConfig};
+use vigil_node::MqttMode;
+use vigil_node::users::Users;
 
 /// Well-formed values for the document's path parameters, so a refusal is about the caller,
 /// not the path.
@@ -27,28 +26,6 @@ fn concrete(path: &str, person: &str) -> String {
         .replace("{id}", &"ef".repeat(32))
 }
 
-/// One request: its status and whether it carried `WWW-Authenticate`.
-async fn call(
-    api: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-) -> (u16, bool) {
-    let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("a method");
-    let mut request = reqwest::Client::new()
-        .request(method, format!("http://{api}{path}"))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body("{}");
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.expect("the node answers");
-    let challenged = response
-        .headers()
-        .contains_key(reqwest::header::WWW_AUTHENTICATE);
-    (response.status().as_u16(), challenged)
-}
-
 #[test]
 fn every_operation_refuses_strangers_and_staff_without_a_role() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -57,23 +34,11 @@ fn every_operation_refuses_strangers_and_staff_without_a_role() {
     cw_tokio::Runner::new(runtime).start(|context| async move {
         let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
         let mut users = Users::default();
-        let staff = |name: &str, key| Principal::Staff {
-            name: name.into(),
-            signer: Signer::new(key).into(),
-        };
         users.insert("op", staff("operator", cluster.keys.operator.clone()));
-        users.insert(
-            "nobody",
-            staff("no-roles", commonware_cryptography::Signer::from_seed(91)),
-        );
-        let config = NodeConfig {
-            data_dir,
-            mqtt: MqttMode::Embedded(free_port()),
-            ehr_master_key: vigil_ehr::SecretKey::random(),
-            gateway: Signer::new(cluster.keys.gateways[0].clone()),
-            users,
-            future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
-        };
+        let no_roles = commonware_cryptography::Signer::from_seed(91);
+        users.insert("nobody", staff("no-roles", no_roles));
+        let mqtt = MqttMode::Embedded(free_port());
+        let config = node_config(data_dir, mqtt, cluster.keys.gateways[0].clone(), users);
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
             .expect("node starts");
@@ -104,14 +69,14 @@ fn every_operation_refuses_strangers_and_staff_without_a_role() {
                     target = format!("{target}?person={person}");
                 }
                 for token in [None, Some("no-such-token")] {
-                    let (status, challenged) = call(api, method, &target, token).await;
+                    let (status, challenged) = http_challenge(api, method, &target, token).await;
                     if status != 401 || !challenged {
                         wrong.push(format!(
                             "{method} {path} with {token:?}: {status}, challenge {challenged}"
                         ));
                     }
                 }
-                let (status, _) = call(api, method, &target, Some("nobody")).await;
+                let (status, _) = http_challenge(api, method, &target, Some("nobody")).await;
                 // A write's body may be refused before its signer meets the ledger's permission
                 // table (the body `{}` is not a valid one): any refusal but 401 is right there,
                 // since nothing is written; everything else must be refused for the role.

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use vigil_core::{DeviceId, DevicePublicKey, PersonId};
 use vigil_ledger::node::Ledger;
+use vigil_ledger::signer::Signer;
+use vigil_node::users::{Principal, Users};
+use vigil_node::{MqttMode, NodeConfig};
 
 /// Any free port on 127.0.0.1, for the API's listener.
 pub const LOOPBACK: SocketAddr =
@@ -20,6 +23,32 @@ pub fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
+}
+
+/// A staff member signing with `key`.
+pub fn staff(name: &str, key: commonware_cryptography::ed25519::PrivateKey) -> Principal {
+    Principal::Staff {
+        name: name.into(),
+        signer: Signer::new(key).into(),
+    }
+}
+
+/// A node's configuration: `users`, the gateway key `gateway`, a fresh health-record key and
+/// the default clock skew for readings.
+pub fn node_config(
+    data_dir: std::path::PathBuf,
+    mqtt: MqttMode,
+    gateway: commonware_cryptography::ed25519::PrivateKey,
+    users: Users,
+) -> NodeConfig {
+    NodeConfig {
+        data_dir,
+        mqtt,
+        ehr_master_key: vigil_ehr::SecretKey::random(),
+        gateway: Signer::new(gateway),
+        users,
+        future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
+    }
 }
 
 /// One request with a JSON body; returns the status and the JSON body of the response
@@ -47,7 +76,42 @@ pub async fn http_raw(
     content_type: &str,
     body: Vec<u8>,
 ) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+    let Some(response) = send(addr, method, path, token, content_type, body).await else {
+        return (0, Value::Null);
+    };
+    let status = response.status().as_u16();
+    let json =
+        serde_json::from_slice(&response.bytes().await.unwrap_or_default()).unwrap_or(Value::Null);
+    (status, json)
+}
+
+/// One request with the JSON body `{}`: its status and whether it carried `WWW-Authenticate`.
+pub async fn http_challenge(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, bool) {
+    let body = b"{}".to_vec();
+    let response = send(addr, method, path, token, "application/json", body)
+        .await
+        .expect("the node answers");
+    let challenged = response
+        .headers()
+        .contains_key(reqwest::header::WWW_AUTHENTICATE);
+    (response.status().as_u16(), challenged)
+}
+
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Option<reqwest::Response> {
+    let method =
+        reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("an HTTP method");
     let mut request = client()
         .request(method, format!("http://{addr}{path}"))
         .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -55,13 +119,7 @@ pub async fn http_raw(
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let Ok(response) = request.send().await else {
-        return (0, Value::Null);
-    };
-    let status = response.status().as_u16();
-    let json =
-        serde_json::from_slice(&response.bytes().await.unwrap_or_default()).unwrap_or(Value::Null);
-    (status, json)
+    request.send().await.ok()
 }
 
 fn client() -> reqwest::Client {
