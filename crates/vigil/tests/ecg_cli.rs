@@ -73,7 +73,47 @@ fn af_from_rr_file_as_json_has_times_and_bad_lines_are_refused() {
     let episode = &value["episodes"][0];
     let start_s = episode["start_s"].as_f64().expect("start_s");
     assert!((200.0..300.0).contains(&start_s), "{episode}");
+    // Times are the cumulative sums of the input intervals before the episode's beats.
+    let intervals: Vec<f64> = series()
+        .lines()
+        .map(|l| l.trim().parse().expect("series is numeric"))
+        .collect();
+    let first = episode["first"].as_u64().expect("first") as usize;
+    let end = episode["end"].as_u64().expect("end") as usize;
+    let sum = |n: usize| intervals[..n].iter().sum::<f64>();
+    let start_ms = episode["start_ms"].as_f64().expect("start_ms");
+    let end_ms = episode["end_ms"].as_f64().expect("end_ms");
+    assert!((start_ms - sum(first)).abs() < 1e-6, "{episode}");
+    assert!((end_ms - sum(end)).abs() < 1e-6, "{episode}");
+    // The text form lists the same episodes.
+    let text = vigil_stdin(&["ecg", "af", "--rr", "-"], &series());
+    let listed: Vec<String> = value["episodes"]
+        .as_array()
+        .expect("episodes")
+        .iter()
+        .map(|e| format!("{},{}", e["first"], e["end"]))
+        .collect();
+    assert_eq!(
+        String::from_utf8_lossy(&text.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        listed
+    );
     let refused = vigil_stdin(&["ecg", "af", "--rr", "-"], "800\nabc\n");
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("line 2"));
+    // Zero, negative, non-finite and unit-suffixed values are refused with their line, never a
+    // panic; blank lines are skipped but counted.
+    for (input, line) in [
+        ("800\n0\n", "line 2"),
+        ("800\n\n-5\n", "line 3"),
+        ("inf\n", "line 1"),
+        ("800\n810 ms\n", "line 2"),
+    ] {
+        let refused = vigil_stdin(&["ecg", "af", "--rr", "-"], input);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{input:?}: {stderr}");
+        assert!(stderr.contains(line), "{input:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{input:?}: {stderr}");
+    }
 }

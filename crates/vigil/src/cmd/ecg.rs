@@ -61,7 +61,8 @@ pub struct AfArgs {
     /// Screen RR intervals instead of records: one interval in ms per line (`-` for standard
     /// input; a chest strap's 1/1024 s units must be converted first). Prints one line per AF
     /// episode, `first,end`: 0-based indices into the list, `end` exclusive (interval k lies
-    /// between beats k and k+1). With `--json`, the same with times.
+    /// between beats k and k+1). With `--json`, the same with times: `start_ms` / `end_ms` are the
+    /// cumulative sums of the intervals before beats `first` / `end` (also in seconds).
     #[arg(long, value_name = "FILE")]
     rr: Option<PathBuf>,
 }
@@ -302,12 +303,13 @@ fn af_rr_command(path: &Path, json: bool) -> anyhow::Result<()> {
         }
         return Ok(out.flush()?);
     }
-    // Beat k is at the sum of the intervals before it.
-    let mut beat_s = Vec::with_capacity(rr.len() + 1);
-    beat_s.push(0.0);
+    // Beat k is at the sum of the intervals before it (beat 0 at 0 ms), in the input's own
+    // units so the times add up exactly to what a device sent.
+    let mut beat_ms = Vec::with_capacity(rr.len() + 1);
+    beat_ms.push(0.0);
     for ms in &rr {
-        let last = beat_s.last().copied().unwrap_or(0.0);
-        beat_s.push(last + ms / 1000.0);
+        let last = beat_ms.last().copied().unwrap_or(0.0);
+        beat_ms.push(last + ms);
     }
     let list: Vec<serde_json::Value> = episodes
         .iter()
@@ -315,9 +317,12 @@ fn af_rr_command(path: &Path, json: bool) -> anyhow::Result<()> {
             serde_json::json!({
                 "first": first,
                 "end": end,
-                "start_s": beat_s[first],
-                "end_s": beat_s[end],
-                "duration_s": beat_s[end] - beat_s[first],
+                "start_ms": beat_ms[first],
+                "end_ms": beat_ms[end],
+                "duration_ms": beat_ms[end] - beat_ms[first],
+                "start_s": beat_ms[first] / 1000.0,
+                "end_s": beat_ms[end] / 1000.0,
+                "duration_s": (beat_ms[end] - beat_ms[first]) / 1000.0,
             })
         })
         .collect();
