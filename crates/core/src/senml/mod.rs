@@ -105,6 +105,34 @@ pub enum Format {
     Cbor,
 }
 
+impl Format {
+    /// RFC 8428 §12.3's media type for the format.
+    pub const fn media_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/senml+json",
+            Format::Cbor => "application/senml+cbor",
+        }
+    }
+
+    /// The format a `Content-Type` names (parameters and case ignored, RFC 9110 §8.3.1), or
+    /// `None` for any other media type.
+    pub fn from_media_type(content_type: &str) -> Option<Format> {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        [Format::Json, Format::Cbor]
+            .into_iter()
+            .find(|format| essence.eq_ignore_ascii_case(format.media_type()))
+    }
+
+    /// The format of a pack without a declared type: a CBOR array's first byte is 0x80..=0x9f,
+    /// which no JSON text starts with.
+    pub fn sniff(bytes: &[u8]) -> Format {
+        match bytes.first() {
+            Some(0x80..=0x9f) => Format::Cbor,
+            _ => Format::Json,
+        }
+    }
+}
+
 impl std::fmt::Display for Format {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -146,7 +174,7 @@ impl UnverifiedPack {
         let RawPack(records) = match format {
             Format::Json => serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?,
             Format::Cbor => {
-                ciborium::de::from_reader(bytes).map_err(|e| malformed(e.to_string()))?
+                ciborium::de::from_reader(bytes).map_err(|e| malformed(cbor_error(e)))?
             }
         };
         resolve(records)
@@ -557,6 +585,21 @@ fn resolve(records: Vec<RawRecord>) -> Result<UnverifiedPack, PackError> {
         signature,
         readings: readings.into_iter().map(|(_, reading)| reading).collect(),
     })
+}
+
+/// ciborium's errors print as `Debug` (`Semantic(None, "...")`); this says what a sender can
+/// act on: the record and field (named by the visitors in `wire`) and the byte offset.
+fn cbor_error(error: ciborium::de::Error<std::io::Error>) -> String {
+    use ciborium::de::Error;
+    match error {
+        Error::Io(_) => wire::TRUNCATED.to_owned(),
+        Error::Syntax(offset) => format!("not well-formed CBOR at byte {offset}"),
+        Error::Semantic(Some(offset), message) => {
+            format!("{} (at byte {offset})", wire::plain(&message))
+        }
+        Error::Semantic(None, message) => wire::plain(&message),
+        Error::RecursionLimitExceeded => "CBOR nested too deeply".to_owned(),
+    }
 }
 
 fn finite(value: f64) -> Option<f64> {

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::DeviceKey;
+use base64::Engine as _;
 
 const T0_MS: i64 = 1_700_000_000_000;
 
@@ -481,4 +482,107 @@ proptest! {
             let _ = parsed.verify(&DeviceKey::from_seed(seed).public());
         }
     }
+}
+
+/// A pack as an independent SenML writer produces it (`kpn-senml`, `cbor2`): RFC 8428's integer
+/// labels, whole numbers as CBOR integers, fractions as decimal fractions (tag 4), and the
+/// device named by an RFC 9039 URN. Only Vigil's signature is added, computed by the device
+/// over the typed readings. Regression: `invalid type: integer 1, expected float`.
+fn foreign_cbor(device: &str, signature: &[u8; 64], temperature: ciborium::Value) -> Vec<u8> {
+    use ciborium::Value as Cbor;
+    let int = |i: i64| Cbor::Integer(i.into());
+    let decimal = |exponent: i64, mantissa: i64| {
+        Cbor::Tag(4, Box::new(Cbor::Array(vec![int(exponent), int(mantissa)])))
+    };
+    let records = vec![
+        Cbor::Map(vec![
+            (int(-2), Cbor::Text(format!("{device}:"))),
+            (int(-3), int(1_700_000_000)),
+            (Cbor::Text("seq_".into()), int(9)),
+            (
+                Cbor::Text("sig_".into()),
+                Cbor::Text(URL_SAFE_NO_PAD.encode(signature)),
+            ),
+            (int(0), Cbor::Text("body-temperature".into())),
+            (int(1), Cbor::Text("Cel".into())),
+            (int(2), temperature),
+        ]),
+        Cbor::Map(vec![
+            (int(0), Cbor::Text("heart-rate".into())),
+            (int(1), Cbor::Text("beat/min".into())),
+            (int(6), int(1)),
+            (int(2), int(88)),
+        ]),
+        Cbor::Map(vec![
+            (int(0), Cbor::Text("spo2".into())),
+            (int(1), Cbor::Text("%".into())),
+            (int(6), decimal(-1, 25)),
+            (int(2), decimal(-1, 973)),
+        ]),
+    ];
+    let mut bytes = Vec::new();
+    ciborium::ser::into_writer(&Cbor::Array(records), &mut bytes).expect("writes to a Vec");
+    bytes
+}
+
+#[test]
+fn integers_decimal_fractions_and_device_urns_from_other_writers_verify() {
+    let key = DeviceKey::from_seed([3; 32]);
+    let device: DeviceId = "urn:dev:mac:0024befffe804ff1".parse().expect("URN id");
+    let mut draft = PackDraft::new(device.clone(), 9);
+    draft
+        .push(Metric::BodyTemperature, T0_MS, Value::Scalar(3_800))
+        .push(Metric::HeartRate, T0_MS + 1_000, Value::Scalar(880))
+        .push(Metric::SpO2, T0_MS + 2_500, Value::Scalar(973));
+    let signed = draft.sign(&key);
+    use ciborium::Value as Cbor;
+    let as_integer = Cbor::Integer(38.into());
+    let as_float = Cbor::Float(38.0);
+    let as_decimal = Cbor::Tag(
+        4,
+        Box::new(Cbor::Array(vec![
+            Cbor::Integer((-2).into()),
+            Cbor::Integer(3_800.into()),
+        ])),
+    );
+    // 38, 38.0 and 4([-2, 3800]) are one reading: the signature over it verifies for each.
+    for temperature in [as_integer, as_float, as_decimal] {
+        let bytes = foreign_cbor(device.as_str(), &signed.signature, temperature.clone());
+        let parsed =
+            UnverifiedPack::from_cbor(&bytes).unwrap_or_else(|e| panic!("{temperature:?}: {e}"));
+        assert_eq!(parsed.device(), &device);
+        let verified = parsed.verify(&key.public()).expect("verifies");
+        assert_eq!(verified, signed);
+    }
+    // And Vigil's own encoders write a URN device that parses back.
+    let back = UnverifiedPack::from_json(&signed.to_json()).expect("JSON");
+    assert_eq!(back.verify(&key.public()).expect("verifies"), signed);
+    let back = UnverifiedPack::from_cbor(&signed.to_cbor()).expect("CBOR");
+    assert_eq!(back.verify(&key.public()).expect("verifies"), signed);
+}
+
+#[test]
+fn cbor_errors_name_the_record_and_field_not_the_decoder() {
+    use ciborium::Value as Cbor;
+    let signature = [0u8; 64];
+    let bad_tag = Cbor::Tag(1, Box::new(Cbor::Integer(5.into())));
+    let bad_decimal = Cbor::Tag(4, Box::new(Cbor::Array(vec![Cbor::Integer(1.into())])));
+    for (value, expected) in [
+        (Cbor::Text("38".into()), "expected a number, got text"),
+        (bad_tag, "CBOR tag 1 is not a number"),
+        (bad_decimal, "must hold [exponent, mantissa]"),
+    ] {
+        let bytes = foreign_cbor("urn:dev:ow:10e2073a01080063", &signature, value);
+        let error = UnverifiedPack::from_cbor(&bytes).expect_err("refused");
+        let text = error.to_string();
+        assert!(
+            text.starts_with("malformed SenML CBOR: record 0, field \"v\": ")
+                && text.contains(expected)
+                && !text.contains("Semantic("),
+            "{text}"
+        );
+    }
+    let truncated = &foreign_cbor("patch-01", &signature, Cbor::Float(38.0))[..20];
+    let error = UnverifiedPack::from_cbor(truncated).expect_err("refused");
+    assert!(error.to_string().contains("truncated"), "{error}");
 }

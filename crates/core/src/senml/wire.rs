@@ -187,31 +187,43 @@ impl<'de> de::Deserialize<'de> for RawRecord {
                 while let Some(LabelKey(label, unknown_name)) = map.next_key()? {
                     // Name the field in any type error, so the sender knows what to fix.
                     let context = |e: A::Error| {
-                        de::Error::custom(format_args!("field \"{}\": {e}", label.name()))
+                        de::Error::custom(format_args!("field \"{}\": {}", label.name(), plain(&e)))
                     };
                     match label {
                         Label::Bn => {
                             set(&mut record.bn, map.next_value().map_err(context)?, label)?
                         }
-                        Label::Bt => {
-                            set(&mut record.bt, map.next_value().map_err(context)?, label)?
-                        }
+                        Label::Bt => set(
+                            &mut record.bt,
+                            map.next_value::<Number>().map_err(context)?.0,
+                            label,
+                        )?,
                         Label::Bu => {
                             set(&mut record.bu, map.next_value().map_err(context)?, label)?
                         }
-                        Label::Bv => {
-                            set(&mut record.bv, map.next_value().map_err(context)?, label)?
-                        }
+                        Label::Bv => set(
+                            &mut record.bv,
+                            map.next_value::<Number>().map_err(context)?.0,
+                            label,
+                        )?,
                         Label::Bver => {
                             set(&mut record.bver, map.next_value().map_err(context)?, label)?
                         }
                         Label::N => set(&mut record.n, map.next_value().map_err(context)?, label)?,
                         Label::U => set(&mut record.u, map.next_value().map_err(context)?, label)?,
-                        Label::V => set(&mut record.v, map.next_value().map_err(context)?, label)?,
+                        Label::V => set(
+                            &mut record.v,
+                            map.next_value::<Number>().map_err(context)?.0,
+                            label,
+                        )?,
                         Label::Vb => {
                             set(&mut record.vb, map.next_value().map_err(context)?, label)?
                         }
-                        Label::T => set(&mut record.t, map.next_value().map_err(context)?, label)?,
+                        Label::T => set(
+                            &mut record.t,
+                            map.next_value::<Number>().map_err(context)?.0,
+                            label,
+                        )?,
                         Label::Seq => {
                             set(&mut record.seq, map.next_value().map_err(context)?, label)?
                         }
@@ -241,6 +253,110 @@ impl<'de> de::Deserialize<'de> for RawRecord {
     }
 }
 
+/// An error's message without the decoder's wrapping: ciborium prints its errors as `Debug`
+/// (`Semantic(None, "...")`), so nested context would read as nested escapes. JSON's errors
+/// pass through unchanged.
+pub(crate) fn plain(error: &dyn fmt::Display) -> String {
+    let mut text = error.to_string();
+    // Each pass removes one wrapper; the bound keeps a hostile message from looping long.
+    for _ in 0..8 {
+        let Some(rest) = text.strip_prefix("Semantic(") else {
+            break;
+        };
+        let Some((_, quoted)) = rest.split_once(", \"") else {
+            break;
+        };
+        let Some(inner) = quoted.strip_suffix("\")") else {
+            break;
+        };
+        text = inner.replace("\\\"", "\"").replace("\\\\", "\\");
+    }
+    if text.starts_with("Io(") && text.contains("UnexpectedEof") {
+        return TRUNCATED.to_owned();
+    }
+    text
+}
+
+pub(crate) const TRUNCATED: &str = "the CBOR ends before the pack does (truncated)";
+
+/// A SenML number as other implementations write it: a float, an integer (`kpn-senml` and
+/// most CBOR encoders write whole numbers as CBOR integers, RFC 8949 §4.2 preferred
+/// serialization), a decimal fraction (CBOR tag 4, `[exponent, mantissa]`, RFC 8949 §3.4.4)
+/// or a bigfloat (tag 5). Resolution works in `f64` and then in fixed point, so `37`, `37.0` and
+/// `4([-1, 370])` become the same reading and verify under the same signature.
+struct Number(f64);
+
+/// Exponents past this are no measurement; refusing them keeps `powi` finite and exact enough.
+const EXPONENT_MAX: i64 = 300;
+
+impl<'de> de::Deserialize<'de> for Number {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // ciborium's own `f64` refuses CBOR integers; its `Value` takes whatever the format
+        // has (a JSON number too), and the conversion below decides what is a number.
+        let value = ciborium::Value::deserialize(deserializer)?;
+        number(&value).map(Number).map_err(de::Error::custom)
+    }
+}
+
+fn number(value: &ciborium::Value) -> Result<f64, String> {
+    use ciborium::Value as Cbor;
+    let integer = |value: &Cbor| match value {
+        Cbor::Integer(i) => Some(i128::from(*i)),
+        _ => None,
+    };
+    match value {
+        // Past 2^53 an integer rounds to the nearest float; no plausible reading gets there.
+        Cbor::Integer(i) => Ok(i128::from(*i) as f64),
+        Cbor::Float(f) => Ok(*f),
+        Cbor::Tag(tag @ (4 | 5), content) => {
+            let pair = match content.as_ref() {
+                Cbor::Array(parts) => match parts.as_slice() {
+                    [exponent, mantissa] => integer(exponent).zip(integer(mantissa)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some((exponent, mantissa)) = pair else {
+                return Err(format!(
+                    "CBOR tag {tag} must hold [exponent, mantissa], two integers"
+                ));
+            };
+            let Ok(exponent) = i64::try_from(exponent) else {
+                return Err(format!("exponent {exponent} out of range"));
+            };
+            if !(-EXPONENT_MAX..=EXPONENT_MAX).contains(&exponent) {
+                return Err(format!(
+                    "exponent {exponent} out of range (|e| <= {EXPONENT_MAX})"
+                ));
+            }
+            let base: f64 = if *tag == 4 { 10.0 } else { 2.0 };
+            let mantissa = mantissa as f64;
+            // Dividing by an exact power of ten rounds once, so 4([-1, 382]) is the float 38.2.
+            let scale = base.powi(exponent.unsigned_abs() as i32);
+            Ok(if exponent < 0 {
+                mantissa / scale
+            } else {
+                mantissa * scale
+            })
+        }
+        Cbor::Tag(tag, _) => Err(format!(
+            "CBOR tag {tag} is not a number (expected a float, an integer or a decimal fraction, tag 4)"
+        )),
+        other => Err(format!(
+            "expected a number, got {}",
+            match other {
+                Cbor::Text(_) => "text",
+                Cbor::Bytes(_) => "a byte string",
+                Cbor::Bool(_) => "a boolean",
+                Cbor::Null => "null",
+                Cbor::Array(_) => "an array",
+                Cbor::Map(_) => "a map",
+                _ => "another CBOR value",
+            }
+        )),
+    }
+}
+
 /// A pack: an array of records. Errors inside a record name its index.
 pub(crate) struct RawPack(pub Vec<RawRecord>);
 
@@ -263,7 +379,7 @@ impl<'de> de::Deserialize<'de> for RawPack {
                         )));
                     }
                     let next = seq.next_element().map_err(|e: A::Error| {
-                        de::Error::custom(format_args!("record {index}, {e}"))
+                        de::Error::custom(format_args!("record {index}, {}", plain(&e)))
                     })?;
                     match next {
                         Some(record) => records.push(record),
