@@ -115,7 +115,7 @@ fn is_device_urn(s: &str) -> bool {
     };
     let hex = |body: &str| {
         !body.is_empty()
-            && body.len() % 2 == 0
+            && body.len().is_multiple_of(2)
             && body.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     };
     // RFC 3986 unreserved characters; ':' separates parts and '%' escapes are refused.
