@@ -2,7 +2,6 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::DeviceKey;
-use base64::Engine as _;
 
 const T0_MS: i64 = 1_700_000_000_000;
 
