@@ -76,11 +76,19 @@ function alertItem(alert) {
   }
   const who = isStaff() ? ["person ", personLink(alert.person)] : ["you"];
   const orders = alert.orders?.length ? ` · ordered: ${alert.orders.map((o) => o.kind).join(", ")}` : "";
+  // A no-signal alert is the gateway's word (silence cannot be signed); every other alert was
+  // re-derived by each validator from the device's signed readings.
+  const basis = alert.basis === "attested"
+    ? el("span", { class: "basis attested", title: "No signed reading can show silence: this alert is the gateway's attestation" }, "attested by the gateway")
+    : alert.basis === "device-signed"
+      ? el("span", { class: "basis", title: "Every validator re-derived this alert from the device's signed readings" }, "device-signed")
+      : null;
   return el("li", { class: `alert level-${level}`, "data-alert": alert.id, "data-status": alert.status },
     el("div", {},
       el("span", { class: `badge level-${level}` }, LEVELS[level] ?? `Level ${level}`), " ",
       el("strong", {}, what), " — ", ...who, " ",
       el("span", { class: "status" }, `${alert.status ?? "open"} · reading at ${time(alert.reading_time_ms)}${alert.height ? ` · block ${alert.height}` : ""}${orders}`),
+      basis ? " · " : null, basis,
       detail ? el("div", { class: "muted" }, detail) : null),
     actions);
 }

@@ -32,12 +32,27 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/api/alerts/{alert}/resolve", post(resolve))
 }
 
-fn alert_json(id: &AlertId, record: &AlertRecord) -> JsonValue {
+/// What an alert rests on: every validator re-derived it from its device's signed readings,
+/// or (no-signal: silence cannot be signed) it is the gateway's attestation, which validators
+/// can only check for form and time. The ledger allows attestation for no-signal instances only.
+fn alert_basis(state: &vigil_ledger::state::State, record: &AlertRecord) -> &'static str {
+    let no_signal = state
+        .instance(&record.instance)
+        .is_some_and(|i| i.deployment.kind == vigil_contracts::Kind::NoSignal.name());
+    if no_signal {
+        "attested"
+    } else {
+        "device-signed"
+    }
+}
+
+fn alert_json(id: &AlertId, record: &AlertRecord, basis: &str) -> JsonValue {
     json!({
         "id": hex::encode(id.0),
         "instance": record.instance.to_string(),
         "person": record.person,
         "level": record.level.code(),
+        "basis": basis,
         "reading_time_ms": record.reading_time_ms,
         "raised_height": record.raised_height,
         "status": record.status.name(),
@@ -55,13 +70,13 @@ async fn list_alerts(
     caller: Caller,
     Query(q): Query<AlertsQuery>,
 ) -> ApiResult<Json<JsonValue>> {
+    let snapshot = node.ledger().snapshot();
+    let json_of = |id: &AlertId, a: &AlertRecord| alert_json(id, a, alert_basis(&snapshot, a));
     let alerts: Vec<JsonValue> = match &caller.0 {
         // A patient sees their own alerts only, read by the node on their behalf.
-        Principal::Patient { person, .. } => node
-            .ledger()
-            .snapshot()
+        Principal::Patient { person, .. } => snapshot
             .alerts_of(person)
-            .map(|(id, a)| alert_json(id, a))
+            .map(|(id, a)| json_of(id, a))
             .collect(),
         Principal::Staff { .. } => {
             caller.require(&node, ALERT_READERS)?;
@@ -77,7 +92,7 @@ async fn list_alerts(
                 if let Answer::Alerts(list) =
                     ledger_read(&node, &caller, LedgerQuery::AlertsByStatus(status))?
                 {
-                    out.extend(list.iter().map(|(id, a)| alert_json(id, a)));
+                    out.extend(list.iter().map(|(id, a)| json_of(id, a)));
                 }
             }
             out

@@ -645,6 +645,7 @@ fn schemas() -> Value {
                     "instance",
                     "person",
                     "level",
+                    "basis",
                     "reading_time_ms",
                     "raised_height",
                     "status",
@@ -652,6 +653,7 @@ fn schemas() -> Value {
                 ],
                 json!({
                     "id": hex(), "instance": hex(), "person": person(), "level": level(),
+                    "basis": {"type": "string", "enum": ["device-signed", "attested"], "description": "device-signed: every validator re-derived the alert from its device's signed readings; attested: a no-signal alert, the gateway's word (silence cannot be signed)"},
                     "reading_time_ms": {"type": "integer"}, "raised_height": count(), "status": schema("AlertStatus"),
                     "orders": {"type": "array", "items": open(&["kind", "height"], json!({"kind": schema("OrderKind"), "height": count()}))},
                 }),

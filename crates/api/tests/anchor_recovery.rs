@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{T0_MS, until};
+use common::{t0_ms, until};
 use commonware_cryptography::Signer as _;
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use vigil_core::{Metric, PersonId, Reading, Value};
@@ -28,7 +28,7 @@ fn temperature(i: i64) -> Reading {
     Reading {
         device: "thermo-01".parse().expect("valid"),
         metric: Metric::BodyTemperature,
-        time_ms: T0_MS + i * 1_000,
+        time_ms: t0_ms() + i * 1_000,
         value: Value::Scalar(3_700),
     }
 }
@@ -118,8 +118,8 @@ fn a_batch_sealed_before_a_crash_is_anchored_after_the_restart() {
             first_seq: 6,
             root: [7; 32],
             count: 1,
-            from_ms: T0_MS,
-            to_ms: T0_MS,
+            from_ms: t0_ms(),
+            to_ms: t0_ms(),
         };
         let first = again.submit_tx(&ledger, next.clone()).expect("admitted");
         let second = again.submit_tx(&ledger, next).expect("admitted");
@@ -133,8 +133,8 @@ fn a_batch_sealed_before_a_crash_is_anchored_after_the_restart() {
             first_seq: 7,
             root: [8; 32],
             count: 1,
-            from_ms: T0_MS,
-            to_ms: T0_MS,
+            from_ms: t0_ms(),
+            to_ms: t0_ms(),
         };
         let after = again.submit_tx(&ledger, after).expect("admitted");
         assert_eq!(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{T0_MS, free_port, http, http_raw, until};
+use common::{free_port, http, http_raw, t0_ms, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use serde_json::json;
 use vigil_core::senml::PackDraft;
@@ -26,7 +26,7 @@ fn pack(key: &DeviceKey, device: &DeviceId, sequence: u64, centi: i32) -> Vec<u8
     let mut draft = PackDraft::new(device.clone(), sequence);
     draft.push(
         Metric::BodyTemperature,
-        T0_MS + sequence as i64 * 1_000,
+        t0_ms() + sequence as i64 * 1_000,
         Value::Scalar(centi),
     );
     draft.sign(key).to_json()
@@ -240,10 +240,10 @@ fn issue_13_each_bad_input_is_refused_alone_and_changes_nothing() {
         // A sequence number beyond the stored range, in a batch of good packs: refused alone,
         // with a final reason (never "send again"); the others are stored.
         let packs = [
-            pack_at(&key, &device, 1, T0_MS),
-            pack_at(&key, &device, 1 << 63, T0_MS),
-            pack_at(&key, &device, 2, T0_MS + 1_000),
-            pack_at(&key, &device, 3, T0_MS + 2_000),
+            pack_at(&key, &device, 1, t0_ms()),
+            pack_at(&key, &device, 1 << 63, t0_ms()),
+            pack_at(&key, &device, 2, t0_ms() + 1_000),
+            pack_at(&key, &device, 3, t0_ms() + 2_000),
         ];
         let incoming: Vec<_> = packs
             .iter()
@@ -270,7 +270,7 @@ fn issue_13_each_bad_input_is_refused_alone_and_changes_nothing() {
             &path,
             None,
             json,
-            pack_at(&key, &device, u64::MAX, T0_MS),
+            pack_at(&key, &device, u64::MAX, t0_ms()),
         )
         .await;
         assert_eq!(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{T0_MS, WAIT, enroll_device, free_port, register_person, until};
+use common::{WAIT, enroll_device, free_port, register_person, t0_ms, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -101,7 +101,7 @@ fn readings_survive_cut_and_refused_connections_exactly_once() {
             let publisher = tokio::task::spawn_blocking(move || {
                 let mut outbox = Outbox::open(&path).expect("opens");
                 for i in 0..PACKS_PER_ROUND {
-                    let t = T0_MS + ((round * PACKS_PER_ROUND + i) as i64) * 1_000;
+                    let t = t0_ms() + ((round * PACKS_PER_ROUND + i) as i64) * 1_000;
                     outbox
                         .enqueue(
                             person,

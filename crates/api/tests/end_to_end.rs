@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{T0_MS, WAIT, event_stream, free_port, http, next_event, register_person, until};
+use common::{WAIT, event_stream, free_port, http, next_event, register_person, t0_ms, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use rumqttc::{Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
@@ -237,7 +237,7 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
                         |d| {
                             d.push(
                                 Metric::BodyTemperature,
-                                T0_MS + i as i64 * 60_000,
+                                t0_ms() + i as i64 * 60_000,
                                 Reading::Scalar(centi),
                             );
                         },
@@ -258,7 +258,7 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
                         |d| {
                             d.push(
                                 Metric::Position,
-                                T0_MS + i as i64 * 5_000,
+                                t0_ms() + i as i64 * 5_000,
                                 Reading::Position(fix),
                             );
                         },

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{T0_MS, WAIT, enroll_device, free_port, register_person, until};
+use common::{WAIT, enroll_device, free_port, register_person, t0_ms, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use vigil_core::{DeviceId, DeviceKey, Metric, Value};
 use vigil_gateway::outbox::{DeviceCredential, Outbox, Uploader};
@@ -131,7 +131,7 @@ fn packs_through_an_external_mosquitto_are_stored_once_and_answered() {
         let report = tokio::task::spawn_blocking(move || {
             let mut outbox = Outbox::open(&outbox_path).expect("opens");
             for i in 0..PACKS {
-                let t = T0_MS + i as i64 * 1_000;
+                let t = t0_ms() + i as i64 * 1_000;
                 outbox
                     .enqueue(
                         person,
@@ -149,7 +149,7 @@ fn packs_through_an_external_mosquitto_are_stored_once_and_answered() {
                     person,
                     &DeviceKey::from_seed([10; 32]),
                     |d| {
-                        d.push(Metric::BodyTemperature, T0_MS, Value::Scalar(3_650));
+                        d.push(Metric::BodyTemperature, t0_ms(), Value::Scalar(3_650));
                     },
                     &device,
                 )

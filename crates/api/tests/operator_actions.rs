@@ -9,7 +9,7 @@
 mod common;
 
 use common::{
-    T0_MS, enroll_device, event_stream, http, next_event, node_config, register_person, staff,
+    enroll_device, event_stream, http, next_event, node_config, register_person, staff, t0_ms,
     until,
 };
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
@@ -30,7 +30,7 @@ fn fever_pack(device: &DeviceId, key: &DeviceKey, sequence: u64, centi: i32) -> 
     let mut draft = PackDraft::new(device.clone(), sequence);
     draft.push(
         Metric::BodyTemperature,
-        T0_MS + sequence as i64 * 60_000,
+        t0_ms() + sequence as i64 * 60_000,
         Value::Scalar(centi),
     );
     draft.sign(key).to_json()
@@ -119,8 +119,8 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
                     first_seq: 1_000_000,
                     root: [7; 32],
                     count: 1,
-                    from_ms: T0_MS,
-                    to_ms: T0_MS,
+                    from_ms: t0_ms(),
+                    to_ms: t0_ms(),
                 },
             )
             .expect("admitted; it fails only when applied");
@@ -129,7 +129,7 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
         let second = next_event(
             &mut events,
             "the alert next to a failing transaction",
-            |e| e["type"] == "alert" && e["reading_time_ms"] == T0_MS + 2 * 60_000,
+            |e| e["type"] == "alert" && e["reading_time_ms"] == t0_ms() + 2 * 60_000,
         )
         .await;
         assert!(

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{T0_MS, WAIT, enroll_device, event_stream, next_event, register_person, until};
+use common::{WAIT, enroll_device, event_stream, next_event, register_person, t0_ms, until};
 use commonware_runtime::{Runner as _, Supervisor as _, tokio as cw_tokio};
 use tokio::sync::broadcast::error::TryRecvError;
 use vigil_core::senml::PackDraft;
@@ -71,7 +71,7 @@ fn fever_pack(device: &DeviceId, key: &DeviceKey, sequence: u64, centi: i32) -> 
     let mut draft = PackDraft::new(device.clone(), sequence);
     draft.push(
         Metric::BodyTemperature,
-        T0_MS + sequence as i64 * 60_000,
+        t0_ms() + sequence as i64 * 60_000,
         Value::Scalar(centi),
     );
     draft.sign(key).to_json()

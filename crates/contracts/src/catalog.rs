@@ -23,185 +23,16 @@
 //! reporting them, the ledger keeps the history.
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use vigil_core::{AlertLevel, DeviceId, Digest, PersonId, Reading, TimestampMs};
+use vigil_core::senml::SignedPack;
+use vigil_core::{AlertLevel, PersonId, Reading, TimestampMs};
 
-use crate::canon::{Canonical, Encoder};
-use crate::contract::{Audience, Contract, Input, Kind, Outcome, OwnedInput, Params, State};
+use crate::contract::{Audience, Contract, Input, Kind, Outcome, State};
+pub use crate::deployment::{Deployment, INSTANCE_DOMAIN, InstanceId};
 use crate::error::{CatalogError, ReexecuteError, StepError};
-
-/// Domain separators of the digests this crate takes.
-pub const INSTANCE_DOMAIN: &str = "vigil.contracts.instance.v1";
-pub const EVIDENCE_DOMAIN: &str = "vigil.contracts.evidence.v1";
-
-/// An instance's address: the digest of its canonical [`Deployment`].
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct InstanceId(pub Digest);
-
-impl fmt::Display for InstanceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl fmt::Debug for InstanceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "InstanceId({self})")
-    }
-}
-
-impl FromStr for InstanceId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.len() != 64 {
-            return Err(format!(
-                "an instance id is 64 hexadecimal digits, got {} characters",
-                s.len()
-            ));
-        }
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|e| format!("{s:?}: {e}"))?;
-        Ok(Self(out))
-    }
-}
-
-impl Serialize for InstanceId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for InstanceId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// A deployment: who, what it listens to, with which parameters. The nonce lets the same
-/// parameters be deployed twice for one person as two instances.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Deployment {
-    pub person: PersonId,
-    /// Binds the instance to one device's readings; required for no-signal. Without it the
-    /// instance takes the person's readings of its metrics from any device.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<DeviceId>,
-    #[serde(default)]
-    pub nonce: u64,
-    pub params: Params,
-}
-
-impl Canonical for Deployment {
-    fn encode(&self, e: &mut Encoder) {
-        e.value(&self.person);
-        e.opt(self.device.as_ref(), |e, d| d.encode(e));
-        e.u64(self.nonce).value(&self.params);
-    }
-}
-
-impl Deployment {
-    /// The instance's address.
-    pub fn id(&self) -> InstanceId {
-        InstanceId(vigil_core::digest(
-            INSTANCE_DOMAIN,
-            &[&self.canonical_bytes()],
-        ))
-    }
-
-    /// Everything a validator checks before accepting a deployment transaction: the
-    /// parameters and the binding. Returns the ready contract.
-    pub fn validate(&self) -> Result<Contract, CatalogError> {
-        let contract = self.params.validate()?;
-        if contract.kind() == Kind::NoSignal && self.device.is_none() {
-            return Err(CatalogError::DeviceRequired {
-                kind: Kind::NoSignal.name(),
-            });
-        }
-        Ok(contract)
-    }
-
-    /// Whether a person's reading is routed to this deployment.
-    fn binds(&self, contract: &Contract, reading: &Reading) -> bool {
-        self.device.as_ref().is_none_or(|d| *d == reading.device)
-            && contract.accepts(reading.metric)
-    }
-}
-
-/// What a validator needs, with the deployment, to re-execute a step.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Evidence {
-    pub instance: InstanceId,
-    pub state_before: State,
-    pub input: OwnedInput,
-}
-
-impl Evidence {
-    /// The evidence digest an alert transaction carries.
-    pub fn digest(&self, params: &Params) -> Digest {
-        evidence_digest(
-            &self.instance,
-            params,
-            &self.state_before,
-            self.input.as_input(),
-        )
-    }
-}
-
-/// Digest over the canonical encodings of (instance, parameters, state before, input).
-pub fn evidence_digest(
-    instance: &InstanceId,
-    params: &Params,
-    state_before: &State,
-    input: Input<'_>,
-) -> Digest {
-    vigil_core::digest(
-        EVIDENCE_DOMAIN,
-        &[
-            &instance.0,
-            &params.canonical_bytes(),
-            &state_before.canonical_bytes(),
-            &input.canonical_bytes(),
-        ],
-    )
-}
-
-/// Re-executes a step from its evidence: checks that the evidence names this deployment,
-/// validates the deployment, and steps. Gives the same state and outcome as the original.
-pub fn reexecute(
-    deployment: &Deployment,
-    evidence: &Evidence,
-) -> Result<(State, Outcome), ReexecuteError> {
-    if deployment.id() != evidence.instance {
-        return Err(ReexecuteError::WrongInstance);
-    }
-    let contract = deployment.validate()?;
-    Ok(contract.step(&evidence.state_before, evidence.input.as_input())?)
-}
-
-/// Checks an alert's claim (level and evidence digest) by re-execution.
-pub fn verify_alert(
-    deployment: &Deployment,
-    evidence: &Evidence,
-    claimed_level: AlertLevel,
-    claimed_digest: &Digest,
-) -> Result<Outcome, ReexecuteError> {
-    if evidence.digest(&deployment.params) != *claimed_digest {
-        return Err(ReexecuteError::DigestMismatch);
-    }
-    let (_, outcome) = reexecute(deployment, evidence)?;
-    if outcome.level != claimed_level {
-        return Err(ReexecuteError::LevelMismatch {
-            claimed: claimed_level,
-            actual: outcome.level,
-        });
-    }
-    Ok(outcome)
-}
+use crate::evidence::{Evidence, EvidenceWindow};
 
 /// Where an alert is in its lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -265,9 +96,11 @@ pub struct Evaluation {
     pub kind: Kind,
     pub outcome: Result<Outcome, StepError>,
     pub alert: Option<AlertUpdate>,
-    /// When the level is above 0 or the alert changed: the evidence to re-execute the step and
-    /// its digest.
-    pub evidence: Option<(Evidence, Digest)>,
+    /// When the alert was raised or escalated by a signed pack or a tick
+    /// ([`Catalog::evaluate_pack`], [`Catalog::tick`]): the evidence a validator re-derives it
+    /// from, or why the packs held do not support it. `None` otherwise, and always from
+    /// [`Catalog::evaluate`] (a bare reading is no evidence).
+    pub evidence: Option<Result<Evidence, ReexecuteError>>,
 }
 
 /// A terminated instance, as it was.
@@ -285,6 +118,8 @@ struct Entry {
     state: State,
     alert: Option<Alert>,
     alerts_raised: u64,
+    /// The signed packs its next alert may need.
+    window: EvidenceWindow,
 }
 
 /// The deployed instances and their states.
@@ -356,6 +191,7 @@ impl Catalog {
                 state,
                 alert: None,
                 alerts_raised: 0,
+                window: EvidenceWindow::default(),
             },
         );
     }
@@ -438,8 +274,38 @@ impl Catalog {
                 entry,
                 Input::Reading(reading),
                 reading.time_ms,
-                true,
             ));
+        }
+        out
+    }
+
+    /// Routes each reading of a device-signed pack, in order, to every instance bound to it, as
+    /// [`Catalog::evaluate`] does; an alert raised or escalated carries the evidence that
+    /// re-derives it from the instance's held packs (this one included).
+    pub fn evaluate_pack(&mut self, person: &PersonId, pack: &Arc<SignedPack>) -> Vec<Evaluation> {
+        let Some(ids) = self.by_person.get(person) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (index, reading) in pack.readings.iter().enumerate() {
+            if reading.device != pack.device {
+                continue;
+            }
+            for id in ids {
+                let Some(entry) = self.entries.get_mut(id) else {
+                    continue;
+                };
+                if !entry.deployment.binds(&entry.contract, reading) {
+                    continue;
+                }
+                entry.window.push(pack);
+                let mut evaluation =
+                    step_entry(*id, entry, Input::Reading(reading), reading.time_ms);
+                if raises(&evaluation) {
+                    evaluation.evidence = Some(support(entry, &evaluation, index + 1, None));
+                }
+                out.push(evaluation);
+            }
         }
         out
     }
@@ -455,7 +321,18 @@ impl Catalog {
         self.now_ms = Some(now_ms);
         let mut out = Vec::new();
         for (id, entry) in &mut self.entries {
-            let evaluation = step_entry(*id, entry, Input::Tick { now_ms }, now_ms, false);
+            let mut evaluation = step_entry(*id, entry, Input::Tick { now_ms }, now_ms);
+            if raises(&evaluation) {
+                evaluation.evidence = Some(if entry.contract.kind() == Kind::NoSignal {
+                    Ok(Evidence::Attested {
+                        instance: *id,
+                        now_ms,
+                    })
+                } else {
+                    let cut = entry.window.newest_len();
+                    support(entry, &evaluation, cut, Some(now_ms))
+                });
+            }
             if evaluation.outcome.is_err() || evaluation.alert.is_some() {
                 out.push(evaluation);
             }
@@ -505,12 +382,45 @@ impl Catalog {
     }
 }
 
+/// Whether an evaluation raised or escalated its alert: what becomes an alert transaction.
+fn raises(evaluation: &Evaluation) -> bool {
+    evaluation.alert.as_ref().is_some_and(|update| {
+        matches!(
+            update.change,
+            AlertChange::Raised | AlertChange::Escalated { .. }
+        )
+    })
+}
+
+/// The evidence for a raise from the entry's held packs.
+fn support(
+    entry: &Entry,
+    evaluation: &Evaluation,
+    cut: usize,
+    tick_ms: Option<TimestampMs>,
+) -> Result<Evidence, ReexecuteError> {
+    let (Some(update), Some(device)) = (&evaluation.alert, &entry.deployment.device) else {
+        return Err(ReexecuteError::NoBoundDevice);
+    };
+    entry
+        .window
+        .support(
+            evaluation.instance,
+            &entry.contract,
+            device,
+            (cut, tick_ms),
+            (update.alert.level, update.alert.updated_ms),
+        )
+        .ok_or(ReexecuteError::Unsupported {
+            held: entry.window.len(),
+        })
+}
+
 fn step_entry(
     id: InstanceId,
     entry: &mut Entry,
     input: Input<'_>,
     at_ms: TimestampMs,
-    always_evidence: bool,
 ) -> Evaluation {
     let kind = entry.contract.kind();
     let (next, outcome) = match entry.contract.step(&entry.state, input) {
@@ -525,24 +435,14 @@ fn step_entry(
             };
         }
     };
-    let before = std::mem::replace(&mut entry.state, next);
+    entry.state = next;
     let alert = update_alert(id, entry, &outcome, at_ms);
-    let evidence =
-        (alert.is_some() || (always_evidence && outcome.level > AlertLevel::Ok)).then(|| {
-            let evidence = Evidence {
-                instance: id,
-                state_before: before,
-                input: input.to_owned(),
-            };
-            let digest = evidence.digest(entry.contract.params());
-            (evidence, digest)
-        });
     Evaluation {
         instance: id,
         kind,
         outcome: Ok(outcome),
         alert,
-        evidence,
+        evidence: None,
     }
 }
 

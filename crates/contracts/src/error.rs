@@ -164,4 +164,28 @@ pub enum ReexecuteError {
     Deployment(#[from] CatalogError),
     #[error("the step fails: {0}")]
     Step(#[from] StepError),
+    #[error("re-derivation ends at {actual} ms, the alert claims a reading at {claimed} ms")]
+    TimeMismatch { claimed: i64, actual: i64 },
+    #[error("a {kind} alert must be backed by its device's signed readings, not attested")]
+    AttestationNotAllowed { kind: &'static str },
+    #[error("a no-signal alert is attested (silence cannot be signed), not backed by readings")]
+    NoSignalIsAttested,
+    #[error("the instance is bound to no device, so no device's signature can back it")]
+    NoBoundDevice,
+    #[error("the evidence holds no reading the instance takes")]
+    NoPacks,
+    #[error("the evidence holds {count} packs, more than {max}")]
+    TooManyPacks { count: usize, max: usize },
+    #[error("the evidence's cut is not within its last pack")]
+    BadCut,
+    #[error("pack {pack} of the evidence is not from the instance's device")]
+    OtherDevice { pack: usize },
+    #[error("pack {pack} of the evidence does not follow the previous one in sequence")]
+    NotIncreasing { pack: usize },
+    #[error("the evidence ends on a reading the instance does not take")]
+    EndsOnUnboundReading,
+    #[error("the evidence's tick is before its last reading")]
+    TickBeforeReading,
+    #[error("no run of the packs held ({held}) re-derives the level")]
+    Unsupported { held: usize },
 }

@@ -5,8 +5,9 @@
 //! one person, addressed by the digest of its canonical encoding ([`InstanceId`]). Evaluation is
 //! a pure step, `Contract::step(&state, input) -> (new state, Outcome)`, with integer
 //! arithmetic only and time taken from readings and explicit ticks, so any validator can
-//! re-execute an alert from its [`Evidence`] (the state before and the input) and the
-//! deployment, and get the same level: see [`reexecute`] and [`verify_alert`].
+//! re-derive an alert from its [`Evidence`] (the device-signed packs it rests on, run from the
+//! instance's initial state) and the deployment, and get the same level: see [`rederive`] and
+//! [`verify_alert`].
 //!
 //! Architecture invariant: no I/O, no clock, no floating point, no randomness; nothing here
 //! panics on any input (parameters are validated at deployment, inputs give typed errors).
@@ -35,7 +36,9 @@
 pub mod canon;
 mod catalog;
 mod contract;
+mod deployment;
 mod error;
+pub mod evidence;
 pub mod geo;
 pub mod geofence;
 pub mod instance_file;
@@ -46,12 +49,14 @@ pub mod threshold;
 
 pub use canon::Canonical;
 pub use catalog::{
-    Alert, AlertChange, AlertStatus, AlertUpdate, Catalog, Deployment, EVIDENCE_DOMAIN, Evaluation,
-    Evidence, INSTANCE_DOMAIN, INSTANCES_MAX, INSTANCES_PER_PERSON_MAX, InstanceId, Terminated,
-    evidence_digest, reexecute, verify_alert,
+    Alert, AlertChange, AlertStatus, AlertUpdate, Catalog, Deployment, Evaluation, INSTANCE_DOMAIN,
+    INSTANCES_MAX, INSTANCES_PER_PERSON_MAX, InstanceId, Terminated,
 };
 pub use contract::{Audience, Contract, Input, Kind, Outcome, OwnedInput, Params, Reason, State};
 pub use error::{CatalogError, ParamError, ReexecuteError, StepError};
+pub use evidence::{
+    Basis, EVIDENCE_DOMAIN, EVIDENCE_PACKS_MAX, Evidence, EvidenceWindow, rederive, verify_alert,
+};
 pub use geofence::{Circle, GeofenceParams, ZoneRule, ZoneSpec};
 pub use news2::News2Params;
 pub use nosignal::NoSignalParams;

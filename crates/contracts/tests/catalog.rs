@@ -1,9 +1,9 @@
-//! Catalog: deploy / terminate / replace isolation, routing, alert lifecycle, evidence.
+//! Catalog: deploy / terminate / replace isolation, routing, alert lifecycle (evidence is in
+//! tests/evidence.rs).
 
 use vigil_contracts::{
     AlertChange, AlertStatus, Catalog, CatalogError, Circle, Deployment, Evaluation,
-    GeofenceParams, InstanceId, NoSignalParams, Params, ReexecuteError, State, ThresholdParams,
-    ZoneRule, ZoneSpec, reexecute, verify_alert,
+    GeofenceParams, InstanceId, NoSignalParams, Params, State, ThresholdParams, ZoneRule, ZoneSpec,
 };
 use vigil_core::{AlertLevel, DeviceId, GeoFix, Metric, PersonId, Reading, Value};
 
@@ -308,46 +308,4 @@ fn alert_lifecycle() {
         change(&mut catalog, 11, 3900),
         Some((AlertChange::Raised, AlertStatus::Raised, 2, 3))
     );
-}
-
-#[test]
-fn alerts_re_execute_from_their_evidence() {
-    let mut catalog = Catalog::new();
-    let deployment = temperature(person(1), 0);
-    let id = catalog.deploy(deployment.clone()).expect("deploy");
-    catalog.evaluate(&person(1), &temp(0, 3700));
-    let evaluation = catalog.evaluate(&person(1), &temp(1, 3800)).remove(0);
-    let (evidence, digest) = evaluation.evidence.expect("evidence for a raised alert");
-    assert_eq!(evidence.instance, id);
-    let (state, outcome) = reexecute(&deployment, &evidence).expect("re-execute");
-    assert_eq!(Some(&state), catalog.state(&id));
-    assert_eq!(Ok(&outcome), evaluation.outcome.as_ref());
-    verify_alert(&deployment, &evidence, AlertLevel::Warning, &digest).expect("verified");
-    assert_eq!(
-        verify_alert(&deployment, &evidence, AlertLevel::Critical, &digest).map(|_| ()),
-        Err(ReexecuteError::LevelMismatch {
-            claimed: AlertLevel::Critical,
-            actual: AlertLevel::Warning
-        })
-    );
-    let mut forged = evidence.clone();
-    if let vigil_contracts::OwnedInput::Reading(r) = &mut forged.input {
-        r.value = Value::Scalar(3900);
-    }
-    assert_eq!(
-        verify_alert(&deployment, &forged, AlertLevel::Critical, &digest).map(|_| ()),
-        Err(ReexecuteError::DigestMismatch)
-    );
-    assert_eq!(
-        reexecute(&temperature(person(1), 1), &evidence).map(|_| ()),
-        Err(ReexecuteError::WrongInstance)
-    );
-    // Evidence travels as JSON and comes back identical.
-    let json = serde_json_roundtrip(&evidence);
-    assert_eq!(json.digest(&deployment.params), digest);
-}
-
-fn serde_json_roundtrip(evidence: &vigil_contracts::Evidence) -> vigil_contracts::Evidence {
-    let text = serde_json::to_string(evidence).expect("serialize");
-    serde_json::from_str(&text).expect("deserialize")
 }

@@ -59,6 +59,15 @@ impl Default for BlockLimits {
     }
 }
 
+/// An alert to gossip again with its encoded evidence while it is pending.
+struct Regossip {
+    tx: Tx,
+    evidence: bytes::Bytes,
+    /// When it is next due (set on the first pass after admission).
+    due_ms: Option<u64>,
+    sent: u8,
+}
+
 struct Pending {
     height: u64,
     parent: Digest,
@@ -79,6 +88,8 @@ pub(crate) struct Chain {
     pub(crate) gossip_out: VecDeque<(Tx, Option<bytes::Bytes>)>,
     /// Evidence of pending alerts, for re-execution (never stored, never on the ledger).
     pub(crate) evidence: EvidenceCache,
+    /// Alerts admitted here with their evidence, to gossip again while they stay pending.
+    regossip: VecDeque<Regossip>,
     /// Set if a finalized block does not apply: the validator stops applying blocks.
     diverged: Option<String>,
     limits: BlockLimits,
@@ -101,6 +112,7 @@ impl Chain {
             published,
             gossip_out: VecDeque::new(),
             evidence: EvidenceCache::default(),
+            regossip: VecDeque::new(),
             diverged: None,
             limits,
             #[cfg(test)]
@@ -225,16 +237,77 @@ impl Chain {
         gossip: bool,
     ) -> Result<TxId, AdmitWithEvidenceError> {
         let digest = *evidence::claimed_digest(&tx).ok_or(EvidenceError::NotAnAlert)?;
-        evidence::check(&self.state.view(), &tx, &evidence)?;
+        let signed_by = evidence::check(&self.state.view(), &tx, &evidence, None, None)?;
+        // On a finalized instance, what the state machine already rules out (a replay, a
+        // revoked device) is refused now rather than dropped later.
+        if signed_by.is_some() {
+            self.state
+                .view()
+                .check(&tx)
+                .map_err(AdmitWithEvidenceError::Rejected)?;
+        }
+        // Recency against the finalized tip: a stale alert is refused at once (a reading ahead
+        // of the tip is judged at the block's time, the tip may lag the clock).
+        if let crate::tx::TxBody::Alert {
+            reading_time_ms, ..
+        } = tx.body()
+        {
+            let tip_ms = i64::try_from(self.tip_timestamp_ms).unwrap_or(i64::MAX);
+            if tip_ms > 0 && *reading_time_ms < tip_ms.saturating_sub(evidence::READING_AGE_MAX_MS)
+            {
+                return Err(EvidenceError::Stale {
+                    reading_ms: *reading_time_ms,
+                    block_ms: tip_ms,
+                }
+                .into());
+            }
+        }
         let id = tx.id();
         let window = self.state.view().nonce_window(tx.signer());
         self.mempool.admit(tx.clone(), &window)?;
-        self.evidence.insert(digest, evidence.clone());
+        self.evidence.insert(
+            digest,
+            evidence::Held {
+                evidence: evidence.clone(),
+                signed_by,
+            },
+        );
+        let encoded = bytes::Bytes::from(evidence::encode(&evidence));
+        if self.regossip.len() < GOSSIP_QUEUE_MAX {
+            self.regossip.push_back(Regossip {
+                tx: tx.clone(),
+                evidence: encoded.clone(),
+                due_ms: None,
+                sent: 0,
+            });
+        }
         if gossip && self.gossip_out.len() < GOSSIP_QUEUE_MAX {
-            let encoded = bytes::Bytes::from(evidence::encode(&evidence));
             self.gossip_out.push_back((tx, Some(encoded)));
         }
         Ok(id)
+    }
+
+    /// Queues for gossip again the alerts still pending here whose re-gossip is due at
+    /// `now_ms` (each every [`EVIDENCE_REGOSSIP_PERIOD_MS`], at most
+    /// [`EVIDENCE_REGOSSIPS_MAX`] times); forgets the finalized and dropped ones.
+    pub(crate) fn regossip_due(&mut self, now_ms: u64) {
+        let mut kept = VecDeque::with_capacity(self.regossip.len());
+        while let Some(mut entry) = self.regossip.pop_front() {
+            if !self.mempool.contains_exact(&entry.tx) || entry.sent >= EVIDENCE_REGOSSIPS_MAX {
+                continue;
+            }
+            let due = *entry
+                .due_ms
+                .get_or_insert(now_ms + EVIDENCE_REGOSSIP_PERIOD_MS);
+            if due <= now_ms && self.gossip_out.len() < GOSSIP_QUEUE_MAX {
+                self.gossip_out
+                    .push_back((entry.tx.clone(), Some(entry.evidence.clone())));
+                entry.sent += 1;
+                entry.due_ms = Some(now_ms + EVIDENCE_REGOSSIP_PERIOD_MS);
+            }
+            kept.push_back(entry);
+        }
+        self.regossip = kept;
     }
 
     pub(crate) fn tip(&self) -> (u64, Digest) {
@@ -250,7 +323,20 @@ pub enum AdmitWithEvidenceError {
     Evidence(#[from] EvidenceError),
     #[error(transparent)]
     Admit(#[from] AdmitError),
+    #[error("rejected by the finalized state: {0}")]
+    Rejected(Rejection),
 }
+
+/// Longest a validator waits for the gossiped evidence of a block's alerts before judging it.
+pub const EVIDENCE_WAIT_MAX: Duration = Duration::from_millis(500);
+const EVIDENCE_POLL: Duration = Duration::from_millis(10);
+/// How often a validator gossips again the evidence of alerts still pending in its mempool (a
+/// peer that lost the first copy would refuse every block with the alert), and how many times.
+pub const EVIDENCE_REGOSSIP_PERIOD_MS: u64 = 1_000;
+pub const EVIDENCE_REGOSSIPS_MAX: u8 = 5;
+
+/// Furthest a block's time may be ahead of a validator's clock when it judges the block.
+pub const BLOCK_AHEAD_MAX_MS: u64 = 60_000;
 
 /// The [`Application`] handed to marshal's `Inline` wrapper.
 #[derive(Clone)]
@@ -259,6 +345,32 @@ pub struct LedgerApp {
 }
 
 impl LedgerApp {
+    /// Waits, at most [`EVIDENCE_WAIT_MAX`], until this validator holds the evidence of every
+    /// alert in `txs`: a proposer proposes alerts it was just handed while their evidence is
+    /// still on its way to the peers in gossip. Past the wait, judging refuses an alert whose
+    /// evidence is not here ([`crate::evidence::EvidenceError::Missing`]).
+    async fn await_evidence<C: Clock>(&self, clock: &C, txs: &[Tx]) {
+        let digests: Vec<Hash> = txs
+            .iter()
+            .filter_map(evidence::claimed_digest)
+            .copied()
+            .collect();
+        if digests.is_empty() {
+            return;
+        }
+        let deadline = clock.current() + EVIDENCE_WAIT_MAX;
+        loop {
+            let missing = {
+                let chain = self.chain.lock();
+                digests.iter().any(|d| chain.evidence.get(d).is_none())
+            };
+            if !missing || clock.current() >= deadline {
+                return;
+            }
+            clock.sleep(EVIDENCE_POLL).await;
+        }
+    }
+
     pub(crate) fn new(chain: Arc<Mutex<Chain>>) -> LedgerApp {
         LedgerApp { chain }
     }
@@ -373,20 +485,16 @@ where
         let mut view = crate::state::View::new(&chain.state, &layers, height);
         let limits = chain.limits.clone();
         let held = &chain.evidence;
+        let timestamp_ms = now_ms.max(parent_ts);
+        let block_ms = i64::try_from(timestamp_ms).unwrap_or(i64::MAX);
         let fill = chain
             .mempool
             .fill(&mut view, limits.txs_max, limits.bytes_max, |view, tx| {
-                held.judge(view, tx).err().map(|e| e.to_string())
+                held.judge(view, tx, block_ms).err().map(|e| e.to_string())
             });
         let layer = view.finish();
         let txs = fill.txs;
-        let block = Block::new(
-            height,
-            parent.digest(),
-            now_ms.max(parent_ts),
-            txs,
-            layer.root,
-        );
+        let block = Block::new(height, parent.digest(), timestamp_ms, txs, layer.root);
         #[cfg(test)]
         let block = misbehave(chain.fault.as_ref(), block, context.round.view().get());
         #[cfg(not(test))]
@@ -413,7 +521,12 @@ where
         let Some(block) = ancestry.peek().cloned() else {
             return false;
         };
-        let verdict = self.judge(&mut runtime, &block, ancestry).await;
+        let now_ms = runtime
+            .current()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as u64;
+        let verdict = self.judge(&mut runtime, &block, ancestry, now_ms).await;
         if let Err(reason) = &verdict {
             warn!(height = block.inner().height(), %reason, "rejecting block");
         }
@@ -489,6 +602,10 @@ pub enum BlockError {
     Height { parent: u64, got: u64 },
     #[error("timestamp earlier than the parent's")]
     Timestamp,
+    #[error(
+        "block time {block_ms} ms is ahead of this validator's clock ({now_ms} ms) by more than 60 s"
+    )]
+    TimestampAhead { block_ms: u64, now_ms: u64 },
     #[error("transaction {0} has an invalid signature")]
     Signature(usize),
     #[error("transaction {index} rejected: {rejection}")]
@@ -500,14 +617,22 @@ pub enum BlockError {
 }
 
 impl LedgerApp {
-    async fn judge<R: CryptoRng>(
+    async fn judge<R: CryptoRng + Clock>(
         &self,
         rng: &mut R,
         block: &Digested<Block>,
         mut ancestry: impl Ancestry<Block>,
+        now_ms: u64,
     ) -> Result<(), BlockError> {
         let inner = block.inner();
         let header: &Header = inner.header();
+        // A block from the future would let readings from the future pass as recent.
+        if header.timestamp_ms > now_ms.saturating_add(BLOCK_AHEAD_MAX_MS) {
+            return Err(BlockError::TimestampAhead {
+                block_ms: header.timestamp_ms,
+                now_ms,
+            });
+        }
         if !inner.body_matches() {
             return Err(BlockError::BodyMismatch);
         }
@@ -530,6 +655,7 @@ impl LedgerApp {
         if let Some(bad) = verify_batch(rng, &chain_id, &refs).first() {
             return Err(BlockError::Signature(unchecked[*bad].0));
         }
+        self.await_evidence(rng, inner.txs()).await;
         // The parent: the second element of the ancestry.
         let _ = ancestry.next().await;
         let parent_ancestry = ancestry.clone();
@@ -554,16 +680,16 @@ impl LedgerApp {
         if header.timestamp_ms < parent_ts {
             return Err(BlockError::Timestamp);
         }
-        // Execute, re-executing each alert whose evidence this validator holds just before it
-        // applies (so an instance deployed earlier in the block is known).
+        // Execute, re-deriving each alert from the evidence this validator holds just before
+        // it applies (so an instance deployed earlier in the block is known); an alert whose
+        // evidence is not held here is refused.
+        let block_ms = i64::try_from(header.timestamp_ms).unwrap_or(i64::MAX);
         let mut view = View::new(&chain.state, &layers, header.height);
         for (index, tx) in inner.txs().iter().enumerate() {
-            if !chain.evidence.is_empty() {
-                chain
-                    .evidence
-                    .judge(&view, tx)
-                    .map_err(|error| BlockError::Evidence { index, error })?;
-            }
+            chain
+                .evidence
+                .judge(&view, tx, block_ms)
+                .map_err(|error| BlockError::Evidence { index, error })?;
             view.apply(tx)
                 .map_err(|rejection| BlockError::Rejected { index, rejection })?;
         }

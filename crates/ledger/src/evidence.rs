@@ -1,35 +1,51 @@
-//! Alert evidence: what lets a validator re-execute an alert's contract step and refuse an
-//! alert that its own evidence does not support ("no alert can be invented").
+//! Alert evidence: what lets every validator re-derive an alert from its device's signed
+//! readings and refuse one that no gateway could have honestly raised ("no alert can be
+//! invented").
 //!
 //! An alert transaction carries only the digest of its evidence, because the evidence holds the
-//! reading that raised it (health data never goes on the ledger). The evidence itself travels
-//! beside the transaction: the node hands it to its validator with
+//! readings (health data never goes on the ledger). The evidence travels beside the
+//! transaction: the node hands it to its validator with
 //! [`crate::node::Ledger::submit_with_evidence`], and transaction gossip forwards it to the other
 //! validators over the encrypted p2p links. Each validator keeps it in memory only, in a bounded
 //! [`EvidenceCache`], until the alert is finalized.
 //!
-//! The rule is: an alert whose evidence a validator holds must re-execute to the claimed level
-//! under the instance's finalized parameters, or the validator refuses it — at submission, when
-//! filling a block, and when judging a peer's block. An alert whose evidence a validator does
-//! not hold is judged on the state machine's rules alone. Because the digest binds the evidence,
-//! every validator that holds evidence for an alert holds the same evidence and reaches the same
-//! verdict; a validator without it never rejects a block that one with it accepts.
+//! The rule: every alert needs evidence, and the evidence must
+//! - hash to the alert's digest;
+//! - be device-signed packs (an attestation only for a no-signal instance), each verifying
+//!   under the key the finalized state enrolls for the instance's device, in sequence order;
+//! - re-derive, from the instance's initial state under its finalized parameters, exactly the
+//!   claimed level at the claimed reading time;
+//! - be recent: its reading time at most [`READING_AGE_MAX_MS`] before and
+//!   [`READING_AHEAD_MAX_MS`] after the block's time.
+//!
+//! Otherwise the alert is refused at submission, when a block is filled, and when a peer's block
+//! is judged (a validator that does not hold an alert's evidence refuses the block: it cannot
+//! tell an invented alert from a genuine one). The state machine adds that an instance's alerts
+//! rise strictly in (reading time, level), so a replayed evidence raises nothing twice.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lru::LruCache;
 use vigil_contracts::{Evidence, ReexecuteError, verify_alert};
+use vigil_core::DevicePublicKey;
+use vigil_core::senml::SignedPack;
 
 use crate::state::View;
 use crate::tx::{Deployment, Hash, Tx, TxBody};
 
-/// Largest encoded evidence accepted (a contract step's state and one input; a heart-rhythm
-/// window of RR intervals is the largest, well below this).
-pub const EVIDENCE_BYTES_MAX: usize = 64 * 1024;
-/// Evidence held per validator; the oldest is forgotten first (its alert is then judged on the
-/// state machine's rules alone, never wrongly rejected).
+/// Largest encoded evidence accepted: up to [`vigil_contracts::EVIDENCE_PACKS_MAX`] packs, well
+/// under a gossip message.
+pub const EVIDENCE_BYTES_MAX: usize = 256 * 1024;
+/// Evidence held per validator; the oldest is forgotten first (its alert is then refused until
+/// the node resubmits it with its evidence).
 pub const EVIDENCE_CACHE_MAX: NonZeroUsize = NonZeroUsize::new(100_000).expect("not zero");
+/// Oldest reading an alert may rest on, before the block's time: a gateway holding old signed
+/// packs cannot raise today's alert from last week's fever.
+pub const READING_AGE_MAX_MS: i64 = 24 * 3_600_000;
+/// Latest reading an alert may rest on, after the block's time (clock skew of devices).
+pub const READING_AHEAD_MAX_MS: i64 = 5 * 60_000;
 
 /// Why evidence was refused.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +59,20 @@ pub enum EvidenceError {
     Malformed(String),
     #[error("the alert's instance parameters cannot be read")]
     Parameters,
+    #[error("no evidence for the alert: an alert without its device's signed readings is refused")]
+    Missing,
+    #[error("the instance's device is not enrolled with a usable key")]
+    UnknownDevice,
+    #[error("pack {pack} of the evidence is not signed by the instance's enrolled device key")]
+    NotSigned { pack: usize },
+    #[error(
+        "the alert's reading ({reading_ms} ms) is more than 24 h before the block ({block_ms} ms)"
+    )]
+    Stale { reading_ms: i64, block_ms: i64 },
+    #[error(
+        "the alert's reading ({reading_ms} ms) is more than 5 min after the block ({block_ms} ms)"
+    )]
+    Ahead { reading_ms: i64, block_ms: i64 },
     #[error("the evidence does not support the alert: {0}")]
     Refuted(#[from] ReexecuteError),
 }
@@ -81,25 +111,92 @@ pub fn claimed_digest(tx: &Tx) -> Option<&Hash> {
     }
 }
 
-/// Re-executes `tx` (an alert) from `evidence` against the instance as `view` sees it.
-/// `Ok(false)` means it cannot be judged here (the instance is not known to this view); the
-/// state machine then decides on its own rules.
-pub fn check(view: &View<'_>, tx: &Tx, evidence: &Evidence) -> Result<bool, EvidenceError> {
+/// Checks `tx` (an alert) against `evidence` as `view` sees the instance: digest, basis,
+/// re-derivation, signatures (skipped when they already verified under the enrolled key
+/// `signed_by`), and, given the block's time, recency. Gives the enrolled key the packs
+/// verified under, or `None` when the instance is unknown to this view (its deployment may be
+/// pending: the state machine refuses the alert if it is still unknown when applied).
+pub fn check(
+    view: &View<'_>,
+    tx: &Tx,
+    evidence: &Evidence,
+    signed_by: Option<&[u8; 32]>,
+    block_ms: Option<i64>,
+) -> Result<Option<[u8; 32]>, EvidenceError> {
+    let started = std::time::Instant::now();
+    let checked = check_timed(view, tx, evidence, signed_by, block_ms);
+    CHECKING_NANOS.fetch_add(
+        u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    checked
+}
+
+/// Time this process spent in [`check`], over every validator it runs: what `vigil bench
+/// ledger` reports as the evidence share of validator time. Measurement only; no decision
+/// depends on it.
+pub fn checking_time() -> std::time::Duration {
+    std::time::Duration::from_nanos(CHECKING_NANOS.load(Ordering::Relaxed))
+}
+
+static CHECKING_NANOS: AtomicU64 = AtomicU64::new(0);
+
+fn check_timed(
+    view: &View<'_>,
+    tx: &Tx,
+    evidence: &Evidence,
+    signed_by: Option<&[u8; 32]>,
+    block_ms: Option<i64>,
+) -> Result<Option<[u8; 32]>, EvidenceError> {
     let TxBody::Alert {
         instance,
         level,
+        reading_time_ms,
         evidence: digest,
-        ..
     } = tx.body()
     else {
         return Err(EvidenceError::NotAnAlert);
     };
     let Some(record) = view.instances(instance) else {
-        return Ok(false);
+        return Ok(None);
     };
     let deployment = contract_deployment(&record.deployment).ok_or(EvidenceError::Parameters)?;
-    verify_alert(&deployment, evidence, *level, digest)?;
-    Ok(true)
+    verify_alert(&deployment, evidence, *level, *reading_time_ms, digest)?;
+    let device = view
+        .devices(&record.deployment.device)
+        .ok_or(EvidenceError::UnknownDevice)?;
+    if !evidence.packs().is_empty() && signed_by != Some(&device.public_key) {
+        let key = DevicePublicKey::from_bytes(&device.public_key)
+            .map_err(|_| EvidenceError::UnknownDevice)?;
+        let packs: Vec<&SignedPack> = evidence.packs().iter().collect();
+        if let Some(pack) = SignedPack::first_not_signed_by(&packs, &key) {
+            return Err(EvidenceError::NotSigned { pack });
+        }
+    }
+    if let Some(block_ms) = block_ms {
+        let reading_ms = *reading_time_ms;
+        if reading_ms < block_ms.saturating_sub(READING_AGE_MAX_MS) {
+            return Err(EvidenceError::Stale {
+                reading_ms,
+                block_ms,
+            });
+        }
+        if reading_ms > block_ms.saturating_add(READING_AHEAD_MAX_MS) {
+            return Err(EvidenceError::Ahead {
+                reading_ms,
+                block_ms,
+            });
+        }
+    }
+    Ok(Some(device.public_key))
+}
+
+/// Evidence held for one alert, and the enrolled key its packs verified under (so judging a
+/// block re-derives the level but does not verify the signatures again).
+#[derive(Clone)]
+pub struct Held {
+    pub evidence: Arc<Evidence>,
+    pub signed_by: Option<[u8; 32]>,
 }
 
 /// Evidence held by one validator, by evidence digest, bounded and oldest-first forgotten.
@@ -107,7 +204,7 @@ pub fn check(view: &View<'_>, tx: &Tx, evidence: &Evidence) -> Result<bool, Evid
 /// Lookups `peek` and never refresh an entry: evidence is read while judging a block and is
 /// forgotten once its alert is finalized, so the order of arrival is the order to forget in.
 pub struct EvidenceCache {
-    by_digest: LruCache<Hash, Arc<Evidence>>,
+    by_digest: LruCache<Hash, Held>,
 }
 
 impl Default for EvidenceCache {
@@ -127,18 +224,18 @@ impl EvidenceCache {
         self.by_digest.is_empty()
     }
 
-    pub fn insert(&mut self, digest: Hash, evidence: Arc<Evidence>) {
+    pub fn insert(&mut self, digest: Hash, held: Held) {
         if !self.by_digest.contains(&digest) {
-            self.by_digest.put(digest, evidence);
+            self.by_digest.put(digest, held);
         }
     }
 
-    pub fn get(&self, digest: &Hash) -> Option<&Arc<Evidence>> {
+    pub fn get(&self, digest: &Hash) -> Option<&Held> {
         self.by_digest.peek(digest)
     }
 
     /// The evidence held for `tx`, if it is an alert and its evidence is here.
-    pub fn for_tx(&self, tx: &Tx) -> Option<&Arc<Evidence>> {
+    pub fn for_tx(&self, tx: &Tx) -> Option<&Held> {
         claimed_digest(tx).and_then(|d| self.get(d))
     }
 
@@ -149,12 +246,20 @@ impl EvidenceCache {
         }
     }
 
-    /// Checks `tx` against the evidence held for it, if any: `Err` only when held evidence
-    /// refutes the alert.
-    pub fn judge(&self, view: &View<'_>, tx: &Tx) -> Result<(), EvidenceError> {
-        match self.for_tx(tx) {
-            Some(evidence) => check(view, tx, evidence).map(|_| ()),
-            None => Ok(()),
-        }
+    /// Checks `tx` in a block of time `block_ms`: an alert must have evidence held here that
+    /// supports it; any other transaction passes (the state machine judges it).
+    pub fn judge(&self, view: &View<'_>, tx: &Tx, block_ms: i64) -> Result<(), EvidenceError> {
+        let Some(_) = claimed_digest(tx) else {
+            return Ok(());
+        };
+        let held = self.for_tx(tx).ok_or(EvidenceError::Missing)?;
+        check(
+            view,
+            tx,
+            &held.evidence,
+            held.signed_by.as_ref(),
+            Some(block_ms),
+        )
+        .map(|_| ())
     }
 }

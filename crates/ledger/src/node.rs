@@ -186,6 +186,7 @@ impl From<AdmitWithEvidenceError> for SubmitError {
         match error {
             AdmitWithEvidenceError::Evidence(e) => SubmitError::Evidence(e),
             AdmitWithEvidenceError::Admit(e) => SubmitError::Admit(e),
+            AdmitWithEvidenceError::Rejected(r) => SubmitError::Rejected(r),
         }
     }
 }
@@ -205,7 +206,9 @@ impl Ledger {
     }
 
     /// Submit transactions: signatures are batch-verified, each is checked against the
-    /// finalized state's permission table and nonce, admitted to the mempool and gossiped.
+    /// finalized state's permission table and nonce, admitted to the mempool and gossiped. An
+    /// alert is refused here: it goes with its evidence through
+    /// [`Ledger::submit_with_evidence`].
     pub fn submit_many<R: CryptoRng>(
         &self,
         rng: &mut R,
@@ -219,6 +222,9 @@ impl Ledger {
             .map(|(i, tx)| {
                 if bad.contains(&i) {
                     return Err(SubmitError::Signature);
+                }
+                if evidence::claimed_digest(&tx).is_some() {
+                    return Err(SubmitError::Evidence(EvidenceError::Missing));
                 }
                 let view = chain.state.view();
                 let kind = tx.kind();
@@ -234,9 +240,10 @@ impl Ledger {
             .collect()
     }
 
-    /// Submit an alert with the evidence that re-executes it (see [`crate::evidence`]). The
-    /// evidence is checked here against the finalized instance, kept in memory until the alert
-    /// is finalized, and forwarded to the other validators so that each can re-execute it.
+    /// Submit an alert with the device-signed evidence that re-derives it (see
+    /// [`crate::evidence`]). The evidence is checked here against the finalized instance and
+    /// device enrollment, kept in memory until the alert is finalized, and forwarded to the
+    /// other validators so that each can re-derive it.
     pub fn submit_with_evidence<R: CryptoRng>(
         &self,
         rng: &mut R,
@@ -262,11 +269,14 @@ impl Ledger {
     /// Hold evidence as if it had arrived with a gossiped alert (tests of Byzantine
     /// validators, which must be able to hold evidence for an alert they did not receive it with).
     #[doc(hidden)]
-    pub fn hold_evidence(&self, digest: Hash, evidence: vigil_contracts::Evidence) {
-        self.chain
-            .lock()
-            .evidence
-            .insert(digest, Arc::new(evidence));
+    pub fn hold_evidence(&self, evidence: vigil_contracts::Evidence) {
+        self.chain.lock().evidence.insert(
+            evidence.digest(),
+            evidence::Held {
+                evidence: Arc::new(evidence),
+                signed_by: None,
+            },
+        );
     }
 
     /// Submit one transaction (see [`Ledger::submit_many`]).
@@ -606,8 +616,17 @@ where
 {
     let out_chain = chain.clone();
     context.child("out").spawn(move |context| async move {
-        loop {
+        for round in 0u64.. {
             context.sleep(GOSSIP_INTERVAL).await;
+            // Every 250 ms: pending alerts whose evidence is due to be gossiped again.
+            if round % 12 == 0 {
+                let now_ms = context
+                    .current()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as u64;
+                out_chain.lock().regossip_due(now_ms);
+            }
             loop {
                 let batch: Vec<Gossiped> = {
                     // Bounded in count and in bytes, so a message never exceeds the channel's
@@ -656,6 +675,9 @@ where
                     continue;
                 }
                 match evidence {
+                    None if evidence::claimed_digest(&tx).is_some() => {
+                        warn!(%peer, "gossiped alert without evidence refused");
+                    }
                     None => {
                         let _ = chain.admit(tx, false);
                     }

@@ -270,6 +270,38 @@ async fn byzantine_forged_tx(context: deterministic::Context) {
     }
 }
 
+/// An alert no validator holds evidence for, injected by the faulty leader (as a gateway
+/// colluding with it would): every honest validator refuses the block for that reason.
+async fn byzantine_alert_without_evidence(context: deterministic::Context) {
+    let keys = Keys::new(VALIDATORS, 2);
+    let genesis = keys.genesis();
+    let invented = Tx::sign(
+        &keys.gateways[0],
+        &genesis.chain_id,
+        1_000_000,
+        TxBody::Alert {
+            instance: crate::tx::InstanceId([5; 32]),
+            level: vigil_core::AlertLevel::Critical,
+            reading_time_ms: 1_000,
+            evidence: [7; 32],
+        },
+    );
+    let (cluster, log) = byzantine(
+        context,
+        Misbehaviour::InjectTx(Box::new(invented.clone())),
+        2,
+    )
+    .await;
+    refused_everywhere(&cluster, &log, "no evidence for the alert").await;
+    for i in HONEST {
+        let ids = finalized_ids(&cluster, i).await;
+        assert!(
+            !ids.contains(&invented.id()),
+            "validator {i} finalized the invented alert"
+        );
+    }
+}
+
 async fn byzantine_wrong_state_root(context: deterministic::Context) {
     let (cluster, log) = byzantine(context, Misbehaviour::WrongStateRoot, 2).await;
     refused_everywhere(&cluster, &log, "state root does not match").await;
@@ -355,6 +387,7 @@ scenarios! {
     send_only_validator => 300,
     partition_healed_mid_view => 400,
     byzantine_forged_tx => 500,
+    byzantine_alert_without_evidence => 550,
     byzantine_wrong_state_root => 600,
     byzantine_equivocation => 700,
 }

@@ -1,5 +1,5 @@
 //! Deterministic-simulation tests: four validators on commonware's simulated network, under
-//! crashes, a restart, torn writes and alerts refuted by their evidence. Every test checks
+//! crashes, a restart, torn writes and alerts no device-signed reading supports. Every test checks
 //! that each submitted transaction is finalized exactly once and that all validators agree
 //! (`sim_harness::assert_agreement`). A failing test prints the seed that reproduces it.
 //! Lossy links, partitions and Byzantine leaders are in `sim_faults`.
@@ -151,17 +151,24 @@ fn the_same_seed_gives_the_same_chain() {
 }
 
 /// A person with a thermometer under a temperature threshold instance (35.00–37.50 °C),
-/// registered and deployed by the operator; and a catalog evaluating that instance as a node
+/// registered, enrolled and deployed by the operator, and a second enrolled thermometer the
+/// instance is not bound to; and a catalog evaluating that instance over signed packs as a node
 /// would, to produce alerts with their evidence.
 struct Monitored {
     setup: Vec<Tx>,
     deployment: crate::tx::Deployment,
     catalog: vigil_contracts::Catalog,
+    key_seed: [u8; 32],
+    other_device: (vigil_core::DeviceId, [u8; 32]),
+    sequence: u64,
 }
 
 fn monitored(keys: &Keys, chain_id: &[u8; 32]) -> Monitored {
     let person = vigil_core::PersonId::from_bytes([9; 16]);
     let device: vigil_core::DeviceId = "thermo-1".parse().expect("valid id");
+    let other: vigil_core::DeviceId = "thermo-2".parse().expect("valid id");
+    let key = vigil_core::DeviceKey::from_seed([3; 32]);
+    let other_key = vigil_core::DeviceKey::from_seed([4; 32]);
     let deployment = crate::tx::Deployment::new(
         person,
         device.clone(),
@@ -177,9 +184,12 @@ fn monitored(keys: &Keys, chain_id: &[u8; 32]) -> Monitored {
         TxBody::EnrollDevice {
             person,
             device,
-            public_key: vigil_core::DeviceKey::from_seed([3; 32])
-                .public()
-                .to_bytes(),
+            public_key: key.public().to_bytes(),
+        },
+        TxBody::EnrollDevice {
+            person,
+            device: other.clone(),
+            public_key: other_key.public().to_bytes(),
         },
         TxBody::DeployInstance {
             deployment: deployment.clone(),
@@ -198,38 +208,80 @@ fn monitored(keys: &Keys, chain_id: &[u8; 32]) -> Monitored {
         setup,
         deployment,
         catalog,
+        key_seed: [3; 32],
+        other_device: (other, [4; 32]),
+        sequence: 0,
     }
 }
 
 impl Monitored {
-    /// Evaluates one temperature reading; returns the level and evidence of the alert it raises.
+    /// One temperature reading in a pack signed by `device` with `key`.
+    fn pack(
+        &mut self,
+        device: vigil_core::DeviceId,
+        key_seed: [u8; 32],
+        centi_celsius: i32,
+        time_ms: i64,
+    ) -> vigil_core::senml::SignedPack {
+        self.sequence += 1;
+        let mut draft = vigil_core::senml::PackDraft::new(device, self.sequence);
+        draft.push(
+            vigil_core::Metric::BodyTemperature,
+            time_ms,
+            vigil_core::Value::Scalar(centi_celsius),
+        );
+        draft.sign(&vigil_core::DeviceKey::from_seed(key_seed))
+    }
+
+    /// Evaluates one reading of the bound thermometer; returns the level of the alert it
+    /// raises and the evidence the catalog built for it.
     fn raise(
         &mut self,
         centi_celsius: i32,
         time_ms: i64,
-    ) -> (vigil_core::AlertLevel, vigil_contracts::Evidence, [u8; 32]) {
-        let reading = vigil_core::Reading {
-            device: self.deployment.device.clone(),
-            metric: vigil_core::Metric::BodyTemperature,
+    ) -> (vigil_core::AlertLevel, vigil_contracts::Evidence) {
+        let pack = self.pack(
+            self.deployment.device.clone(),
+            self.key_seed,
+            centi_celsius,
             time_ms,
-            value: vigil_core::Value::Scalar(centi_celsius),
-        };
+        );
         let evaluation = self
             .catalog
-            .evaluate(&self.deployment.person, &reading)
+            .evaluate_pack(&self.deployment.person, &std::sync::Arc::new(pack))
             .pop()
             .expect("the instance evaluates the reading");
         let level = evaluation.outcome.expect("steps").level;
-        let (evidence, digest) = evaluation.evidence.expect("an alert has evidence");
-        (level, evidence, digest)
+        let evidence = evaluation
+            .evidence
+            .expect("a raise has evidence")
+            .expect("its own pack supports it");
+        (level, evidence)
     }
 
-    fn alert(&self, level: vigil_core::AlertLevel, time_ms: i64, digest: [u8; 32]) -> TxBody {
+    /// Evidence of one pack, as a gateway would assemble it by hand.
+    fn evidence_of(&self, pack: vigil_core::senml::SignedPack) -> vigil_contracts::Evidence {
+        vigil_contracts::Evidence::DeviceSigned {
+            instance: vigil_contracts::Deployment::id(
+                &crate::evidence::contract_deployment(&self.deployment).expect("readable"),
+            ),
+            packs: vec![pack],
+            last_pack_readings: 1,
+            tick_ms: None,
+        }
+    }
+
+    fn alert(
+        &self,
+        level: vigil_core::AlertLevel,
+        time_ms: i64,
+        evidence: &vigil_contracts::Evidence,
+    ) -> TxBody {
         TxBody::Alert {
             instance: self.deployment.instance_id(),
             level,
             reading_time_ms: time_ms,
-            evidence: digest,
+            evidence: evidence.digest(),
         }
     }
 }
@@ -244,91 +296,103 @@ async fn monitored_cluster(context: deterministic::Context) -> (Cluster, Monitor
     (cluster, monitored)
 }
 
-#[test]
-fn alerts_are_re_executed_from_their_evidence() {
-    run("evidence", 8, |context| async move {
-        let (cluster, mut monitored) = monitored_cluster(context).await;
-        let chain_id = cluster.genesis.chain_id;
-
-        // 37.60 °C is a warning; an alert that claims it is critical is refuted on submission.
-        let (level, evidence, digest) = monitored.raise(3760, 1_000);
-        assert_eq!(level, vigil_core::AlertLevel::Warning);
-        let gateway = &cluster.keys.gateways[0];
-        let ledger = cluster.ledger(1).expect("running").clone();
-        let mut rng = cluster.context().child("client");
-        let inflated = Tx::sign(
-            gateway,
-            &chain_id,
-            0,
-            monitored.alert(vigil_core::AlertLevel::Critical, 1_000, digest),
-        );
-        let refused = ledger.submit_with_evidence(&mut rng, inflated, evidence.clone());
-        assert!(
-            matches!(
-                refused,
-                Err(crate::node::SubmitError::Evidence(
-                    crate::evidence::EvidenceError::Refuted(_)
-                ))
-            ),
-            "{refused:?}"
-        );
-        // Evidence that is not the alert's (another reading) does not match its digest.
-        let (_, other_evidence, _) = monitored.raise(3790, 2_000);
-        let honest = Tx::sign(gateway, &chain_id, 0, monitored.alert(level, 1_000, digest));
-        assert!(
-            ledger
-                .submit_with_evidence(&mut rng, honest.clone(), other_evidence)
-                .is_err()
-        );
-        // The honest alert with its own evidence is accepted, gossiped with it and finalized.
-        ledger
-            .submit_with_evidence(&mut rng, honest.clone(), evidence)
-            .expect("an alert its evidence supports is admitted");
-        all_finalized_once(&cluster, std::slice::from_ref(&honest)).await;
-    });
+/// Asserts that `refused` is an evidence refusal whose message names `reason`.
+fn refused_for(refused: Result<TxId, crate::node::SubmitError>, reason: &str, who: usize) {
+    match refused {
+        Err(crate::node::SubmitError::Evidence(error)) if error.to_string().contains(reason) => {}
+        other => panic!("validator {who}: expected a refusal for {reason:?}, got {other:?}"),
+    }
 }
 
 #[test]
-fn a_validator_proposing_an_alert_its_evidence_refutes_is_rejected() {
-    run("evidence_byzantine", 9, |context| async move {
+fn every_validator_refuses_an_alert_no_device_signed_reading_supports() {
+    run("evidence", 8, |context| async move {
         let (cluster, mut monitored) = monitored_cluster(context).await;
         let chain_id = cluster.genesis.chain_id;
-
-        // Validator 0 takes an inflated alert without evidence (as a colluding validator
-        // would) and proposes it when it leads; the others hold the evidence, which refutes it.
-        let (level, evidence, digest) = monitored.raise(3760, 1_000);
-        assert_eq!(level, vigil_core::AlertLevel::Warning);
-        for i in 1..4 {
-            cluster
-                .ledger(i)
-                .expect("running")
-                .hold_evidence(digest, evidence.clone());
-        }
-        let inflated = Tx::sign(
-            &cluster.keys.gateways[0],
-            &chain_id,
-            0,
-            monitored.alert(vigil_core::AlertLevel::Critical, 1_000, digest),
-        );
+        let gateway = &cluster.keys.gateways[0];
         let mut rng = cluster.context().child("client");
+        let sign = |nonce: u64, body: TxBody| Tx::sign(gateway, &chain_id, nonce, body);
+
+        // 37.60 °C from the bound thermometer is a warning, and its evidence says so.
+        let (level, evidence) = monitored.raise(3760, 1_000);
+        assert_eq!(level, vigil_core::AlertLevel::Warning);
+        // Forgeries, each with its own evidence digest so that only the named check refuses:
+        // a higher level than the readings give; a reading the device never signed (signed by
+        // a key nobody enrolled); another enrolled device's genuine pack; no evidence at all.
+        let critical = vigil_core::AlertLevel::Critical;
+        let inflated = sign(1, monitored.alert(critical, 1_000, &evidence));
+        let device = monitored.deployment.device.clone();
+        let invented = monitored.pack(device, [66; 32], 3990, 1_500);
+        let invented = monitored.evidence_of(invented);
+        let invented_tx = sign(2, monitored.alert(critical, 1_500, &invented));
+        let (other, other_seed) = monitored.other_device.clone();
+        let foreign = monitored.pack(other, other_seed, 3990, 1_600);
+        let foreign = monitored.evidence_of(foreign);
+        let foreign_tx = sign(3, monitored.alert(critical, 1_600, &foreign));
+        let bare = sign(4, monitored.alert(level, 1_000, &evidence));
+        for i in 0..4 {
+            let ledger = cluster.ledger(i).expect("running").clone();
+            refused_for(
+                ledger.submit_with_evidence(&mut rng, inflated.clone(), evidence.clone()),
+                "the alert claims Critical",
+                i,
+            );
+            refused_for(
+                ledger.submit_with_evidence(&mut rng, invented_tx.clone(), invented.clone()),
+                "not signed by the instance's enrolled device key",
+                i,
+            );
+            refused_for(
+                ledger.submit_with_evidence(&mut rng, foreign_tx.clone(), foreign.clone()),
+                "not from the instance's device",
+                i,
+            );
+            refused_for(ledger.submit(&mut rng, bare.clone()), "no evidence", i);
+            // A genuine pack from more than a day before the block, or from the future.
+            let snapshot = ledger.snapshot();
+            let view = snapshot.state().view();
+            let honest = sign(5, monitored.alert(level, 1_000, &evidence));
+            for (block_ms, reason) in [
+                (
+                    1_000 + crate::evidence::READING_AGE_MAX_MS + 1,
+                    "more than 24 h before",
+                ),
+                (
+                    1_000 - crate::evidence::READING_AHEAD_MAX_MS - 1,
+                    "more than 5 min after",
+                ),
+            ] {
+                let checked =
+                    crate::evidence::check(&view, &honest, &evidence, None, Some(block_ms));
+                assert!(
+                    checked
+                        .as_ref()
+                        .is_err_and(|e| e.to_string().contains(reason)),
+                    "validator {i}: {checked:?}"
+                );
+            }
+        }
+        // The honest alert with its own evidence is accepted, gossiped with it and finalized.
+        let honest = sign(5, monitored.alert(level, 1_000, &evidence));
         cluster
-            .ledger(0)
+            .ledger(1)
             .expect("running")
-            .submit(&mut rng, inflated.clone())
-            .expect("validator 0 admits it without evidence");
-        let txs = anchors(&cluster.keys, &chain_id, 0, 20)
-            .into_iter()
-            .filter(|tx| tx.signer() != inflated.signer())
-            .collect::<Vec<_>>();
-        submit(&cluster, &txs);
-        all_finalized_once(&cluster, &txs).await;
-        let target = min_height(&cluster) + 8;
-        wait_height(&cluster, target).await;
-        for (i, _) in cluster.live() {
-            let ids = finalized_ids(&cluster, i).await;
+            .submit_with_evidence(&mut rng, honest.clone(), evidence.clone())
+            .expect("an alert its evidence supports is admitted");
+        all_finalized_once(&cluster, std::slice::from_ref(&honest)).await;
+        // Replayed in a new transaction, the same evidence raises nothing again.
+        let replay = sign(6, monitored.alert(level, 1_000, &evidence));
+        for i in 0..4 {
+            let ledger = cluster.ledger(i).expect("running").clone();
+            let refused = ledger.submit_with_evidence(&mut rng, replay.clone(), evidence.clone());
             assert!(
-                !ids.contains(&inflated.id()),
-                "validator {i} finalized an alert its evidence refutes"
+                matches!(
+                    refused,
+                    Err(crate::node::SubmitError::Rejected(
+                        crate::state::Rejection::AlertNotNewer { last_ms: 1_000 }
+                    ))
+                ),
+                "validator {i}: {refused:?}"
             );
         }
     });

@@ -102,6 +102,10 @@ pub enum Rejection {
     ReplaceAcrossPersons,
     #[error("level 0 (ok) is not an alert")]
     AlertLevelOk,
+    #[error(
+        "the alert does not follow the instance's latest (reading time {last_ms} ms, same or higher level): a replay or a late copy"
+    )]
+    AlertNotNewer { last_ms: i64 },
     #[error("unknown alert")]
     UnknownAlert,
     #[error("alert is resolved")]
@@ -174,6 +178,20 @@ pub struct DeviceRecord {
     pub person: PersonId,
     pub public_key: [u8; 32],
     pub active: bool,
+}
+
+/// The latest alert an instance raised: a later alert must follow it in (reading time, level).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastAlert {
+    pub reading_time_ms: i64,
+    pub level: AlertLevel,
+}
+
+impl Canon for LastAlert {
+    fn canon(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.reading_time_ms.to_be_bytes());
+        out.push(self.level.code());
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -637,6 +655,7 @@ tables! {
     stats_keys / put_stats_key: Hash => StatsKeyRecord = 12,
     next_anchored / put_next_anchored: PublicKey => u64 = 13,
     verifier_since / put_verifier_since: PublicKey => u64 = 14,
+    last_alerts / put_last_alert: InstanceId => LastAlert = 15,
 }
 
 // Keys of the `counters` table.
@@ -962,6 +981,21 @@ impl<'a> View<'a> {
                 if !device.active {
                     return Err(Rejection::DeviceRevoked);
                 }
+                // A replayed alert (the same signed readings in a new transaction) or an old
+                // one submitted late never follows the instance's latest: alerts of an
+                // instance rise strictly in (reading time, level).
+                let claim = LastAlert {
+                    reading_time_ms: *reading_time_ms,
+                    level: *level,
+                };
+                if let Some(last) = self.last_alerts(instance)
+                    && (last.reading_time_ms, last.level) >= (claim.reading_time_ms, claim.level)
+                {
+                    return Err(Rejection::AlertNotNewer {
+                        last_ms: last.reading_time_ms,
+                    });
+                }
+                writes.push(Write::LastAlert(*instance, claim));
                 writes.push(Write::Alert(
                     tx.id(),
                     AlertRecord {
@@ -1210,6 +1244,7 @@ impl<'a> View<'a> {
             Write::Verdict(k, v) => self.put_verdict().put(k, v),
             Write::StatsKey(k, v) => self.put_stats_key().put(k, v),
             Write::VerifierSince(k, v) => self.put_verifier_since().put(k, v),
+            Write::LastAlert(k, v) => self.put_last_alert().put(k, v),
         }
     }
 }
@@ -1230,6 +1265,7 @@ enum Write {
     Verdict((QueryId, PublicKey), VerdictRecord),
     StatsKey(Hash, StatsKeyRecord),
     VerifierSince(PublicKey, u64),
+    LastAlert(InstanceId, LastAlert),
 }
 
 /// Whether a verdict's `all_valid` agrees with its bitmap, as far as the ledger can tell

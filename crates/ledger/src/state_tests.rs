@@ -141,14 +141,19 @@ impl World {
         (person, device, deployment)
     }
 
+    /// A critical alert on the instance, on a reading later than its last alert's.
     fn alert(&mut self, deployment: &Deployment) -> TxId {
         let gateway = self.gateway.clone();
+        let reading_time_ms = self
+            .view()
+            .last_alerts(&deployment.instance_id())
+            .map_or(1_000, |last| last.reading_time_ms + 1);
         self.run(
             &gateway,
             TxBody::Alert {
                 instance: deployment.instance_id(),
                 level: AlertLevel::Critical,
-                reading_time_ms: 1_000,
+                reading_time_ms,
                 evidence: [9; 32],
             },
         )
@@ -1414,4 +1419,39 @@ fn indexes_agree_with_scans_and_earlier_snapshots_stay_unchanged() {
     assert_eq!(before.devices_of(&ana).filter(|(_, d)| d.active).count(), 1);
     assert!(before.anchors_by(&gateway.public_key()).next().is_none());
     assert_ne!(before.full_digest(), state.full_digest());
+}
+
+#[test]
+fn an_instance_alerts_only_on_later_readings_or_higher_levels() {
+    // A replayed evidence (same reading time, same level) or an older reading raises nothing;
+    // the same reading may escalate, a later one may raise again.
+    let mut world = World::new();
+    let gateway = world.gateway.clone();
+    let (_, _, deployment) = world.monitored(1);
+    let alert = |level, reading_time_ms| TxBody::Alert {
+        instance: deployment.instance_id(),
+        level,
+        reading_time_ms,
+        evidence: [7; 32],
+    };
+    world
+        .run(&gateway, alert(AlertLevel::Warning, 5_000))
+        .expect("first");
+    for (level, time) in [
+        (AlertLevel::Warning, 5_000),
+        (AlertLevel::Critical, 4_999),
+        (AlertLevel::Warning, 1_000),
+    ] {
+        assert_eq!(
+            world.run(&gateway, alert(level, time)),
+            Err(Rejection::AlertNotNewer { last_ms: 5_000 }),
+            "{level:?} at {time}"
+        );
+    }
+    world
+        .run(&gateway, alert(AlertLevel::Critical, 5_000))
+        .expect("escalation on the same reading");
+    world
+        .run(&gateway, alert(AlertLevel::Warning, 5_001))
+        .expect("a later reading");
 }

@@ -178,10 +178,14 @@ impl Node {
         // Contracts see each person's readings in arrival order, after they are stored.
         let drafts = {
             let mut monitor = self.monitor.lock();
-            accepted
-                .iter()
-                .flat_map(|a| monitor.evaluate(a.person, &a.pack.readings))
-                .collect::<Vec<_>>()
+            let drafts = accepted
+                .into_iter()
+                .flat_map(|a| monitor.evaluate(a.person, &std::sync::Arc::new(a.pack)))
+                .collect::<Vec<_>>();
+            self.metrics
+                .alerts_unsupported
+                .inc_by(monitor.take_unsupported());
+            drafts
         };
         for draft in drafts {
             self.submit_alert(draft, received);

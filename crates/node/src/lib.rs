@@ -111,6 +111,9 @@ pub enum LiveEvent {
         person: PersonId,
         instance: String,
         level: u8,
+        /// `device-signed` (re-derived by every validator from the device's signed readings)
+        /// or `attested` (no-signal: the gateway's word, silence cannot be signed).
+        basis: &'static str,
         reading_time_ms: TimestampMs,
         height: u64,
         /// When this node saw the block finalized (ms since the epoch): the dashboard's
@@ -501,11 +504,19 @@ impl Node {
                             .alert_latency
                             .observe(pending.received.elapsed().as_secs_f64());
                     }
+                    let attested = latest.instance(instance).is_some_and(|i| {
+                        i.deployment.kind == vigil_contracts::Kind::NoSignal.name()
+                    });
                     let event = LiveEvent::Alert {
                         id: hex::encode(id.0),
                         person,
                         instance: instance.to_string(),
                         level: level.code(),
+                        basis: if attested {
+                            "attested"
+                        } else {
+                            "device-signed"
+                        },
                         reading_time_ms: *reading_time_ms,
                         height,
                         finalized_ms: now_ms(),
@@ -646,7 +657,14 @@ async fn tick_contracts(node: Arc<Node>) {
     let mut interval = tokio::time::interval(TICK_PERIOD);
     loop {
         interval.tick().await;
-        let drafts = node.monitor.lock().tick(now_ms());
+        let drafts = {
+            let mut monitor = node.monitor.lock();
+            let drafts = monitor.tick(now_ms());
+            node.metrics
+                .alerts_unsupported
+                .inc_by(monitor.take_unsupported());
+            drafts
+        };
         for draft in drafts {
             node.submit_alert(draft, Instant::now());
         }

@@ -29,6 +29,8 @@ pub struct NodeMetrics {
     pub alerts_resubmitted: Counter,
     /// Alerts given up after their resubmissions ran out.
     pub alerts_lost: Counter,
+    /// Raises not submitted: no run of the device's signed packs held re-derives them.
+    pub alerts_unsupported: Counter,
     /// Seconds from a pack's arrival to its alert's finalization.
     pub alert_latency: Histogram,
     pub ledger_height: Gauge,
@@ -44,6 +46,7 @@ impl NodeMetrics {
         let alerts_refused = Counter::default();
         let alerts_resubmitted = Counter::default();
         let alerts_lost = Counter::default();
+        let alerts_unsupported = Counter::default();
         let buckets = [
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ];
@@ -81,6 +84,11 @@ impl NodeMetrics {
             alerts_lost.clone(),
         );
         registry.register(
+            "alerts_unsupported",
+            "Raises not submitted because no held device-signed packs re-derive them",
+            alerts_unsupported.clone(),
+        );
+        registry.register(
             "alert_latency_seconds",
             "From a pack's arrival to its alert's finalization",
             alert_latency.clone(),
@@ -109,6 +117,7 @@ impl NodeMetrics {
             alerts_refused,
             alerts_resubmitted,
             alerts_lost,
+            alerts_unsupported,
             alert_latency,
             ledger_height,
             ehr_records_anchored,

@@ -2,15 +2,17 @@
 //! deployments, and the decision of which evaluations become alert transactions.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use vigil_contracts::{AlertChange, Catalog, Evaluation, Evidence, InstanceId};
-use vigil_core::{AlertLevel, Digest, GeoFix, PersonId, Reading, TimestampMs, Value};
+use vigil_core::senml::SignedPack;
+use vigil_core::{AlertLevel, Digest, GeoFix, PersonId, TimestampMs, Value};
 use vigil_ledger::block::Block;
 pub use vigil_ledger::evidence::contract_deployment;
 use vigil_ledger::tx::{Deployment as LedgerDeployment, InstanceId as LedgerInstanceId, TxBody};
 
 /// An alert to submit: which ledger instance, what level, when, and the digest of the evidence
-/// that re-executes it. The reason stays off the ledger (it names values) and goes only to the
+/// (the device-signed packs, or for no-signal the gateway's attestation) that re-derives it. The reason stays off the ledger (it names values) and goes only to the
 /// operators' live feed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertDraft {
@@ -19,8 +21,8 @@ pub struct AlertDraft {
     pub level: AlertLevel,
     pub reading_time_ms: TimestampMs,
     pub evidence: Digest,
-    /// What re-executes the alert: handed to the validator beside the transaction, never
-    /// stored on the ledger (it holds the reading).
+    /// What re-derives the alert: handed to the validator beside the transaction, never
+    /// stored on the ledger (it holds the readings).
     pub evidence_body: Evidence,
     pub reason: serde_json::Value,
 }
@@ -33,6 +35,9 @@ pub struct Monitor {
     /// Each person's latest position fix, as their geofence contracts saw it: what the
     /// operators' map shows. One entry per registered person at most.
     positions: HashMap<PersonId, (TimestampMs, GeoFix)>,
+    /// Raises that no held packs re-derive (logged, not submitted), since the last
+    /// [`Monitor::take_unsupported`].
+    unsupported: u64,
 }
 
 impl Monitor {
@@ -100,10 +105,10 @@ impl Monitor {
         }
     }
 
-    /// Evaluates a person's new readings; returns the alerts to submit.
-    pub fn evaluate(&mut self, person: PersonId, readings: &[Reading]) -> Vec<AlertDraft> {
-        let mut drafts = Vec::new();
-        for reading in readings {
+    /// Evaluates a person's new device-signed pack (its readings in order); returns the alerts
+    /// to submit, each with the packs that re-derive it.
+    pub fn evaluate(&mut self, person: PersonId, pack: &Arc<SignedPack>) -> Vec<AlertDraft> {
+        for reading in &pack.readings {
             if let Value::Position(fix) = reading.value {
                 let latest = self
                     .positions
@@ -113,11 +118,17 @@ impl Monitor {
                     *latest = (reading.time_ms, fix);
                 }
             }
-            for evaluation in self.catalog.evaluate(&person, reading) {
-                drafts.extend(self.draft(person, reading.time_ms, evaluation));
-            }
         }
-        drafts
+        let evaluations = self.catalog.evaluate_pack(&person, pack);
+        evaluations
+            .into_iter()
+            .filter_map(|evaluation| self.draft(person, evaluation))
+            .collect()
+    }
+
+    /// How many raises no held packs supported since the last call (each was logged).
+    pub fn take_unsupported(&mut self) -> u64 {
+        std::mem::take(&mut self.unsupported)
     }
 
     /// Every person's latest position fix and its time.
@@ -138,17 +149,12 @@ impl Monitor {
             .into_iter()
             .filter_map(|evaluation| {
                 let person = self.catalog.deployment(&evaluation.instance)?.person;
-                self.draft(person, now_ms, evaluation)
+                self.draft(person, evaluation)
             })
             .collect()
     }
 
-    fn draft(
-        &self,
-        person: PersonId,
-        time_ms: TimestampMs,
-        evaluation: Evaluation,
-    ) -> Option<AlertDraft> {
+    fn draft(&mut self, person: PersonId, evaluation: Evaluation) -> Option<AlertDraft> {
         let update = evaluation.alert?;
         if !matches!(
             update.change,
@@ -157,13 +163,22 @@ impl Monitor {
             return None;
         }
         let outcome = evaluation.outcome.ok()?;
-        let (evidence_body, evidence) = evaluation.evidence?;
+        let instance = *self.to_ledger.get(&evaluation.instance)?;
+        let evidence_body: Evidence = match evaluation.evidence? {
+            Ok(evidence) => evidence,
+            Err(error) => {
+                self.unsupported += 1;
+                tracing::warn!(%instance, level = ?outcome.level, %error,
+                    "alert not submitted: no run of the device's signed packs held re-derives it");
+                return None;
+            }
+        };
         Some(AlertDraft {
-            instance: *self.to_ledger.get(&evaluation.instance)?,
+            instance,
             person,
             level: outcome.level,
-            reading_time_ms: time_ms,
-            evidence,
+            reading_time_ms: update.alert.updated_ms,
+            evidence: evidence_body.digest(),
             evidence_body,
             reason: serde_json::to_value(&outcome.reason).unwrap_or_default(),
         })

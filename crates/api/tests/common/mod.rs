@@ -17,7 +17,15 @@ use vigil_node::{MqttMode, NodeConfig};
 pub const LOOPBACK: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
 pub const WAIT: Duration = Duration::from_secs(40);
-pub const T0_MS: i64 = 1_700_000_000_000;
+/// The tests' first reading time: an hour ago, fixed for the whole test binary. Readings must
+/// be recent: an alert resting on a reading more than 24 h before the block is refused as stale
+/// (`vigil_ledger::evidence::READING_AGE_MAX_MS`), and one beyond the node's clock plus its skew
+/// as from the future; an hour leaves room for tests that step minutes ahead.
+pub fn t0_ms() -> i64 {
+    static T0: std::sync::LazyLock<i64> =
+        std::sync::LazyLock::new(|| vigil_node::now_ms() - 3_600_000);
+    *T0
+}
 
 pub fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")

@@ -154,12 +154,68 @@ pub struct UnverifiedPack {
 }
 
 /// A pack whose signature verified with the device's key.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// It also travels as alert evidence (serde: the typed readings and the signature in
+/// base64url), and whoever receives it that way checks the signature again with
+/// [`SignedPack::signed_by`]: a deserialized pack is only a claim until then.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SignedPack {
     pub device: DeviceId,
     pub sequence: u64,
+    #[serde(with = "signature_base64url")]
     pub signature: [u8; 64],
     pub readings: Vec<Reading>,
+}
+
+impl SignedPack {
+    /// The bytes its device signed (see [`signed_message`]).
+    pub fn signed_message(&self) -> Vec<u8> {
+        signed_message(&self.device, self.sequence, &self.readings)
+    }
+
+    /// Whether `key` signed this pack (strict Ed25519 verification), and every reading names
+    /// the pack's device (the signature covers the pack's device, not each reading's copy).
+    pub fn signed_by(&self, key: &DevicePublicKey) -> bool {
+        self.readings.iter().all(|r| r.device == self.device)
+            && key.verify(&self.signed_message(), &self.signature)
+    }
+
+    /// The index of the first pack `key` did not sign, if any: one batch equation for all,
+    /// then each only when the batch fails.
+    pub fn first_not_signed_by(packs: &[&SignedPack], key: &DevicePublicKey) -> Option<usize> {
+        let messages: Vec<Vec<u8>> = packs.iter().map(|p| p.signed_message()).collect();
+        let items: Vec<crate::keys::SignedMessage<'_>> = messages
+            .iter()
+            .zip(packs)
+            .map(|(message, pack)| (message.as_slice(), &pack.signature, key))
+            .collect();
+        let devices_agree = packs
+            .iter()
+            .all(|p| p.readings.iter().all(|r| r.device == p.device));
+        if devices_agree && !items.is_empty() && DevicePublicKey::verify_batch(&items) {
+            return None;
+        }
+        packs.iter().position(|pack| !pack.signed_by(key))
+    }
+}
+
+mod signature_base64url {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    pub fn serialize<S: serde::Serializer>(sig: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)?;
+        <[u8; 64]>::try_from(bytes.as_slice())
+            .map_err(|_| serde::de::Error::custom("a signature is 64 bytes"))
+    }
 }
 
 impl UnverifiedPack {

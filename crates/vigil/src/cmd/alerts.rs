@@ -41,7 +41,12 @@ pub struct BenchArgs {
 const WAIT: Duration = Duration::from_secs(120);
 /// Longer than one read at the largest limit and its rest, in a debug build.
 const STORM_DRAIN: Duration = Duration::from_secs(4);
-const T0_MS: i64 = 1_700_000_000_000;
+/// First reading time: six hours ago, so the stored readings (one a second, at most
+/// `READ_LIMIT_MAX` of them) end before now, and the fevers stay within the ledger's 24 h
+/// recency bound for alert evidence.
+fn t0_ms() -> i64 {
+    vigil_node::now_ms() - 6 * 3_600_000
+}
 /// Readings per pack stored for the read patient.
 const STORED_PER_PACK: usize = 100;
 
@@ -280,7 +285,7 @@ fn store_readings(node: &Node, person: &Person, count: usize) -> anyhow::Result<
     for pack in 0..count.div_ceil(STORED_PER_PACK) {
         let mut draft = PackDraft::new(person.device.clone(), pack as u64 + 1);
         for r in 0..STORED_PER_PACK {
-            let t = T0_MS + ((pack * STORED_PER_PACK + r) as i64) * 1_000;
+            let t = t0_ms() + ((pack * STORED_PER_PACK + r) as i64) * 1_000;
             draft.push(Metric::BodyTemperature, t, Value::Scalar(3_650));
         }
         let reply = node.ingest(Some(person.id), &draft.sign(&person.key).to_json(), "bench");
@@ -303,7 +308,7 @@ async fn time_fevers(
     let mut latencies_ms = Vec::with_capacity(people.len());
     for person in people {
         let mut draft = PackDraft::new(person.device.clone(), 1);
-        draft.push(Metric::BodyTemperature, T0_MS, Value::Scalar(3_920));
+        draft.push(Metric::BodyTemperature, t0_ms(), Value::Scalar(3_920));
         let bytes = draft.sign(&person.key).to_json();
         let sent = Instant::now();
         client

@@ -250,8 +250,10 @@ fn reason_json(
             if let Some(update) = &e.alert {
                 item["alert"] = json!(update);
             }
-            if let Some((_, digest)) = &e.evidence {
-                item["evidence_digest"] = json!(hex::encode(digest));
+            // Offline readings are not device-signed, so they are no evidence; only a no-signal
+            // raise (the gateway's attestation) has one here.
+            if let Some(Ok(evidence)) = &e.evidence {
+                item["evidence_digest"] = json!(hex::encode(evidence.digest()));
             }
             item
         })

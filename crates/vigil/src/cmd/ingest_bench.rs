@@ -60,7 +60,6 @@ pub struct IngestBenchReport {
 }
 
 const WAIT: Duration = Duration::from_secs(120);
-const T0_MS: i64 = 1_700_000_000_000;
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) -> Result<(), String> {
     let deadline = Instant::now() + WAIT;
@@ -140,6 +139,10 @@ pub async fn ingest(
     let mut rounds_per_s = Vec::with_capacity(config.rounds);
     let mut readings = 0;
     let packs_per_device = config.packs.div_ceil(people.len()) as u64;
+    // A minute per sequence number, ending before now: the last fevers are recent (alert
+    // evidence older than 24 h before the block is refused) and none is from the future.
+    let sequences = config.rounds.max(1) as u64 * packs_per_device + config.alerts as u64 + 2;
+    let t0_ms = vigil_node::now_ms() - i64::try_from(sequences).unwrap_or(i64::MAX / 2) * 60_000;
     for round in 0..config.rounds.max(1) as u64 {
         let first_sequence = round * packs_per_device + 1;
         let mut packs: Vec<(PersonId, Vec<u8>)> = Vec::with_capacity(config.packs);
@@ -148,7 +151,7 @@ pub async fn ingest(
             let sequence = first_sequence + (i / people.len()) as u64;
             let mut draft = PackDraft::new(device.clone(), sequence);
             for r in 0..config.readings_per_pack {
-                let t = T0_MS + (sequence as i64) * 60_000 + r as i64 * 1_000;
+                let t = t0_ms + (sequence as i64) * 60_000 + r as i64 * 1_000;
                 draft.push(
                     Metric::BodyTemperature,
                     t,
@@ -236,7 +239,7 @@ pub async fn ingest(
         draft.push(
             Metric::BodyTemperature,
             // After every throughput reading.
-            T0_MS + (sequence as i64 + 1) * 60_000,
+            t0_ms + (sequence as i64 + 1) * 60_000,
             Value::Scalar(3_920),
         );
         let bytes = draft.sign(key).to_json();

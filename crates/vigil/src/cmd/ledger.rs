@@ -59,8 +59,23 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         println!("  seconds            {:.2}", report.seconds);
         println!("  wall seconds       {:.2}", wall.elapsed().as_secs_f64());
         println!(
-            "mode=loopback validators=4 alerts={} tx_per_s={:.0} p50_ms={:.0} p99_ms={:.0}",
-            report.alerts, report.tx_per_s, report.p50_ms, report.p99_ms
+            "  evidence           {:.0} bytes per alert, gossiped; every validator re-derives it",
+            report.evidence_bytes_per_alert
+        );
+        if let Some(share) = report.evidence_cpu_share {
+            println!(
+                "  evidence CPU       {:.1} % of the process's CPU time (4 validators)",
+                share * 100.0
+            );
+        }
+        println!(
+            "mode=loopback validators=4 alerts={} tx_per_s={:.0} p50_ms={:.0} p99_ms={:.0} evidence_bytes_per_alert={:.0} evidence_cpu_share={:.3}",
+            report.alerts,
+            report.tx_per_s,
+            report.p50_ms,
+            report.p99_ms,
+            report.evidence_bytes_per_alert,
+            report.evidence_cpu_share.unwrap_or(0.0)
         );
         return Ok(());
     }
@@ -74,10 +89,18 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     println!("  blocks             {}", report.blocks);
     println!("  simulated seconds  {:.2}", report.seconds);
     println!("  wall seconds       {:.2}", wall.elapsed().as_secs_f64());
+    println!(
+        "  evidence           {:.0} bytes per alert, gossiped; every validator re-derives it",
+        report.evidence_bytes_per_alert
+    );
     println!("  (simulated time: CPU cost does not advance the clock)");
     println!(
-        "mode=simulated validators=4 alerts={} tx_per_s={:.0} p50_ms={:.0} p99_ms={:.0}",
-        report.alerts, report.tx_per_s, report.p50_ms, report.p99_ms
+        "mode=simulated validators=4 alerts={} tx_per_s={:.0} p50_ms={:.0} p99_ms={:.0} evidence_bytes_per_alert={:.0}",
+        report.alerts,
+        report.tx_per_s,
+        report.p50_ms,
+        report.p99_ms,
+        report.evidence_bytes_per_alert
     );
     Ok(())
 }

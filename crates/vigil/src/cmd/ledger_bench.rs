@@ -1,6 +1,8 @@
-//! Throughput and latency of alert transactions through 4 validators on the simulated network
-//! (`vigil bench ledger`). Time is simulated: CPU cost does not advance the clock, so the
-//! figures measure the protocol (rounds, links, block sizes), not this machine.
+//! Throughput and latency of alert transactions through 4 validators (`vigil bench ledger`),
+//! on the production path: each alert is submitted with its device-signed evidence
+//! (`submit_with_evidence`), gossiped with it, and re-derived by every validator. In the
+//! simulated mode time is simulated: CPU cost does not advance the clock, so the figures
+//! measure the protocol (rounds, links, block sizes); the loopback mode runs in real time.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
@@ -51,6 +53,11 @@ pub struct BenchReport {
     pub tx_per_s: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Mean evidence bytes gossiped with each alert.
+    pub evidence_bytes_per_alert: f64,
+    /// Share of the process's CPU time spent checking evidence (signatures, re-derivation),
+    /// over the submission-to-last-finalization run; loopback only (simulated time has no CPU).
+    pub evidence_cpu_share: Option<f64>,
 }
 
 fn setup_txs(keys: &Keys, chain_id: &[u8; 32], people: usize) -> (Vec<Tx>, Vec<Deployment>) {
@@ -82,13 +89,11 @@ fn setup_txs(keys: &Keys, chain_id: &[u8; 32], people: usize) -> (Vec<Tx>, Vec<D
             14,
         ]);
         let device: DeviceId = format!("bench-{i}").parse().expect("valid id");
-        let mut seed = [7u8; 32];
-        seed[0] = i as u8;
         txs.push(sign(TxBody::RegisterPerson { person }));
         txs.push(sign(TxBody::EnrollDevice {
             person,
             device: device.clone(),
-            public_key: DeviceKey::from_seed(seed).public().to_bytes(),
+            public_key: device_key(i).public().to_bytes(),
         }));
         let deployment = Deployment::new(
             person,
@@ -108,36 +113,83 @@ fn setup_txs(keys: &Keys, chain_id: &[u8; 32], people: usize) -> (Vec<Tx>, Vec<D
     (txs, deployments)
 }
 
+/// One alert as a node submits it: the index of the gateway that signed it, the transaction
+/// and the device-signed evidence that re-derives it (one pack with a critical temperature,
+/// signed by the instance's enrolled key).
+type AlertWithEvidence = (usize, Tx, vigil_contracts::Evidence);
+
+/// The device key `setup_txs` enrolls for person `i`.
+fn device_key(i: usize) -> DeviceKey {
+    let mut seed = [7u8; 32];
+    seed[0] = i as u8;
+    DeviceKey::from_seed(seed)
+}
+
 /// `count` critical alerts, round robin over the gateways (each in nonce order) and the
-/// deployed instances.
+/// deployed instances, each on a later reading of its instance's device (from `base_ms`, so
+/// readings are recent for the block times of the run). Each instance's alerts come from one
+/// gateway, as a person's device talks to one node: an instance's alerts must be finalized in
+/// reading order (`Rejection::AlertNotNewer`), which only one signer's nonce order guarantees.
 fn sign_alerts(
     keys: &Keys,
     chain_id: &[u8; 32],
     deployments: &[Deployment],
     count: usize,
-) -> Vec<Tx> {
+    base_ms: i64,
+) -> Vec<AlertWithEvidence> {
     let per_gateway = count.div_ceil(keys.gateways.len());
-    let mut alerts: Vec<Tx> = Vec::with_capacity(count);
+    let device_keys: Vec<DeviceKey> = (0..deployments.len()).map(device_key).collect();
+    let mut raised = vec![0u64; deployments.len()];
+    let mut alerts = Vec::with_capacity(count);
     for n in 0..per_gateway {
         for (g, gateway) in keys.gateways.iter().enumerate() {
             if alerts.len() >= count {
                 break;
             }
-            let deployment = &deployments[(n + g) % deployments.len()];
-            alerts.push(Tx::sign(
+            let gateways = keys.gateways.len();
+            let own = deployments.len().div_ceil(gateways);
+            let d = (g + gateways * (n % own)) % deployments.len();
+            let deployment = &deployments[d];
+            raised[d] += 1;
+            let time_ms = base_ms + raised[d] as i64;
+            let mut draft = vigil_core::senml::PackDraft::new(deployment.device.clone(), raised[d]);
+            draft.push(
+                vigil_core::Metric::BodyTemperature,
+                time_ms,
+                vigil_core::Value::Scalar(3900),
+            );
+            let contract = vigil_ledger::evidence::contract_deployment(deployment)
+                .expect("the bench's parameters are readable");
+            let evidence = vigil_contracts::Evidence::DeviceSigned {
+                instance: contract.id(),
+                packs: vec![draft.sign(&device_keys[d])],
+                last_pack_readings: 1,
+                tick_ms: None,
+            };
+            let tx = Tx::sign(
                 gateway,
                 chain_id,
                 n as u64,
                 TxBody::Alert {
                     instance: deployment.instance_id(),
                     level: AlertLevel::Critical,
-                    reading_time_ms: n as i64,
-                    evidence: [g as u8; 32],
+                    reading_time_ms: time_ms,
+                    evidence: evidence.digest(),
                 },
-            ));
+            );
+            alerts.push((g, tx, evidence));
         }
     }
     alerts
+}
+
+/// Mean bytes of evidence gossiped per alert (as `vigil_ledger::evidence::encode` sends it).
+fn evidence_bytes_per_alert(alerts: &[AlertWithEvidence]) -> f64 {
+    let total: usize = alerts
+        .iter()
+        .map(|(_, _, e)| vigil_ledger::evidence::encode(e).len())
+        .sum();
+    total as f64 / alerts.len().max(1) as f64
 }
 
 /// Throughput from the first submission to the last finalization, and the latency
@@ -162,6 +214,8 @@ fn summarize(
         tx_per_s: latencies.len() as f64 / seconds.max(f64::EPSILON),
         p50_ms: percentile(&latencies, 0.50),
         p99_ms: percentile(&latencies, 0.99),
+        evidence_bytes_per_alert: 0.0,
+        evidence_cpu_share: None,
     }
 }
 
@@ -171,6 +225,33 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     }
     let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
+}
+
+/// Milliseconds since the Unix epoch of a runtime's clock reading.
+fn epoch_ms(t: SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64
+}
+
+/// User plus system CPU seconds of this process so far (Linux `/proc/self/stat`, in clock
+/// ticks of 1/100 s); 0 where it cannot be read.
+fn process_cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: state is field 3, utime 14, stime 15.
+    let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn ms_since(a: SystemTime, b: SystemTime) -> f64 {
@@ -207,7 +288,14 @@ pub fn simulated(config: BenchConfig) -> BenchReport {
             cluster.context().sleep(Duration::from_millis(50)).await;
         }
         // Sign every alert up front (signing is the devices' and gateways' work, not ours).
-        let alerts = sign_alerts(&cluster.keys, &chain_id, &deployments, config.alerts);
+        let base_ms = epoch_ms(cluster.context().current());
+        let alerts = sign_alerts(
+            &cluster.keys,
+            &chain_id,
+            &deployments,
+            config.alerts,
+            base_ms,
+        );
         // Finalization times, observed at validator 1.
         let observed = cluster.ledger(1).expect("running");
         let mut finalized = observed.follow(observed.snapshot().height() + 1);
@@ -230,24 +318,27 @@ pub fn simulated(config: BenchConfig) -> BenchReport {
             }
             let _ = done_tx.send((times, blocks));
         });
-        // Submit at the configured rate, in 10 ms ticks, round robin over the validators.
+        // Submit at the configured rate, in 10 ms ticks.
         const TICK: Duration = Duration::from_millis(10);
         let per_tick = (config.rate_per_s / 100).max(1);
         let mut submitted: HashMap<TxId, SystemTime> = HashMap::with_capacity(alerts.len());
         let start = cluster.context().current();
-        for (i, chunk) in alerts.chunks(per_tick).enumerate() {
+        for chunk in alerts.chunks(per_tick) {
             let now = cluster.context().current();
-            let target = cluster.ledger(i % cluster.len()).expect("running");
-            for tx in chunk {
+            // Each gateway (a node) submits to its own validator, in nonce order.
+            for (g, tx, evidence) in chunk {
                 submitted.insert(tx.id(), now);
-            }
-            for r in target.submit_many(&mut rng, chunk.to_vec()) {
-                r.expect("alert admitted");
+                let target = cluster.ledger(g % cluster.len()).expect("running");
+                target
+                    .submit_with_evidence(&mut rng, tx.clone(), evidence.clone())
+                    .expect("alert admitted with its evidence");
             }
             cluster.context().sleep(TICK).await;
         }
         let (times, blocks) = done_rx.await.expect("observer");
-        let _ = sender.send(summarize(&submitted, &times, blocks, start));
+        let mut report = summarize(&submitted, &times, blocks, start);
+        report.evidence_bytes_per_alert = evidence_bytes_per_alert(&alerts);
+        let _ = sender.send(report);
     });
     receiver.recv().expect("bench report")
 }
@@ -277,7 +368,14 @@ pub fn loopback(config: BenchConfig, dir: &std::path::Path, timeout: Duration) -
             assert!(context.current() < deadline, "setup not finalized");
             context.sleep(Duration::from_millis(20)).await;
         }
-        let alerts = sign_alerts(&cluster.keys, &chain_id, &deployments, config.alerts);
+        let base_ms = epoch_ms(context.current());
+        let alerts = sign_alerts(
+            &cluster.keys,
+            &chain_id,
+            &deployments,
+            config.alerts,
+            base_ms,
+        );
         let mut finalized = cluster.ledgers[1].follow(cluster.ledgers[1].snapshot().height() + 1);
         let (done_tx, done_rx) = futures::channel::oneshot::channel();
         let wanted = alerts.len();
@@ -306,22 +404,30 @@ pub fn loopback(config: BenchConfig, dir: &std::path::Path, timeout: Duration) -
         let per_tick = (config.rate_per_s / 100).max(1);
         let mut submitted: HashMap<TxId, SystemTime> = HashMap::with_capacity(alerts.len());
         let start = context.current();
+        let cpu_before = process_cpu_s();
+        let evidence_before = vigil_ledger::evidence::checking_time();
         for (i, chunk) in alerts.chunks(per_tick).enumerate() {
             let now = context.current();
-            for tx in chunk {
+            // Each gateway (a node) submits to its own validator, in nonce order.
+            for (g, tx, evidence) in chunk {
                 submitted.insert(tx.id(), now);
-            }
-            let target = &cluster.ledgers[i % cluster.ledgers.len()];
-            for r in target.submit_many(&mut context, chunk.to_vec()) {
-                r.expect("alert admitted");
+                let target = &cluster.ledgers[g % cluster.ledgers.len()];
+                target
+                    .submit_with_evidence(&mut context, tx.clone(), evidence.clone())
+                    .expect("alert admitted with its evidence");
             }
             // Pace by the schedule, not by the tick, so slow submission does not lower the rate.
             let due = start + TICK * (i as u32 + 1);
             context.sleep_until(due).await;
         }
         let (times, blocks) = done_rx.await.expect("observer");
+        let evidence_s = (vigil_ledger::evidence::checking_time() - evidence_before).as_secs_f64();
+        let cpu_s = process_cpu_s() - cpu_before;
         cluster.shutdown();
-        summarize(&submitted, &times, blocks, start)
+        let mut report = summarize(&submitted, &times, blocks, start);
+        report.evidence_bytes_per_alert = evidence_bytes_per_alert(&alerts);
+        report.evidence_cpu_share = (cpu_s > 0.0).then(|| evidence_s / cpu_s);
+        report
     })
 }
 
