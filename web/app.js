@@ -104,6 +104,11 @@ function describeReason(reason) {
     const [scale, unit] = METRIC_UNITS[reason.metric];
     return `${reason.metric.replaceAll("-", " ")} ${reason.value / scale} ${unit} (${String(reason.band).replaceAll("-", " ")})`;
   }
+  if (reason.kind === "no-signal") {
+    const minutes = reason.silence_ms === null || reason.silence_ms === undefined ? null : Math.floor(reason.silence_ms / 60_000);
+    const last = reason.last_seen_ms ? `last reading at ${time(reason.last_seen_ms)}` : "no reading yet";
+    return minutes === null ? `no signal: ${last}` : `no signal for ${minutes} min (${last})`;
+  }
   if (reason.kind === "heart-rhythm" && reason.irregular_permille !== undefined && reason.irregular_permille !== null) {
     return `RR irregularity ${reason.irregular_permille / 10} %${reason.irregular ? ": irregular rhythm" : ""}`;
   }

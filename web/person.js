@@ -137,9 +137,35 @@ function renderCharts() {
   box.replaceChildren(...charts.map((c) => chart(c, page.obs.filter((r) => r.metric === c.metric && typeof r.value === "number"))));
 }
 
+/** Round tick values within [lo, hi]: the smallest step of 1, 2 or 5 times a power of ten that
+ * is at least a fifth of the span, so 2 to 6 ticks (usually 4 or 5). */
+export function niceTicks(lo, hi) {
+  const span = hi - lo;
+  if (!(span > 0) || !Number.isFinite(span)) return [lo];
+  const raw = span / 5;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) ?? 10 * power;
+  const ticks = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+    ticks.push(Math.round(v / step) * step);
+  }
+  return ticks;
+}
+
+/** Decimal places a tick step needs (0.5 → 1, 0.25 → 2, 20 → 0). */
+function decimals(step) {
+  for (let d = 0; d < 6; d++) if (Math.abs(Math.round(step * 10 ** d) - step * 10 ** d) < 1e-6) return d;
+  return 6;
+}
+
+/** A time of day in the operator's time zone, to the minute. */
+function clock(t) {
+  return new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
 /** One SVG line chart with its axes, latest value and threshold lines. */
 function chart(c, points) {
-  const W = 360, H = 150, L = 44, R = 8, T = 10, B = 22;
+  const W = 360, H = 156, L = 44, R = 8, T = 18, B = 22;
   const limits = limitsFor(c.metric);
   const latest = points.at(-1);
   const figure = el("figure", { class: "chart", "data-metric": c.metric });
@@ -160,20 +186,26 @@ function chart(c, points) {
   const x = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
   const y = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
   const path = points.map((p, i) => `${i ? "L" : "M"}${x(p.t).toFixed(1)},${y(p.value).toFixed(1)}`).join("");
-  const ticks = [lo + pad, (lo + hi) / 2, hi - pad];
+  const ticks = niceTicks(lo, hi);
+  const stepDigits = Math.max(c.digits, ticks.length > 1 ? decimals(ticks[1] - ticks[0]) : 0);
+  const times = [t0, (t0 + t1) / 2, t1];
   const picture = svg("svg", { viewBox: `0 0 ${W} ${H}`, role: "img",
     "aria-label": `${c.title}: ${points.length} readings, latest ${latest.value.toFixed(c.digits)} ${c.unit}, range ${Math.min(...points.map((p) => p.value)).toFixed(c.digits)} to ${Math.max(...points.map((p) => p.value)).toFixed(c.digits)}` },
     svg("rect", { x: L, y: T, width: W - L - R, height: H - T - B, fill: "#fff", stroke: "#d0d5db" }),
     ticks.map((v) => [
-      svg("line", { x1: L - 3, x2: W - R, y1: y(v), y2: y(v), stroke: "#eef0f3" }),
-      svg("text", { x: L - 5, y: y(v) + 4, "text-anchor": "end", class: "axis" }, v.toFixed(c.digits)),
+      svg("line", { x1: L - 3, x2: W - R, y1: y(v), y2: y(v), stroke: "#e3e6ea", class: "grid" }),
+      svg("text", { x: L - 5, y: y(v) + 4, "text-anchor": "end", class: "axis tick" }, v.toFixed(stepDigits)),
     ]),
+    svg("text", { x: L, y: T - 6, class: "axis unit" }, c.unit),
     limits.map((l) => svg("line", { x1: L, x2: W - R, y1: y(l.value), y2: y(l.value),
       stroke: l.critical ? "#c62828" : "#e0a800", "stroke-dasharray": "4 3" },
       svg("title", {}, `${l.label} ${l.value} ${c.unit}`))),
     svg("path", { d: path, fill: "none", stroke: "#12355b", "stroke-width": 1.5 }),
-    svg("text", { x: L, y: H - 6, class: "axis" }, time(t0)),
-    svg("text", { x: W - R, y: H - 6, "text-anchor": "end", class: "axis" }, "now"));
+    times.map((t, i) => [
+      svg("line", { x1: x(t), x2: x(t), y1: H - B, y2: H - B + 3, stroke: "#8a939e" }),
+      svg("text", { x: x(t), y: H - 6, "text-anchor": ["start", "middle", "end"][i], class: "axis tick" },
+        i === 2 ? "now" : clock(t)),
+    ]));
   figure.append(caption, picture);
   return figure;
 }
@@ -209,10 +241,19 @@ function recordRow(r) {
     el("td", {}, el("button", { type: "button", onclick: () => verifyRecord(r.record, result, r.id) }, "Verify"), " ", result));
 }
 
+/** UCUM units as people read them. */
+const FRIENDLY_UNITS = { Cel: "°C", "/min": "per minute", "beat/min": "beats/min", "{beat}/min": "beats/min",
+  "{breath}/min": "breaths/min", "%": "%", "mm[Hg]": "mmHg", ms: "ms" };
+const METRIC_WORDS = { "body-temperature": "temperature", "heart-rate": "heart rate", spo2: "SpO₂",
+  "respiration-rate": "respiration", "rr-interval": "RR interval", "systolic-bp": "systolic pressure" };
+
 function describe(r) {
-  const unit = r.o.valueQuantity?.unit ?? "";
-  if (typeof r.value === "number") return `${r.metric} ${r.value} ${unit}`;
-  if (r.o.component) return `${r.metric}: ` + r.o.component.map((c) => `${c.valueQuantity?.value ?? ""}`).join(", ");
+  const ucum = r.o.valueQuantity?.code ?? r.o.valueQuantity?.unit ?? "";
+  const unit = r.metric === "respiration-rate" && ucum === "/min" ? "breaths/min"
+    : r.metric === "heart-rate" && ucum === "/min" ? "beats/min" : FRIENDLY_UNITS[ucum] ?? ucum;
+  const what = METRIC_WORDS[r.metric] ?? r.metric;
+  if (typeof r.value === "number") return `${what} ${r.value} ${unit}`;
+  if (r.o.component) return `${what}: ` + r.o.component.map((c) => `${c.valueQuantity?.value ?? ""}`).join(", ");
   return r.metric;
 }
 

@@ -5,8 +5,11 @@
 //    health record against its anchor;
 //  - a patient sees only their own data: the page shows no one else, and the API refuses
 //    every other person's data;
-//  - a doctor runs a private statistics query and sees a verified result (skipped, with a
-//    note, when the demo serves no private statistics).
+//  - a doctor runs a private statistics query and sees a verified result (a demo without
+//    private statistics fails);
+//  - the fever alert is labelled device-signed, the temperature chart labels its axis, and
+//    axe-core finds no serious or critical violation on the login, alerts, map, person, ledger,
+//    people and queries pages.
 // Screenshots of the main pages, at 1280×800 and at phone width, go to ./artifacts (git-ignored).
 //
 //   VIGIL_BIN=../../target/debug/vigil node demo.test.mjs
@@ -14,13 +17,17 @@
 // Uses playwright-core with Debian's chromium (CHROMIUM=/usr/bin/chromium by default).
 
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
 
 const here = new URL(".", import.meta.url).pathname;
+// axe-core, evaluated in the page through the DevTools protocol (not a script tag: the
+// dashboard's CSP allows only its own scripts, and stays as served).
+const AXE = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 const VIGIL = process.env.VIGIL_BIN ?? resolve(here, "../../target/debug/vigil");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const ARTIFACTS = join(here, "artifacts");
@@ -85,6 +92,18 @@ async function login(page, base, token, who) {
   await page.waitForSelector(`#whoami:text('${who}')`);
 }
 
+/** axe-core on the page as it is now: no violation of impact serious or critical. */
+async function accessible(page, name) {
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { resultTypes: ["violations"] });
+    return result.violations
+      .filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}) at ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(", ")}`);
+  });
+  check(violations.length === 0, `axe-core finds no serious or critical violation on the ${name} page ${violations.join("; ")}`);
+}
+
 /** Calls the API from the page with its session token: the status. */
 function apiStatus(page, path) {
   return page.evaluate(async (p) => {
@@ -104,6 +123,7 @@ async function operator(browser, base, { tokens, person }) {
   await page.press("#token", "Enter");
   await page.waitForSelector("#login-error:text('not recognised')");
   check(true, "a wrong token is refused in plain words");
+  await accessible(page, "login");
 
   await page.fill("#token", tokens.operator);
   await page.click("#login-form button[type=submit]");
@@ -115,7 +135,10 @@ async function operator(browser, base, { tokens, person }) {
   const alert = await page.waitForSelector(fever, { timeout: ALERT_TIMEOUT_MS });
   console.log("alert seen:", (await alert.innerText()).replace(/\s+/g, " "));
   check(/temperature/i.test(await alert.innerText()), "the fever alert names the temperature");
+  check(/device-signed/.test(await alert.innerText()),
+    "the fever alert is labelled device-signed (every validator re-derived it from the thermometer's signed readings)");
   await page.screenshot({ path: join(ARTIFACTS, "alerts.png") });
+  await accessible(page, "alerts");
 
   // Acknowledge it (or any open one if someone else got there) and see the ledger finalize it.
   const open = await page.waitForSelector(`${fever}[data-status=open] button:text('Acknowledge'), li.alert[data-status=open] button:text('Acknowledge')`);
@@ -132,6 +155,7 @@ async function operator(browser, base, { tokens, person }) {
   check(/\d+ k?m/.test(scale ?? ""), `the map draws a scale bar (${scale})`);
   await page.waitForSelector("#map-alerted a");
   await page.screenshot({ path: join(ARTIFACTS, "map.png") });
+  await accessible(page, "map");
   // Keyboard: the canvas takes focus and zooms with "+".
   await page.focus("#map-canvas");
   await page.keyboard.press("+");
@@ -140,9 +164,13 @@ async function operator(browser, base, { tokens, person }) {
   await page.goto(`${base}#person/${person}`);
   await page.waitForSelector('figure.chart[data-metric="body-temperature"] svg path');
   check(true, "the person page charts the temperature");
+  const ticks = await page.$$eval('figure.chart[data-metric="body-temperature"] svg text.tick', (t) => t.map((e) => e.textContent));
+  check(ticks.filter((t) => /^-?\d+(\.\d+)?$/.test(t)).length >= 3, `the temperature chart labels its y-axis (${ticks.join(", ")})`);
+  check((await page.textContent("figure.chart")).includes("°C"), "the chart says °C");
   const form = 'form.instance[data-kind=threshold][data-metric="body-temperature"]';
   await page.waitForSelector(`${form} input[data-field=warning_above]`);
   await page.screenshot({ path: join(ARTIFACTS, "person.png"), fullPage: true });
+  await accessible(page, "person");
   const before = Number(await page.inputValue(`${form} input[data-field=warning_above]`));
   const after = (before + 0.2).toFixed(2);
   await page.fill(`${form} input[data-field=warning_above]`, after);
@@ -173,11 +201,13 @@ async function operator(browser, base, { tokens, person }) {
   const checks = await page.innerText("#block-verify");
   check(/certificate/.test(checks) && /hash link/.test(checks), "the block verifies: hash link, signatures, certificate");
   await page.screenshot({ path: join(ARTIFACTS, "ledger.png"), fullPage: true });
+  await accessible(page, "ledger");
 
   // People, and phone width.
   await page.click("nav a[href='#people']");
   await page.waitForSelector("#people-body a");
   await page.screenshot({ path: join(ARTIFACTS, "people.png") });
+  await accessible(page, "people");
   await page.setViewportSize(PHONE);
   await page.click("nav a[href='#alerts']");
   await page.waitForSelector("li.alert");
@@ -233,6 +263,7 @@ async function doctor(browser, base, { tokens }) {
   await page.waitForSelector("#query-result [data-verified]", { timeout: 200_000 });
   const verified = await page.getAttribute("#query-result [data-verified]", "data-verified");
   await page.screenshot({ path: join(ARTIFACTS, "query.png"), fullPage: true });
+  await accessible(page, "queries");
   check(verified === "true", `the doctor's query result is verified: ${await page.innerText("#query-result")}`);
   await page.close();
 }
