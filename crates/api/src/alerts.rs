@@ -32,18 +32,10 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/api/alerts/{alert}/resolve", post(resolve))
 }
 
-/// What an alert rests on: every validator re-derived it from its device's signed readings,
-/// or (no-signal: silence cannot be signed) it is the gateway's attestation, which validators
-/// can only check for form and time. The ledger allows attestation for no-signal instances only.
+/// What an alert rests on (`vigil_ledger::evidence::alert_basis`): every validator re-derived
+/// it from its device's signed readings, or (no-signal) it is the gateway's attestation.
 fn alert_basis(state: &vigil_ledger::state::State, record: &AlertRecord) -> &'static str {
-    let no_signal = state
-        .instance(&record.instance)
-        .is_some_and(|i| i.deployment.kind == vigil_contracts::Kind::NoSignal.name());
-    if no_signal {
-        "attested"
-    } else {
-        "device-signed"
-    }
+    vigil_ledger::evidence::alert_basis(state.instance(&record.instance))
 }
 
 fn alert_json(id: &AlertId, record: &AlertRecord, basis: &str) -> JsonValue {

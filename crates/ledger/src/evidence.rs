@@ -103,6 +103,19 @@ pub fn decode(bytes: &[u8]) -> Result<Evidence, EvidenceError> {
     serde_json::from_slice(bytes).map_err(|e| EvidenceError::Malformed(e.to_string()))
 }
 
+/// What an instance's alerts rest on, as the API and the live feed name it: `attested` for a
+/// no-signal instance (the only kind whose alerts may be the gateway's attestation: silence
+/// cannot be signed), `device-signed` for every other (re-derived from the device's packs).
+pub fn alert_basis(instance: Option<&crate::state::InstanceRecord>) -> &'static str {
+    let no_signal =
+        instance.is_some_and(|i| i.deployment.kind == vigil_contracts::Kind::NoSignal.name());
+    if no_signal {
+        "attested"
+    } else {
+        "device-signed"
+    }
+}
+
 /// The evidence digest an alert transaction claims, if it is an alert.
 pub fn claimed_digest(tx: &Tx) -> Option<&Hash> {
     match tx.body() {

@@ -504,19 +504,12 @@ impl Node {
                             .alert_latency
                             .observe(pending.received.elapsed().as_secs_f64());
                     }
-                    let attested = latest.instance(instance).is_some_and(|i| {
-                        i.deployment.kind == vigil_contracts::Kind::NoSignal.name()
-                    });
                     let event = LiveEvent::Alert {
                         id: hex::encode(id.0),
                         person,
                         instance: instance.to_string(),
                         level: level.code(),
-                        basis: if attested {
-                            "attested"
-                        } else {
-                            "device-signed"
-                        },
+                        basis: vigil_ledger::evidence::alert_basis(latest.instance(instance)),
                         reading_time_ms: *reading_time_ms,
                         height,
                         finalized_ms: now_ms(),
