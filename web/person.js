@@ -137,18 +137,22 @@ function renderCharts() {
   box.replaceChildren(...charts.map((c) => chart(c, page.obs.filter((r) => r.metric === c.metric && typeof r.value === "number"))));
 }
 
-/** Round tick values within [lo, hi]: the smallest step of 1, 2 or 5 times a power of ten that
- * is at least a fifth of the span, so 2 to 6 ticks (usually 4 or 5). */
-export function niceTicks(lo, hi) {
+/** Round tick values within [lo, hi]: the largest step of 5, 2 or 1 times a power of ten that
+ * gives at least `wanted` ticks (so between `wanted` and about 2.5 times as many). */
+export function niceTicks(lo, hi, wanted = 3) {
   const span = hi - lo;
   if (!(span > 0) || !Number.isFinite(span)) return [lo];
-  const raw = span / 5;
-  const power = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * power).find((s) => s >= raw) ?? 10 * power;
-  const ticks = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
-    ticks.push(Math.round(v / step) * step);
+  const count = (step) => Math.floor(hi / step + 1e-9) - Math.ceil(lo / step - 1e-9) + 1;
+  let power = 10 ** Math.ceil(Math.log10(span));
+  let step = power;
+  search: for (let decade = 0; decade < 12; decade++, power /= 10) {
+    for (const s of [5 * power, 2 * power, power]) {
+      step = s;
+      if (count(s) >= wanted) break search;
+    }
   }
+  const ticks = [];
+  for (let k = Math.ceil(lo / step - 1e-9); k * step <= hi + step * 1e-9; k++) ticks.push(k * step);
   return ticks;
 }
 
