@@ -237,7 +237,13 @@ impl Chain {
         gossip: bool,
     ) -> Result<TxId, AdmitWithEvidenceError> {
         let digest = *evidence::claimed_digest(&tx).ok_or(EvidenceError::NotAnAlert)?;
-        let signed_by = evidence::check(&self.state.view(), &tx, &evidence, None, None)?;
+        let signed_by = evidence::check(
+            &self.state.view(),
+            &tx,
+            &evidence,
+            evidence::Prior::default(),
+            None,
+        )?;
         // On a finalized instance, what the state machine already rules out (a replay, a
         // revoked device) is refused now rather than dropped later.
         if signed_by.is_some() {
@@ -269,7 +275,10 @@ impl Chain {
             digest,
             evidence::Held {
                 evidence: evidence.clone(),
-                signed_by,
+                prior: evidence::Prior {
+                    signed_by,
+                    rederived_for: signed_by.map(|_| tx.id()),
+                },
             },
         );
         let encoded = bytes::Bytes::from(evidence::encode(&evidence));

@@ -125,19 +125,21 @@ pub fn claimed_digest(tx: &Tx) -> Option<&Hash> {
 }
 
 /// Checks `tx` (an alert) against `evidence` as `view` sees the instance: digest, basis,
-/// re-derivation, signatures (skipped when they already verified under the enrolled key
-/// `signed_by`), and, given the block's time, recency. Gives the enrolled key the packs
+/// re-derivation, signatures, and, given the block's time, recency. `prior` is what an earlier
+/// check of this validator established: signatures that verified under the enrolled key are
+/// not verified again, and an alert already re-derived (the same transaction, hence the same
+/// claim and evidence, on an instance whose deployment its id fixes) is not re-derived again. Gives the enrolled key the packs
 /// verified under, or `None` when the instance is unknown to this view (its deployment may be
 /// pending: the state machine refuses the alert if it is still unknown when applied).
 pub fn check(
     view: &View<'_>,
     tx: &Tx,
     evidence: &Evidence,
-    signed_by: Option<&[u8; 32]>,
+    prior: Prior,
     block_ms: Option<i64>,
 ) -> Result<Option<[u8; 32]>, EvidenceError> {
     let started = std::time::Instant::now();
-    let checked = check_timed(view, tx, evidence, signed_by, block_ms);
+    let checked = check_timed(view, tx, evidence, prior, block_ms);
     CHECKING_NANOS.fetch_add(
         u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
         Ordering::Relaxed,
@@ -154,11 +156,20 @@ pub fn checking_time() -> std::time::Duration {
 
 static CHECKING_NANOS: AtomicU64 = AtomicU64::new(0);
 
+/// What an earlier check of the same evidence established (see [`check`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prior {
+    /// The enrolled key its packs verified under.
+    pub signed_by: Option<[u8; 32]>,
+    /// The alert transaction it was re-derived for.
+    pub rederived_for: Option<crate::tx::TxId>,
+}
+
 fn check_timed(
     view: &View<'_>,
     tx: &Tx,
     evidence: &Evidence,
-    signed_by: Option<&[u8; 32]>,
+    prior: Prior,
     block_ms: Option<i64>,
 ) -> Result<Option<[u8; 32]>, EvidenceError> {
     let TxBody::Alert {
@@ -173,12 +184,16 @@ fn check_timed(
     let Some(record) = view.instances(instance) else {
         return Ok(None);
     };
-    let deployment = contract_deployment(&record.deployment).ok_or(EvidenceError::Parameters)?;
-    verify_alert(&deployment, evidence, *level, *reading_time_ms, digest)?;
     let device = view
         .devices(&record.deployment.device)
         .ok_or(EvidenceError::UnknownDevice)?;
-    if !evidence.packs().is_empty() && signed_by != Some(&device.public_key) {
+    let same_key = prior.signed_by == Some(device.public_key);
+    if !(same_key && prior.rederived_for == Some(tx.id())) {
+        let deployment =
+            contract_deployment(&record.deployment).ok_or(EvidenceError::Parameters)?;
+        verify_alert(&deployment, evidence, *level, *reading_time_ms, digest)?;
+    }
+    if !evidence.packs().is_empty() && !same_key {
         let key = DevicePublicKey::from_bytes(&device.public_key)
             .map_err(|_| EvidenceError::UnknownDevice)?;
         let packs: Vec<&SignedPack> = evidence.packs().iter().collect();
@@ -204,12 +219,12 @@ fn check_timed(
     Ok(Some(device.public_key))
 }
 
-/// Evidence held for one alert, and the enrolled key its packs verified under (so judging a
-/// block re-derives the level but does not verify the signatures again).
+/// Evidence held for one alert, and what its admission established (so judging a block checks
+/// recency and the enrolled key, and neither verifies the signatures nor re-derives again).
 #[derive(Clone)]
 pub struct Held {
     pub evidence: Arc<Evidence>,
-    pub signed_by: Option<[u8; 32]>,
+    pub prior: Prior,
 }
 
 /// Evidence held by one validator, by evidence digest, bounded and oldest-first forgotten.
@@ -266,13 +281,6 @@ impl EvidenceCache {
             return Ok(());
         };
         let held = self.for_tx(tx).ok_or(EvidenceError::Missing)?;
-        check(
-            view,
-            tx,
-            &held.evidence,
-            held.signed_by.as_ref(),
-            Some(block_ms),
-        )
-        .map(|_| ())
+        check(view, tx, &held.evidence, held.prior, Some(block_ms)).map(|_| ())
     }
 }

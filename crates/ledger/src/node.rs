@@ -274,7 +274,7 @@ impl Ledger {
             evidence.digest(),
             evidence::Held {
                 evidence: Arc::new(evidence),
-                signed_by: None,
+                prior: evidence::Prior::default(),
             },
         );
     }

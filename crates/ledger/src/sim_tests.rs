@@ -362,8 +362,13 @@ fn every_validator_refuses_an_alert_no_device_signed_reading_supports() {
                     "more than 5 min after",
                 ),
             ] {
-                let checked =
-                    crate::evidence::check(&view, &honest, &evidence, None, Some(block_ms));
+                let checked = crate::evidence::check(
+                    &view,
+                    &honest,
+                    &evidence,
+                    crate::evidence::Prior::default(),
+                    Some(block_ms),
+                );
                 assert!(
                     checked
                         .as_ref()
