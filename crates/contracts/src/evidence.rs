@@ -82,10 +82,6 @@ impl Evidence {
         }
     }
 
-    pub fn is_attested(&self) -> bool {
-        matches!(self, Evidence::Attested { .. })
-    }
-
     /// The digest an alert transaction carries: over the instance, each pack's signed bytes and
     /// signature, and where the step stopped. Two different evidences never share one.
     pub fn digest(&self) -> Digest {

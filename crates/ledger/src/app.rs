@@ -88,7 +88,7 @@ pub(crate) struct Chain {
     pub(crate) gossip_out: VecDeque<(Tx, Option<bytes::Bytes>)>,
     /// Evidence of pending alerts, for re-execution (never stored, never on the ledger).
     pub(crate) evidence: EvidenceCache,
-    /// Alerts admitted here with their evidence, to gossip again while they stay pending.
+    /// Alerts submitted here with their evidence, to gossip again while they stay pending.
     regossip: VecDeque<Regossip>,
     /// Set if a finalized block does not apply: the validator stops applying blocks.
     diverged: Option<String>,
@@ -237,6 +237,11 @@ impl Chain {
         gossip: bool,
     ) -> Result<TxId, AdmitWithEvidenceError> {
         let digest = *evidence::claimed_digest(&tx).ok_or(EvidenceError::NotAnAlert)?;
+        // A copy gossiped again (or submitted twice) is not checked again: its signatures
+        // were verified when it was first admitted.
+        if self.mempool.contains_exact(&tx) && self.evidence.get(&digest).is_some() {
+            return Err(AdmitError::Duplicate.into());
+        }
         let signed_by = evidence::check(
             &self.state.view(),
             &tx,
@@ -259,13 +264,8 @@ impl Chain {
         } = tx.body()
         {
             let tip_ms = i64::try_from(self.tip_timestamp_ms).unwrap_or(i64::MAX);
-            if tip_ms > 0 && *reading_time_ms < tip_ms.saturating_sub(evidence::READING_AGE_MAX_MS)
-            {
-                return Err(EvidenceError::Stale {
-                    reading_ms: *reading_time_ms,
-                    block_ms: tip_ms,
-                }
-                .into());
+            if tip_ms > 0 {
+                evidence::not_stale(*reading_time_ms, tip_ms)?;
             }
         }
         let id = tx.id();
@@ -281,17 +281,21 @@ impl Chain {
                 },
             },
         );
-        let encoded = bytes::Bytes::from(evidence::encode(&evidence));
-        if self.regossip.len() < GOSSIP_QUEUE_MAX {
-            self.regossip.push_back(Regossip {
-                tx: tx.clone(),
-                evidence: encoded.clone(),
-                due_ms: None,
-                sent: 0,
-            });
-        }
-        if gossip && self.gossip_out.len() < GOSSIP_QUEUE_MAX {
-            self.gossip_out.push_back((tx, Some(encoded)));
+        // Only the validator an alert was submitted to gossips it, and gossips it again while
+        // it stays pending: the peers' copies came from it.
+        if gossip {
+            let encoded = bytes::Bytes::from(evidence::encode(&evidence));
+            if self.regossip.len() < GOSSIP_QUEUE_MAX {
+                self.regossip.push_back(Regossip {
+                    tx: tx.clone(),
+                    evidence: encoded.clone(),
+                    due_ms: None,
+                    sent: 0,
+                });
+            }
+            if self.gossip_out.len() < GOSSIP_QUEUE_MAX {
+                self.gossip_out.push_back((tx, Some(encoded)));
+            }
         }
         Ok(id)
     }

@@ -203,12 +203,7 @@ fn check_timed(
     }
     if let Some(block_ms) = block_ms {
         let reading_ms = *reading_time_ms;
-        if reading_ms < block_ms.saturating_sub(READING_AGE_MAX_MS) {
-            return Err(EvidenceError::Stale {
-                reading_ms,
-                block_ms,
-            });
-        }
+        not_stale(reading_ms, block_ms)?;
         if reading_ms > block_ms.saturating_add(READING_AHEAD_MAX_MS) {
             return Err(EvidenceError::Ahead {
                 reading_ms,
@@ -217,6 +212,18 @@ fn check_timed(
         }
     }
     Ok(Some(device.public_key))
+}
+
+/// Refuses a reading more than [`READING_AGE_MAX_MS`] before `block_ms` (a block's time, or
+/// at submission the finalized tip's).
+pub(crate) fn not_stale(reading_ms: i64, block_ms: i64) -> Result<(), EvidenceError> {
+    if reading_ms < block_ms.saturating_sub(READING_AGE_MAX_MS) {
+        return Err(EvidenceError::Stale {
+            reading_ms,
+            block_ms,
+        });
+    }
+    Ok(())
 }
 
 /// Evidence held for one alert, and what its admission established (so judging a block checks

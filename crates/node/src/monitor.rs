@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use vigil_contracts::{AlertChange, Catalog, Evaluation, Evidence, InstanceId};
+use vigil_contracts::{Catalog, Evaluation, Evidence, InstanceId};
 use vigil_core::senml::SignedPack;
 use vigil_core::{AlertLevel, Digest, GeoFix, PersonId, TimestampMs, Value};
 use vigil_ledger::block::Block;
@@ -154,14 +154,10 @@ impl Monitor {
             .collect()
     }
 
+    /// The alert transaction of a raise or escalation: the catalog attaches evidence (or why
+    /// there is none) to exactly those.
     fn draft(&mut self, person: PersonId, evaluation: Evaluation) -> Option<AlertDraft> {
         let update = evaluation.alert?;
-        if !matches!(
-            update.change,
-            AlertChange::Raised | AlertChange::Escalated { .. }
-        ) {
-            return None;
-        }
         let outcome = evaluation.outcome.ok()?;
         let instance = *self.to_ledger.get(&evaluation.instance)?;
         let evidence_body: Evidence = match evaluation.evidence? {
