@@ -76,6 +76,12 @@ function alertItem(alert) {
   }
   const who = isStaff() ? ["person ", personLink(alert.person)] : ["you"];
   const orders = alert.orders?.length ? ` · ordered: ${alert.orders.map((o) => o.kind).join(", ")}` : "";
+  // An escalation is a ledger transaction: once its block is known, the badge links to it.
+  const escalatedText = `escalated ×${alert.escalations}: not acknowledged in time`;
+  const escalated = !alert.escalations ? null : alert.escalatedHeight
+    ? el("a", { class: "escalated", "data-escalations": alert.escalations, href: `#ledger/${alert.escalatedHeight}` }, escalatedText)
+    : el("span", { class: "escalated", "data-escalations": alert.escalations }, escalatedText);
+  const reminded = alert.reminders ? ` · person reminded ×${alert.reminders}` : "";
   // A no-signal alert is the gateway's word (silence cannot be signed); every other alert was
   // re-derived by each validator from the device's signed readings.
   const basis = alert.basis === "attested"
@@ -87,8 +93,9 @@ function alertItem(alert) {
     el("div", {},
       el("span", { class: `badge level-${level}` }, LEVELS[level] ?? `Level ${level}`), " ",
       el("strong", {}, what), " — ", ...who, " ",
-      el("span", { class: "status" }, `${alert.status ?? "open"} · reading at ${time(alert.reading_time_ms)}${alert.height ? ` · block ${alert.height}` : ""}${orders}`),
+      el("span", { class: "status" }, `${alert.status ?? "open"} · reading at ${time(alert.reading_time_ms)}${alert.height ? ` · block ${alert.height}` : ""}${orders}${reminded}`),
       basis ? " · " : null, basis,
+      escalated ? " · " : null, escalated,
       detail ? el("div", { class: "muted" }, detail) : null),
     actions);
 }
@@ -112,6 +119,7 @@ function describeReason(reason) {
   if (reason.kind === "heart-rhythm" && reason.irregular_permille !== undefined && reason.irregular_permille !== null) {
     return `RR irregularity ${reason.irregular_permille / 10} %${reason.irregular ? ": irregular rhythm" : ""}`;
   }
+  if (typeof reason.text === "string") return reason.text;
   try {
     return Object.entries(reason).filter(([k]) => k !== "kind")
       .map(([k, v]) => `${k.replaceAll("_", " ")}: ${typeof v === "object" ? JSON.stringify(v) : v}`)
@@ -132,7 +140,7 @@ function renderAlerts() {
   // Keep the rows that did not change, so focus and selections survive live updates.
   const existing = new Map([...list.querySelectorAll("li[data-alert]")].map((li) => [li.dataset.alert, li]));
   const rows = shown.slice(0, FEED_MAX).map((a) => {
-    const key = `${a.status}|${a.level}|${a.orders?.length ?? 0}|${a.reason ? 1 : 0}`;
+    const key = `${a.status}|${a.level}|${a.orders?.length ?? 0}|${a.reason ? 1 : 0}|${a.escalations ?? 0}|${a.reminders ?? 0}`;
     const old = existing.get(a.id);
     if (old && old.dataset.key === key) return old;
     const li = alertItem(a);
@@ -159,7 +167,9 @@ async function loadAlerts() {
     const { alerts } = await api("GET", "/api/alerts");
     for (const a of alerts) {
       const known = state.alerts.get(a.id);
-      state.alerts.set(a.id, { ...a, height: a.raised_height, reason: known?.reason });
+      // The listing carries each alert's reason from the health record (staff only), so a
+      // reload, or an alert raised before the page opened, still says what fired.
+      state.alerts.set(a.id, { ...a, height: a.raised_height, reason: a.reason ?? known?.reason });
     }
     renderAlerts();
     alertsChanged();
@@ -174,6 +184,7 @@ async function act(alert, action, body, button) {
   try {
     await api("POST", `/api/alerts/${alert.id}/${action}`, body);
     $("stream-state").textContent = `${action === "acknowledge" ? "Acknowledgement" : action === "order" ? "Order" : "Resolution"} sent; waiting for the ledger to finalize it…`;
+    watchActions();
   } catch (e) {
     $("action-error").textContent = e.message;
     if (button) button.disabled = false;
@@ -213,6 +224,18 @@ function startStream() {
     if (s.status !== "resolved" && isStaff()) refreshAlert(s.id);
     alertsChanged();
   });
+  source.addEventListener("alert-escalated", (e) => {
+    const s = JSON.parse(e.data);
+    const known = state.alerts.get(s.id);
+    if (known) { known.escalations = s.step; known.level = s.level; known.escalatedHeight = s.height; }
+    $("stream-state").textContent = `Alert ${short(s.id)} was escalated (step ${s.step}): nobody acknowledged it in time.`;
+    alertsChanged();
+  });
+  source.addEventListener("alert-reminder", (e) => {
+    const s = JSON.parse(e.data);
+    const known = state.alerts.get(s.id);
+    if (known) { known.reminders = s.count; alertsChanged(); }
+  });
   source.addEventListener("block", (e) => {
     const b = JSON.parse(e.data);
     state.tip = b.height;
@@ -226,11 +249,39 @@ function startStream() {
 /** After an order, the alert's record lists it: fetch it to show the orders. */
 async function refreshAlert(id) {
   try {
-    const { alerts } = await api("GET", "/api/alerts");
+    const { alerts } = await api("GET", "/api/alerts?reasons=false");
     const fresh = alerts.find((a) => a.id === id);
     const known = state.alerts.get(id);
     if (fresh && known) { known.orders = fresh.orders; alertsChanged(); }
   } catch { /* the live state is still right; orders show on the next load */ }
+}
+
+// ---------- the operator's own actions ----------
+
+/** Every action the API accepted stays listed until the ledger settles it: pending, then
+ *  finalized, or failed with the ledger's reason (nothing is lost silently after a 202). */
+const ACTION_NAMES = { acknowledge: "Acknowledge", order: "Order", resolve: "Resolve" };
+let actionsTimer = null;
+
+async function watchActions() {
+  clearTimeout(actionsTimer);
+  let actions;
+  try {
+    ({ actions } = await api("GET", "/api/actions"));
+  } catch {
+    actionsTimer = setTimeout(watchActions, 3000);
+    return;
+  }
+  const recent = actions.filter((a) => a.status !== "finalized" || Date.now() - a.submitted_ms < 60_000).slice(0, 10);
+  $("actions-panel").hidden = recent.length === 0;
+  $("action-list").replaceChildren(...recent.map((a) => el("li", { "data-action": a.action, "data-status": a.status, "data-tx": a.tx },
+    el("strong", {}, ACTION_NAMES[a.action] ?? a.action), ` alert ${short(a.alert ?? "")} · `,
+    a.status === "pending" ? "waiting for the ledger…"
+      : a.status === "finalized" ? `finalized in block ${a.height}`
+        : el("span", { class: "error" }, `failed: ${a.reason}`))));
+  const failed = actions.find((a) => a.status === "failed" && Date.now() - a.submitted_ms < 120_000);
+  if (failed) $("action-error").textContent = `${ACTION_NAMES[failed.action] ?? failed.action} of alert ${short(failed.alert ?? "")} failed: ${failed.reason}`;
+  if (actions.some((a) => a.status === "pending")) actionsTimer = setTimeout(watchActions, 1500);
 }
 
 // ---------- people ----------

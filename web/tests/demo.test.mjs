@@ -7,6 +7,8 @@
 //    every other person's data;
 //  - a doctor runs a private statistics query and sees a verified result (a demo without
 //    private statistics fails);
+//  - left unacknowledged, the fever alert is escalated (a ledger transaction the explorer
+//    shows), and after a reload the feed still names its metric and value;
 //  - the fever alert is labelled device-signed, the temperature chart labels its axis, and
 //    axe-core finds no serious or critical violation on the login, alerts, map, person, ledger,
 //    people and queries pages.
@@ -57,7 +59,10 @@ async function freePorts() {
 
 function startDemo(port, dataDir) {
   const child = spawn(VIGIL, ["demo", "--people", "20", "--speed", "10", "--port", String(port),
-    "--data-dir", dataDir, "--duration-s", "900", ...(existsSync(MITDB) ? ["--mitdb", MITDB] : [])],
+    "--data-dir", dataDir, "--duration-s", "900", ...(existsSync(MITDB) ? ["--mitdb", MITDB] : []),
+    // An alert nobody acknowledges is escalated after 20 s of block time (the policy is
+    // deployed through the ledger), its person reminded after 10 s.
+    "--escalate-after-s", "20", "--remind-after-s", "10", "--repeat-s", "60"],
   { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const ready = new Promise((ok, fail) => {
@@ -140,12 +145,31 @@ async function operator(browser, base, { tokens, person }) {
   await page.screenshot({ path: join(ARTIFACTS, "alerts.png") });
   await accessible(page, "alerts");
 
+  // Left unacknowledged, the fever alert is escalated by a ledger transaction, timed by the
+  // blocks' time; the explorer shows it.
+  const feverId = await alert.evaluate((li) => li.dataset.alert);
+  const escalation = await page.waitForSelector(`li.alert[data-alert="${feverId}"] a[data-escalations]`, { timeout: ALERT_TIMEOUT_MS });
+  check(/escalated/.test(await escalation.innerText()), "the unacknowledged fever alert was escalated");
+  await escalation.click();
+  await page.waitForSelector("#block-detail tr[data-kind=Escalate]");
+  check(true, "the ledger explorer shows the Escalate transaction");
+  await page.click("nav a[href='#alerts']");
+
+  // After a reload the listing still says what fired: the reason comes from the health record.
+  await page.reload();
+  const reloaded = await page.waitForSelector(`li.alert[data-alert="${feverId}"]`, { timeout: FINALIZE_TIMEOUT_MS });
+  const reloadedText = (await reloaded.innerText()).replace(/\s+/g, " ");
+  check(/body temperature \d+(\.\d+)? °C/.test(reloadedText), `after a reload the fever alert names its metric and value (${reloadedText})`);
+  check(/escalated ×\d/.test(reloadedText), "after a reload the alert still shows its escalation");
+
   // Acknowledge it (or any open one if someone else got there) and see the ledger finalize it.
   const open = await page.waitForSelector(`${fever}[data-status=open] button:text('Acknowledge'), li.alert[data-status=open] button:text('Acknowledge')`);
   const id = await open.evaluate((b) => b.closest("li").dataset.alert);
   await open.click();
   await page.waitForSelector(`li.alert[data-alert="${id}"][data-status=acknowledged]`, { timeout: FINALIZE_TIMEOUT_MS });
   check(true, "the acknowledgement was finalized and shown");
+  await page.waitForSelector(`#action-list li[data-action=acknowledge][data-status=finalized]`, { timeout: FINALIZE_TIMEOUT_MS });
+  check(true, "the operator's own action list shows the acknowledgement finalized");
 
   // The map: positions, zones and a scale bar.
   await page.click("nav a[href='#map']");

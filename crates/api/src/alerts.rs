@@ -17,7 +17,7 @@ use vigil_ledger::node::SubmitError;
 use vigil_ledger::read::{Answer, Query as LedgerQuery};
 use vigil_ledger::state::Rejection;
 use vigil_ledger::state::{AlertRecord, AlertStatus};
-use vigil_ledger::tx::{AlertId, OrderKind, TxBody, TxId};
+use vigil_ledger::tx::{AlertId, EscalationPolicy, OrderKind, TxBody, TxId};
 use vigil_node::LiveEvent;
 use vigil_node::users::Principal;
 
@@ -30,6 +30,38 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/api/alerts/{alert}/acknowledge", post(acknowledge))
         .route("/api/alerts/{alert}/order", post(order))
         .route("/api/alerts/{alert}/resolve", post(resolve))
+        .route("/api/actions", get(list_actions))
+        .route(
+            "/api/escalation-policy",
+            get(escalation_policy).put(set_escalation_policy),
+        )
+}
+
+/// `GET /api/escalation-policy`: the district's policy in force, or `null`.
+async fn escalation_policy(
+    State(node): State<Shared>,
+    caller: Caller,
+) -> ApiResult<Json<JsonValue>> {
+    caller.require(&node, ALERT_READERS)?;
+    let policy = node.ledger().snapshot().view().escalation_policy();
+    Ok(Json(json!({"policy": policy})))
+}
+
+/// `PUT /api/escalation-policy`: replaces the district's policy through the ledger, which
+/// checks its bounds again (400 here with the same reason).
+async fn set_escalation_policy(
+    State(node): State<Shared>,
+    caller: Caller,
+    Json(policy): Json<EscalationPolicy>,
+) -> ApiResult<(StatusCode, Json<JsonValue>)> {
+    caller.require(&node, crate::shared::OPERATORS)?;
+    policy
+        .validate()
+        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let tx = caller
+        .signer()?
+        .submit_checked(node.ledger(), TxBody::SetEscalationPolicy { policy })?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))
 }
 
 /// What an alert rests on (`vigil_ledger::evidence::alert_basis`): every validator re-derived
@@ -47,6 +79,8 @@ fn alert_json(id: &AlertId, record: &AlertRecord, basis: &str) -> JsonValue {
         "basis": basis,
         "reading_time_ms": record.reading_time_ms,
         "raised_height": record.raised_height,
+        "raised_ms": record.raised_ms,
+        "escalations": record.escalations,
         "status": record.status.name(),
         "orders": record.orders.iter().map(|o| json!({"kind": o.kind.name(), "height": o.height})).collect::<Vec<_>>(),
     })
@@ -55,6 +89,9 @@ fn alert_json(id: &AlertId, record: &AlertRecord, basis: &str) -> JsonValue {
 #[derive(Deserialize)]
 struct AlertsQuery {
     status: Option<String>,
+    /// Whether staff get each alert's reason (default true): a reason is health data, and
+    /// its read is logged on the ledger; a poll that needs only statuses skips it.
+    reasons: Option<bool>,
 }
 
 async fn list_alerts(
@@ -64,6 +101,7 @@ async fn list_alerts(
 ) -> ApiResult<Json<JsonValue>> {
     let snapshot = node.ledger().snapshot();
     let json_of = |id: &AlertId, a: &AlertRecord| alert_json(id, a, alert_basis(&snapshot, a));
+    let mut listed: Vec<(AlertId, PersonId)> = Vec::new();
     let alerts: Vec<JsonValue> = match &caller.0 {
         // A patient sees their own alerts only, read by the node on their behalf.
         Principal::Patient { person, .. } => snapshot
@@ -84,13 +122,74 @@ async fn list_alerts(
                 if let Answer::Alerts(list) =
                     ledger_read(&node, &caller, LedgerQuery::AlertsByStatus(status))?
                 {
+                    listed.extend(list.iter().map(|(id, a)| (*id, a.person)));
                     out.extend(list.iter().map(|(id, a)| json_of(id, a)));
                 }
             }
             out
         }
     };
+    if q.reasons == Some(false) {
+        listed.clear();
+    }
+    let reasons = listed_reasons(&node, &caller, listed).await;
+    let alerts: Vec<JsonValue> = alerts
+        .into_iter()
+        .map(|mut alert| {
+            let id = alert["id"].as_str().unwrap_or_default().to_owned();
+            if let Some(reason) = reasons.get(&id) {
+                alert["reason"] = reason.clone();
+            }
+            alert
+        })
+        .collect();
     Ok(Json(json!({"alerts": alerts})))
+}
+
+/// The reasons of the listed alerts (staff only), from the health record, logged as one access
+/// on the ledger for the whole listing. Without them (the ledger refused the access record,
+/// say) the listing still answers, without reasons.
+async fn listed_reasons(
+    node: &Shared,
+    caller: &Caller,
+    listed: Vec<(AlertId, PersonId)>,
+) -> std::collections::HashMap<String, JsonValue> {
+    let Principal::Staff { signer, .. } = &caller.0 else {
+        return Default::default();
+    };
+    if listed.is_empty() {
+        return Default::default();
+    }
+    let listed: Vec<([u8; 32], PersonId)> = listed
+        .into_iter()
+        .take(vigil_ehr::REASONS_PER_LISTING_MAX)
+        .map(|(id, person)| (id.0, person))
+        .collect();
+    let signer = signer.clone();
+    let accessor = caller.0.name().to_owned();
+    let read = node
+        .ehr_read(move |node, ehr| {
+            let mut log = crate::people::LedgerAccessLog {
+                node,
+                signer: &signer,
+            };
+            ehr.read_alert_reasons(&accessor, &listed, vigil_node::now_ms(), &mut log)
+        })
+        .await;
+    match read {
+        Ok(Ok(found)) => found
+            .into_iter()
+            .map(|(id, reason)| (hex::encode(id), reason))
+            .collect(),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "alert reasons not released");
+            Default::default()
+        }
+        Err(_) => {
+            tracing::warn!("alert reasons not read: the health record is closed");
+            Default::default()
+        }
+    }
 }
 
 /// `GET /api/alerts/stream`: finalized alerts and status changes as server-sent events.
@@ -121,6 +220,8 @@ async fn alert_stream(
             LiveEvent::Alert { .. } => "alert",
             LiveEvent::AlertStatus { .. } => "alert-status",
             LiveEvent::Block { .. } => "block",
+            LiveEvent::AlertReminder { .. } => "alert-reminder",
+            LiveEvent::AlertEscalated { .. } => "alert-escalated",
         };
         Some(Ok(Event::default()
             .event(name)
@@ -155,6 +256,32 @@ fn ruled_out(error: SubmitError) -> ApiError {
     }
 }
 
+/// Submits an operator's action on an alert, refused at once (409) where the finalized state
+/// and the caller's pending actions rule it out, and followed until the ledger settles it:
+/// the caller sees it pending, finalized or failed (with the reason) in `GET /api/actions`.
+fn submit_action(
+    node: &Shared,
+    caller: &Caller,
+    action: &'static str,
+    alert: AlertId,
+    body: TxBody,
+) -> ApiResult<(StatusCode, Json<JsonValue>)> {
+    let tx = caller
+        .signer()?
+        .submit_after_pending_tx(node.ledger(), body)
+        .map_err(ruled_out)?;
+    let id = hex::encode(tx.id().0);
+    node.track_action(caller.0.name(), action, Some(hex::encode(alert.0)), tx);
+    Ok((StatusCode::ACCEPTED, Json(json!({"tx": id}))))
+}
+
+/// `GET /api/actions`: the caller's recent actions on alerts, newest first: pending until the
+/// ledger settles them, then finalized (at a height) or failed (with the ledger's reason).
+async fn list_actions(State(node): State<Shared>, caller: Caller) -> ApiResult<Json<JsonValue>> {
+    caller.require(&node, crate::shared::OPERATORS)?;
+    Ok(Json(json!({"actions": node.actions_of(caller.0.name())})))
+}
+
 fn note_digest(note: Option<String>) -> Option<[u8; 32]> {
     // Free text never goes on the ledger: only its digest, the text itself stays off-chain.
     note.filter(|n| !n.is_empty())
@@ -167,11 +294,13 @@ async fn acknowledge(
     Path(alert): Path<String>,
 ) -> ApiResult<(StatusCode, Json<JsonValue>)> {
     let alert = parse_alert(&alert)?;
-    let tx = caller
-        .signer()?
-        .submit_after_pending(node.ledger(), TxBody::Acknowledge { alert })
-        .map_err(ruled_out)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))
+    submit_action(
+        &node,
+        &caller,
+        "acknowledge",
+        alert,
+        TxBody::Acknowledge { alert },
+    )
 }
 
 #[derive(Deserialize)]
@@ -195,18 +324,12 @@ async fn order(
             body.kind
         ))
     })?;
-    let tx = caller
-        .signer()?
-        .submit_after_pending(
-            node.ledger(),
-            TxBody::Order {
-                alert,
-                kind,
-                note: note_digest(body.note),
-            },
-        )
-        .map_err(ruled_out)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))
+    let body = TxBody::Order {
+        alert,
+        kind,
+        note: note_digest(body.note),
+    };
+    submit_action(&node, &caller, "order", alert, body)
 }
 
 #[derive(Deserialize, Default)]
@@ -231,17 +354,11 @@ async fn resolve(
             .map_err(|e| ApiError::bad_request(format!("body: {e}")))?
             .note
     };
-    let tx = caller
-        .signer()?
-        .submit_after_pending(
-            node.ledger(),
-            TxBody::Resolve {
-                alert,
-                note: note_digest(note),
-            },
-        )
-        .map_err(ruled_out)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"tx": hex::encode(tx.0)}))))
+    let body = TxBody::Resolve {
+        alert,
+        note: note_digest(note),
+    };
+    submit_action(&node, &caller, "resolve", alert, body)
 }
 
 #[cfg(test)]

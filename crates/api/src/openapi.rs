@@ -307,12 +307,13 @@ fn operations() -> Vec<Operation> {
         Operation::new("get", "/api/alerts", "Alerts by status; a patient gets their own, whatever the status")
             .roles("cdcp-operator, auditor, admin, the person")
             .query("status", schema("AlertStatus"), "Only alerts in this status (default: open and acknowledged)")
+            .query("reasons", json!({"type": "boolean"}), "Staff: include each alert's reason from the health record, logged as one access (default true)")
             .answers(200, "The alerts", schema("Alerts"))
             .refuses(&[400, 403]),
         Operation::new(
             "get",
             "/api/alerts/stream",
-            "Server-sent events: finalized alerts (`alert`), status changes (`alert-status`) and blocks (`block`); a patient gets only their own, without reasons",
+            "Server-sent events: finalized alerts (`alert`), status changes (`alert-status`), reminders (`alert-reminder`), escalations (`alert-escalated`) and blocks (`block`); a patient gets only their own, without reasons",
         )
         .roles("cdcp-operator, auditor, admin, the person")
         .query("token", string(), "The bearer token, for browsers' EventSource, which cannot set headers (this route only)")
@@ -335,6 +336,19 @@ fn operations() -> Vec<Operation> {
             .json_body(schema("Resolve"), false)
             .answers(202, "Submitted to the ledger", schema("Submitted"))
             .refuses(&[400, 403, 409, 413, 503]),
+        Operation::new("get", "/api/actions", "The caller's recent actions on alerts, newest first: pending, finalized or failed (with the ledger's reason)")
+            .roles("cdcp-operator")
+            .answers(200, "The actions", open(&["actions"], json!({"actions": {"type": "array", "items": schema("Action")}})))
+            .refuses(&[403]),
+        Operation::new("get", "/api/escalation-policy", "The district's escalation policy for unacknowledged alerts, or null")
+            .roles("cdcp-operator, auditor, admin")
+            .answers(200, "The policy in force", open(&["policy"], json!({"policy": nullable(schema("EscalationPolicy"))})))
+            .refuses(&[403]),
+        Operation::new("put", "/api/escalation-policy", "Replace the district's escalation policy (through the ledger)")
+            .roles(STAFF_WRITE)
+            .json_body(schema("EscalationPolicy"), true)
+            .answers(202, "Submitted to the ledger", schema("Submitted"))
+            .refuses(&[400, 403, 409, 413, 415, 422, 503]),
         Operation::new("get", "/api/ledger/blocks", "The latest finalized blocks, newest first")
             .roles("cdcp-operator, auditor, admin, doctor")
             .query("from", height(), "The newest height to list (default: the tip)")
@@ -655,6 +669,9 @@ fn schemas() -> Value {
                     "id": hex(), "instance": hex(), "person": person(), "level": level(),
                     "basis": {"type": "string", "enum": ["device-signed", "attested"], "description": "device-signed: every validator re-derived the alert from its device's signed readings; attested: a no-signal alert, the gateway's word (silence cannot be signed)"},
                     "reading_time_ms": {"type": "integer"}, "raised_height": count(), "status": schema("AlertStatus"),
+                    "raised_ms": {"type": "integer", "description": "Time of the block that finalized the alert (ms since the epoch): escalation is timed from here"},
+                    "escalations": {"type": "integer", "minimum": 0, "maximum": 255, "description": "Escalation steps taken (the district's policy, on the ledger)"},
+                    "reason": {"type": "object", "required": ["kind", "text"], "properties": {"kind": text(), "text": text()}, "description": "What fired (staff only; health data from the health record): the contract's reason, tagged by kind, with a sentence an operator reads"},
                     "orders": {"type": "array", "items": open(&["kind", "height"], json!({"kind": schema("OrderKind"), "height": count()}))},
                 }),
             ),
@@ -678,6 +695,37 @@ fn schemas() -> Value {
             ),
         ),
         ("Resolve", closed(&[], json!({"note": nullable(text())}))),
+        (
+            "Action",
+            open(
+                &["tx", "action", "submitted_ms", "status"],
+                json!({
+                    "tx": hex(), "action": {"type": "string", "enum": ["acknowledge", "order", "resolve"]},
+                    "alert": hex(), "submitted_ms": {"type": "integer"},
+                    "status": {"type": "string", "enum": ["pending", "finalized", "failed"]},
+                    "height": count(), "reason": text(),
+                }),
+            ),
+        ),
+        (
+            "EscalationPolicy",
+            closed(
+                &[
+                    "remind_after_s",
+                    "escalate_after_s",
+                    "repeat_s",
+                    "steps_max",
+                    "raise_level",
+                ],
+                json!({
+                    "remind_after_s": {"type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "Remind the person this long after the alert, then every repeat_s (0: never)"},
+                    "escalate_after_s": {"type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "First escalation this long after the alert (10 s to 7 days)"},
+                    "repeat_s": {"type": "integer", "minimum": 0, "maximum": u32::MAX, "description": "Further reminders and escalations this far apart"},
+                    "steps_max": {"type": "integer", "minimum": 0, "maximum": 255, "description": "Escalations at most (1 to 10)"},
+                    "raise_level": {"type": "boolean", "description": "Each escalation makes the alert critical"},
+                }),
+            ),
+        ),
         ("BlockSummary", open(&BLOCK_FIELDS, block_properties())),
         (
             "Blocks",

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value as JsonValue, json};
 use vigil_core::PersonId;
-use vigil_ehr::{AccessEvent, AccessLog, Identity};
+use vigil_ehr::{AccessEvent, AccessLog, Identity, ListingAccess};
 use vigil_ledger::signer::Signer;
 use vigil_ledger::state::AlertStatus;
 use vigil_ledger::tx::{Role, TxBody};
@@ -143,9 +143,9 @@ async fn register_person(
 
 /// Logs EHR reads on the ledger, signed by the reader (or by the node for a patient reading
 /// their own data).
-struct LedgerAccessLog<'a> {
-    node: &'a Node,
-    signer: &'a Signer,
+pub(crate) struct LedgerAccessLog<'a> {
+    pub(crate) node: &'a Node,
+    pub(crate) signer: &'a Signer,
 }
 
 impl AccessLog for LedgerAccessLog<'_> {
@@ -163,6 +163,25 @@ impl AccessLog for LedgerAccessLog<'_> {
                 self.node.ledger(),
                 TxBody::EhrAccess {
                     person: event.person,
+                    record: digest,
+                },
+            )
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn record_listing(&mut self, listing: &ListingAccess) -> Result<(), String> {
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(listing.alerts.len() + 2);
+        let time = listing.time_ms.to_be_bytes();
+        parts.push(listing.accessor.as_bytes());
+        parts.push(&time);
+        parts.extend(listing.alerts.iter().map(|alert| alert.as_slice()));
+        let digest = vigil_core::digest("vigil/node/reasons-access/v1", &parts);
+        self.signer
+            .submit(
+                self.node.ledger(),
+                TxBody::ReasonsAccess {
+                    alerts: u32::try_from(listing.alerts.len()).unwrap_or(u32::MAX),
                     record: digest,
                 },
             )

@@ -5,6 +5,10 @@
 //! hospital transfer and resolves it: the second acknowledgement is refused at once (409), and
 //! the order and the resolution end finalized. Then a gateway alert raised right after a
 //! transaction of the same gateway identity that can never apply is finalized all the same.
+//! Each operator sees every action they were answered 202 for end finalized or failed, with the
+//! ledger's reason (two operators acknowledging at once: one of them is told it failed). The
+//! alert listing names what fired from the health record, and an alert nobody acknowledges is
+//! escalated by the district's policy on the ledger, on block time.
 
 mod common;
 
@@ -25,6 +29,7 @@ use vigil_node::MqttMode;
 use vigil_node::users::Users;
 
 const OPERATOR: &str = "operator-token-for-this-test";
+const SECOND_OPERATOR: &str = "second-operator-token-for-this-test";
 
 fn fever_pack(device: &DeviceId, key: &DeviceKey, sequence: u64, centi: i32) -> Vec<u8> {
     let mut draft = PackDraft::new(device.clone(), sequence);
@@ -51,6 +56,12 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
         let cluster = start_local(context.child("ledger"), LocalConfig::new(Keys::new(4, 1))).await;
         let mut users = Users::default();
         users.insert(OPERATOR, staff("operator", cluster.keys.operator.clone()));
+        let second_key: commonware_cryptography::ed25519::PrivateKey =
+            commonware_cryptography::Signer::from_seed(4242);
+        users.insert(
+            SECOND_OPERATOR,
+            staff("second-operator", second_key.clone()),
+        );
         let gateway = cluster.keys.gateways[0].clone();
         let config = node_config(data_dir, MqttMode::Disabled, gateway, users);
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
@@ -104,6 +115,43 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
         .await;
         let orders: Vec<OrderKind> = record.orders.iter().map(|o| o.kind).collect();
         assert_eq!(orders, vec![OrderKind::HospitalTransfer]);
+        // Every action the operator was answered 202 for is reported finalized.
+        let actions = until("the operator's actions settled", || {
+            let actions = block_on_actions(api, OPERATOR);
+            actions
+                .iter()
+                .all(|a| a["status"] == "finalized")
+                .then_some(actions)
+        })
+        .await;
+        let names: Vec<&str> = actions
+            .iter()
+            .filter_map(|a| a["action"].as_str())
+            .collect();
+        assert_eq!(names, ["resolve", "order", "acknowledge"], "{actions:?}");
+        // The listing says what fired, from the health record (one access for the listing).
+        let accesses = ledger.snapshot().reasons_access_count();
+        let (status, listing) = http(api, "GET", "/api/alerts?status=resolved", op, None).await;
+        assert_eq!(status, 200, "{listing}");
+        let listed = &listing["alerts"][0];
+        assert_eq!(listed["reason"]["kind"], "threshold", "{listing}");
+        assert_eq!(
+            listed["reason"]["text"], "body temperature 39.20 °C (critical high)",
+            "{listing}"
+        );
+        until("the listing's one access record", || {
+            (ledger.snapshot().reasons_access_count() == accesses + 1).then_some(())
+        })
+        .await;
+        let (_, quiet) = http(
+            api,
+            "GET",
+            "/api/alerts?status=resolved&reasons=false",
+            op,
+            None,
+        )
+        .await;
+        assert!(quiet["alerts"][0].get("reason").is_none(), "{quiet}");
         // Once resolved, the finalized state refuses further actions at once too.
         let (status, reply) = http(api, "POST", &path_for(&id, "acknowledge"), op, None).await;
         assert_eq!(status, 409, "{reply}");
@@ -147,8 +195,136 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
             "{}",
             dropped.reason
         );
+
+        // Two operators acknowledge the same alert at once: neither sees the other's pending
+        // transaction, both are answered 202, and the one that loses is told why.
+        let admin = Signer::new(cluster.keys.admin.clone());
+        admin
+            .submit(
+                &ledger,
+                TxBody::GrantRole {
+                    identity: commonware_cryptography::Signer::public_key(&second_key),
+                    role: vigil_ledger::tx::Role::CdcpOperator,
+                },
+            )
+            .expect("grant");
+        until("the second operator's role", || {
+            ledger
+                .snapshot()
+                .view()
+                .has_role(
+                    &commonware_cryptography::Signer::public_key(&second_key),
+                    vigil_ledger::tx::Role::CdcpOperator,
+                )
+                .then_some(())
+        })
+        .await;
+        let second_path = format!(
+            "/api/alerts/{}/acknowledge",
+            second["id"].as_str().expect("id")
+        );
+        let ((first_status, _), (second_status, reply)) = tokio::join!(
+            http(api, "POST", &second_path, op, None),
+            http(api, "POST", &second_path, Some(SECOND_OPERATOR), None)
+        );
+        assert_eq!((first_status, second_status), (202, 202), "{reply}");
+        let outcomes = until("both acknowledgements settled", || {
+            let mut outcomes = Vec::new();
+            for token in [OPERATOR, SECOND_OPERATOR] {
+                let latest = block_on_actions(api, token).into_iter().next()?;
+                if latest["status"] == "pending" {
+                    return None;
+                }
+                outcomes.push(latest);
+            }
+            Some(outcomes)
+        })
+        .await;
+        let statuses: Vec<&str> = outcomes
+            .iter()
+            .filter_map(|a| a["status"].as_str())
+            .collect();
+        assert!(
+            statuses.contains(&"finalized") && statuses.contains(&"failed"),
+            "{outcomes:?}"
+        );
+        let failed = outcomes
+            .iter()
+            .find(|a| a["status"] == "failed")
+            .expect("failed");
+        assert!(
+            failed["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("not open")),
+            "{failed}"
+        );
+
+        // Resolved, the instance raises again on the next reading above its bands.
+        let resolve_path = format!("/api/alerts/{}/resolve", second["id"].as_str().expect("id"));
+        let (status, reply) = http(api, "POST", &resolve_path, op, None).await;
+        assert_eq!(status, 202, "{reply}");
+        let second_id = alert_id(second["id"].as_str().expect("id"));
+        until("the second alert resolved", || {
+            let record = ledger.snapshot().alert(&second_id).cloned()?;
+            (record.status == AlertStatus::Resolved).then_some(())
+        })
+        .await;
+
+        // An alert nobody acknowledges is escalated once the policy's delay has passed in
+        // block time, and made critical.
+        let policy = json!({"remind_after_s": 0, "escalate_after_s": 10, "repeat_s": 10,
+            "steps_max": 1, "raise_level": true});
+        let (status, reply) = http(api, "PUT", "/api/escalation-policy", op, Some(policy)).await;
+        assert_eq!(status, 202, "{reply}");
+        let bad = json!({"remind_after_s": 0, "escalate_after_s": 1, "repeat_s": 10,
+            "steps_max": 1, "raise_level": true});
+        let (status, reply) = http(api, "PUT", "/api/escalation-policy", op, Some(bad)).await;
+        assert_eq!(status, 400, "{reply}");
+        let reply = node.ingest(Some(person), &fever_pack(&thermo, &key, 3, 3_800), "http");
+        assert!(reply.accepted && reply.stored == 1, "{reply:?}");
+        let third = next_event(&mut events, "the warning alert", |e| {
+            e["type"] == "alert" && e["reading_time_ms"] == t0_ms() + 3 * 60_000
+        })
+        .await;
+        let escalated = next_event(&mut events, "its escalation", |e| {
+            e["type"] == "alert-escalated" && e["id"] == third["id"]
+        })
+        .await;
+        assert_eq!(
+            (escalated["step"].as_u64(), escalated["level"].as_u64()),
+            (Some(1), Some(2))
+        );
+        let record = ledger
+            .snapshot()
+            .alert(&alert_id(third["id"].as_str().expect("id")))
+            .cloned()
+            .expect("alert");
+        let escalated_at = ledger.snapshot().state().time_ms();
+        assert!(
+            escalated_at - record.raised_ms >= 10_000,
+            "escalated on block time"
+        );
+        assert_eq!(record.escalations, 1);
         cluster.shutdown();
     });
+}
+
+/// The caller's actions, newest first (`GET /api/actions`), read from a blocking context.
+fn block_on_actions(api: std::net::SocketAddr, token: &str) -> Vec<serde_json::Value> {
+    let token = token.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let (status, reply) = http(api, "GET", "/api/actions", Some(&token), None).await;
+            assert_eq!(status, 200, "{reply}");
+            reply["actions"].as_array().cloned().unwrap_or_default()
+        })
+    })
+    .join()
+    .expect("the actions request")
 }
 
 fn path_for(id: &TxId, action: &str) -> String {

@@ -34,6 +34,7 @@
 //! no key and stays green after a person is erased.
 
 pub mod fhir;
+mod reasons;
 mod seal;
 
 use std::collections::HashMap;
@@ -46,6 +47,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 use vigil_core::{DeviceId, Digest, PersonId, Reading, TimestampMs, merkle};
 
+pub use reasons::{ListingAccess, REASON_BYTES_MAX, REASONS_PER_LISTING_MAX};
 pub use seal::SecretKey;
 
 /// Unwrapped data keys kept in memory; beyond this the least recently used is forgotten.
@@ -118,6 +120,8 @@ pub enum EhrError {
     Compression(String),
     #[error("read limit {0} is over the maximum of {READ_LIMIT_MAX}")]
     LimitTooLarge(usize),
+    #[error("a listing releases the reasons of at most {REASONS_PER_LISTING_MAX} alerts, not {0}")]
+    ListingTooLarge(usize),
     #[error(
         "anchors must cover consecutive records from 1: anchor {index} starts at {first_seq}, expected {expected}"
     )]
@@ -178,6 +182,8 @@ pub struct AccessEvent {
 /// refused if logging fails, so no read goes unrecorded.
 pub trait AccessLog {
     fn record(&mut self, event: &AccessEvent) -> Result<(), String>;
+    /// A listing that released many alerts' reasons at once: one logged access for all.
+    fn record_listing(&mut self, listing: &ListingAccess) -> Result<(), String>;
 }
 
 /// What `verify` found. Problems are listed per record.
@@ -337,6 +343,10 @@ impl Ehr {
              CREATE TABLE IF NOT EXISTS anchors (
                  first_seq INTEGER PRIMARY KEY, count INTEGER NOT NULL, root BLOB NOT NULL,
                  from_ms INTEGER NOT NULL, to_ms INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS alert_reasons (
+                 alert BLOB PRIMARY KEY, person BLOB NOT NULL, nonce BLOB NOT NULL,
+                 ciphertext BLOB NOT NULL) WITHOUT ROWID;
+             CREATE INDEX IF NOT EXISTS alert_reasons_by_person ON alert_reasons (person);
              CREATE TABLE IF NOT EXISTS access_log (
                  accessor TEXT NOT NULL, person BLOB NOT NULL, kind TEXT NOT NULL,
                  time_ms INTEGER NOT NULL);",
@@ -955,6 +965,11 @@ impl Ehr {
     pub fn erase_person(&mut self, person: PersonId) -> Result<(), EhrError> {
         let deleted = self.db.execute(
             "DELETE FROM data_keys WHERE person = ?1",
+            [person.as_bytes()],
+        )?;
+        // Unreadable without the key already; gone, so nothing of theirs is left to open.
+        self.db.execute(
+            "DELETE FROM alert_reasons WHERE person = ?1",
             [person.as_bytes()],
         )?;
         self.keys.pop(&person);

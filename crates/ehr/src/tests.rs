@@ -7,6 +7,7 @@ const T0_MS: i64 = 1_700_000_000_000;
 #[derive(Default)]
 struct MemoryLog {
     events: Vec<AccessEvent>,
+    listings: Vec<ListingAccess>,
     refuse: bool,
 }
 
@@ -16,6 +17,14 @@ impl AccessLog for MemoryLog {
             return Err("ledger unreachable".into());
         }
         self.events.push(event.clone());
+        Ok(())
+    }
+
+    fn record_listing(&mut self, listing: &ListingAccess) -> Result<(), String> {
+        if self.refuse {
+            return Err("ledger unreachable".into());
+        }
+        self.listings.push(listing.clone());
         Ok(())
     }
 }
@@ -499,5 +508,87 @@ fn the_record_and_its_log_are_created_readable_by_their_owner_only() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{file} has mode {:o}", mode & 0o777);
+    }
+}
+
+mod alert_reasons {
+    use super::*;
+
+    fn reason(value: i32) -> serde_json::Value {
+        serde_json::json!({"kind": "threshold", "metric": "body-temperature", "value": value,
+            "text": format!("body temperature {value}")})
+    }
+
+    #[test]
+    fn reasons_survive_a_reopen_and_are_released_after_one_logged_listing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ehr.sqlite");
+        let master = SecretKey::random();
+        let (first, second) = (PersonId::random(), PersonId::random());
+        {
+            let mut ehr = Ehr::open(&path, master.clone()).expect("open");
+            ehr.register_person(first, &identity()).expect("register");
+            ehr.register_person(second, &identity()).expect("register");
+            let stored = ehr
+                .store_alert_reasons(&[
+                    (first, [1; 32], reason(3850)),
+                    (second, [2; 32], reason(3910)),
+                    // Stored once: a block seen twice writes nothing new.
+                    (first, [1; 32], reason(9999)),
+                    // Nobody registered: skipped alone.
+                    (PersonId::random(), [3; 32], reason(1)),
+                ])
+                .expect("store");
+            assert_eq!(stored, 2);
+        }
+        let mut ehr = Ehr::open(&path, master).expect("reopen");
+        let mut log = MemoryLog::default();
+        let asked = [([1; 32], first), ([2; 32], second), ([4; 32], first)];
+        let found = ehr
+            .read_alert_reasons("operator", &asked, T0_MS, &mut log)
+            .expect("read");
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[&[1; 32]], reason(3850));
+        assert_eq!(found[&[2; 32]], reason(3910));
+        assert_eq!(log.listings.len(), 1, "one access for the whole listing");
+        assert_eq!(log.listings[0].alerts, vec![[1; 32], [2; 32]]);
+        assert!(log.events.is_empty());
+    }
+
+    #[test]
+    fn a_reason_is_not_released_under_another_person_or_unlogged_or_after_erasure() {
+        let mut ehr = Ehr::open_in_memory(SecretKey::random()).expect("open");
+        let (person, other) = (PersonId::random(), PersonId::random());
+        ehr.register_person(person, &identity()).expect("register");
+        ehr.register_person(other, &identity()).expect("register");
+        ehr.store_alert_reasons(&[(person, [1; 32], reason(3850))])
+            .expect("store");
+        let mut log = MemoryLog::default();
+        let wrong = ehr
+            .read_alert_reasons("operator", &[([1; 32], other)], T0_MS, &mut log)
+            .expect("read");
+        assert!(wrong.is_empty());
+        assert!(log.listings.is_empty(), "nothing released, nothing logged");
+
+        let mut refusing = MemoryLog {
+            refuse: true,
+            ..MemoryLog::default()
+        };
+        assert!(matches!(
+            ehr.read_alert_reasons("operator", &[([1; 32], person)], T0_MS, &mut refusing),
+            Err(EhrError::AccessNotLogged(_))
+        ));
+
+        ehr.erase_person(person).expect("erase");
+        let erased = ehr
+            .read_alert_reasons("operator", &[([1; 32], person)], T0_MS, &mut log)
+            .expect("read");
+        assert!(erased.is_empty());
+
+        let too_many = vec![([0; 32], person); REASONS_PER_LISTING_MAX + 1];
+        assert!(matches!(
+            ehr.read_alert_reasons("operator", &too_many, T0_MS, &mut log),
+            Err(EhrError::ListingTooLarge(_))
+        ));
     }
 }

@@ -40,7 +40,8 @@ impl Signers {
 }
 
 fn apply(state: &mut State, txs: &[Tx]) -> Duration {
-    let layer = execute_block(state, &[], state.height() + 1, txs).expect("block applies");
+    let layer =
+        execute_block(state, &[], state.height() + 1, state.time_ms(), txs).expect("block applies");
     let started = Instant::now();
     state.merge(&layer);
     let snapshot = state.clone();

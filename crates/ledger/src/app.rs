@@ -166,7 +166,7 @@ impl Chain {
         }
         let layer = match self.pending.get(&block.digest()) {
             Some(pending) => pending.layer.clone(),
-            None => match execute_block(&self.state, &[], height, block.txs()) {
+            None => match execute_block(&self.state, &[], height, block.time_ms(), block.txs()) {
                 Ok(layer) => Arc::new(layer),
                 Err((index, rejection)) => {
                     self.diverge(format!(
@@ -439,7 +439,13 @@ impl LedgerApp {
             if block.height() != parent_height + 1 {
                 return false;
             }
-            match execute_block(&chain.state, &layers, block.height(), block.txs()) {
+            match execute_block(
+                &chain.state,
+                &layers,
+                block.height(),
+                block.time_ms(),
+                block.txs(),
+            ) {
                 Ok(layer) if layer.root == block.header().state_root => {
                     chain.pending.insert(
                         block.digest(),
@@ -495,11 +501,11 @@ where
         let chain = &mut *guard;
         let (layers, parent_height, parent_ts) = chain.layers_to(&parent.digest())?;
         let height = parent_height + 1;
-        let mut view = crate::state::View::new(&chain.state, &layers, height);
-        let limits = chain.limits.clone();
-        let held = &chain.evidence;
         let timestamp_ms = now_ms.max(parent_ts);
         let block_ms = i64::try_from(timestamp_ms).unwrap_or(i64::MAX);
+        let mut view = crate::state::View::new(&chain.state, &layers, height).at_time(block_ms);
+        let limits = chain.limits.clone();
+        let held = &chain.evidence;
         let fill = chain
             .mempool
             .fill(&mut view, limits.txs_max, limits.bytes_max, |view, tx| {
@@ -697,7 +703,7 @@ impl LedgerApp {
         // it applies (so an instance deployed earlier in the block is known); an alert whose
         // evidence is not held here is refused.
         let block_ms = i64::try_from(header.timestamp_ms).unwrap_or(i64::MAX);
-        let mut view = View::new(&chain.state, &layers, header.height);
+        let mut view = View::new(&chain.state, &layers, header.height).at_time(block_ms);
         for (index, tx) in inner.txs().iter().enumerate() {
             chain
                 .evidence

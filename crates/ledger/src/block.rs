@@ -108,6 +108,11 @@ impl Block {
         Block::from_parts(header, txs)
     }
 
+    /// The header's time as the state machine reads it ([`crate::state::View::at_time`]).
+    pub fn time_ms(&self) -> i64 {
+        i64::try_from(self.header.timestamp_ms).unwrap_or(i64::MAX)
+    }
+
     /// A block from a header and transactions as received; check with [`Block::body_matches`].
     pub fn from_parts(header: Header, txs: Vec<Tx>) -> Block {
         let digest = header.digest();

@@ -444,7 +444,8 @@ mod tests {
         admit_all(&mut pool, &state, &[mine.clone(), later.clone()]);
         // Another validator's block used nonce 0 for another transaction.
         let other = grant(&admin, 0, 12);
-        let layer = execute_block(&state, &[], 1, std::slice::from_ref(&other)).expect("applies");
+        let layer =
+            execute_block(&state, &[], 1, 0, std::slice::from_ref(&other)).expect("applies");
         state.merge(&layer);
         pool.prune(&state.view(), std::slice::from_ref(&other));
         assert_eq!(
@@ -454,7 +455,7 @@ mod tests {
         assert!(pool.contains_exact(&later));
         let included = propose(&mut pool, &state);
         assert_eq!(included, vec![later.clone()]);
-        let layer = execute_block(&state, &[], 2, &included).expect("applies");
+        let layer = execute_block(&state, &[], 2, 0, &included).expect("applies");
         state.merge(&layer);
         pool.prune(&state.view(), &included);
         assert!(pool.is_empty());

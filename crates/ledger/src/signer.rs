@@ -138,8 +138,19 @@ impl Signer {
     /// pending ([`Ledger::submit_after_pending`]): an operator's second acknowledgement of an
     /// alert whose first is not final yet is refused at once instead of being dropped later.
     pub fn submit_after_pending(&self, ledger: &Ledger, body: TxBody) -> Result<TxId, SubmitError> {
+        self.submit_after_pending_tx(ledger, body).map(|tx| tx.id())
+    }
+
+    /// [`Signer::submit_after_pending`], returning the transaction itself (to follow it until
+    /// it is finalized or dropped).
+    pub fn submit_after_pending_tx(
+        &self,
+        ledger: &Ledger,
+        body: TxBody,
+    ) -> Result<Tx, SubmitError> {
         self.sign_and_submit(ledger, body, |tx| {
-            ledger.submit_after_pending(&mut rand::rng(), tx)
+            ledger.submit_after_pending(&mut rand::rng(), tx.clone())?;
+            Ok(tx)
         })
     }
 }

@@ -136,6 +136,16 @@ pub enum Rejection {
     EmptyStatsKey,
     #[error("this statistics key is already published")]
     StatsKeyExists,
+    #[error("{0}")]
+    EscalationPolicy(crate::tx::PolicyError),
+    #[error("no escalation policy is in force")]
+    NoEscalationPolicy,
+    #[error("escalation step {step} is due at block time {due_ms} ms, the block is at {now_ms} ms")]
+    EscalationNotDue { step: u8, due_ms: i64, now_ms: i64 },
+    #[error("the alert's next escalation step is {expected}, not {got}")]
+    EscalationOutOfOrder { expected: u8, got: u8 },
+    #[error("the policy allows {steps_max} escalation steps")]
+    EscalationExhausted { steps_max: u8 },
 }
 
 /// Lifecycle of an alert.
@@ -219,6 +229,11 @@ pub struct AlertRecord {
     pub evidence: Hash,
     pub raised_by: PublicKey,
     pub raised_height: u64,
+    /// The time of the block that finalized the alert (its proposer's clock, certified by
+    /// consensus): escalation is timed from here.
+    pub raised_ms: i64,
+    /// Escalation steps taken so far ([`crate::tx::TxBody::Escalate`]).
+    pub escalations: u8,
     pub status: AlertStatus,
     pub orders: Vec<OrderRecord>,
     pub resolution_note: Option<Hash>,
@@ -240,6 +255,15 @@ pub struct AnchorRecord {
 pub struct AccessRecord {
     pub who: PublicKey,
     pub person: PersonId,
+    pub record: Hash,
+    pub height: u64,
+}
+
+/// One listing's read of alert reasons ([`crate::tx::TxBody::ReasonsAccess`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReasonsAccessRecord {
+    pub who: PublicKey,
+    pub alerts: u32,
     pub record: Hash,
     pub height: u64,
 }
@@ -472,6 +496,8 @@ impl Canon for AlertRecord {
         out.extend_from_slice(&self.evidence);
         self.raised_by.canon(out);
         self.raised_height.canon(out);
+        out.extend_from_slice(&self.raised_ms.to_be_bytes());
+        out.push(self.escalations);
         out.push(self.status as u8);
         out.extend_from_slice(&(self.orders.len() as u32).to_be_bytes());
         for order in &self.orders {
@@ -481,6 +507,19 @@ impl Canon for AlertRecord {
             order.height.canon(out);
         }
         self.resolution_note.canon(out);
+    }
+}
+impl Canon for crate::tx::EscalationPolicy {
+    fn canon(&self, out: &mut Vec<u8>) {
+        commonware_codec::Write::write(self, out);
+    }
+}
+impl Canon for ReasonsAccessRecord {
+    fn canon(&self, out: &mut Vec<u8>) {
+        self.who.canon(out);
+        out.extend_from_slice(&self.alerts.to_be_bytes());
+        out.extend_from_slice(&self.record);
+        self.height.canon(out);
     }
 }
 impl Canon for AnchorRecord {
@@ -656,12 +695,19 @@ tables! {
     next_anchored / put_next_anchored: PublicKey => u64 = 13,
     verifier_since / put_verifier_since: PublicKey => u64 = 14,
     last_alerts / put_last_alert: InstanceId => LastAlert = 15,
+    escalation_policies / put_escalation_policy: u64 => crate::tx::EscalationPolicy = 16,
+    reasons_accesses / put_reasons_access: u64 => ReasonsAccessRecord = 17,
 }
+
+/// The key of the district-wide policy in `escalation_policies` (one today; the table leaves
+/// room for per-district ones).
+const POLICY_DISTRICT: u64 = 0;
 
 // Keys of the `counters` table.
 const COUNTER_ADMINS: u64 = 0;
 const COUNTER_ANCHORS: u64 = 1;
 const COUNTER_ACCESSES: u64 = 2;
+const COUNTER_REASONS_ACCESSES: u64 = 3;
 
 /// The writes of one executed block.
 #[derive(Clone, Debug, Default)]
@@ -669,6 +715,8 @@ pub struct Layer {
     pub tables: Tables,
     pub height: u64,
     pub root: Hash,
+    /// The block's time ([`View::at_time`]); not in the state root (the header carries it).
+    pub time_ms: i64,
 }
 
 /// The finalized state of the ledger: the tables the state root commits to, and the indexes
@@ -681,6 +729,8 @@ pub struct State {
     chain_id: Hash,
     height: u64,
     root: Hash,
+    /// The time of the last merged block (0 until one is merged after a start).
+    time_ms: i64,
     tables: StateTables,
     index: Indexes,
 }
@@ -706,6 +756,7 @@ impl State {
             chain_id,
             height: 0,
             root,
+            time_ms: 0,
             tables: StateTables::from_tables(tables),
             index: Indexes::default(),
         }
@@ -721,6 +772,10 @@ impl State {
     /// State commitment at [`State::height`].
     pub fn root(&self) -> Hash {
         self.root
+    }
+    /// The time of the last merged block, as its header states (ms since the epoch).
+    pub fn time_ms(&self) -> i64 {
+        self.time_ms
     }
     /// The raw tables: for the ledger's own execution and reads only. Other crates read through
     /// the lookups in [`crate::finalized`] and the role-checked [`crate::read`].
@@ -748,6 +803,7 @@ impl State {
         self.tables.merge_from(&layer.tables);
         self.height = layer.height;
         self.root = layer.root;
+        self.time_ms = layer.time_ms;
     }
 
     /// Canonical digest of the whole state (O(state)): for audits and tests, not per block.
@@ -778,6 +834,8 @@ impl<'a> View<'a> {
                 tables: Tables::default(),
                 height,
                 root: [0; 32],
+                // Until the block's own time is set, the newest time known below it.
+                time_ms: below.last().map_or(base.time_ms, |l| l.time_ms),
             },
             writes: Sha256::new(),
         }
@@ -785,6 +843,18 @@ impl<'a> View<'a> {
 
     pub fn chain_id(&self) -> &Hash {
         &self.base.chain_id
+    }
+
+    /// The time of the block being executed (its header's `timestamp_ms`): the only clock the
+    /// state machine reads. A view that is not executing a block keeps the newest block time.
+    pub fn at_time(mut self, time_ms: i64) -> View<'a> {
+        self.current.time_ms = time_ms;
+        self
+    }
+
+    /// The escalation policy in force, if any.
+    pub fn escalation_policy(&self) -> Option<crate::tx::EscalationPolicy> {
+        self.escalation_policies(&POLICY_DISTRICT).copied()
     }
 
     /// State commitment below the block being executed.
@@ -1006,6 +1076,8 @@ impl<'a> View<'a> {
                         evidence: *evidence,
                         raised_by: signer,
                         raised_height: self.current.height,
+                        raised_ms: self.current.time_ms,
+                        escalations: 0,
                         status: AlertStatus::Open,
                         orders: Vec::new(),
                         resolution_note: None,
@@ -1022,6 +1094,62 @@ impl<'a> View<'a> {
                 let mut record = record.clone();
                 record.status = AlertStatus::Acknowledged;
                 writes.push(Write::Alert(*alert, record));
+            }
+            TxBody::SetEscalationPolicy { policy } => {
+                policy.validate().map_err(Rejection::EscalationPolicy)?;
+                writes.push(Write::EscalationPolicy(POLICY_DISTRICT, *policy));
+            }
+            TxBody::Escalate { alert, step } => {
+                let record = self.alerts(alert).ok_or(Rejection::UnknownAlert)?;
+                match record.status {
+                    AlertStatus::Open => {}
+                    AlertStatus::Acknowledged => return Err(Rejection::AlertNotOpen),
+                    AlertStatus::Resolved => return Err(Rejection::AlertResolved),
+                }
+                let policy = self
+                    .escalation_policy()
+                    .ok_or(Rejection::NoEscalationPolicy)?;
+                let expected = record.escalations.saturating_add(1);
+                if *step != expected {
+                    return Err(Rejection::EscalationOutOfOrder {
+                        expected,
+                        got: *step,
+                    });
+                }
+                if *step > policy.steps_max {
+                    return Err(Rejection::EscalationExhausted {
+                        steps_max: policy.steps_max,
+                    });
+                }
+                let due_ms = record.raised_ms.saturating_add(policy.step_due_ms(*step));
+                if self.current.time_ms < due_ms {
+                    return Err(Rejection::EscalationNotDue {
+                        step: *step,
+                        due_ms,
+                        now_ms: self.current.time_ms,
+                    });
+                }
+                let mut record = record.clone();
+                record.escalations = *step;
+                if policy.raise_level {
+                    record.level = AlertLevel::Critical;
+                }
+                writes.push(Write::Alert(*alert, record));
+            }
+            TxBody::ReasonsAccess { alerts, record } => {
+                // One record per listing, under the listing's digest: it names no person
+                // (there are many), and the node's EHR keeps the rows the digest covers.
+                let seq = self.counter(COUNTER_REASONS_ACCESSES);
+                writes.push(Write::ReasonsAccess(
+                    seq,
+                    ReasonsAccessRecord {
+                        who: signer,
+                        alerts: *alerts,
+                        record: *record,
+                        height: self.current.height,
+                    },
+                ));
+                writes.push(Write::Counter(COUNTER_REASONS_ACCESSES, seq + 1));
             }
             TxBody::Order { alert, kind, note } => {
                 let record = self.alerts(alert).ok_or(Rejection::UnknownAlert)?;
@@ -1245,6 +1373,8 @@ impl<'a> View<'a> {
             Write::StatsKey(k, v) => self.put_stats_key().put(k, v),
             Write::VerifierSince(k, v) => self.put_verifier_since().put(k, v),
             Write::LastAlert(k, v) => self.put_last_alert().put(k, v),
+            Write::EscalationPolicy(k, v) => self.put_escalation_policy().put(k, v),
+            Write::ReasonsAccess(k, v) => self.put_reasons_access().put(k, v),
         }
     }
 }
@@ -1266,6 +1396,8 @@ enum Write {
     StatsKey(Hash, StatsKeyRecord),
     VerifierSince(PublicKey, u64),
     LastAlert(InstanceId, LastAlert),
+    EscalationPolicy(u64, crate::tx::EscalationPolicy),
+    ReasonsAccess(u64, ReasonsAccessRecord),
 }
 
 /// Whether a verdict's `all_valid` agrees with its bitmap, as far as the ledger can tell
@@ -1296,9 +1428,10 @@ pub fn execute_block(
     base: &State,
     below: &[Arc<Layer>],
     height: u64,
+    time_ms: i64,
     txs: &[Tx],
 ) -> Result<Layer, (usize, Rejection)> {
-    let mut view = View::new(base, below, height);
+    let mut view = View::new(base, below, height).at_time(time_ms);
     for (i, tx) in txs.iter().enumerate() {
         view.apply(tx).map_err(|r| (i, r))?;
     }

@@ -11,7 +11,8 @@ use crate::state::{
     AlertStatus, Layer, QuerySpecError, Rejection, State, View, execute_block, spec_with_cohort,
 };
 use crate::tx::{
-    Deployment, OrderKind, ParamsError, Role, Tx, TxBody, TxId, TxKind, tests::sample_bodies,
+    Deployment, EscalationPolicy, OrderKind, ParamsError, Role, Tx, TxBody, TxId, TxKind,
+    tests::sample_bodies,
 };
 
 const CHAIN: [u8; 32] = [42; 32];
@@ -47,6 +48,8 @@ struct World {
     auditor: PrivateKey,
     verifier: PrivateKey,
     nobody: PrivateKey,
+    /// The time of the next block: the only clock the state machine reads.
+    time_ms: i64,
 }
 
 impl World {
@@ -62,6 +65,7 @@ impl World {
             auditor: PrivateKey::from_seed(5),
             verifier: PrivateKey::from_seed(6),
             nobody: PrivateKey::from_seed(7),
+            time_ms: 1_000_000,
         };
         let mut world = world;
         for (key, role) in [
@@ -102,6 +106,7 @@ impl World {
             &self.state,
             &[],
             self.state.height() + 1,
+            self.time_ms,
             std::slice::from_ref(tx),
         )
         .map_err(|(_, r)| r)?;
@@ -1178,7 +1183,7 @@ fn a_rejected_transaction_leaves_no_trace_and_blocks_are_all_or_nothing() {
             alert: TxId([0; 32]),
         },
     );
-    let result = execute_block(&world.state, &[], world.state.height() + 1, &[good, bad]);
+    let result = execute_block(&world.state, &[], world.state.height() + 1, 0, &[good, bad]);
     assert_eq!(result.err(), Some((1, Rejection::UnknownAlert)));
     assert_eq!((world.state.root(), world.state.full_digest()), before);
 }
@@ -1206,8 +1211,9 @@ fn layers_stack_and_roots_are_deterministic() {
         },
     );
     let h = world.state.height();
-    let l1 =
-        Arc::new(execute_block(&world.state, &[], h + 1, std::slice::from_ref(&tx1)).expect("b1"));
+    let l1 = Arc::new(
+        execute_block(&world.state, &[], h + 1, 0, std::slice::from_ref(&tx1)).expect("b1"),
+    );
     // The second block sees the first through its layer: registering person 1 again fails.
     let dup = Tx::sign(
         &operator,
@@ -1218,13 +1224,14 @@ fn layers_stack_and_roots_are_deterministic() {
         },
     );
     assert_eq!(
-        execute_block(&world.state, std::slice::from_ref(&l1), h + 2, &[dup]).err(),
+        execute_block(&world.state, std::slice::from_ref(&l1), h + 2, 0, &[dup]).err(),
         Some((0, Rejection::PersonExists))
     );
     let l2: Layer = execute_block(
         &world.state,
         std::slice::from_ref(&l1),
         h + 2,
+        0,
         std::slice::from_ref(&tx2),
     )
     .expect("b2");
@@ -1233,9 +1240,9 @@ fn layers_stack_and_roots_are_deterministic() {
     merged.merge(&l2);
 
     let mut direct = World::new().state;
-    let d1 = execute_block(&direct, &[], h + 1, &[tx1]).expect("d1");
+    let d1 = execute_block(&direct, &[], h + 1, 0, &[tx1]).expect("d1");
     direct.merge(&d1);
-    let d2 = execute_block(&direct, &[], h + 2, &[tx2]).expect("d2");
+    let d2 = execute_block(&direct, &[], h + 2, 0, &[tx2]).expect("d2");
     direct.merge(&d2);
     assert_eq!(merged.root(), direct.root());
     assert_eq!(merged.full_digest(), direct.full_digest());
@@ -1454,4 +1461,126 @@ fn an_instance_alerts_only_on_later_readings_or_higher_levels() {
     world
         .run(&gateway, alert(AlertLevel::Warning, 5_001))
         .expect("a later reading");
+}
+
+/// Escalation is timed by block time from the block that finalized the alert; a step that is
+/// early, skipped, repeated, beyond the policy, or for an acknowledged alert is refused.
+#[test]
+fn escalation_follows_the_policy_and_block_time_only() {
+    let mut world = World::new();
+    let (operator, gateway) = (world.operator.clone(), world.gateway.clone());
+    let (_, _, deployment) = world.monitored(1);
+    let policy = EscalationPolicy {
+        remind_after_s: 60,
+        escalate_after_s: 300,
+        repeat_s: 120,
+        steps_max: 2,
+        raise_level: true,
+    };
+    let alert = world.alert(&deployment);
+    assert_eq!(
+        world.run(&gateway, TxBody::Escalate { alert, step: 1 }),
+        Err(Rejection::NoEscalationPolicy)
+    );
+    let refused = EscalationPolicy {
+        escalate_after_s: 1,
+        ..policy
+    };
+    assert!(matches!(
+        world.run(&operator, TxBody::SetEscalationPolicy { policy: refused }),
+        Err(Rejection::EscalationPolicy(_))
+    ));
+    assert_eq!(
+        world.run(&gateway, TxBody::SetEscalationPolicy { policy }),
+        Err(Rejection::Unauthorized {
+            kind: TxKind::SetEscalationPolicy,
+            needed: TxKind::SetEscalationPolicy.allowed_roles(),
+        })
+    );
+    world
+        .run(&operator, TxBody::SetEscalationPolicy { policy })
+        .expect("policy");
+    let raised_ms = world.view().alerts(&alert).expect("alert").raised_ms;
+    assert_eq!(raised_ms, 1_000_000);
+    world.time_ms = raised_ms + 299_999;
+    assert_eq!(
+        world.run(&gateway, TxBody::Escalate { alert, step: 1 }),
+        Err(Rejection::EscalationNotDue {
+            step: 1,
+            due_ms: raised_ms + 300_000,
+            now_ms: raised_ms + 299_999
+        })
+    );
+    world.time_ms = raised_ms + 300_000;
+    assert_eq!(
+        world.run(&gateway, TxBody::Escalate { alert, step: 2 }),
+        Err(Rejection::EscalationOutOfOrder {
+            expected: 1,
+            got: 2
+        })
+    );
+    world
+        .run(&gateway, TxBody::Escalate { alert, step: 1 })
+        .expect("step 1 is due");
+    assert_eq!(
+        world.run(&gateway, TxBody::Escalate { alert, step: 1 }),
+        Err(Rejection::EscalationOutOfOrder {
+            expected: 2,
+            got: 1
+        })
+    );
+    // Step 2 is due one repeat later; there is no step 3.
+    world.time_ms = raised_ms + 420_000;
+    world
+        .run(&gateway, TxBody::Escalate { alert, step: 2 })
+        .expect("step 2 is due");
+    world.time_ms = raised_ms + 10_000_000;
+    assert_eq!(
+        world.run(&gateway, TxBody::Escalate { alert, step: 3 }),
+        Err(Rejection::EscalationExhausted { steps_max: 2 })
+    );
+    let record = world.view().alerts(&alert).cloned().expect("alert");
+    assert_eq!(
+        (record.escalations, record.level),
+        (2, AlertLevel::Critical)
+    );
+
+    // An acknowledged alert is not escalated.
+    let second = world.alert(&deployment);
+    world.time_ms += 300_000;
+    world
+        .run(&operator, TxBody::Acknowledge { alert: second })
+        .expect("ack");
+    assert_eq!(
+        world.run(
+            &gateway,
+            TxBody::Escalate {
+                alert: second,
+                step: 1
+            }
+        ),
+        Err(Rejection::AlertNotOpen)
+    );
+}
+
+#[test]
+fn policy_reminders_and_steps_are_counted_from_the_alert() {
+    let policy = EscalationPolicy {
+        remind_after_s: 60,
+        escalate_after_s: 300,
+        repeat_s: 120,
+        steps_max: 3,
+        raise_level: false,
+    };
+    assert_eq!(policy.step_due_ms(1), 300_000);
+    assert_eq!(policy.step_due_ms(3), 540_000);
+    let reminders: Vec<u8> = [0, 59_999, 60_000, 179_999, 180_000, 10_000_000]
+        .map(|ms| policy.reminders_due(ms))
+        .to_vec();
+    assert_eq!(reminders, [0, 0, 1, 1, 2, 3]);
+    let never = EscalationPolicy {
+        remind_after_s: 0,
+        ..policy
+    };
+    assert_eq!(never.reminders_due(10_000_000), 0);
 }

@@ -290,6 +290,101 @@ vigil_core::named_enum!(OrderKind by name, error UnknownName = |text| {
     UnknownName::new("order", text)
 });
 
+/// How an alert nobody acknowledges is followed up, district-wide: its person is reminded
+/// `remind_after_s` after the alert (0: never) and again every `repeat_s`; it is escalated
+/// (step 1) `escalate_after_s` after the alert and again (steps 2, 3, …) every `repeat_s`,
+/// at most `steps_max` times. With `raise_level`, each escalation raises a warning to
+/// critical. Times are seconds of block time (the proposers' clocks that consensus certified)
+/// since the block that finalized the alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationPolicy {
+    pub remind_after_s: u32,
+    pub escalate_after_s: u32,
+    pub repeat_s: u32,
+    pub steps_max: u8,
+    pub raise_level: bool,
+}
+
+/// Bounds of an [`EscalationPolicy`]: often enough to matter, never a flood of transactions.
+pub const ESCALATION_AFTER_S_MIN: u32 = 10;
+pub const ESCALATION_AFTER_S_MAX: u32 = 7 * 24 * 3600;
+pub const ESCALATION_STEPS_MAX: u8 = 10;
+
+/// Why an escalation policy is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("escalation policy: {0}")]
+pub struct PolicyError(pub &'static str);
+
+impl EscalationPolicy {
+    /// The policy's own bounds, checked by the state machine before it is recorded.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        let range = ESCALATION_AFTER_S_MIN..=ESCALATION_AFTER_S_MAX;
+        if !range.contains(&self.escalate_after_s) {
+            return Err(PolicyError("escalate_after_s is outside 10 s ..= 7 days"));
+        }
+        if self.remind_after_s != 0 && !range.contains(&self.remind_after_s) {
+            return Err(PolicyError(
+                "remind_after_s is 0 (never) or within 10 s ..= 7 days",
+            ));
+        }
+        if self.steps_max == 0 || self.steps_max > ESCALATION_STEPS_MAX {
+            return Err(PolicyError("steps_max is within 1 ..= 10"));
+        }
+        if (self.steps_max > 1 || self.remind_after_s != 0) && !range.contains(&self.repeat_s) {
+            return Err(PolicyError("repeat_s is within 10 s ..= 7 days"));
+        }
+        Ok(())
+    }
+
+    /// Block time (ms after the alert's finalization) from which escalation `step` is due.
+    pub fn step_due_ms(&self, step: u8) -> i64 {
+        let repeats = i64::from(step.saturating_sub(1));
+        (i64::from(self.escalate_after_s) + repeats * i64::from(self.repeat_s)) * 1000
+    }
+
+    /// How many reminders are due `elapsed_ms` after the alert: the person's topic gets one
+    /// more each time this grows (at most `steps_max`, like the escalations).
+    pub fn reminders_due(&self, elapsed_ms: i64) -> u8 {
+        if self.remind_after_s == 0 || elapsed_ms < i64::from(self.remind_after_s) * 1000 {
+            return 0;
+        }
+        let since = elapsed_ms - i64::from(self.remind_after_s) * 1000;
+        let repeat_ms = i64::from(self.repeat_s.max(1)) * 1000;
+        let count = 1 + since / repeat_ms;
+        count.min(i64::from(self.steps_max)) as u8
+    }
+}
+
+impl Write for EscalationPolicy {
+    fn write(&self, buf: &mut impl BufMut) {
+        self.remind_after_s.write(buf);
+        self.escalate_after_s.write(buf);
+        self.repeat_s.write(buf);
+        self.steps_max.write(buf);
+        self.raise_level.write(buf);
+    }
+}
+
+impl EncodeSize for EscalationPolicy {
+    fn encode_size(&self) -> usize {
+        4 + 4 + 4 + 1 + 1
+    }
+}
+
+impl Read for EscalationPolicy {
+    type Cfg = ();
+    fn read_cfg(buf: &mut impl Buf, _: &()) -> Result<Self, CodecError> {
+        Ok(EscalationPolicy {
+            remind_after_s: u32::read(buf)?,
+            escalate_after_s: u32::read(buf)?,
+            repeat_s: u32::read(buf)?,
+            steps_max: u8::read(buf)?,
+            raise_level: bool::read(buf)?,
+        })
+    }
+}
+
 /// The body of a transaction: one action.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TxBody {
@@ -343,6 +438,16 @@ pub enum TxBody {
     },
     /// The signer read `person`'s EHR; `record` is the digest of what was read.
     EhrAccess { person: PersonId, record: Hash },
+    /// The signer read the reasons (health data, kept in the EHR) of `alerts` alerts in one
+    /// listing: one access record per listing rather than one per row. `record` is the digest
+    /// of the accessor, the listed alert ids and the time; the node's EHR keeps the rows.
+    ReasonsAccess { alerts: u32, record: Hash },
+    /// The district's escalation policy for unacknowledged alerts, replacing the previous one.
+    SetEscalationPolicy { policy: EscalationPolicy },
+    /// Step `step` (from 1) of an open alert's escalation, due by the policy and the block's
+    /// time (never a local clock): the state machine refuses a step that is early, out of
+    /// order, beyond the policy, or for an alert that is no longer open.
+    Escalate { alert: AlertId, step: u8 },
     /// A statistics query: the canonical encoding of a `vigil_privstats::query::Query`
     /// (opaque here; the verifying nodes decode it).
     StatsQuery { spec: Bytes },
@@ -381,10 +486,13 @@ pub enum TxKind {
     StatsQuery,
     ProofVerdict,
     StatsKey,
+    ReasonsAccess,
+    SetEscalationPolicy,
+    Escalate,
 }
 
 impl TxKind {
-    pub const ALL: [TxKind; 17] = [
+    pub const ALL: [TxKind; 20] = [
         TxKind::GrantRole,
         TxKind::RevokeRole,
         TxKind::RegisterPerson,
@@ -402,6 +510,9 @@ impl TxKind {
         TxKind::StatsQuery,
         TxKind::ProofVerdict,
         TxKind::StatsKey,
+        TxKind::ReasonsAccess,
+        TxKind::SetEscalationPolicy,
+        TxKind::Escalate,
     ];
 
     /// The permission table: which roles may sign a transaction of this kind. One place, so
@@ -425,6 +536,10 @@ impl TxKind {
             // The consortium's admin publishes the outcome of the servers' key generation;
             // the bytes carry their own proofs, so publishing grants no power to forge.
             TxKind::StatsKey => &[Admin],
+            TxKind::ReasonsAccess => &[CdcpOperator, Doctor, Auditor, Admin],
+            TxKind::SetEscalationPolicy => &[CdcpOperator],
+            // The node that raised an alert escalates it when the policy says it is due.
+            TxKind::Escalate => &[Gateway],
         }
     }
 
@@ -453,6 +568,9 @@ impl TxBody {
             TxBody::StatsQuery { .. } => TxKind::StatsQuery,
             TxBody::ProofVerdict { .. } => TxKind::ProofVerdict,
             TxBody::StatsKey { .. } => TxKind::StatsKey,
+            TxBody::ReasonsAccess { .. } => TxKind::ReasonsAccess,
+            TxBody::SetEscalationPolicy { .. } => TxKind::SetEscalationPolicy,
+            TxBody::Escalate { .. } => TxKind::Escalate,
         }
     }
 }
@@ -795,6 +913,15 @@ fn write_body(body: &TxBody, buf: &mut impl BufMut) {
             buf.put_slice(evidence);
         }
         TxBody::StatsKey { key } => write_bytes(key, buf),
+        TxBody::ReasonsAccess { alerts, record } => {
+            alerts.write(buf);
+            buf.put_slice(record);
+        }
+        TxBody::SetEscalationPolicy { policy } => policy.write(buf),
+        TxBody::Escalate { alert, step } => {
+            buf.put_slice(&alert.0);
+            step.write(buf);
+        }
     }
 }
 
@@ -877,6 +1004,17 @@ fn read_body(buf: &mut impl Buf) -> Result<TxBody, CodecError> {
         },
         TxKind::StatsKey => TxBody::StatsKey {
             key: read_bytes(buf, STATS_KEY_BYTES_MAX)?,
+        },
+        TxKind::ReasonsAccess => TxBody::ReasonsAccess {
+            alerts: u32::read(buf)?,
+            record: hash(buf)?,
+        },
+        TxKind::SetEscalationPolicy => TxBody::SetEscalationPolicy {
+            policy: EscalationPolicy::read(buf)?,
+        },
+        TxKind::Escalate => TxBody::Escalate {
+            alert: TxId(hash(buf)?),
+            step: u8::read(buf)?,
         },
     })
 }
@@ -985,6 +1123,20 @@ pub(crate) mod tests {
             TxBody::StatsKey {
                 key: Bytes::from_static(b"collective key"),
             },
+            TxBody::ReasonsAccess {
+                alerts: 3,
+                record: [9; 32],
+            },
+            TxBody::SetEscalationPolicy {
+                policy: EscalationPolicy {
+                    remind_after_s: 300,
+                    escalate_after_s: 900,
+                    repeat_s: 900,
+                    steps_max: 3,
+                    raise_level: true,
+                },
+            },
+            TxBody::Escalate { alert, step: 1 },
         ]
     }
 

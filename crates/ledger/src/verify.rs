@@ -213,14 +213,13 @@ where
                 index: *index,
             });
         }
-        let layer =
-            execute_block(&state, &[], height, block.txs()).map_err(|(index, rejection)| {
-                VerifyError::Rejected {
-                    height,
-                    index,
-                    rejection,
-                }
-            })?;
+        let layer = execute_block(&state, &[], height, block.time_ms(), block.txs()).map_err(
+            |(index, rejection)| VerifyError::Rejected {
+                height,
+                index,
+                rejection,
+            },
+        )?;
         if layer.root != header.state_root {
             return Err(VerifyError::StateRoot { height });
         }

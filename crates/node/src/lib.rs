@@ -11,12 +11,17 @@
 //! operators (SSE) and to the person (MQTT), and each finalized block triggers the EHR anchor
 //! of the records accepted since the previous one.
 
+mod actions;
 pub mod config;
+mod escalation;
 pub mod ingest;
 pub mod metrics;
 pub mod monitor;
+pub mod reason_text;
 pub mod stats;
 pub mod users;
+
+pub use actions::{ActionState, ActionStatus};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -131,15 +136,31 @@ pub enum LiveEvent {
     },
     /// A finalized block.
     Block { height: u64, txs: usize },
+    /// An open alert's person was reminded (the `count`-th time) by the escalation policy.
+    AlertReminder {
+        id: String,
+        person: PersonId,
+        count: u8,
+    },
+    /// A finalized escalation step of an alert nobody acknowledged; `level` is the alert's
+    /// level after it (raised to critical where the policy says so).
+    AlertEscalated {
+        id: String,
+        person: PersonId,
+        step: u8,
+        level: u8,
+        height: u64,
+    },
 }
 
 impl LiveEvent {
     /// The person the event concerns, to filter a patient's stream.
     pub fn person(&self) -> Option<PersonId> {
         match self {
-            LiveEvent::Alert { person, .. } | LiveEvent::AlertStatus { person, .. } => {
-                Some(*person)
-            }
+            LiveEvent::Alert { person, .. }
+            | LiveEvent::AlertStatus { person, .. }
+            | LiveEvent::AlertReminder { person, .. }
+            | LiveEvent::AlertEscalated { person, .. } => Some(*person),
             LiveEvent::Block { .. } => None,
         }
     }
@@ -170,6 +191,12 @@ pub struct Node {
     pub(crate) events: broadcast::Sender<LiveEvent>,
     pub(crate) users: RwLock<Users>,
     pub(crate) pending: Mutex<LruCache<TxId, PendingAlert>>,
+    /// Reminders sent and escalations in flight ([`escalation`]).
+    escalation: Mutex<escalation::Follow>,
+    /// Operators' actions followed until finalized or failed ([`actions`]).
+    actions: Mutex<actions::Actions>,
+    /// The height of the last finalized block this node applied.
+    applied_height: std::sync::atomic::AtomicU64,
     mqtt: Mutex<Option<Arc<MqttGateway>>>,
     /// This node's anchor transactions submitted and not yet finalized, by first record.
     anchors_in_flight: Mutex<std::collections::BTreeMap<u64, vigil_ledger::tx::Tx>>,
@@ -215,6 +242,9 @@ impl Node {
             events,
             users: RwLock::new(config.users),
             pending: Mutex::new(LruCache::new(PENDING_ALERTS_MAX)),
+            escalation: Mutex::default(),
+            actions: Mutex::default(),
+            applied_height: std::sync::atomic::AtomicU64::new(0),
             mqtt: Mutex::new(None),
             anchors_in_flight: Mutex::default(),
             stats: std::sync::OnceLock::new(),
@@ -454,6 +484,104 @@ impl Node {
         }
     }
 
+    /// Follows an operator's action that the API answered 202 until it is finalized or the
+    /// ledger drops it ([`actions`]); `who` sees it in [`Node::actions_of`].
+    pub fn track_action(
+        &self,
+        who: &str,
+        action: &'static str,
+        alert: Option<String>,
+        tx: vigil_ledger::tx::Tx,
+    ) {
+        self.actions.lock().track(who, action, alert, tx, now_ms());
+    }
+
+    /// `who`'s recent actions, newest first: pending, finalized (at a height) or failed (why).
+    pub fn actions_of(&self, who: &str) -> Vec<actions::ActionStatus> {
+        self.actions.lock().of(who)
+    }
+
+    /// Settles actions that left the mempool without being finalized here: failed, with the
+    /// mempool's reason (or as lost). Runs every tick.
+    fn recheck_actions(&self) {
+        let pending = self.actions.lock().pending();
+        let applied = self
+            .applied_height
+            .load(std::sync::atomic::Ordering::Acquire);
+        for (id, tx, missing_since) in pending {
+            if self.ledger.is_pending(&tx) {
+                continue;
+            }
+            match missing_since {
+                None => {
+                    let height = self.ledger.snapshot().height();
+                    self.actions.lock().missing(&id, height);
+                }
+                // Every block up to that height is applied and none held it: it failed.
+                Some(since) if applied >= since => {
+                    let reason = self.ledger.dropped(&id).map_or_else(
+                        || {
+                            "left the mempool without being finalized (lost with a restart?)"
+                                .to_owned()
+                        },
+                        |dropped| dropped.reason.to_string(),
+                    );
+                    tracing::warn!(tx = %hex::encode(id.0), %reason, "an operator's action failed");
+                    self.actions.lock().failed(&id, reason);
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Reminds and escalates this gateway's open alerts as the ledger's escalation policy and
+    /// the latest finalized block time make them due ([`escalation`]). Runs every tick.
+    fn follow_up_alerts(&self) {
+        let snapshot = self.ledger.snapshot();
+        let Some(policy) = snapshot.view().escalation_policy() else {
+            return;
+        };
+        let now_ms = snapshot.state().time_ms();
+        let me = self.gateway.public();
+        let open: Vec<(TxId, vigil_ledger::state::AlertRecord)> = snapshot
+            .alerts_with_status(vigil_ledger::state::AlertStatus::Open)
+            .filter(|(_, alert)| &alert.raised_by == me)
+            .map(|(id, alert)| (*id, alert.clone()))
+            .collect();
+        let mut follow = self.escalation.lock();
+        follow.retain_open(|id| open.iter().any(|(open, _)| open == id));
+        for (id, alert) in open {
+            let due = escalation::due(&policy, now_ms, &alert);
+            if due.reminders > 0 && follow.remind(id, due.reminders) {
+                let event = LiveEvent::AlertReminder {
+                    id: hex::encode(id.0),
+                    person: alert.person,
+                    count: due.reminders,
+                };
+                self.push_to_person(alert.person, &event);
+                let _ = self.events.send(event);
+            }
+            let Some(step) = due.step else { continue };
+            // The ledger publishes a block's snapshot before its transactions leave the
+            // mempool: a step in flight that is no longer pending was refused (or lost).
+            if let Some((in_flight, tx)) = follow.in_flight(&id)
+                && *in_flight == step
+                && self.ledger.is_pending(tx)
+            {
+                continue;
+            }
+            match self
+                .gateway
+                .submit_tx(&self.ledger, TxBody::Escalate { alert: id, step })
+            {
+                Ok(tx) => follow.submitted(id, step, tx),
+                Err(error) => {
+                    tracing::warn!(alert = %hex::encode(id.0), step, %error, "escalation refused")
+                }
+            }
+        }
+    }
+
     fn resubmit_alert(&self, id: TxId, mut pending: PendingAlert) {
         if pending.resubmits >= ALERT_RESUBMITS_MAX {
             self.metrics.alerts_lost.inc();
@@ -487,6 +615,15 @@ impl Node {
         let height = block.height();
         self.metrics.ledger_height.set(height as i64);
         self.monitor.lock().apply_finalized(block);
+        // The reasons of this node's alerts finalized here: health data, so kept in the
+        // health record (never on the ledger), where listings read them after a reload.
+        let mut reasons = Vec::new();
+        {
+            let mut actions = self.actions.lock();
+            for tx in block.txs() {
+                actions.finalized(&tx.id(), height);
+            }
+        }
         for tx in block.txs() {
             let id = tx.id();
             match tx.body() {
@@ -503,6 +640,7 @@ impl Node {
                         self.metrics
                             .alert_latency
                             .observe(pending.received.elapsed().as_secs_f64());
+                        reasons.push((person, id.0, pending.reason.clone()));
                     }
                     let event = LiveEvent::Alert {
                         id: hex::encode(id.0),
@@ -516,6 +654,21 @@ impl Node {
                         reason: pending.map(|p| p.reason),
                     };
                     self.push_to_person(person, &event);
+                    let _ = self.events.send(event);
+                }
+                TxBody::Escalate { alert, step } => {
+                    let Some(record) = latest.alert(alert) else {
+                        continue;
+                    };
+                    self.escalation.lock().settled(alert);
+                    let event = LiveEvent::AlertEscalated {
+                        id: hex::encode(alert.0),
+                        person: record.person,
+                        step: *step,
+                        level: record.level.code(),
+                        height,
+                    };
+                    self.push_to_person(record.person, &event);
                     let _ = self.events.send(event);
                 }
                 TxBody::Acknowledge { alert }
@@ -538,6 +691,13 @@ impl Node {
                 _ => {}
             }
         }
+        if !reasons.is_empty()
+            && let Err(error) = self.ehr.lock().store_alert_reasons(&reasons)
+        {
+            tracing::error!(%error, alerts = reasons.len(), "alert reasons not stored");
+        }
+        self.applied_height
+            .store(height, std::sync::atomic::Ordering::Release);
         let _ = self.events.send(LiveEvent::Block {
             height,
             txs: block.txs().len(),
@@ -662,6 +822,8 @@ async fn tick_contracts(node: Arc<Node>) {
             node.submit_alert(draft, Instant::now());
         }
         node.recheck_alerts();
+        node.follow_up_alerts();
+        node.recheck_actions();
     }
 }
 

@@ -176,7 +176,7 @@ impl Monitor {
             reading_time_ms: update.alert.updated_ms,
             evidence: evidence_body.digest(),
             evidence_body,
-            reason: serde_json::to_value(&outcome.reason).unwrap_or_default(),
+            reason: crate::reason_text::with_text(&outcome.reason),
         })
     }
 }

@@ -215,6 +215,10 @@ impl State {
     pub fn access_count(&self) -> usize {
         self.tables().accesses.len()
     }
+    /// Listings of alert reasons logged, one record each.
+    pub fn reasons_access_count(&self) -> usize {
+        self.tables().reasons_accesses.len()
+    }
 
     pub fn query(&self, id: &QueryId) -> Option<&QueryRecord> {
         self.tables().queries.get(id)

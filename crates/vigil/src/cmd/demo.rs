@@ -66,6 +66,16 @@ pub struct DemoArgs {
     /// synthetic ECG when the folder holds none.
     #[arg(long)]
     pub mitdb: Option<PathBuf>,
+    /// Escalate an alert nobody acknowledged this many seconds after it (the district's
+    /// escalation policy, deployed through the ledger), then again every --repeat-s.
+    #[arg(long, default_value_t = 600)]
+    pub escalate_after_s: u32,
+    /// Remind the person of an open alert this many seconds after it (0: never).
+    #[arg(long, default_value_t = 300)]
+    pub remind_after_s: u32,
+    /// Seconds between further reminders and escalations.
+    #[arg(long, default_value_t = 600)]
+    pub repeat_s: u32,
 }
 
 /// What a restart reuses.
@@ -273,6 +283,30 @@ async fn run_in_runtime(
                 )
                 .map_err(|e| anyhow::anyhow!("granting the {} role: {e}", role.name()))?;
         }
+    }
+
+    // The district's escalation policy, as an operator deploys it: through the ledger.
+    let policy = vigil_ledger::tx::EscalationPolicy {
+        remind_after_s: args.remind_after_s,
+        escalate_after_s: args.escalate_after_s,
+        repeat_s: args.repeat_s,
+        steps_max: 3,
+        raise_level: true,
+    };
+    if ledger.snapshot().view().escalation_policy() != Some(policy) {
+        let body = serde_json::to_value(policy)?;
+        let (status, reply) = http(
+            api,
+            "PUT",
+            "/api/escalation-policy",
+            &state.operator_token,
+            &body,
+        )
+        .await?;
+        anyhow::ensure!(
+            status == 202,
+            "escalation policy refused ({status}): {reply}"
+        );
     }
 
     let fleet_config = FleetConfig::new(state.seed, args.people);
