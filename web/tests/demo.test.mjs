@@ -9,6 +9,7 @@
 //    private statistics fails);
 //  - left unacknowledged, the fever alert is escalated (a ledger transaction the explorer
 //    shows), and after a reload the feed still names its metric and value;
+//  - the phone switched off at start raises a no-signal alert that reads in minutes;
 //  - the fever alert is labelled device-signed, the temperature chart labels its axis, and
 //    axe-core finds no serious or critical violation on the login, alerts, map, person, ledger,
 //    people and queries pages.
@@ -191,6 +192,11 @@ async function operator(browser, base, { tokens, person }) {
   const ticks = await page.$$eval('figure.chart[data-metric="body-temperature"] svg text.tick', (t) => t.map((e) => e.textContent));
   check(ticks.filter((t) => /^-?\d+(\.\d+)?$/.test(t)).length >= 3, `the temperature chart labels its y-axis (${ticks.join(", ")})`);
   check((await page.textContent("figure.chart")).includes("°C"), "the chart says °C");
+  const unlabelled = await page.$$eval("figure.chart", (charts) => charts
+    .filter((c) => [...c.querySelectorAll("svg text.tick")].filter((t) => /^-?\d+(\.\d+)?$/.test(t.textContent)).length < 3)
+    .map((c) => c.dataset.metric));
+  const charts = await page.locator("figure.chart").count();
+  check(charts >= 3 && unlabelled.length === 0, `every chart (${charts}) labels its y-axis with at least three ticks ${unlabelled.join(", ")}`);
   const form = 'form.instance[data-kind=threshold][data-metric="body-temperature"]';
   await page.waitForSelector(`${form} input[data-field=warning_above]`);
   await page.screenshot({ path: join(ARTIFACTS, "person.png"), fullPage: true });
@@ -292,6 +298,19 @@ async function doctor(browser, base, { tokens }) {
   await page.close();
 }
 
+/** The demo switches one person's phone off at start: its no-signal alert reads in minutes,
+ *  with the last reading's time (or that none came yet), never in raw milliseconds. */
+async function silence(browser, base, { tokens }) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await login(page, base, tokens.operator, "operator");
+  const alert = await page.waitForSelector('li.alert:has-text("no signal for")', { timeout: 300_000 });
+  const text = (await alert.innerText()).replace(/\s+/g, " ");
+  check(/no signal for \d+ min \((last reading at |no reading yet)/.test(text) && !/\d{10,}/.test(text),
+    `the no-signal alert reads in minutes with the last reading's time (${text})`);
+  check(/attested/.test(text), "the no-signal alert is labelled as the gateway's attestation");
+  await page.close();
+}
+
 async function main() {
   mkdirSync(ARTIFACTS, { recursive: true });
   const dataDir = mkdtempSync(join(tmpdir(), "vigil-demo-test-"));
@@ -310,6 +329,7 @@ async function main() {
     const others = await operator(browser, base, demo);
     await patient(browser, base, demo, others);
     await doctor(browser, base, demo);
+    await silence(browser, base, demo);
     console.log("ok: dashboard browser test passed");
   } finally {
     await browser?.close();

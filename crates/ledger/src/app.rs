@@ -588,6 +588,11 @@ fn misbehave(fault: Option<&ProposerFault>, block: Block, view: u64) -> Block {
             root[0] ^= 1;
             rebuild(header.timestamp_ms, block.txs().to_vec(), root)
         }
+        Some(Misbehaviour::TimeAhead(ahead_ms)) => rebuild(
+            header.timestamp_ms + ahead_ms,
+            block.txs().to_vec(),
+            header.state_root,
+        ),
         Some(Misbehaviour::Equivocate) => {
             let second = rebuild(
                 header.timestamp_ms + 1,

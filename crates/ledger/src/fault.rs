@@ -36,6 +36,10 @@ pub enum Misbehaviour {
     /// Build a second valid block for the same view (one millisecond later, so another
     /// digest) and, through [`Tap`], send its proposal to one peer and the first to the rest.
     Equivocate,
+    /// Propose the honest block stamped this far ahead of the proposer's clock (a clock set
+    /// forward, to make readings from the future look recent or escalations come due early):
+    /// honest validators must refuse it beyond [`crate::app::BLOCK_AHEAD_MAX_MS`].
+    TimeAhead(u64),
 }
 
 /// A validator's instrumentation: its index in the cluster, the shared log, and the rule it

@@ -307,6 +307,14 @@ async fn byzantine_wrong_state_root(context: deterministic::Context) {
     refused_everywhere(&cluster, &log, "state root does not match").await;
 }
 
+/// A leader whose clock runs ten minutes ahead: every block it leads is refused by the honest
+/// validators (their clocks bound a block's time to 60 s ahead), none is finalized, and the
+/// chain goes on under the honest leaders.
+async fn byzantine_block_from_the_future(context: deterministic::Context) {
+    let (cluster, log) = byzantine(context, Misbehaviour::TimeAhead(10 * 60_000), 2).await;
+    refused_everywhere(&cluster, &log, "ahead of this validator's clock").await;
+}
+
 /// The equivocating leader's two blocks for one view are both valid; each peer judged the
 /// one it was sent: the victim the second, the others the first. The honest chain stays one
 /// (checked by `byzantine`), holding at most one of the two at any height.
@@ -390,6 +398,7 @@ scenarios! {
     byzantine_alert_without_evidence => 550,
     byzantine_wrong_state_root => 600,
     byzantine_equivocation => 700,
+    byzantine_block_from_the_future => 800,
 }
 
 /// Every scenario over `VIGIL_SOAK_SEEDS` seeds (from `VIGIL_SOAK_FROM`, default 10 000);

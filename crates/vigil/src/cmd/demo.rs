@@ -402,6 +402,8 @@ async fn run_in_runtime(
         (0, EpisodeKind::Fever, 5),
         (1 % args.people, EpisodeKind::LeftHome, 10),
         (2 % args.people, EpisodeKind::Desaturation, 6),
+        // Long enough in real time (at up to ×10) for the phone's no-signal watch to fire.
+        (3 % args.people, EpisodeKind::PhoneOff, 60),
     ];
     for (index, kind, minutes) in scripted {
         fleet.start_episode_for(index, kind, minutes * 60_000);
