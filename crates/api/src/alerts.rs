@@ -100,13 +100,11 @@ async fn list_alerts(
     Query(q): Query<AlertsQuery>,
 ) -> ApiResult<Json<JsonValue>> {
     let snapshot = node.ledger().snapshot();
-    let json_of = |id: &AlertId, a: &AlertRecord| alert_json(id, a, alert_basis(&snapshot, a));
-    let mut listed: Vec<(AlertId, PersonId)> = Vec::new();
-    let alerts: Vec<JsonValue> = match &caller.0 {
+    let listed: Vec<(AlertId, AlertRecord)> = match &caller.0 {
         // A patient sees their own alerts only, read by the node on their behalf.
         Principal::Patient { person, .. } => snapshot
             .alerts_of(person)
-            .map(|(id, a)| json_of(id, a))
+            .map(|(id, a)| (*id, a.clone()))
             .collect(),
         Principal::Staff { .. } => {
             caller.require(&node, ALERT_READERS)?;
@@ -122,23 +120,23 @@ async fn list_alerts(
                 if let Answer::Alerts(list) =
                     ledger_read(&node, &caller, LedgerQuery::AlertsByStatus(status))?
                 {
-                    listed.extend(list.iter().map(|(id, a)| (*id, a.person)));
-                    out.extend(list.iter().map(|(id, a)| json_of(id, a)));
+                    out.extend(list);
                 }
             }
             out
         }
     };
-    if q.reasons == Some(false) {
-        listed.clear();
-    }
-    let reasons = listed_reasons(&node, &caller, listed).await;
-    let alerts: Vec<JsonValue> = alerts
-        .into_iter()
-        .map(|mut alert| {
-            let id = alert["id"].as_str().unwrap_or_default().to_owned();
-            if let Some(reason) = reasons.get(&id) {
-                alert["reason"] = reason.clone();
+    let mut reasons = if q.reasons == Some(false) {
+        Default::default()
+    } else {
+        listed_reasons(&node, &caller, &listed).await
+    };
+    let alerts: Vec<JsonValue> = listed
+        .iter()
+        .map(|(id, record)| {
+            let mut alert = alert_json(id, record, alert_basis(&snapshot, record));
+            if let Some(reason) = reasons.remove(&id.0) {
+                alert["reason"] = reason;
             }
             alert
         })
@@ -152,8 +150,8 @@ async fn list_alerts(
 async fn listed_reasons(
     node: &Shared,
     caller: &Caller,
-    listed: Vec<(AlertId, PersonId)>,
-) -> std::collections::HashMap<String, JsonValue> {
+    listed: &[(AlertId, AlertRecord)],
+) -> std::collections::HashMap<[u8; 32], JsonValue> {
     let Principal::Staff { signer, .. } = &caller.0 else {
         return Default::default();
     };
@@ -161,9 +159,9 @@ async fn listed_reasons(
         return Default::default();
     }
     let listed: Vec<([u8; 32], PersonId)> = listed
-        .into_iter()
+        .iter()
         .take(vigil_ehr::REASONS_PER_LISTING_MAX)
-        .map(|(id, person)| (id.0, person))
+        .map(|(id, record)| (id.0, record.person))
         .collect();
     let signer = signer.clone();
     let accessor = caller.0.name().to_owned();
@@ -177,10 +175,7 @@ async fn listed_reasons(
         })
         .await;
     match read {
-        Ok(Ok(found)) => found
-            .into_iter()
-            .map(|(id, reason)| (hex::encode(id), reason))
-            .collect(),
+        Ok(Ok(found)) => found,
         Ok(Err(error)) => {
             tracing::warn!(%error, "alert reasons not released");
             Default::default()

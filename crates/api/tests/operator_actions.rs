@@ -116,12 +116,8 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
         let orders: Vec<OrderKind> = record.orders.iter().map(|o| o.kind).collect();
         assert_eq!(orders, vec![OrderKind::HospitalTransfer]);
         // Every action the operator was answered 202 for is reported finalized.
-        let actions = until("the operator's actions settled", || {
-            let actions = block_on_actions(api, OPERATOR);
-            actions
-                .iter()
-                .all(|a| a["status"] == "finalized")
-                .then_some(actions)
+        let actions = settled_actions(api, OPERATOR, "the operator's actions finalized", |all| {
+            all.iter().all(|a| a["status"] == "finalized")
         })
         .await;
         let names: Vec<&str> = actions
@@ -143,6 +139,21 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
             (ledger.snapshot().reasons_access_count() == accesses + 1).then_some(())
         })
         .await;
+        // A patient's own listing never carries a reason.
+        node.add_user(
+            "patient-token",
+            vigil_node::users::Principal::Patient {
+                name: "patient".into(),
+                person,
+            },
+        );
+        let (status, own) = http(api, "GET", "/api/alerts", Some("patient-token"), None).await;
+        assert_eq!(status, 200, "{own}");
+        let own = own["alerts"].as_array().expect("alerts");
+        assert!(
+            !own.is_empty() && own.iter().all(|a| a.get("reason").is_none()),
+            "{own:?}"
+        );
         let (_, quiet) = http(
             api,
             "GET",
@@ -228,18 +239,15 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
             http(api, "POST", &second_path, Some(SECOND_OPERATOR), None)
         );
         assert_eq!((first_status, second_status), (202, 202), "{reply}");
-        let outcomes = until("both acknowledgements settled", || {
-            let mut outcomes = Vec::new();
-            for token in [OPERATOR, SECOND_OPERATOR] {
-                let latest = block_on_actions(api, token).into_iter().next()?;
-                if latest["status"] == "pending" {
-                    return None;
-                }
-                outcomes.push(latest);
-            }
-            Some(outcomes)
-        })
-        .await;
+        let mut outcomes = Vec::new();
+        for token in [OPERATOR, SECOND_OPERATOR] {
+            let actions = settled_actions(api, token, "an acknowledgement settled", |all| {
+                all.first()
+                    .is_some_and(|latest| latest["status"] != "pending")
+            })
+            .await;
+            outcomes.push(actions[0].clone());
+        }
         let statuses: Vec<&str> = outcomes
             .iter()
             .filter_map(|a| a["status"].as_str())
@@ -309,22 +317,27 @@ fn a_double_acknowledgement_is_refused_at_once_and_nothing_after_it_is_lost() {
     });
 }
 
-/// The caller's actions, newest first (`GET /api/actions`), read from a blocking context.
-fn block_on_actions(api: std::net::SocketAddr, token: &str) -> Vec<serde_json::Value> {
-    let token = token.to_owned();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async move {
-            let (status, reply) = http(api, "GET", "/api/actions", Some(&token), None).await;
-            assert_eq!(status, 200, "{reply}");
-            reply["actions"].as_array().cloned().unwrap_or_default()
-        })
-    })
-    .join()
-    .expect("the actions request")
+/// The caller's actions, newest first (`GET /api/actions`), once `settled` holds of them.
+async fn settled_actions(
+    api: std::net::SocketAddr,
+    token: &str,
+    what: &str,
+    settled: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + common::WAIT;
+    loop {
+        let (status, reply) = http(api, "GET", "/api/actions", Some(token), None).await;
+        assert_eq!(status, 200, "{reply}");
+        let actions = reply["actions"].as_array().cloned().unwrap_or_default();
+        if settled(&actions) {
+            return actions;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 fn path_for(id: &TxId, action: &str) -> String {

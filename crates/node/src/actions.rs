@@ -49,17 +49,19 @@ struct Tracked {
     missing_since: Option<u64>,
 }
 
-#[derive(Default)]
 pub(crate) struct Actions {
-    tracked: Option<LruCache<TxId, Tracked>>,
+    tracked: LruCache<TxId, Tracked>,
+}
+
+impl Default for Actions {
+    fn default() -> Self {
+        Actions {
+            tracked: LruCache::new(ACTIONS_MAX),
+        }
+    }
 }
 
 impl Actions {
-    fn tracked(&mut self) -> &mut LruCache<TxId, Tracked> {
-        self.tracked
-            .get_or_insert_with(|| LruCache::new(ACTIONS_MAX))
-    }
-
     pub(crate) fn track(
         &mut self,
         who: &str,
@@ -75,7 +77,7 @@ impl Actions {
             submitted_ms: now_ms,
             state: ActionState::Pending,
         };
-        self.tracked().put(
+        self.tracked.put(
             tx.id(),
             Tracked {
                 who: who.to_owned(),
@@ -86,17 +88,23 @@ impl Actions {
         );
     }
 
-    /// A transaction of a finalized block: settles the action it is, if any.
-    pub(crate) fn finalized(&mut self, id: &TxId, height: u64) {
-        if let Some(tracked) = self.tracked().peek_mut(id) {
-            tracked.status.state = ActionState::Finalized { height };
+    /// A finalized block: settles the actions among its transactions. Nothing is looked up
+    /// while no action is followed (the usual case on a busy chain).
+    pub(crate) fn finalized_block(&mut self, txs: &[Tx], height: u64) {
+        if self.tracked.is_empty() {
+            return;
+        }
+        for tx in txs {
+            if let Some(tracked) = self.tracked.peek_mut(&tx.id()) {
+                tracked.status.state = ActionState::Finalized { height };
+            }
         }
     }
 
     /// The pending actions to look at: their transactions, and whether each is already known
     /// missing (and since which ledger height).
     pub(crate) fn pending(&mut self) -> Vec<(TxId, Tx, Option<u64>)> {
-        self.tracked()
+        self.tracked
             .iter()
             .filter(|(_, t)| t.status.state == ActionState::Pending)
             .map(|(id, t)| (*id, t.tx.clone(), t.missing_since))
@@ -104,13 +112,13 @@ impl Actions {
     }
 
     pub(crate) fn missing(&mut self, id: &TxId, since: u64) {
-        if let Some(tracked) = self.tracked().peek_mut(id) {
+        if let Some(tracked) = self.tracked.peek_mut(id) {
             tracked.missing_since.get_or_insert(since);
         }
     }
 
     pub(crate) fn failed(&mut self, id: &TxId, reason: String) {
-        if let Some(tracked) = self.tracked().peek_mut(id)
+        if let Some(tracked) = self.tracked.peek_mut(id)
             && tracked.status.state == ActionState::Pending
         {
             tracked.status.state = ActionState::Failed { reason };
@@ -120,7 +128,7 @@ impl Actions {
     /// `who`'s actions, newest first, at most [`ACTIONS_LISTED_MAX`].
     pub(crate) fn of(&mut self, who: &str) -> Vec<ActionStatus> {
         let mut mine: Vec<ActionStatus> = self
-            .tracked()
+            .tracked
             .iter()
             .filter(|(_, t)| t.who == who)
             .map(|(_, t)| t.status.clone())
@@ -156,7 +164,7 @@ mod tests {
         actions.track("ana", "resolve", None, second.clone(), 20);
         actions.track("ben", "acknowledge", None, tx(3), 30);
         assert_eq!(actions.pending().len(), 3);
-        actions.finalized(&first.id(), 7);
+        actions.finalized_block(std::slice::from_ref(&first), 7);
         actions.failed(&second.id(), "alert is resolved".into());
         // A failure reported later does not undo a finalization.
         actions.failed(&first.id(), "late".into());

@@ -17,7 +17,7 @@ mod escalation;
 pub mod ingest;
 pub mod metrics;
 pub mod monitor;
-pub mod reason_text;
+mod reason_text;
 pub mod stats;
 pub mod users;
 
@@ -549,7 +549,11 @@ impl Node {
             .map(|(id, alert)| (*id, alert.clone()))
             .collect();
         let mut follow = self.escalation.lock();
-        follow.retain_open(|id| open.iter().any(|(open, _)| open == id));
+        follow.retain_open(|id| {
+            snapshot
+                .alert(id)
+                .is_some_and(|a| a.status == vigil_ledger::state::AlertStatus::Open)
+        });
         for (id, alert) in open {
             let due = escalation::due(&policy, now_ms, &alert);
             if due.reminders > 0 && follow.remind(id, due.reminders) {
@@ -615,15 +619,10 @@ impl Node {
         let height = block.height();
         self.metrics.ledger_height.set(height as i64);
         self.monitor.lock().apply_finalized(block);
+        self.actions.lock().finalized_block(block.txs(), height);
         // The reasons of this node's alerts finalized here: health data, so kept in the
         // health record (never on the ledger), where listings read them after a reload.
         let mut reasons = Vec::new();
-        {
-            let mut actions = self.actions.lock();
-            for tx in block.txs() {
-                actions.finalized(&tx.id(), height);
-            }
-        }
         for tx in block.txs() {
             let id = tx.id();
             match tx.body() {
