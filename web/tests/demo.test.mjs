@@ -345,10 +345,10 @@ async function operator(browser, base, { tokens, person }, tiles) {
   }
   check(verified, "a health record verifies against its anchor (Merkle inclusion proof)");
 
-  // The change in the ledger explorer.
-  await page.click(`a[href="#ledger/${height}"]`);
+  // The geofence change in the ledger explorer (the editor links its block).
+  await page.click(`a[href="#ledger/${fenceHeight}"]`);
   await page.waitForSelector("#block-detail tr[data-kind=ReplaceInstance]");
-  check(true, `the ledger explorer shows the ReplaceInstance transaction in block ${height}`);
+  check(true, `the ledger explorer shows the ReplaceInstance transaction in block ${fenceHeight}`);
   await page.click("#verify-block");
   await page.waitForSelector("#block-verify [data-verified=true]", { timeout: 20_000 });
   const checks = await page.innerText("#block-verify");

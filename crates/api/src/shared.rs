@@ -140,7 +140,9 @@ impl Api {
 /// The origin was checked when the configuration was read ([`vigil_node::MapTiles`]): a host,
 /// a port, no separator.
 pub fn dashboard_policy(tiles: Option<&vigil_node::MapTiles>) -> String {
-    let tile_source = tiles.map(|t| format!(" {}", t.origin())).unwrap_or_default();
+    let tile_source = tiles
+        .map(|t| format!(" {}", t.origin()))
+        .unwrap_or_default();
     format!("default-src 'self'; img-src 'self' data:{tile_source}; frame-ancestors 'none'")
 }
 

@@ -23,7 +23,8 @@ use vigil_node::{MqttMode, NodeConfig, now_ms};
 const HOME: (i32, i32) = (48_137_000, 11_575_000);
 const TILES: &str = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png";
 /// The dashboard's policy with [`TILES`]: its origin added to `img-src`, nothing else.
-const POLICY: &str = "default-src 'self'; img-src 'self' data: http://127.0.0.1:9; frame-ancestors 'none'";
+const POLICY: &str =
+    "default-src 'self'; img-src 'self' data: http://127.0.0.1:9; frame-ancestors 'none'";
 
 /// `GET path` as the operator until `done` holds (at most [`WAIT`]).
 async fn poll(
@@ -89,7 +90,10 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
             ("/", "text/html; charset=utf-8"),
             ("/web/map.js", "text/javascript; charset=utf-8"),
             ("/web/mapview.js", "text/javascript; charset=utf-8"),
-            ("/web/vendor/leaflet/leaflet.js", "text/javascript; charset=utf-8"),
+            (
+                "/web/vendor/leaflet/leaflet.js",
+                "text/javascript; charset=utf-8",
+            ),
             ("/web/vendor/leaflet/leaflet.css", "text/css; charset=utf-8"),
         ] {
             let (status, served_as, policy) = common::get_headers(api, path).await;

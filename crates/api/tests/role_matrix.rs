@@ -49,7 +49,11 @@ fn every_operation_refuses_strangers_and_staff_without_a_role() {
         // Without a tile server the map is a plane and the dashboard's images come from the
         // node alone.
         let (status, map) = common::http(api, "GET", "/api/map/config", Some("op"), None).await;
-        assert_eq!((status, &map["tiles"]), (200, &serde_json::Value::Null), "{map}");
+        assert_eq!(
+            (status, &map["tiles"]),
+            (200, &serde_json::Value::Null),
+            "{map}"
+        );
         let (status, _, policy) = common::get_headers(api, "/").await;
         assert_eq!(status, 200);
         assert_eq!(

@@ -73,7 +73,11 @@ pub struct DemoArgs {
     #[arg(long, value_name = "URL")]
     pub map_tiles: Option<String>,
     /// The attribution the tile server's licence asks for, shown on the map.
-    #[arg(long, value_name = "TEXT", default_value = "© OpenStreetMap contributors")]
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "© OpenStreetMap contributors"
+    )]
     pub map_attribution: String,
 }
 
