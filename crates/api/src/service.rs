@@ -93,10 +93,7 @@ async fn web_asset(State(node): State<Shared>, Path(path): Path<String>) -> Resp
     };
     let mut response = (*body).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(*content_type),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -107,7 +104,8 @@ async fn web_asset(State(node): State<Shared>, Path(path): Path<String>) -> Resp
         }
         // Not reachable with a checked tile origin; never serve the dashboard unprotected.
         Err(_) => {
-            return ApiError::internal("the dashboard policy is not a header value").into_response();
+            return ApiError::internal("the dashboard policy is not a header value")
+                .into_response();
         }
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
