@@ -1,9 +1,11 @@
 // The person page: live vital charts from the health record (every read is logged on the
-// ledger), the person's open alerts, their readings with a per-record "verify against the
+// ledger), their recent track on the map component (the position readings of the same audited
+// reads), the person's open alerts, their readings with a per-record "verify against the
 // ledger anchor", and, for operators, the threshold and geofence editor that deploys a
-// replacement contract instance through the ledger.
+// replacement contract instance through the ledger; geofence zones are drawn on the map.
 
 import { $, api, el, svg, state, LEVELS, hasRole, isStaff, liveLevel, short, time, message } from "./util.js";
+import { MapView, mapConfig } from "./mapview.js";
 
 const POLL_MS = 5000;
 /** The API's largest `limit` on readings (`READINGS_LIMIT_MAX`). */
@@ -26,7 +28,16 @@ const THRESHOLD_FIELDS = [
   ["warning_above", "Warning above"], ["critical_above", "Critical above"],
 ];
 
-const page = { person: null, obs: [], lastMs: 0, timer: null, instances: [], windowMin: 30, busy: false, verdicts: new Map() };
+const page = {
+  person: null, obs: [], lastMs: 0, timer: null, instances: [], windowMin: 30, busy: false, verdicts: new Map(),
+  /** The map of the track and the zones; `fitted` once it has shown them. */
+  view: null, fitted: false,
+  /** Geofence parameters as being edited, by instance (what the map and the forms show), and
+   * the zones drawn or changed since they were loaded. */
+  drafts: new Map(), unsaved: new Set(),
+};
+/** Zone names a drawing picks from: `zone-2`, `zone-3`, … */
+const ZONE_NAME_PREFIX = "zone-";
 
 export function personMetric(o) {
   return o.code?.text ?? o.code?.coding?.at(-1)?.code;
@@ -37,6 +48,11 @@ export async function openPerson(person, target) {
   const fresh = page.person !== person;
   page.person = person;
   if (fresh) { page.obs = []; page.lastMs = 0; page.instances = []; }
+  page.view?.destroy();
+  page.view = null;
+  page.fitted = false;
+  page.drafts = new Map();
+  page.unsaved = new Set();
   const self = state.me?.kind === "patient";
   target.replaceChildren(
     el("h2", { id: "person-title", tabindex: "-1" }, self ? "My data" : el("span", {}, "Person ", el("code", {}, short(person)))),
@@ -50,6 +66,11 @@ export async function openPerson(person, target) {
         [15, 30, 60, 360].map((m) => el("option", { value: m, selected: m === page.windowMin }, m < 60 ? `${m} minutes` : `${m / 60} hour${m > 60 ? "s" : ""}`))),
       el("span", { id: "charts-status", class: "muted", "aria-live": "polite" }, "Loading readings…")),
     el("div", { id: "charts", class: "charts" }),
+    el("section", { "aria-labelledby": "track-title" },
+      el("h3", { id: "track-title" }, self ? "Where you have been" : "Recent positions"),
+      el("p", { id: "track-status", class: "muted", "aria-live": "polite" }, "Loading positions…"),
+      el("div", { id: "person-map", class: "person-map" }),
+      el("p", { id: "draw-status", "aria-live": "polite" })),
     el("section", { id: "editor", "aria-labelledby": "editor-title" }),
     el("section", { "aria-labelledby": "records-title" },
       el("h3", { id: "records-title" }, "Latest records"),
@@ -58,7 +79,8 @@ export async function openPerson(person, target) {
       el("div", { id: "records" })));
   renderAlerts();
   renderCharts();
-  await Promise.all([poll(), loadInstances()]);
+  await Promise.all([openTrackMap(person), poll(), loadInstances()]);
+  renderTrack();
   page.timer = setInterval(() => {
     if ($("person-view").hidden || page.person !== person) { clearInterval(page.timer); return; }
     poll();
@@ -108,11 +130,73 @@ async function poll() {
       ? `${page.obs.length} readings; updated ${new Date().toLocaleTimeString()}.`
       : `No readings in the last ${page.windowMin} minutes yet.`;
     renderCharts();
+    renderTrack();
     renderRecords();
   } catch (e) {
     $("charts-status").replaceChildren(el("span", { class: "error" }, e.message));
   } finally {
     page.busy = false;
+  }
+}
+
+// ---------- the track and the zones on the map ----------
+
+async function openTrackMap(person) {
+  let tiles = null;
+  try {
+    ({ tiles } = await mapConfig());
+  } catch (e) {
+    $("track-status")?.replaceChildren(el("span", { class: "error" }, e.message));
+    return;
+  }
+  const box = $("person-map");
+  if (!box || page.person !== person || page.view) return;
+  page.view = new MapView(box, {
+    label: "Map of this person's recent positions and geofence zones; the text above it gives the latest position",
+    tiles,
+  });
+  renderTrack();
+}
+
+/** A position Observation as [lat_udeg, lon_udeg, time, accuracy_m], or null. */
+function fixOf(r) {
+  const part = (code) => r.o.component?.find((c) => c.code?.coding?.some((k) => k.code === code))?.valueQuantity?.value;
+  const lat = part("latitude"), lon = part("longitude");
+  if (typeof lat !== "number" || typeof lon !== "number") return null;
+  return [Math.round(lat * 1e6), Math.round(lon * 1e6), r.t, part("accuracy")];
+}
+
+/** The zones of the person's active geofence instances, as being edited. */
+function editedZones() {
+  const zones = [];
+  for (const i of page.instances) {
+    if (!i.active || i.params?.kind !== "geofence") continue;
+    for (const z of (page.drafts.get(i.instance) ?? i.params).zones ?? []) zones.push(page.unsaved.has(z) ? { ...z, unsaved: true } : z);
+  }
+  return zones;
+}
+
+function renderTrack() {
+  const view = page.view;
+  const status = $("track-status");
+  if (!view || !status) return;
+  const fixes = page.obs.filter((r) => r.metric === "position").map(fixOf).filter(Boolean);
+  const zones = editedZones();
+  view.set({ track: fixes, zones });
+  const latest = fixes.at(-1);
+  status.textContent = latest
+    ? `${fixes.length} position${fixes.length > 1 ? "s" : ""} in the last ${page.windowMin} minutes, drawn as a line; the latest at ${time(latest[2])}` +
+      `${latest[3] !== undefined ? `, ±${latest[3]} m` : ""} (${(latest[0] / 1e6).toFixed(5)}°, ${(latest[1] / 1e6).toFixed(5)}°).`
+    : `No position in the last ${page.windowMin} minutes.`;
+  status.dataset.fixes = String(fixes.length);
+  if (!page.fitted) {
+    const points = fixes.map((f) => [f[0], f[1]]);
+    for (const z of zones) {
+      if (z.circle) points.push([z.circle.lat_udeg, z.circle.lon_udeg]);
+      for (const v of z.polygon ?? []) points.push(v);
+    }
+    if (points.length) { view.fit(points); page.fitted = true; }
+    else view.showWorld("No position or zone yet.");
   }
 }
 
@@ -292,6 +376,9 @@ async function loadInstances() {
   try {
     const { instances } = await api("GET", `/api/instances?person=${page.person}`);
     page.instances = instances;
+    // Fresh from the ledger: drafts start again from what is deployed.
+    page.drafts = new Map();
+    page.unsaved = new Set();
     renderCharts();
     renderAlerts();
     const active = instances.filter((i) => i.active);
@@ -301,6 +388,7 @@ async function loadInstances() {
         : state.me?.kind === "patient" ? "The limits your monitoring checks; your care team sets them." : "Only operators change them."),
       el("p", { id: "editor-status", "aria-live": "polite" }),
       ...(active.length ? active.map((i) => instanceForm(i, editable)) : [el("p", { class: "muted" }, "No active monitor contract.")]));
+    renderTrack();
   } catch (e) {
     box.replaceChildren(el("h3", { id: "editor-title" }, "Monitoring limits"), el("p", { class: "error" }, e.message));
   }
@@ -322,17 +410,18 @@ function instanceForm(instance, editable) {
     body = el("div", { class: "fields" }, THRESHOLD_FIELDS.map(([field, label]) =>
       numberField(`${id}-${field}`, `${label} (${unitOf(p.metric)})`, p[field] !== undefined && p[field] !== null ? p[field] / scale : "", { disabled, "data-field": field })));
   } else if (p.kind === "geofence") {
-    body = el("div", {}, (p.zones ?? []).map((z, zi) => el("fieldset", { class: "fields" },
-      el("legend", {}, `Zone “${z.name}” (${z.rule ?? "keep-inside"})`),
-      z.circle
-        ? [numberField(`${id}-z${zi}-lat`, "Centre latitude (°)", z.circle.lat_udeg / 1e6, { disabled, "data-zone": zi, "data-part": "lat" }),
-          numberField(`${id}-z${zi}-lon`, "Centre longitude (°)", z.circle.lon_udeg / 1e6, { disabled, "data-zone": zi, "data-part": "lon" }),
-          numberField(`${id}-z${zi}-r`, "Radius (m)", z.circle.radius_m, { disabled, "data-zone": zi, "data-part": "radius", min: 1 })]
-        : el("p", { class: "muted" }, `Polygon of ${z.polygon?.length ?? 0} vertices (edit below as JSON).`))),
-    numberField(`${id}-dwell`, "Dwell before alerting (s)", (p.dwell_ms ?? 0) / 1000, { disabled, "data-field": "dwell_s", min: 0 }),
-    editable ? el("details", {}, el("summary", {}, "All parameters as JSON"),
-      el("label", { for: `${id}-json` }, "Parameters"),
-      el("textarea", { id: `${id}-json`, rows: 6, cols: 60, "data-json": "1" }, JSON.stringify(p, null, 1))) : null);
+    if (!page.drafts.has(instance.instance)) page.drafts.set(instance.instance, structuredClone(p));
+    const draft = page.drafts.get(instance.instance);
+    body = el("div", {},
+      el("div", { class: "zones" }),
+      editable ? el("div", { class: "toolbar" },
+        el("button", { type: "button", "data-draw": "circle", onclick: () => drawZone(instance, "circle") }, "Draw a circle zone on the map"),
+        el("button", { type: "button", "data-draw": "polygon", onclick: () => drawZone(instance, "polygon") }, "Draw a polygon zone on the map"),
+        el("button", { type: "button", onclick: () => page.view?.cancelDrawing() }, "Stop drawing")) : null,
+      numberField(`${id}-dwell`, "Dwell before alerting (s)", (draft.dwell_ms ?? 0) / 1000, { disabled, "data-field": "dwell_s", min: 0 }),
+      editable ? el("details", {}, el("summary", {}, "All parameters as JSON"),
+        el("label", { for: `${id}-json` }, "Parameters"),
+        el("textarea", { id: `${id}-json`, rows: 6, cols: 60, "data-json": "1" })) : null);
   } else {
     body = el("pre", { class: "params" }, JSON.stringify(p, null, 1));
   }
@@ -343,7 +432,117 @@ function instanceForm(instance, editable) {
     editable && (p.kind === "threshold" || p.kind === "geofence")
       ? el("button", { type: "submit" }, "Save through the ledger") : null);
   form.addEventListener("submit", (e) => { e.preventDefault(); save(instance, form); });
+  if (p.kind === "geofence") renderZones(instance, form, editable);
   return form;
+}
+
+/** The zones of a geofence form, from its draft: name, rule and shape (a circle in numbers,
+ * the keyboard's way to edit it), with "redraw" and "remove" for operators. */
+function renderZones(instance, form, editable) {
+  const draft = page.drafts.get(instance.instance);
+  const id = instance.instance.slice(0, 12);
+  const disabled = !editable;
+  const changed = (zone, part) => (e) => {
+    const value = e.target.value;
+    if (part === "name") {
+      zone.name = value.trim();
+      e.target.closest("fieldset").dataset.zoneName = zone.name;
+    }
+    else if (part === "rule") zone.rule = value;
+    else {
+      const v = Number(value);
+      if (value === "" || !Number.isFinite(v)) return; // refused in words at saving
+      if (part === "lat") zone.circle.lat_udeg = Math.round(v * 1e6);
+      if (part === "lon") zone.circle.lon_udeg = Math.round(v * 1e6);
+      if (part === "radius") zone.circle.radius_m = Math.round(v);
+    }
+    page.unsaved.add(zone);
+    showJson(form, draft);
+    renderTrack();
+  };
+  const box = form.querySelector(".zones");
+  box.replaceChildren(...draft.zones.map((z, zi) => el("fieldset", { class: "fields", "data-zone-name": z.name },
+    el("legend", {}, `Zone “${z.name}” (${z.circle ? "circle" : `polygon of ${z.polygon?.length ?? 0} vertices`})`,
+      page.unsaved.has(z) ? el("span", { class: "unsaved" }, " not saved yet") : null),
+    el("div", { class: "field" }, el("label", { for: `${id}-z${zi}-name` }, "Name"),
+      el("input", { id: `${id}-z${zi}-name`, type: "text", value: z.name, maxlength: 64, disabled, "data-zone": zi, "data-part": "name", onchange: changed(z, "name") })),
+    el("div", { class: "field" }, el("label", { for: `${id}-z${zi}-rule` }, "Rule"),
+      el("select", { id: `${id}-z${zi}-rule`, disabled, "data-zone": zi, "data-part": "rule", onchange: changed(z, "rule") },
+        el("option", { value: "keep-inside", selected: (z.rule ?? "keep-inside") === "keep-inside" }, "keep inside"),
+        el("option", { value: "keep-outside", selected: z.rule === "keep-outside" }, "keep outside"))),
+    z.circle
+      ? [numberField(`${id}-z${zi}-lat`, "Centre latitude (°)", z.circle.lat_udeg / 1e6, { disabled, "data-zone": zi, "data-part": "lat", onchange: changed(z, "lat") }),
+        numberField(`${id}-z${zi}-lon`, "Centre longitude (°)", z.circle.lon_udeg / 1e6, { disabled, "data-zone": zi, "data-part": "lon", onchange: changed(z, "lon") }),
+        numberField(`${id}-z${zi}-r`, "Radius (m)", z.circle.radius_m, { disabled, "data-zone": zi, "data-part": "radius", min: 1, onchange: changed(z, "radius") })]
+      : el("p", { class: "muted" }, "Redraw it on the map, or edit its vertices in the JSON below."),
+    editable ? el("div", { class: "zone-actions" },
+      el("button", { type: "button", onclick: () => drawZone(instance, z.circle ? "circle" : "polygon", z) }, `Redraw “${z.name}” on the map`),
+      el("button", { type: "button", onclick: () => removeZone(instance, z) }, `Remove “${z.name}”`)) : null)));
+  showJson(form, draft);
+}
+
+/** The draft as JSON in the form's text area; what is shown is remembered, so a hand edit is
+ * told apart from the draft. */
+function showJson(form, draft) {
+  const json = form.querySelector("[data-json]");
+  if (!json) return;
+  json.value = JSON.stringify(draft, null, 1);
+  json.dataset.shown = json.value;
+}
+
+function formOf(instance) {
+  return document.querySelector(`form.instance[data-instance="${instance.instance}"]`);
+}
+
+/** Draws a zone on the map: a new one, or `zone`'s new shape. */
+async function drawZone(instance, kind, zone = null) {
+  const status = $("draw-status");
+  const view = page.view;
+  if (!view || !status) return;
+  const box = $("person-map");
+  box.scrollIntoView({ block: "nearest" });
+  box.focus({ preventScroll: true });
+  status.replaceChildren(el("span", { class: "muted" }, kind === "circle"
+    ? "Drawing a circle: press at its centre on the map and drag out to its radius. Escape cancels."
+    : "Drawing a polygon: click each vertex on the map, then the first one again (or press Enter, or double-click). Backspace takes the last vertex back; Escape cancels."));
+  const shape = await view.draw(kind, (text) => status.replaceChildren(el("span", { class: "muted" }, text)));
+  if (!shape) { status.replaceChildren(el("span", { class: "muted" }, "Drawing cancelled.")); return; }
+  const draft = page.drafts.get(instance.instance);
+  if (!draft) return;
+  if (zone && draft.zones.includes(zone)) {
+    delete zone.circle;
+    delete zone.polygon;
+    Object.assign(zone, shape);
+  } else {
+    const taken = new Set(draft.zones.map((z) => z.name));
+    let n = draft.zones.length + 1;
+    while (taken.has(`${ZONE_NAME_PREFIX}${n}`)) n++;
+    zone = { name: `${ZONE_NAME_PREFIX}${n}`, rule: "keep-inside", level: 2, ...shape };
+    draft.zones.push(zone);
+  }
+  page.unsaved.add(zone);
+  const form = formOf(instance);
+  if (form) renderZones(instance, form, true);
+  renderTrack();
+  const what = shape.circle ? `a circle of ${shape.circle.radius_m} m` : `a polygon of ${shape.polygon.length} vertices`;
+  status.replaceChildren(el("span", { class: "ok", "data-drawn": zone.name }, `Zone “${zone.name}” drawn: ${what}. `),
+    "Name it and choose its rule below, then save through the ledger to deploy it.");
+  form?.querySelector(`fieldset[data-zone-name="${CSS.escape(zone.name)}"] input[data-part=name]`)?.focus();
+}
+
+function removeZone(instance, zone) {
+  const draft = page.drafts.get(instance.instance);
+  const status = $("draw-status");
+  if (!draft) return;
+  if (draft.zones.length <= 1) {
+    status.replaceChildren(el("span", { class: "error" }, "A geofence keeps at least one zone: draw another first, or change this one."));
+    return;
+  }
+  draft.zones = draft.zones.filter((z) => z !== zone);
+  const form = formOf(instance);
+  if (form) renderZones(instance, form, true);
+  renderTrack();
+  status.replaceChildren(el("span", { class: "muted" }, `Zone “${zone.name}” removed from the draft; save through the ledger to deploy the change.`));
 }
 
 function unitOf(metric) {
@@ -365,19 +564,30 @@ function readParams(instance, form) {
     }
     return p;
   }
+  // A geofence: its draft (drawn, and kept in step with the zone fields), or the JSON when
+  // edited by hand.
   const json = form.querySelector("[data-json]");
-  let q = p;
-  if (json && json.value.trim() !== JSON.stringify(p, null, 1).trim()) {
+  let q = structuredClone(page.drafts.get(instance.instance) ?? p);
+  if (json && json.value.trim() !== (json.dataset.shown ?? "").trim()) {
     try { q = JSON.parse(json.value); } catch { throw new Error("The parameters are not valid JSON."); }
-  }
-  for (const input of form.querySelectorAll("[data-zone]")) {
-    const zone = q.zones?.[Number(input.dataset.zone)];
-    if (!zone?.circle) continue;
-    const v = Number(input.value);
-    if (input.value === "" || !Number.isFinite(v)) throw new Error("Every zone needs a centre and a radius.");
-    if (input.dataset.part === "lat") zone.circle.lat_udeg = Math.round(v * 1e6);
-    if (input.dataset.part === "lon") zone.circle.lon_udeg = Math.round(v * 1e6);
-    if (input.dataset.part === "radius") zone.circle.radius_m = Math.round(v);
+  } else {
+    for (const input of form.querySelectorAll("[data-zone]")) {
+      const zone = q.zones?.[Number(input.dataset.zone)];
+      if (!zone) continue;
+      const part = input.dataset.part;
+      if (part === "name") {
+        if (!input.value.trim()) throw new Error("Every zone needs a name.");
+        zone.name = input.value.trim();
+        continue;
+      }
+      if (part === "rule") { zone.rule = input.value; continue; }
+      if (!zone.circle) continue;
+      const v = Number(input.value);
+      if (input.value === "" || !Number.isFinite(v)) throw new Error("Every circle needs a centre and a radius.");
+      if (part === "lat") zone.circle.lat_udeg = Math.round(v * 1e6);
+      if (part === "lon") zone.circle.lon_udeg = Math.round(v * 1e6);
+      if (part === "radius") zone.circle.radius_m = Math.round(v);
+    }
   }
   const dwell = form.querySelector("[data-field=dwell_s]");
   if (dwell && dwell.value !== "") q.dwell_ms = Math.round(Number(dwell.value) * 1000);

@@ -12,7 +12,14 @@
 //  - the phone switched off at start raises a no-signal alert that reads in minutes;
 //  - the fever alert is labelled device-signed, the temperature chart labels its axis, and
 //    axe-core finds no serious or critical violation on the login, alerts, map, person, ledger,
-//    people and queries pages.
+//    people and queries pages;
+//  - the map lies over tiles from a tile server the test runs on 127.0.0.1 (the demo started
+//    with --map-tiles): tiles are requested and drawn, and the dashboard's policy admits that
+//    origin and no other; the person page draws the person's track; an operator draws a
+//    circle and a polygon zone on the map with the mouse, saves them through the ledger and
+//    finds them in the finalized replacement instance; with no tile server (the answer of
+//    /api/map/config replaced), the map is the local plane with its scale bar;
+//  - no page logs a script or console error once logged in.
 // Screenshots of the main pages, at 1280×800 and at phone width, go to ./artifacts (git-ignored).
 //
 //   VIGIL_BIN=../../target/debug/vigil node demo.test.mjs
@@ -22,7 +29,9 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
+import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
+import { deflateSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
@@ -38,6 +47,7 @@ const START_TIMEOUT_MS = 240_000;
 const ALERT_TIMEOUT_MS = 150_000;
 const FINALIZE_TIMEOUT_MS = 60_000;
 const PHONE = { width: 390, height: 844 };
+const TILE_ATTRIBUTION = "Vigil test tiles";
 // MIT-BIH records for the demo's ECG patches when present (synthetic ECG otherwise).
 const MITDB = process.env.VIGIL_MITDB ?? resolve(here, "../../../shared/data/mitdb");
 
@@ -58,12 +68,69 @@ async function freePorts() {
   throw new Error("no free port pair");
 }
 
-function startDemo(port, dataDir) {
+/** CRC-32 (ISO 3309), as PNG chunks carry it. */
+function crc32(bytes) {
+  let crc = 0xffffffff;
+  for (const b of bytes) {
+    crc ^= b;
+    for (let k = 0; k < 8; k++) crc = (crc >>> 1) ^ (0xedb88320 & -(crc & 1));
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** A valid 256×256 RGB PNG: a pale fill with a darker two-pixel border, so that drawn tiles
+ * show as a grid in the screenshots. */
+function tilePng() {
+  const size = 256;
+  const raw = Buffer.alloc(size * (1 + size * 3));
+  for (let y = 0; y < size; y++) {
+    const row = y * (1 + size * 3);
+    raw[row] = 0; // filter: none
+    for (let x = 0; x < size; x++) {
+      const edge = x < 2 || y < 2;
+      raw.set(edge ? [170, 190, 205] : [226, 236, 222], row + 1 + x * 3);
+    }
+  }
+  const chunk = (type, data) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const out = Buffer.alloc(8 + data.length + 4);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(crc32(body), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(size, 0);
+  header.writeUInt32BE(size, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8 bits, RGB, deflate, no filter set, no interlace
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", header),
+    chunk("IDAT", deflateSync(raw)), chunk("IEND", Buffer.alloc(0))]);
+}
+
+/** A tile server on 127.0.0.1: every `/tiles/{z}/{x}/{y}.png` gets the same PNG; each request
+ * is counted, and anything else is a 404 (counted apart). */
+async function startTileServer() {
+  const png = tilePng();
+  const tiles = { requests: [], other: [], server: null, port: 0 };
+  tiles.server = createHttpServer((request, response) => {
+    const m = request.url.match(/^\/tiles\/(\d+)\/(\d+)\/(\d+)\.png$/);
+    if (!m) { tiles.other.push(request.url); response.writeHead(404).end(); return; }
+    tiles.requests.push(m.slice(1).map(Number));
+    response.writeHead(200, { "Content-Type": "image/png", "Content-Length": png.length, "Cache-Control": "no-store" });
+    response.end(png);
+  });
+  await new Promise((ok) => tiles.server.listen(0, "127.0.0.1", ok));
+  tiles.port = tiles.server.address().port;
+  return tiles;
+}
+
+function startDemo(port, dataDir, tiles) {
   const child = spawn(VIGIL, ["demo", "--people", "20", "--speed", "10", "--port", String(port),
     "--data-dir", dataDir, "--duration-s", "900", ...(existsSync(MITDB) ? ["--mitdb", MITDB] : []),
     // An alert nobody acknowledges is escalated after 20 s of block time (the policy is
     // deployed through the ledger), its person reminded after 10 s.
-    "--escalate-after-s", "20", "--remind-after-s", "10", "--repeat-s", "60"],
+    "--escalate-after-s", "20", "--remind-after-s", "10", "--repeat-s", "60",
+    "--map-tiles", `http://127.0.0.1:${tiles.port}/tiles/{z}/{x}/{y}.png`, "--map-attribution", TILE_ATTRIBUTION],
   { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const ready = new Promise((ok, fail) => {
@@ -118,13 +185,26 @@ function apiStatus(page, path) {
   }, path);
 }
 
-async function operator(browser, base, { tokens, person }) {
+/** Script errors, and console errors from the moment `watch.on` is set (a refused login logs
+ * its 401 before that, by design). */
+function watchErrors(page) {
+  const watch = { on: true, errors: [] };
+  page.on("pageerror", (e) => watch.errors.push(e.message));
+  page.on("console", (m) => { if (watch.on && m.type() === "error") watch.errors.push(`console: ${m.text()}`); });
+  return watch;
+}
+
+async function operator(browser, base, { tokens, person }, tiles) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  const errors = [];
-  page.on("pageerror", (e) => errors.push(e.message));
+  const watch = watchErrors(page);
+  watch.on = false;
+  const errors = watch.errors;
 
   // A wrong token is refused in plain words.
-  await page.goto(base);
+  const served = await page.goto(base);
+  const policy = served.headers()["content-security-policy"];
+  check(policy === `default-src 'self'; img-src 'self' data: http://127.0.0.1:${tiles.port}; frame-ancestors 'none'`,
+    `the dashboard's policy admits images from the tile server's origin and no other (${policy})`);
   await page.fill("#token", "not-a-token");
   await page.press("#token", "Enter");
   await page.waitForSelector("#login-error:text('not recognised')");
@@ -134,6 +214,7 @@ async function operator(browser, base, { tokens, person }) {
   await page.fill("#token", tokens.operator);
   await page.click("#login-form button[type=submit]");
   await page.waitForSelector("#whoami:text('operator')");
+  watch.on = true;
   await page.screenshot({ path: join(ARTIFACTS, "alerts-loading.png") });
 
   // The simulated fever of person 0 raises a temperature alert that reaches the feed live.
@@ -172,18 +253,31 @@ async function operator(browser, base, { tokens, person }) {
   await page.waitForSelector(`#action-list li[data-action=acknowledge][data-status=finalized]`, { timeout: FINALIZE_TIMEOUT_MS });
   check(true, "the operator's own action list shows the acknowledgement finalized");
 
-  // The map: positions, zones and a scale bar.
+  // The map: positions, zones and a scale bar, over the tile server's tiles.
   await page.click("nav a[href='#map']");
   await page.waitForFunction(() => Number(document.querySelector("#map-canvas")?.dataset.draws ?? 0) > 0
     && /with a position/.test(document.querySelector("#map-status").textContent));
+  check(await page.getAttribute("#map-canvas", "data-mode") === "tiles", "the map is drawn over tiles (a tile server is configured)");
   const scale = await page.getAttribute("#map-canvas", "data-scale");
   check(/\d+ k?m/.test(scale ?? ""), `the map draws a scale bar (${scale})`);
+  // Drawn: tile images loaded at their full 256 pixels, from the test's server.
+  await page.waitForFunction((port) => [...document.querySelectorAll("#map-canvas img.leaflet-tile-loaded")]
+    .some((img) => img.naturalWidth === 256 && img.src.startsWith(`http://127.0.0.1:${port}/tiles/`)), tiles.port, { timeout: 20_000 });
+  const drawnTiles = await page.$$eval("#map-canvas img.leaflet-tile-loaded", (imgs) => imgs.filter((i) => i.naturalWidth === 256).length);
+  check(tiles.requests.length > 0 && drawnTiles > 0 && tiles.requests.every(([z]) => z >= 1 && z <= 19),
+    `the tile server was asked for ${tiles.requests.length} tiles (zoom ${[...new Set(tiles.requests.map((r) => r[0]))].join(", ")}), ${drawnTiles} are drawn`);
+  check(tiles.other.length === 0, `nothing but tiles was asked of the tile server (${tiles.other.join(", ")})`);
+  check((await page.innerText("#map-canvas .leaflet-control-attribution")).includes(TILE_ATTRIBUTION), "the map shows the tile server's attribution");
   await page.waitForSelector("#map-alerted a");
   await page.screenshot({ path: join(ARTIFACTS, "map.png") });
   await accessible(page, "map");
-  // Keyboard: the canvas takes focus and zooms with "+".
+  // Keyboard: the map takes focus and zooms with "+" (new tiles are fetched for the new zoom).
+  const zoomBefore = tiles.requests.length;
   await page.focus("#map-canvas");
   await page.keyboard.press("+");
+  await page.waitForFunction((n) => window.__vigilMap.draws > n, await page.evaluate(() => window.__vigilMap.draws));
+  await page.waitForTimeout(500);
+  check(tiles.requests.length > zoomBefore, `zooming in with "+" fetches the next zoom level's tiles (${tiles.requests.length - zoomBefore} more)`);
 
   // The person page: live charts, then the threshold editor.
   await page.goto(`${base}#person/${person}`);
@@ -197,6 +291,11 @@ async function operator(browser, base, { tokens, person }) {
     .map((c) => c.dataset.metric));
   const charts = await page.locator("figure.chart").count();
   check(charts >= 3 && unlabelled.length === 0, `every chart (${charts}) labels its y-axis with at least three ticks ${unlabelled.join(", ")}`);
+  // The track: the person's recent positions, drawn on the same map over tiles.
+  await page.waitForFunction(() => Number(document.querySelector("#track-status")?.dataset.fixes ?? 0) >= 2
+    && Number(document.querySelector("#person-map")?.dataset.draws ?? 0) > 0, null, { timeout: 60_000 });
+  check(await page.getAttribute("#person-map", "data-mode") === "tiles", `the person page draws the track over tiles: ${await page.innerText("#track-status")}`);
+  await page.waitForSelector("#person-map img.leaflet-tile-loaded");
   const form = 'form.instance[data-kind=threshold][data-metric="body-temperature"]';
   await page.waitForSelector(`${form} input[data-field=warning_above]`);
   await page.screenshot({ path: join(ARTIFACTS, "person.png"), fullPage: true });
@@ -210,6 +309,60 @@ async function operator(browser, base, { tokens, person }) {
   check(height > 0, `the new threshold (${before} → ${after} °C) was deployed in block ${height}`);
   check(Number(await page.inputValue(`${form} input[data-field=warning_above]`)) === Number(after), "the editor shows the new threshold");
 
+  // A geofence drawn on the map with the mouse: a circle (press, drag), then a triangle
+  // (three clicks, then the first vertex again), saved through the ledger in one replacement.
+  const fence = "form.instance[data-kind=geofence]";
+  await page.waitForSelector(`${fence} button[data-draw=circle]`);
+  const fenceBefore = await page.getAttribute(fence, "data-instance");
+  await page.click(`${fence} button[data-draw=circle]`);
+  await page.waitForSelector("#person-map[data-drawing=circle]");
+  const box = await page.locator("#person-map").boundingBox();
+  const cx = box.x + box.width * 0.3, cy = box.y + box.height * 0.5;
+  await page.mouse.move(cx, cy);
+  await page.mouse.down();
+  await page.mouse.move(cx + 30, cy, { steps: 4 });
+  await page.mouse.move(cx + 60, cy, { steps: 4 });
+  await page.mouse.up();
+  const circleName = await page.getAttribute("#draw-status [data-drawn]", "data-drawn", { timeout: 5000 });
+  const circleZone = `${fence} fieldset[data-zone-name="${circleName}"]`;
+  const drawn = {
+    lat: Number(await page.inputValue(`${circleZone} input[data-part=lat]`)),
+    lon: Number(await page.inputValue(`${circleZone} input[data-part=lon]`)),
+    radius: Number(await page.inputValue(`${circleZone} input[data-part=radius]`)),
+  };
+  check(drawn.radius > 0 && Math.abs(drawn.lat) > 0, `dragging on the map draws a circle zone “${circleName}” (${drawn.lat}°, ${drawn.lon}°, ${drawn.radius} m)`);
+  await page.click(`${fence} button[data-draw=polygon]`);
+  await page.waitForSelector("#person-map[data-drawing=polygon]");
+  const vertices = [[0.6, 0.3], [0.8, 0.35], [0.7, 0.7]].map(([fx, fy]) => [box.x + box.width * fx, box.y + box.height * fy]);
+  for (const [x, y] of vertices) await page.mouse.click(x, y);
+  await page.mouse.click(...vertices[0]);
+  await page.waitForFunction((name) => {
+    const d = document.querySelector("#draw-status [data-drawn]")?.dataset.drawn;
+    return d && d !== name;
+  }, circleName, { timeout: 5000 });
+  const polygonName = await page.getAttribute("#draw-status [data-drawn]", "data-drawn");
+  check(!(await page.isVisible("#person-map[data-drawing]")), `clicking three vertices and the first again draws a polygon zone “${polygonName}”`);
+  await page.screenshot({ path: join(ARTIFACTS, "person-geofence-drawn.png"), fullPage: true });
+  await page.click(`${fence} button[type=submit]`);
+  const fenceSaved = await page.waitForSelector(`[data-deployed-height]:not([data-deployed-height="${height}"])`, { timeout: FINALIZE_TIMEOUT_MS });
+  const fenceHeight = Number(await fenceSaved.getAttribute("data-deployed-height"));
+  // The finalized state, through the API: the new instance holds both zones as drawn, the
+  // old one is no longer active.
+  const { instances } = await page.evaluate(async (p) => (await fetch(`/api/instances?person=${p}`,
+    { headers: { Authorization: `Bearer ${sessionStorage.getItem("vigil-token")}` } })).json(), person);
+  const active = instances.filter((i) => i.active && i.params?.kind === "geofence");
+  const zones = active[0]?.params.zones ?? [];
+  const circle = zones.find((z) => z.name === circleName)?.circle;
+  const polygon = zones.find((z) => z.name === polygonName)?.polygon;
+  check(active.length === 1 && active[0].instance !== fenceBefore && active[0].deployed_height === fenceHeight
+    && !instances.some((i) => i.instance === fenceBefore && i.active),
+  `the drawn geofence replaced instance ${fenceBefore.slice(0, 8)}… in block ${fenceHeight}`);
+  check(circle && circle.lat_udeg === Math.round(drawn.lat * 1e6) && circle.lon_udeg === Math.round(drawn.lon * 1e6) && circle.radius_m === drawn.radius,
+    `the finalized instance holds the drawn circle ${JSON.stringify(circle)}`);
+  check(polygon?.length === 3 && zones.some((z) => z.name === "home"), `the finalized instance holds the drawn triangle ${JSON.stringify(polygon)} beside the home zone`);
+  await page.waitForSelector(`${fence} fieldset[data-zone-name="${circleName}"]:not(:has(.unsaved))`);
+  await page.screenshot({ path: join(ARTIFACTS, "person-map.png") });
+
   // A health record against its ledger anchor (the next finalized block anchors new records).
   let verified = false;
   for (let attempt = 0; attempt < 10 && !verified; attempt++) {
@@ -222,10 +375,10 @@ async function operator(browser, base, { tokens, person }) {
   }
   check(verified, "a health record verifies against its anchor (Merkle inclusion proof)");
 
-  // The change in the ledger explorer.
-  await page.click(`a[href="#ledger/${height}"]`);
+  // The geofence change in the ledger explorer (the editor links its block).
+  await page.click(`a[href="#ledger/${fenceHeight}"]`);
   await page.waitForSelector("#block-detail tr[data-kind=ReplaceInstance]");
-  check(true, `the ledger explorer shows the ReplaceInstance transaction in block ${height}`);
+  check(true, `the ledger explorer shows the ReplaceInstance transaction in block ${fenceHeight}`);
   await page.click("#verify-block");
   await page.waitForSelector("#block-verify [data-verified=true]", { timeout: 20_000 });
   const checks = await page.innerText("#block-verify");
@@ -242,15 +395,48 @@ async function operator(browser, base, { tokens, person }) {
   await page.click("nav a[href='#alerts']");
   await page.waitForSelector("li.alert");
   await page.screenshot({ path: join(ARTIFACTS, "alerts-phone.png"), fullPage: true });
+  await page.click("nav a[href='#map']");
+  await page.waitForFunction(() => document.querySelectorAll("#map-canvas img.leaflet-tile-loaded").length > 0
+    && Number(document.querySelector("#map-canvas")?.dataset.draws ?? 0) > 0);
+  const mapOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(mapOverflow <= 1, `the map fits a phone's width (overflow ${mapOverflow}px)`);
+  await page.screenshot({ path: join(ARTIFACTS, "map-phone.png"), fullPage: true });
   await page.goto(`${base}#person/${person}`);
   await page.waitForSelector('figure.chart[data-metric="body-temperature"] svg path');
+  await page.waitForFunction(() => Number(document.querySelector("#track-status")?.dataset.fixes ?? 0) > 0
+    && document.querySelectorAll("#person-map img.leaflet-tile-loaded").length > 0);
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, `the person page fits a phone's width (overflow ${overflow}px)`);
   await page.screenshot({ path: join(ARTIFACTS, "person-phone.png"), fullPage: true });
-  check(errors.length === 0, `no script error in the operator's session ${errors.join("; ")}`);
+  check(errors.length === 0, `no script or console error in the operator's session ${errors.join("; ")}`);
   const { people } = await page.evaluate(async () => (await fetch("/api/people", { headers: { Authorization: `Bearer ${sessionStorage.getItem("vigil-token")}` } })).json());
   await page.close();
   return people.map((p) => p.person).filter((p) => p !== person);
+}
+
+/** With no tile server (the node's answer replaced by `{tiles: null}`), the map is the local
+ * plane: drawn, with its scale bar, zoomable from the keyboard, and no tile is fetched. */
+async function plane(browser, base, { tokens }, tiles) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  await page.route("**/api/map/config", (route) => route.fulfill({ json: { tiles: null } }));
+  await login(page, base, tokens.operator, "operator");
+  const watch = watchErrors(page);
+  const asked = tiles.requests.length;
+  await page.click("nav a[href='#map']");
+  await page.waitForFunction(() => Number(document.querySelector("#map-canvas")?.dataset.draws ?? 0) > 0
+    && /with a position/.test(document.querySelector("#map-status").textContent));
+  check(await page.getAttribute("#map-canvas", "data-mode") === "plane", "without a tile server the map is the local plane");
+  const before = await page.getAttribute("#map-canvas", "data-scale");
+  check(/\d+ k?m/.test(before ?? ""), `the plane draws a scale bar (${before})`);
+  await page.focus("#map-canvas");
+  for (let i = 0; i < 4; i++) await page.keyboard.press("+");
+  await page.waitForFunction((b) => document.querySelector("#map-canvas").dataset.scale !== b, before);
+  check(true, `"+" zooms the plane in (scale bar ${before} → ${await page.getAttribute("#map-canvas", "data-scale")})`);
+  await page.screenshot({ path: join(ARTIFACTS, "map-plane.png") });
+  await accessible(page, "map (plane)");
+  check(await page.locator("#map-canvas img").count() === 0 && tiles.requests.length === asked, "the plane fetches no tile");
+  check(watch.errors.length === 0, `no script or console error on the plane ${watch.errors.join("; ")}`);
+  await page.close();
 }
 
 async function patient(browser, base, { tokens, person }, others) {
@@ -315,7 +501,8 @@ async function main() {
   mkdirSync(ARTIFACTS, { recursive: true });
   const dataDir = mkdtempSync(join(tmpdir(), "vigil-demo-test-"));
   const port = await freePorts();
-  const { child, ready } = startDemo(port, dataDir);
+  const tiles = await startTileServer();
+  const { child, ready } = startDemo(port, dataDir, tiles);
   let browser;
   try {
     const demo = await ready;
@@ -326,13 +513,15 @@ async function main() {
         "--disable-component-update", "--disable-sync", "--no-first-run"],
     });
     const base = `http://127.0.0.1:${port}/`;
-    const others = await operator(browser, base, demo);
+    const others = await operator(browser, base, demo, tiles);
+    await plane(browser, base, demo, tiles);
     await patient(browser, base, demo, others);
     await doctor(browser, base, demo);
     await silence(browser, base, demo);
     console.log("ok: dashboard browser test passed");
   } finally {
     await browser?.close();
+    tiles.server.close();
     child.kill("SIGINT");
     await new Promise((ok) => { child.once("exit", ok); setTimeout(ok, 15_000); });
     if (child.exitCode === null) child.kill("SIGKILL");

@@ -1,7 +1,8 @@
 //! The operators' map: every registered person's pseudonym, open-alert level and latest
 //! position fix, and the zones of every active geofence. Positions are what the node's
 //! geofence contracts last saw (kept in memory by the monitor), shown only to the roles that
-//! act on geofence alerts: operators and admins.
+//! act on geofence alerts: operators and admins. And the map's own configuration: the tile
+//! server, if any, for every signed-in user (the person page draws a track on the same map).
 
 use std::collections::HashMap;
 
@@ -21,6 +22,7 @@ pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/api/map", get(map))
         .route("/api/map/zones", get(map_zones))
+        .route("/api/map/config", get(map_config))
 }
 
 /// `GET /api/map`: every registered person's pseudonym, open-alert level (0 when none) and
@@ -57,6 +59,13 @@ async fn map(State(node): State<Shared>, caller: Caller) -> ApiResult<Json<JsonV
             .collect()
     });
     Ok(Json(json!({"time_ms": now_ms(), "people": people})))
+}
+
+/// `GET /api/map/config`: the tile server the dashboard's map draws under its layers
+/// (`tiles: null` when none is configured: the map is then a local plane). No health data, but
+/// still only for signed-in users: it says how the deployment is set up.
+async fn map_config(State(node): State<Shared>, _caller: Caller) -> Json<JsonValue> {
+    Json(json!({"tiles": node.map_tiles()}))
 }
 
 /// `GET /api/map/zones`: the zones of every active geofence instance, as deployed.

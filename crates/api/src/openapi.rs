@@ -386,6 +386,9 @@ fn operations() -> Vec<Operation> {
             .roles("cdcp-operator, admin")
             .answers(200, "The zones", schema("Zones"))
             .refuses(&[403]),
+        Operation::new("get", "/api/map/config", "The map's tile server, or null: the map is then a local plane with no tiles")
+            .roles("any authenticated caller")
+            .answers(200, "The map's configuration", schema("MapConfig")),
         Operation::new(
             "get",
             "/api/queries",
@@ -771,6 +774,20 @@ fn schemas() -> Value {
                         "accuracy_m": count(), "time_ms": {"type": "integer"},
                     }),
                 )}}),
+            ),
+        ),
+        (
+            "MapConfig",
+            open(
+                &["tiles"],
+                json!({"tiles": nullable(open(
+                    &["url", "attribution", "max_zoom"],
+                    json!({
+                        "url": {"type": "string", "description": "An OpenStreetMap-style template with {z}, {x}, {y} (and optionally {r}); its origin is the only one the dashboard's img-src admits besides its own"},
+                        "attribution": {"type": "string", "description": "Plain text the tile server's licence asks to show"},
+                        "max_zoom": {"type": "integer", "minimum": 1, "maximum": vigil_node::map_tiles::MAP_TILES_ZOOM_MAX},
+                    }),
+                ))}),
             ),
         ),
         (

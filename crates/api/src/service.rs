@@ -2,7 +2,7 @@
 //! operators' dashboard (`web/`, embedded so that the binary is self-contained).
 
 use axum::extract::{Path, State};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -18,7 +18,10 @@ pub(crate) fn routes() -> Router<Shared> {
             get(|| async { Json(crate::openapi::document()) }),
         )
         .route("/metrics", get(metrics))
-        .route("/", get(|| web_asset(Path("index.html".to_owned()))))
+        .route(
+            "/",
+            get(|state: State<Shared>| web_asset(state, Path("index.html".to_owned()))),
+        )
         .route("/web/{*path}", get(web_asset))
 }
 
@@ -59,26 +62,54 @@ const WEB_FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../../web/query.js"),
     ),
+    (
+        "mapview.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/mapview.js"),
+    ),
+    // Leaflet 1.9.4, vendored from the npm registry (web/vendor/leaflet/README.md).
+    (
+        "vendor/leaflet/leaflet.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../../web/vendor/leaflet/leaflet.js"),
+    ),
+    (
+        "vendor/leaflet/leaflet.css",
+        "text/css; charset=utf-8",
+        include_str!("../../../web/vendor/leaflet/leaflet.css"),
+    ),
+    (
+        "vendor/leaflet/LICENSE",
+        "text/plain; charset=utf-8",
+        include_str!("../../../web/vendor/leaflet/LICENSE"),
+    ),
 ];
 
-/// `GET /` and `GET /web/{file}`: one of the embedded dashboard files, or 404.
-async fn web_asset(Path(path): Path<String>) -> Response {
-    match WEB_FILES.iter().find(|(name, _, _)| *name == path) {
-        Some((_, content_type, body)) => (
-            [
-                (header::CONTENT_TYPE, *content_type),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-                (
-                    header::CONTENT_SECURITY_POLICY,
-                    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
-                ),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            *body,
-        )
-            .into_response(),
-        None => ApiError::not_found(format!("no dashboard file {path:?}")).into_response(),
+/// `GET /` and `GET /web/{file}`: one of the embedded dashboard files, or 404. Each carries
+/// the dashboard's policy ([`crate::shared::dashboard_policy`]).
+async fn web_asset(State(node): State<Shared>, Path(path): Path<String>) -> Response {
+    let Some((_, content_type, body)) = WEB_FILES.iter().find(|(name, _, _)| *name == path) else {
+        return ApiError::not_found(format!("no dashboard file {path:?}")).into_response();
+    };
+    let mut response = (*body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    match HeaderValue::from_str(node.dashboard_policy()) {
+        Ok(policy) => {
+            headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+        }
+        // Not reachable with a checked tile origin; never serve the dashboard unprotected.
+        Err(_) => {
+            return ApiError::internal("the dashboard policy is not a header value")
+                .into_response();
+        }
     }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 async fn health(State(node): State<Shared>) -> Json<JsonValue> {

@@ -49,6 +49,8 @@ pub const EHR_REQUESTS_BURST: u32 = 20;
 /// is bounded by the users file and the demo's logins).
 pub struct Api {
     node: Arc<Node>,
+    /// The dashboard's Content-Security-Policy ([`dashboard_policy`]).
+    dashboard_policy: String,
     ehr_reads: Arc<Semaphore>,
     ehr_requests: governor::DefaultKeyedRateLimiter<String>,
 }
@@ -60,6 +62,7 @@ impl Api {
         )
         .allow_burst(std::num::NonZeroU32::new(EHR_REQUESTS_BURST).expect("not zero"));
         Self {
+            dashboard_policy: dashboard_policy(node.map_tiles()),
             node,
             ehr_reads: Arc::new(Semaphore::new(EHR_READS_MAX)),
             ehr_requests: governor::RateLimiter::keyed(quota),
@@ -80,6 +83,11 @@ impl Api {
 
     pub fn node(&self) -> &Arc<Node> {
         &self.node
+    }
+
+    /// The Content-Security-Policy every dashboard file is served with.
+    pub fn dashboard_policy(&self) -> &str {
+        &self.dashboard_policy
     }
 
     /// Runs `read` on the health record's read handle on a blocking thread, never on the
@@ -125,6 +133,17 @@ impl Api {
             .await
             .map_err(|_| ApiError::internal("health record task failed"))
     }
+}
+
+/// The dashboard's Content-Security-Policy: everything from the node itself, and images also
+/// from the configured tile server's origin, nothing else (no inline script, no other host).
+/// The origin was checked when the configuration was read ([`vigil_node::MapTiles`]): a host,
+/// a port, no separator.
+pub fn dashboard_policy(tiles: Option<&vigil_node::MapTiles>) -> String {
+    let tile_source = tiles
+        .map(|t| format!(" {}", t.origin()))
+        .unwrap_or_default();
+    format!("default-src 'self'; img-src 'self' data:{tile_source}; frame-ancestors 'none'")
 }
 
 impl Deref for Api {

@@ -21,6 +21,10 @@ use vigil_node::users::{Principal, Users};
 use vigil_node::{MqttMode, NodeConfig, now_ms};
 
 const HOME: (i32, i32) = (48_137_000, 11_575_000);
+const TILES: &str = "http://127.0.0.1:9/tiles/{z}/{x}/{y}.png";
+/// The dashboard's policy with [`TILES`]: its origin added to `img-src`, nothing else.
+const POLICY: &str =
+    "default-src 'self'; img-src 'self' data: http://127.0.0.1:9; frame-ancestors 'none'";
 
 /// `GET path` as the operator until `done` holds (at most [`WAIT`]).
 async fn poll(
@@ -64,11 +68,44 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
+            map_tiles: Some(
+                vigil_node::MapTiles::new(TILES, "© Test tiles contributors").expect("valid"),
+            ),
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
             .expect("node starts");
         let ledger = node.ledger().clone();
+
+        // The tile server: its template for every signed-in user, its origin (and no other) in
+        // the policy of every dashboard file, the vendored map library among them.
+        let (status, config) = http(api, "GET", "/api/map/config", Some("op"), None).await;
+        assert_eq!(status, 200, "{config}");
+        assert_eq!(
+            config["tiles"],
+            json!({"url": TILES, "attribution": "© Test tiles contributors", "max_zoom": 19})
+        );
+        assert_eq!(http(api, "GET", "/api/map/config", None, None).await.0, 401);
+        for (path, content_type) in [
+            ("/", "text/html; charset=utf-8"),
+            ("/web/map.js", "text/javascript; charset=utf-8"),
+            ("/web/mapview.js", "text/javascript; charset=utf-8"),
+            (
+                "/web/vendor/leaflet/leaflet.js",
+                "text/javascript; charset=utf-8",
+            ),
+            ("/web/vendor/leaflet/leaflet.css", "text/css; charset=utf-8"),
+        ] {
+            let (status, served_as, policy) = common::get_headers(api, path).await;
+            assert_eq!((status, served_as.as_str()), (200, content_type), "{path}");
+            assert_eq!(policy, POLICY, "{path}");
+        }
+        assert_eq!(
+            common::get_headers(api, "/web/vendor/leaflet/images/marker-icon.png")
+                .await
+                .0,
+            404
+        );
 
         let person = register_person(api, "op", "M. Map", &ledger).await;
         node.add_user(
@@ -252,7 +289,16 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
         );
 
         // Route by route: who may call what.
-        let routes: [(&str, &[(&str, u16)]); 5] = [
+        let routes: [(&str, &[(&str, u16)]); 6] = [
+            (
+                "/api/map/config",
+                &[
+                    ("op", 200),
+                    ("admin", 200),
+                    ("nobody", 200),
+                    ("patient", 200),
+                ],
+            ),
             (
                 "/api/map",
                 &[

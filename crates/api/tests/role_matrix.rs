@@ -46,6 +46,20 @@ fn every_operation_refuses_strangers_and_staff_without_a_role() {
         let person = person.to_string();
         let (status, document) = common::http(api, "GET", "/api/openapi.json", None, None).await;
         assert_eq!(status, 200);
+        // Without a tile server the map is a plane and the dashboard's images come from the
+        // node alone.
+        let (status, map) = common::http(api, "GET", "/api/map/config", Some("op"), None).await;
+        assert_eq!(
+            (status, &map["tiles"]),
+            (200, &serde_json::Value::Null),
+            "{map}"
+        );
+        let (status, _, policy) = common::get_headers(api, "/").await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            policy,
+            "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
+        );
 
         let mut tried = 0;
         let mut wrong = Vec::new();

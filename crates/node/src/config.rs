@@ -9,6 +9,9 @@
 //! ehr_key_file = "ehr.key"           # 64 hex digits; created with the health record
 //! users_file = "users.toml"          # optional: API users (`[[user]]` name, token_sha256, …)
 //! future_skew_s = 300                # optional: readings stamped further ahead are refused
+//! # optional: the dashboard map's tile server (OpenStreetMap-style template); without it the
+//! # map is a local plane and the dashboard fetches nothing from elsewhere
+//! map_tiles = { url = "https://tile.example/{z}/{x}/{y}.png", attribution = "© OpenStreetMap contributors" }
 //! [service.mqtt]
 //! mode = "embedded"                  # or "external" (host, port) or "disabled"
 //! listen = "127.0.0.1:1883"
@@ -23,7 +26,7 @@ use vigil_ledger::config::resolve;
 use vigil_ledger::keys::{self, KeyError};
 
 use crate::users::{Users, UsersError};
-use crate::{MqttMode, NodeConfig, ehr_path};
+use crate::{MapTiles, MapTilesError, MqttMode, NodeConfig, ehr_path};
 use vigil_ledger::signer::Signer;
 
 /// The `[service]` table as written.
@@ -40,6 +43,23 @@ pub struct ServiceFile {
     pub future_skew_s: u64,
     #[serde(default)]
     pub mqtt: MqttFile,
+    /// The dashboard map's tile server ([`NodeConfig::map_tiles`]).
+    #[serde(default)]
+    pub map_tiles: Option<MapTilesFile>,
+}
+
+/// `map_tiles = { url, attribution, max_zoom }` as written; checked by [`MapTiles::new`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapTilesFile {
+    pub url: String,
+    pub attribution: String,
+    #[serde(default = "max_zoom_default")]
+    pub max_zoom: u8,
+}
+
+fn max_zoom_default() -> u8 {
+    crate::map_tiles::MAP_TILES_ZOOM_DEFAULT
 }
 
 fn future_skew_s_default() -> u64 {
@@ -92,6 +112,8 @@ pub enum ServiceConfigError {
     EhrKey { path: PathBuf, detail: String },
     #[error(transparent)]
     Users(#[from] UsersError),
+    #[error("[service] {0}")]
+    MapTiles(#[from] MapTilesError),
 }
 
 impl ServiceFile {
@@ -119,8 +141,13 @@ impl ServiceFile {
             Some(path) => Users::load(&resolve(config_path, path))?,
             None => Users::default(),
         };
+        let map_tiles = self
+            .map_tiles
+            .map(|t| MapTiles::with_max_zoom(&t.url, &t.attribution, t.max_zoom))
+            .transpose()?;
         Ok(NodeConfig {
             data_dir,
+            map_tiles,
             mqtt: self.mqtt.into(),
             ehr_master_key,
             gateway: Signer::new(gateway),
@@ -192,6 +219,7 @@ mod tests {
             .expect("config");
         assert!(matches!(config.mqtt, MqttMode::Disabled));
         assert_eq!(config.future_skew, crate::FUTURE_SKEW_DEFAULT);
+        assert_eq!(config.map_tiles, None);
         let key = std::fs::read_to_string(dir.path().join("ehr.key")).expect("key created");
         assert_eq!(key.len(), 64);
         #[cfg(unix)]
@@ -219,6 +247,30 @@ mod tests {
             config.ehr_master_key.to_bytes()
         );
         assert!(matches!(again.mqtt, MqttMode::Embedded(_)));
+        // A tile server, checked where the table is read.
+        let table = "http_listen = \"127.0.0.1:8080\"\ngateway_key_file = \"gw.key\"\n\
+                     ehr_key_file = \"ehr.key\"\n";
+        let tiles = service(&format!(
+            "{table}map_tiles = {{ url = \"https://tile.example/{{z}}/{{x}}/{{y}}.png\", \
+             attribution = \"© OSM\", max_zoom = 18 }}\n"
+        ))
+        .expect("valid table")
+        .into_config(&config_path, dir.path().join("data"))
+        .expect("config")
+        .map_tiles
+        .expect("tiles");
+        assert_eq!(tiles.origin(), "https://tile.example");
+        assert_eq!(tiles.max_zoom(), 18);
+        let refused = service(&format!(
+            "{table}map_tiles = {{ url = \"https://tile.example/{{z}}/{{x}}.png\", attribution = \"a\" }}\n"
+        ))
+        .expect("valid table")
+        .into_config(&config_path, dir.path().join("data"));
+        assert!(
+            matches!(refused, Err(ServiceConfigError::MapTiles(_))),
+            "{:?}",
+            refused.as_ref().err()
+        );
         assert_eq!(again.future_skew, std::time::Duration::from_secs(60));
         assert!(matches!(
             service("http_listen = \"127.0.0.1:8080\"\nsurprise = 1\n"),

@@ -15,6 +15,7 @@ mod actions;
 pub mod config;
 mod escalation;
 pub mod ingest;
+pub mod map_tiles;
 pub mod metrics;
 pub mod monitor;
 mod reason_text;
@@ -49,6 +50,7 @@ use vigil_ledger::tx::{TxBody, TxId};
 use crate::metrics::NodeMetrics;
 use crate::monitor::{AlertDraft, Monitor};
 use crate::users::Users;
+pub use map_tiles::{MapTiles, MapTilesError};
 
 /// Live events buffered per subscriber of the alert stream; a slower subscriber skips ahead.
 pub const LIVE_EVENTS_QUEUE_MAX: usize = 4_096;
@@ -100,6 +102,9 @@ pub struct NodeConfig {
     /// (`future_reading`): devices' clocks drift, but a reading from the future would keep
     /// its device's no-signal contract from firing. [`FUTURE_SKEW_DEFAULT`] unless configured.
     pub future_skew: Duration,
+    /// The tile server of the dashboard's map; `None`: the map is a local plane with no tiles
+    /// (nothing fetched from outside the node).
+    pub map_tiles: Option<MapTiles>,
 }
 
 /// The default of [`NodeConfig::future_skew`]: five minutes.
@@ -206,6 +211,8 @@ pub struct Node {
     future_skew: Duration,
     /// Private statistics, when a deployment is attached ([`Node::enable_stats`]).
     pub(crate) stats: std::sync::OnceLock<Arc<stats::Stats>>,
+    /// [`NodeConfig::map_tiles`].
+    map_tiles: Option<MapTiles>,
 }
 
 pub fn now_ms() -> TimestampMs {
@@ -250,6 +257,7 @@ impl Node {
             stats: std::sync::OnceLock::new(),
             genesis: std::sync::OnceLock::new(),
             future_skew: config.future_skew,
+            map_tiles: config.map_tiles,
         });
 
         let handler_node = node.clone();
@@ -352,6 +360,11 @@ impl Node {
     /// The genesis given to [`Node::set_genesis`], if any.
     pub fn genesis(&self) -> Option<&vigil_ledger::node::Genesis> {
         self.genesis.get()
+    }
+
+    /// The dashboard map's tile server ([`NodeConfig::map_tiles`]), if one is configured.
+    pub fn map_tiles(&self) -> Option<&MapTiles> {
+        self.map_tiles.as_ref()
     }
 
     /// The principal holding a bearer token.

@@ -56,6 +56,7 @@ pub fn node_config(
         gateway: Signer::new(gateway),
         users,
         future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
+        map_tiles: None,
     }
 }
 
@@ -128,6 +129,27 @@ async fn send(
         request = request.bearer_auth(token);
     }
     request.send().await.ok()
+}
+
+/// `GET path` without a token: the status and the `Content-Type` and
+/// `Content-Security-Policy` headers (empty when absent).
+pub async fn get_headers(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    let response = send(addr, "GET", path, None, "text/plain", Vec::new())
+        .await
+        .expect("the node answers");
+    let header = |name: reqwest::header::HeaderName| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    (
+        response.status().as_u16(),
+        header(reqwest::header::CONTENT_TYPE),
+        header(reqwest::header::CONTENT_SECURITY_POLICY),
+    )
 }
 
 fn client() -> reqwest::Client {

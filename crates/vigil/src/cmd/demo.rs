@@ -76,6 +76,19 @@ pub struct DemoArgs {
     /// Seconds between further reminders and escalations.
     #[arg(long, default_value_t = 600)]
     pub repeat_s: u32,
+    /// A tile server for the dashboard's map: an OpenStreetMap-style URL template such as
+    /// `https://tile.openstreetmap.org/{z}/{x}/{y}.png` (only this origin is added to the
+    /// dashboard's image policy). Without it the map is a local plane and the demo stays
+    /// offline.
+    #[arg(long, value_name = "URL")]
+    pub map_tiles: Option<String>,
+    /// The attribution the tile server's licence asks for, shown on the map.
+    #[arg(
+        long,
+        value_name = "TEXT",
+        default_value = "© OpenStreetMap contributors"
+    )]
+    pub map_attribution: String,
 }
 
 /// What a restart reuses.
@@ -173,6 +186,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let Some(mqtt_port) = args.port.checked_add(1) else {
         bail!("--port must leave room for the MQTT port after it");
     };
+    // Checked before anything starts: the origin goes into the dashboard's policy header.
+    let map_tiles = args
+        .map_tiles
+        .as_deref()
+        .map(|url| vigil_node::MapTiles::new(url, &args.map_attribution))
+        .transpose()
+        .context("--map-tiles")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let data_dir = args.data_dir.canonicalize()?;
@@ -193,7 +213,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     ));
     let runtime = cw_tokio::Config::new().with_storage_directory(data_dir.join("ledger"));
     cw_tokio::Runner::new(runtime).start(|context| async move {
-        run_in_runtime(context, args, data_dir, state, mqtt_port).await
+        run_in_runtime(context, args, data_dir, state, mqtt_port, map_tiles).await
     })
 }
 
@@ -203,6 +223,7 @@ async fn run_in_runtime(
     data_dir: PathBuf,
     mut state: DemoState,
     mqtt_port: u16,
+    map_tiles: Option<vigil_node::MapTiles>,
 ) -> anyhow::Result<()> {
     step(
         "starting 4 validators on 127.0.0.1 (demo keys from fixed seeds: never use them for real)",
@@ -249,6 +270,7 @@ async fn run_in_runtime(
         .context("the health record key in the state file is damaged")?;
     let http_listen: SocketAddr = ([127, 0, 0, 1], args.port).into();
     let config = NodeConfig {
+        map_tiles,
         data_dir: data_dir.join("node"),
         mqtt: MqttMode::Embedded(([127, 0, 0, 1], mqtt_port).into()),
         ehr_master_key: vigil_ehr::SecretKey::from_bytes(ehr_key),
@@ -373,6 +395,10 @@ async fn run_in_runtime(
 
     println!();
     println!("  Vigil demo is running. Dashboard: http://{api}/");
+    match node.map_tiles() {
+        Some(tiles) => println!("  Map tiles from {}", tiles.origin()),
+        None => println!("  Map: a local plane, no tiles (--map-tiles URL to add a tile server)"),
+    }
     println!(
         "  Logins (bearer tokens; kept in {}):",
         data_dir.join(STATE_FILE).display()
