@@ -64,6 +64,7 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
+            notify: None,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

@@ -75,6 +75,7 @@ fn readings_survive_cut_and_refused_connections_exactly_once() {
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
+            notify: None,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

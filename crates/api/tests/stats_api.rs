@@ -55,6 +55,7 @@ fn doctor_queries_are_on_the_ledger_and_answered_only_after_verdicts() {
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
+            notify: None,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
@@ -235,6 +236,7 @@ fn a_restarted_node_still_shows_a_doctors_result() {
                 gateway: Signer::new(cluster.keys.gateways[gateway].clone()),
                 users,
                 future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
+                notify: None,
             }
         };
         // The first node runs on a tokio runtime of its own, so that the restart stops it for

@@ -12,7 +12,16 @@
 //! [service.mqtt]
 //! mode = "embedded"                  # or "external" (host, port) or "disabled"
 //! listen = "127.0.0.1:1883"
+//! [service.notify]                   # optional: webhooks and e-mail for finalized alerts
+//! dashboard_url = "https://vigil.example.org/"
+//! [[service.notify.webhook]]
+//! name = "on-call"
+//! url = "https://hooks.example.org/vigil"
+//! secret_file = "on-call.secret"
+//! min_level = "critical"
 //! ```
+//!
+//! `[service.notify]` is `vigil_notify::config`'s (every key is documented there).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -40,6 +49,9 @@ pub struct ServiceFile {
     pub future_skew_s: u64,
     #[serde(default)]
     pub mqtt: MqttFile,
+    /// Webhooks and e-mail ([`vigil_notify::NotifyFile`]).
+    #[serde(default)]
+    pub notify: Option<vigil_notify::NotifyFile>,
 }
 
 fn future_skew_s_default() -> u64 {
@@ -92,6 +104,8 @@ pub enum ServiceConfigError {
     EhrKey { path: PathBuf, detail: String },
     #[error(transparent)]
     Users(#[from] UsersError),
+    #[error(transparent)]
+    Notify(#[from] vigil_notify::config::ConfigError),
 }
 
 impl ServiceFile {
@@ -119,6 +133,10 @@ impl ServiceFile {
             Some(path) => Users::load(&resolve(config_path, path))?,
             None => Users::default(),
         };
+        let notify = self
+            .notify
+            .map(|file| file.into_config(|path| resolve(config_path, path)))
+            .transpose()?;
         Ok(NodeConfig {
             data_dir,
             mqtt: self.mqtt.into(),
@@ -126,6 +144,7 @@ impl ServiceFile {
             gateway: Signer::new(gateway),
             users,
             future_skew: std::time::Duration::from_secs(self.future_skew_s),
+            notify,
         })
     }
 }

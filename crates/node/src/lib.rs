@@ -15,6 +15,7 @@ pub mod config;
 pub mod ingest;
 pub mod metrics;
 pub mod monitor;
+pub mod notify;
 pub mod stats;
 pub mod users;
 
@@ -68,6 +69,10 @@ pub enum NodeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("notifications: {0}")]
+    Notify(#[from] vigil_notify::NotifyError),
+    #[error("notifications: {0}")]
+    DeliveryLog(#[from] vigil_notify::log::LogError),
 }
 
 /// Where the node's MQTT side lives.
@@ -95,6 +100,9 @@ pub struct NodeConfig {
     /// (`future_reading`): devices' clocks drift, but a reading from the future would keep
     /// its device's no-signal contract from firing. [`FUTURE_SKEW_DEFAULT`] unless configured.
     pub future_skew: Duration,
+    /// Webhooks and e-mail for finalized alerts (`[service.notify]`); `None`: the dashboard
+    /// and the person's MQTT topic only.
+    pub notify: Option<vigil_notify::NotifyConfig>,
 }
 
 /// The default of [`NodeConfig::future_skew`]: five minutes.
@@ -179,6 +187,8 @@ pub struct Node {
     future_skew: Duration,
     /// Private statistics, when a deployment is attached ([`Node::enable_stats`]).
     pub(crate) stats: std::sync::OnceLock<Arc<stats::Stats>>,
+    /// The notification channels, when configured ([`NodeConfig::notify`]).
+    notifier: Option<Arc<vigil_notify::Notifier>>,
 }
 
 pub fn now_ms() -> TimestampMs {
@@ -205,13 +215,25 @@ impl Node {
         monitor.load_active(&loaded);
         let follower = ledger.follow(loaded.height() + 1);
         let (events, _) = broadcast::channel(LIVE_EVENTS_QUEUE_MAX);
+        let metrics = NodeMetrics::new();
+        // Subscribed before the follower starts, so no finalized alert escapes the channels.
+        let notifier = match config.notify {
+            Some(notify) => Some(notify::start(
+                notify,
+                &config.data_dir,
+                ledger.clone(),
+                events.subscribe(),
+                metrics.notify_counters(),
+            )?),
+            None => None,
+        };
         let node = Arc::new(Node {
             ledger,
             gateway: config.gateway,
             ehr: Mutex::new(ehr),
             ehr_reader: Mutex::new(ehr_reader),
             monitor: Mutex::new(monitor),
-            metrics: NodeMetrics::new(),
+            metrics,
             events,
             users: RwLock::new(config.users),
             pending: Mutex::new(LruCache::new(PENDING_ALERTS_MAX)),
@@ -220,6 +242,7 @@ impl Node {
             stats: std::sync::OnceLock::new(),
             genesis: std::sync::OnceLock::new(),
             future_skew: config.future_skew,
+            notifier,
         });
 
         let handler_node = node.clone();
@@ -353,6 +376,11 @@ impl Node {
     /// The private statistics deployment, if one is attached ([`Node::enable_stats`]).
     pub fn stats(&self) -> Option<&Arc<stats::Stats>> {
         self.stats.get()
+    }
+
+    /// The notification channels and their delivery log, when configured.
+    pub fn notifications(&self) -> Option<&Arc<vigil_notify::Notifier>> {
+        self.notifier.as_ref()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {

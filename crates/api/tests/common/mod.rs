@@ -56,6 +56,7 @@ pub fn node_config(
         gateway: Signer::new(gateway),
         users,
         future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
+        notify: None,
     }
 }
 

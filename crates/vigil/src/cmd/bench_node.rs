@@ -62,6 +62,7 @@ where
             gateway: Signer::new(cluster.keys.gateways[0].clone()),
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
+            notify: None,
         };
         let loopback = ([127, 0, 0, 1], 0).into();
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, loopback).await?;
