@@ -50,9 +50,9 @@ async fn deliveries(
             "configured": false, "channels": [], "deliveries": [], "next_before": null,
         })));
     };
-    let limit = q
-        .limit
-        .map_or(PAGE_DEFAULT, |l| u32::try_from(l.min(u64::from(PAGE_MAX))).unwrap_or(PAGE_MAX));
+    let limit = q.limit.map_or(PAGE_DEFAULT, |l| {
+        u32::try_from(l.min(u64::from(PAGE_MAX))).unwrap_or(PAGE_MAX)
+    });
     let filter = Filter {
         channel: q.channel,
         event_id: q.event,

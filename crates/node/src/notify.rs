@@ -136,7 +136,10 @@ async fn forward(
             }
             // Handing over never waits, so this falls behind only when the process is starved.
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::error!(missed, "notifications fell behind the live events; some were not sent");
+                tracing::error!(
+                    missed,
+                    "notifications fell behind the live events; some were not sent"
+                );
             }
             Err(broadcast::error::RecvError::Closed) => return,
         }

@@ -106,7 +106,14 @@ mod tests {
         let waits: Vec<_> = (1..=6).map(|a| backoff.after(a, None)).collect();
         assert_eq!(
             waits,
-            [Some(S(1)), Some(S(2)), Some(S(4)), Some(S(8)), Some(S(10)), None]
+            [
+                Some(S(1)),
+                Some(S(2)),
+                Some(S(4)),
+                Some(S(8)),
+                Some(S(10)),
+                None
+            ]
         );
         assert_eq!(backoff.after(0, None), None);
         assert_eq!(backoff.after(u32::MAX, None), None);
@@ -135,10 +142,7 @@ mod tests {
 
     #[test]
     fn schedules_out_of_bounds_are_refused() {
-        assert_eq!(
-            Backoff::new(0, S(1), S(1)),
-            Err(BackoffError::Attempts(0))
-        );
+        assert_eq!(Backoff::new(0, S(1), S(1)), Err(BackoffError::Attempts(0)));
         assert_eq!(
             Backoff::new(ATTEMPTS_MAX + 1, S(1), S(1)),
             Err(BackoffError::Attempts(ATTEMPTS_MAX + 1))

@@ -331,18 +331,21 @@ impl NotifyFile {
                 .max_delay_ms
                 .map_or(defaults.max_delay, Duration::from_millis),
         };
-        let dashboard_url = self.dashboard_url.as_deref().map(dashboard_url).transpose()?;
+        let dashboard_url = self
+            .dashboard_url
+            .as_deref()
+            .map(dashboard_url)
+            .transpose()?;
         let mut webhooks = Vec::new();
         for file in self.webhook {
             let url = Url::parse(&file.url)
                 .map_err(|e| channel(&file.name, format!("url {:?}: {e}", file.url)))?;
             let path = resolve(&file.secret_file);
-            let secret = Secret::new(read_secret(&path)?.into_bytes()).map_err(|e| {
-                ConfigError::File {
+            let secret =
+                Secret::new(read_secret(&path)?.into_bytes()).map_err(|e| ConfigError::File {
                     path: path.clone(),
                     detail: e.to_string(),
-                }
-            })?;
+                })?;
             webhooks.push(WebhookChannel {
                 route: route(file.min_level, file.events, file.people),
                 name: file.name,
@@ -351,7 +354,10 @@ impl NotifyFile {
                 allow_health_data: file.allow_health_data,
             });
         }
-        let smtp = self.smtp.map(|file| smtp_server(file, &resolve)).transpose()?;
+        let smtp = self
+            .smtp
+            .map(|file| smtp_server(file, &resolve))
+            .transpose()?;
         let emails = self
             .email
             .into_iter()
@@ -395,9 +401,7 @@ fn smtp_server(
     resolve: &impl Fn(&Path) -> PathBuf,
 ) -> Result<SmtpServer, ConfigError> {
     let credentials = match (file.username, file.password_file) {
-        (Some(username), Some(path)) => {
-            Some((username, Password(read_secret(&resolve(&path))?)))
-        }
+        (Some(username), Some(path)) => Some((username, Password(read_secret(&resolve(&path))?))),
         (None, None) => None,
         _ => {
             return Err(ConfigError::Smtp(
@@ -465,7 +469,9 @@ fn check_smtp(smtp: &SmtpServer) -> Result<(), ConfigError> {
         )));
     }
     if smtp.host.is_empty() || smtp.port == 0 {
-        return Err(ConfigError::Smtp("host and a port above 0 are needed".into()));
+        return Err(ConfigError::Smtp(
+            "host and a port above 0 are needed".into(),
+        ));
     }
     lettre::message::Mailbox::from_str(&smtp.from)
         .map_err(|e| ConfigError::Smtp(format!("from {:?}: {e}", smtp.from)))?;
@@ -520,7 +526,8 @@ mod tests {
     use super::*;
 
     fn load(dir: &Path, text: &str) -> Result<NotifyConfig, ConfigError> {
-        let file: NotifyFile = toml::from_str(text).map_err(|e| ConfigError::Notify(e.to_string()))?;
+        let file: NotifyFile =
+            toml::from_str(text).map_err(|e| ConfigError::Notify(e.to_string()))?;
         file.into_config(|p| dir.join(p))
     }
 
@@ -577,7 +584,10 @@ mod tests {
         );
         let smtp = config.smtp.as_ref().expect("smtp");
         assert_eq!(smtp.port, 587);
-        assert_eq!(smtp.credentials.as_ref().map(|c| c.1.0.as_str()), Some("hunter2"));
+        assert_eq!(
+            smtp.credentials.as_ref().map(|c| c.1.0.as_str()),
+            Some("hunter2")
+        );
         assert!(!format!("{smtp:?}").contains("hunter2"));
         let email = &config.emails[0];
         assert_eq!(email.name, "email:duty@example.org");
@@ -597,7 +607,10 @@ mod tests {
         assert!(load(dir.path(), &hook("http://[::1]:8000/")).is_ok());
         for refused in ["http://hooks.example.org/", "http://10.0.0.1/", "ftp://x/"] {
             assert!(
-                matches!(load(dir.path(), &hook(refused)), Err(ConfigError::Channel { .. })),
+                matches!(
+                    load(dir.path(), &hook(refused)),
+                    Err(ConfigError::Channel { .. })
+                ),
                 "{refused}"
             );
         }
@@ -646,10 +659,23 @@ mod tests {
 
     #[test]
     fn loopback_hosts_are_recognised() {
-        for host in ["localhost", "LOCALHOST", "127.0.0.1", "127.1.2.3", "::1", "[::1]"] {
+        for host in [
+            "localhost",
+            "LOCALHOST",
+            "127.0.0.1",
+            "127.1.2.3",
+            "::1",
+            "[::1]",
+        ] {
             assert!(is_loopback_host(host), "{host}");
         }
-        for host in ["", "example.org", "10.0.0.1", "localhost.example.org", "0.0.0.0"] {
+        for host in [
+            "",
+            "example.org",
+            "10.0.0.1",
+            "localhost.example.org",
+            "0.0.0.0",
+        ] {
             assert!(!is_loopback_host(host), "{host}");
         }
     }

@@ -31,10 +31,8 @@ pub struct Relay {
 impl Relay {
     pub fn new(server: &SmtpServer) -> Result<Self, String> {
         let builder = match server.tls {
-            SmtpTls::Starttls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&server.host)
-                    .map_err(|e| e.to_string())?
-            }
+            SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&server.host)
+                .map_err(|e| e.to_string())?,
             SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&server.host)
                 .map_err(|e| e.to_string())?,
             // Checked: only to a relay on this machine.

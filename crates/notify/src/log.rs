@@ -323,7 +323,9 @@ mod tests {
             })
             .expect("read");
         assert_eq!(
-            hook.iter().map(|d| (d.attempt, d.status)).collect::<Vec<_>>(),
+            hook.iter()
+                .map(|d| (d.attempt, d.status))
+                .collect::<Vec<_>>(),
             [(2, Status::Delivered), (1, Status::Retrying)]
         );
         let retrying = log
@@ -389,11 +391,17 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         // Reopened, the attempts are still there.
-        assert_eq!(DeliveryLog::open(&path).expect("log").len().expect("count"), 1);
+        assert_eq!(
+            DeliveryLog::open(&path).expect("log").len().expect("count"),
+            1
+        );
     }
 
     #[test]

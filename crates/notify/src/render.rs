@@ -179,8 +179,7 @@ mod tests {
             format!("https://vigil.example.org/#person/{}", event.person())
         );
 
-        let allowed: Value =
-            serde_json::from_slice(&webhook_body(&event, ALLOWED)).expect("JSON");
+        let allowed: Value = serde_json::from_slice(&webhook_body(&event, ALLOWED)).expect("JSON");
         assert_eq!(allowed["reason"]["value"], 39057);
     }
 
@@ -200,7 +199,10 @@ mod tests {
 
         let allowed = email(&event, ALLOWED);
         assert!(allowed.body.contains("39057"), "{}", allowed.body);
-        assert!(!allowed.subject.contains("39057"), "values stay out of subjects");
+        assert!(
+            !allowed.subject.contains("39057"),
+            "values stay out of subjects"
+        );
     }
 
     #[test]

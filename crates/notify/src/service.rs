@@ -152,7 +152,12 @@ impl Notifier {
         let mut channels = Vec::new();
         let mut summaries = Vec::new();
         for webhook in config.webhooks {
-            summaries.push(summary(&webhook.name, "webhook", &webhook.route, webhook.allow_health_data));
+            summaries.push(summary(
+                &webhook.name,
+                "webhook",
+                &webhook.route,
+                webhook.allow_health_data,
+            ));
             let name = webhook.name.clone();
             let channel = Webhook::new(webhook, config.dashboard_url.clone())
                 .map_err(|detail| failed(&name, detail))?;
@@ -161,7 +166,12 @@ impl Notifier {
         if let Some(smtp) = &config.smtp {
             let relay = Relay::new(smtp).map_err(|detail| failed("smtp", detail))?;
             for email in config.emails {
-                summaries.push(summary(&email.name, "email", &email.route, email.allow_health_data));
+                summaries.push(summary(
+                    &email.name,
+                    "email",
+                    &email.route,
+                    email.allow_health_data,
+                ));
                 let name = email.name.clone();
                 let channel = Email::new(email, relay.clone(), config.dashboard_url.clone())
                     .map_err(|detail| failed(&name, detail))?;
@@ -223,7 +233,12 @@ impl Notifier {
     }
 }
 
-fn summary(name: &str, kind: &'static str, route: &Route, allow_health_data: bool) -> ChannelSummary {
+fn summary(
+    name: &str,
+    kind: &'static str,
+    route: &Route,
+    allow_health_data: bool,
+) -> ChannelSummary {
     ChannelSummary {
         name: name.to_owned(),
         kind,

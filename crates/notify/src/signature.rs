@@ -18,7 +18,7 @@
 //! The timestamp is inside the MAC so that a captured request cannot be replayed later with a
 //! new header; the `v1` label lets the scheme change without breaking receivers.
 
-use hmac::{Hmac, KeyInit as _, Mac as _};
+use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
 /// The header's name.
@@ -120,10 +120,7 @@ pub fn verify(
     }
     let age_s = now_s.abs_diff(timestamp);
     if age_s > tolerance_s {
-        return Err(SignatureError::Stale {
-            age_s,
-            tolerance_s,
-        });
+        return Err(SignatureError::Stale { age_s, tolerance_s });
     }
     let expected = secret.mac(timestamp, body);
     // `verify_slice` compares in constant time.
@@ -158,8 +155,14 @@ mod tests {
             ipad[i] ^= byte;
             opad[i] ^= byte;
         }
-        let inner = Sha256::new().chain_update(ipad).chain_update(message).finalize();
-        let outer = Sha256::new().chain_update(opad).chain_update(inner).finalize();
+        let inner = Sha256::new()
+            .chain_update(ipad)
+            .chain_update(message)
+            .finalize();
+        let outer = Sha256::new()
+            .chain_update(opad)
+            .chain_update(inner)
+            .finalize();
         let header = sign(&secret(), 1_700_000_000, b"{\"id\":1}");
         assert_eq!(
             header,
@@ -174,7 +177,13 @@ mod tests {
         assert_eq!(verify(&secret(), &header, body, 1_000, 300), Ok(()));
         assert_eq!(verify(&secret(), &header, body, 1_299, 300), Ok(()));
         assert_eq!(
-            verify(&secret(), &header, br#"{"event":"alert","level":1}"#, 1_000, 300),
+            verify(
+                &secret(),
+                &header,
+                br#"{"event":"alert","level":1}"#,
+                1_000,
+                300
+            ),
             Err(SignatureError::Mismatch)
         );
         let other = Secret::new(vec![7; 32]).expect("long enough");

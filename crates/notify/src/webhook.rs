@@ -98,8 +98,7 @@ pub fn classify(status: StatusCode, headers: &HeaderMap) -> Sent {
     if status.is_success() {
         return Ok(line);
     }
-    let transient = status.is_server_error()
-        || matches!(status.as_u16(), 408 | 425 | 429);
+    let transient = status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429);
     if !transient {
         let why = if status.is_redirection() {
             " (redirects are not followed)"

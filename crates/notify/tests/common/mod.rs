@@ -83,8 +83,11 @@ pub fn attempts(log: &Arc<DeliveryLog>, channel: &str) -> Vec<Delivery> {
 pub async fn settled(log: &Arc<DeliveryLog>, channel: &str, rows: usize) -> Vec<Delivery> {
     until(&format!("{rows} attempts of {channel}"), || {
         let rows_now = attempts(log, channel);
-        (rows_now.len() >= rows && rows_now.last().is_some_and(|d| d.status != Status::Retrying))
-            .then_some(rows_now)
+        (rows_now.len() >= rows
+            && rows_now
+                .last()
+                .is_some_and(|d| d.status != Status::Retrying))
+        .then_some(rows_now)
     })
     .await
 }

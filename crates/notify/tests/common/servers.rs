@@ -13,7 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// A lock whatever a panicking holder left behind (the tests' assertions report it anyway).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One request as the receiver read it.
@@ -50,7 +52,9 @@ impl Receiver {
     }
 
     pub fn url(&self, path: &str) -> reqwest::Url {
-        format!("http://{}{path}", self.addr).parse().expect("a URL")
+        format!("http://{}{path}", self.addr)
+            .parse()
+            .expect("a URL")
     }
 
     pub fn requests_to(&self, path: &str) -> Vec<Request> {
@@ -108,7 +112,10 @@ async fn serve(mut stream: TcpStream, seen: &Mutex<Vec<Request>>, script: &Scrip
         });
         index
     };
-    let answers = script.get(path.as_str()).cloned().unwrap_or(vec![Some(404)]);
+    let answers = script
+        .get(path.as_str())
+        .cloned()
+        .unwrap_or(vec![Some(404)]);
     let answer = answers.get(index).or(answers.last()).copied().flatten();
     let Some(status) = answer else {
         // Never answers: the sender's timeout is its only way out.
@@ -138,6 +145,48 @@ pub struct Sink {
     pub mails: Mutex<Vec<Mail>>,
     /// Recipients refused once already (451 on the first RCPT of each).
     pub deferred: Mutex<Vec<String>>,
+}
+
+impl Mail {
+    /// The message as a reader sees it: header lines unfolded (RFC 5322 §2.2.3) and a
+    /// quoted-printable body decoded (RFC 2045 §6.7: soft line breaks, `=XX` octets), so that
+    /// a value split across encoded lines is still found, or still found absent.
+    pub fn text(&self) -> String {
+        let (head, body) = self.data.split_once("\n\n").unwrap_or((&self.data, ""));
+        let head = head.replace("\n ", " ").replace("\n\t", " ");
+        let quoted = head
+            .to_ascii_lowercase()
+            .contains("content-transfer-encoding: quoted-printable");
+        let body = if quoted {
+            decode_quoted_printable(body)
+        } else {
+            body.to_owned()
+        };
+        format!("{head}\n\n{body}")
+    }
+}
+
+fn decode_quoted_printable(text: &str) -> String {
+    let mut bytes = Vec::new();
+    let mut input = text.replace("=\n", "").into_bytes().into_iter().peekable();
+    while let Some(byte) = input.next() {
+        if byte != b'=' {
+            bytes.push(byte);
+            continue;
+        }
+        let high = input.next();
+        let low = input.next();
+        let hex = [high.unwrap_or(b'?'), low.unwrap_or(b'?')];
+        match std::str::from_utf8(&hex)
+            .ok()
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            Some(octet) => bytes.push(octet),
+            // Not an escape: kept as sent, so that a test sees what went wrong.
+            None => bytes.extend([b'='].into_iter().chain(high).chain(low)),
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 impl Sink {
@@ -231,4 +280,3 @@ async fn session(stream: TcpStream, sink: &Sink) -> std::io::Result<()> {
     }
     Ok(())
 }
-

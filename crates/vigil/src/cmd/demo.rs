@@ -91,7 +91,9 @@ fn notify_config(
     data_dir: &Path,
     dashboard: SocketAddr,
 ) -> anyhow::Result<Option<vigil_notify::NotifyConfig>> {
-    use vigil_notify::config::{EmailChannel, SmtpServer, SmtpTls, WebhookChannel, is_loopback_host};
+    use vigil_notify::config::{
+        EmailChannel, SmtpServer, SmtpTls, WebhookChannel, is_loopback_host,
+    };
     if args.notify_webhook.is_none() && args.notify_smtp.is_none() {
         return Ok(None);
     }
@@ -111,7 +113,9 @@ fn notify_config(
         };
         config.webhooks.push(WebhookChannel {
             name: "webhook".into(),
-            url: url.parse().with_context(|| format!("--notify-webhook {url}"))?,
+            url: url
+                .parse()
+                .with_context(|| format!("--notify-webhook {url}"))?,
             secret: vigil_notify::signature::Secret::new(secret.into_bytes())
                 .with_context(|| format!("the secret in {}", path.display()))?,
             route: route.clone(),
