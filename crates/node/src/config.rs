@@ -246,6 +246,34 @@ mod tests {
     }
 
     #[test]
+    fn the_notify_table_reads_its_secrets_next_to_the_configuration() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let gateway = vigil_ledger::keys::os_random_key();
+        keys::write_key_file(&dir.path().join("gw.key"), &gateway).expect("key file");
+        std::fs::write(dir.path().join("hook.secret"), "k".repeat(32)).expect("secret");
+        let table = "http_listen = \"127.0.0.1:8080\"\ngateway_key_file = \"gw.key\"\n\
+             ehr_key_file = \"ehr.key\"\n[notify]\n[[notify.webhook]]\nname = \"on-call\"\n\
+             url = \"https://hooks.example.org/vigil\"\nsecret_file = \"hook.secret\"\n\
+             min_level = \"critical\"\n";
+        let config = service(table)
+            .expect("valid table")
+            .into_config(&dir.path().join("node.toml"), dir.path().join("data"))
+            .expect("config");
+        let notify = config.notify.expect("notifications configured");
+        assert_eq!(notify.webhooks.len(), 1);
+        assert_eq!(
+            notify.webhooks[0].route.min_level,
+            vigil_core::AlertLevel::Critical
+        );
+        // A plaintext webhook to another machine is refused before the node starts.
+        let plaintext = table.replace("https://hooks.example.org", "http://hooks.example.org");
+        let refused = service(&plaintext)
+            .expect("valid table")
+            .into_config(&dir.path().join("node.toml"), dir.path().join("data2"));
+        assert!(matches!(refused, Err(ServiceConfigError::Notify(_))));
+    }
+
+    #[test]
     fn a_missing_key_is_not_created_for_an_existing_health_record() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(ehr_path(dir.path()), b"").expect("record");

@@ -128,12 +128,24 @@ impl Recorder {
     }
 }
 
+/// Drops waiting to be logged; beyond this a drop is still counted (the observer is told at
+/// once) but not logged, so a flood of alerts at a stuck channel costs bounded memory.
+pub const DROPS_QUEUE_MAX: usize = 1024;
+
+/// An event a channel's full queue refused.
+struct Dropped {
+    channel: String,
+    event: EventKind,
+    event_id: String,
+    detail: &'static str,
+}
+
 /// The channels, running.
 pub struct Notifier {
     queues: Vec<Queue>,
     summaries: Vec<ChannelSummary>,
     recorder: Recorder,
-    runtime: tokio::runtime::Handle,
+    drops: mpsc::Sender<Dropped>,
 }
 
 impl Notifier {
@@ -179,6 +191,8 @@ impl Notifier {
             }
         }
         let recorder = Recorder { log, observer };
+        let (drops, dropped) = mpsc::channel(DROPS_QUEUE_MAX);
+        runtime.spawn(log_drops(dropped, recorder.clone()));
         let mut queues = Vec::new();
         for channel in channels {
             let (sender, receiver) = mpsc::channel(config.queue_max);
@@ -193,7 +207,7 @@ impl Notifier {
             queues,
             summaries,
             recorder,
-            runtime,
+            drops,
         })
     }
 
@@ -211,13 +225,17 @@ impl Notifier {
                 Err(mpsc::error::TrySendError::Full(_)) => "the channel's queue is full",
                 Err(mpsc::error::TrySendError::Closed(_)) => "the channel's task stopped",
             };
-            let recorder = self.recorder.clone();
-            let (name, kind, id) = (queue.name.clone(), event.kind(), event.id().to_owned());
-            self.runtime.spawn(async move {
-                recorder
-                    .record(&name, kind, &id, 0, Status::Dropped, detail.to_owned())
-                    .await;
-            });
+            let drop = Dropped {
+                channel: queue.name.clone(),
+                event: event.kind(),
+                event_id: event.id().to_owned(),
+                detail,
+            };
+            if self.drops.try_send(drop).is_err() {
+                // Even the drops are backed up: counted, not logged.
+                self.recorder.observer.outcome(&queue.name, Status::Dropped);
+                tracing::warn!(channel = %queue.name, "notification dropped and not logged");
+            }
         }
         queued
     }
@@ -244,6 +262,23 @@ fn summary(
         kind,
         min_level: route.min_level.name(),
         allow_health_data,
+    }
+}
+
+/// Logs the drops [`Notifier::notify`] hands over, one at a time.
+async fn log_drops(mut drops: mpsc::Receiver<Dropped>, recorder: Recorder) {
+    while let Some(drop) = drops.recv().await {
+        let detail = drop.detail.to_owned();
+        recorder
+            .record(
+                &drop.channel,
+                drop.event,
+                &drop.event_id,
+                0,
+                Status::Dropped,
+                detail,
+            )
+            .await;
     }
 }
 
