@@ -182,7 +182,7 @@ impl DeliveryLog {
         let inserts = self
             .inserts
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if inserts % PRUNE_EVERY == 0 {
+        if inserts.is_multiple_of(PRUNE_EVERY) {
             prune(&db, ROWS_MAX)?;
         }
         Ok(())

@@ -56,8 +56,9 @@ pub struct ChannelSummary {
 }
 
 enum Channel {
-    Webhook(Webhook),
-    Email(Email),
+    // Boxed, both: a channel is made once and lives as long as the notifier.
+    Webhook(Box<Webhook>),
+    Email(Box<Email>),
 }
 
 impl Channel {
@@ -173,7 +174,7 @@ impl Notifier {
             let name = webhook.name.clone();
             let channel = Webhook::new(webhook, config.dashboard_url.clone())
                 .map_err(|detail| failed(&name, detail))?;
-            channels.push(Channel::Webhook(channel));
+            channels.push(Channel::Webhook(Box::new(channel)));
         }
         if let Some(smtp) = &config.smtp {
             let relay = Relay::new(smtp).map_err(|detail| failed("smtp", detail))?;
@@ -187,7 +188,7 @@ impl Notifier {
                 let name = email.name.clone();
                 let channel = Email::new(email, relay.clone(), config.dashboard_url.clone())
                     .map_err(|detail| failed(&name, detail))?;
-                channels.push(Channel::Email(channel));
+                channels.push(Channel::Email(Box::new(channel)));
             }
         }
         let recorder = Recorder { log, observer };
