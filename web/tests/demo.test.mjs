@@ -19,6 +19,9 @@
 //    circle and a polygon zone on the map with the mouse, saves them through the ledger and
 //    finds them in the finalized replacement instance; with no tile server (the answer of
 //    /api/map/config replaced), the map is the local plane with its scale bar;
+//  - the fever alert and its escalation reach a webhook receiver and an SMTP sink the test runs
+//    on 127.0.0.1 (the demo started with --notify-webhook and --notify-smtp): the webhooks'
+//    signatures verify under the demo's secret, and neither message carries a health value;
 //  - no page logs a script or console error once logged in.
 // Screenshots of the main pages, at 1280×800 and at phone width, go to ./artifacts (git-ignored).
 //
@@ -28,6 +31,7 @@
 
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import { createRequire } from "node:module";
 import { createServer as createHttpServer } from "node:http";
 import { createServer } from "node:net";
@@ -35,6 +39,7 @@ import { deflateSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
+import { SMTPServer } from "smtp-server";
 
 const here = new URL(".", import.meta.url).pathname;
 // axe-core, evaluated in the page through the DevTools protocol (not a script tag: the
@@ -124,13 +129,118 @@ async function startTileServer() {
   return tiles;
 }
 
-function startDemo(port, dataDir, tiles) {
+/** Where the demo's notifications land, on 127.0.0.1: a webhook receiver (every POST kept
+ * with its headers and body) and an SMTP sink (smtp-server, plaintext on loopback as the demo
+ * sends to a loopback relay; every message kept as received). */
+async function startInbox() {
+  const inbox = { posts: [], mails: [], webhook: null, smtp: null, webhookPort: 0, smtpPort: 0 };
+  inbox.webhook = createHttpServer((request, response) => {
+    const chunks = [];
+    request.on("data", (c) => chunks.push(c));
+    request.on("end", () => {
+      if (request.method === "POST" && request.url === "/hook") {
+        inbox.posts.push({ headers: request.headers, body: Buffer.concat(chunks) });
+        response.writeHead(204).end();
+      } else {
+        response.writeHead(404).end();
+      }
+    });
+  });
+  await new Promise((ok) => inbox.webhook.listen(0, "127.0.0.1", ok));
+  inbox.webhookPort = inbox.webhook.address().port;
+  inbox.smtp = new SMTPServer({
+    authOptional: true, disabledCommands: ["STARTTLS", "AUTH"], logger: false, size: 1 << 20,
+    onData(stream, session, done) {
+      const chunks = [];
+      stream.on("data", (c) => chunks.push(c));
+      stream.on("end", () => {
+        inbox.mails.push({ to: session.envelope.rcptTo.map((r) => r.address), raw: Buffer.concat(chunks).toString("utf8") });
+        done();
+      });
+    },
+  });
+  await new Promise((ok) => inbox.smtp.listen(0, "127.0.0.1", ok));
+  inbox.smtpPort = inbox.smtp.server.address().port;
+  return inbox;
+}
+
+/** An e-mail as its reader sees it: headers unfolded, quoted-printable decoded. */
+function readMail(raw) {
+  const [head, ...rest] = raw.split(/\r?\n\r?\n/);
+  const headers = head.replace(/\r?\n[ \t]+/g, " ");
+  let body = rest.join("\n\n");
+  if (/content-transfer-encoding:\s*quoted-printable/i.test(headers)) {
+    body = Buffer.from(body.replace(/=\r?\n/g, "").replace(/=([0-9A-F]{2})/g, (_, h) => String.fromCharCode(parseInt(h, 16))), "latin1").toString("utf8");
+  }
+  const subject = headers.match(/^subject:\s*(.*)$/im)?.[1] ?? "";
+  return { headers, subject, body };
+}
+
+/** The webhook POSTs whose body has `event` and matches `pick`, each checked against its
+ * signature (`Vigil-Signature: t=<s>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>`). */
+function signedPosts(inbox, secret, event, pick) {
+  return inbox.posts.filter((post) => {
+    let body;
+    try { body = JSON.parse(post.body.toString("utf8")); } catch { return false; }
+    if (body.event !== event || !pick(body)) return false;
+    const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(post.headers["vigil-signature"] ?? "");
+    check(m !== null, `the ${event} webhook is signed (${post.headers["vigil-signature"]})`);
+    const mac = createHmac("sha256", secret).update(`${m[1]}.`).update(post.body).digest();
+    check(timingSafeEqual(mac, Buffer.from(m[2], "hex")), `the ${event} webhook's signature verifies under the demo's secret`);
+    return true;
+  });
+}
+
+async function until(what, probe, timeoutMs) {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const found = probe();
+    if (found) return found;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((ok) => setTimeout(ok, 250));
+  }
+}
+
+/** The fever alert and its escalation, received outside the dashboard: signed webhooks and an
+ * e-mail, with no health value in either (the demo's channels are not allowed any). */
+async function notified(inbox, dataDir, person, alertId) {
+  const secret = readFileSync(join(dataDir, "notify-webhook.secret"), "utf8").trimEnd();
+  const [hook] = await until("the fever alert's webhook",
+    () => { const s = signedPosts(inbox, secret, "alert", (b) => b.id === alertId); return s.length ? s : null; },
+    FINALIZE_TIMEOUT_MS);
+  const body = JSON.parse(hook.body.toString("utf8"));
+  check(body.person === person && body.kind === "threshold" && body.basis === "device-signed"
+    && hook.headers["vigil-event-id"] === alertId,
+    `the webhook receiver got the fever alert (person, kind, basis, event id): level ${body.level_name}, block ${body.height}`);
+  const noHealth = (text) => !/temperature|°C|reason|value|Why:/i.test(text);
+  const fields = ["version", "event", "id", "person", "instance", "kind", "level", "level_name", "basis",
+    "reading_time", "reading_time_ms", "finalized_ms", "height", "dashboard"];
+  check(Object.keys(body).every((k) => fields.includes(k)) && noHealth(hook.body.toString("utf8")),
+    `the fever alert's webhook carries no health value (${Object.keys(body).join(", ")})`);
+  const [step] = await until("the escalation's webhook",
+    () => { const s = signedPosts(inbox, secret, "escalation", (b) => b.alert === alertId); return s.length ? s : null; },
+    FINALIZE_TIMEOUT_MS);
+  const escalation = JSON.parse(step.body.toString("utf8"));
+  check(escalation.person === person && escalation.step >= 1, `the webhook receiver got the escalation (step ${escalation.step}, ${escalation.level_name})`);
+  const mail = await until("the fever alert's e-mail", () => inbox.mails.map((m) => ({ ...m, ...readMail(m.raw) }))
+    .find((m) => m.body.includes(alertId)), FINALIZE_TIMEOUT_MS);
+  check(mail.to.includes("duty-officer@localhost") && /threshold alert for person/.test(mail.subject) && mail.subject.includes(person),
+    `the SMTP sink got the fever alert's e-mail: "${mail.subject}"`);
+  check(noHealth(`${mail.subject}\n${mail.body.replace("does not carry health values", "")}`) && /does not carry health values/.test(mail.body),
+    "the e-mail carries no health value, only a link to the dashboard");
+  check(mail.body.includes(`#person/${person}`), "the e-mail links to the person's page");
+}
+
+function startDemo(port, dataDir, tiles, inbox) {
   const child = spawn(VIGIL, ["demo", "--people", "20", "--speed", "10", "--port", String(port),
     "--data-dir", dataDir, "--duration-s", "900", ...(existsSync(MITDB) ? ["--mitdb", MITDB] : []),
     // An alert nobody acknowledges is escalated after 20 s of block time (the policy is
     // deployed through the ledger), its person reminded after 10 s.
     "--escalate-after-s", "20", "--remind-after-s", "10", "--repeat-s", "60",
-    "--map-tiles", `http://127.0.0.1:${tiles.port}/tiles/{z}/{x}/{y}.png`, "--map-attribution", TILE_ATTRIBUTION],
+    "--map-tiles", `http://127.0.0.1:${tiles.port}/tiles/{z}/{x}/{y}.png`, "--map-attribution", TILE_ATTRIBUTION,
+    // Alerts and escalations also go to a webhook and by e-mail, to sinks this test runs.
+    "--notify-webhook", `http://127.0.0.1:${inbox.webhookPort}/hook`,
+    "--notify-smtp", `127.0.0.1:${inbox.smtpPort}`, "--notify-email", "duty-officer@localhost"],
   { stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const ready = new Promise((ok, fail) => {
@@ -194,7 +304,7 @@ function watchErrors(page) {
   return watch;
 }
 
-async function operator(browser, base, { tokens, person }, tiles) {
+async function operator(browser, base, { tokens, person }, tiles, inbox, dataDir) {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   const watch = watchErrors(page);
   watch.on = false;
@@ -235,6 +345,7 @@ async function operator(browser, base, { tokens, person }, tiles) {
   await escalation.click();
   await page.waitForSelector("#block-detail tr[data-kind=Escalate]");
   check(true, "the ledger explorer shows the Escalate transaction");
+  await notified(inbox, dataDir, person, feverId);
   await page.click("nav a[href='#alerts']");
 
   // After a reload the listing still says what fired: the reason comes from the health record.
@@ -502,7 +613,8 @@ async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), "vigil-demo-test-"));
   const port = await freePorts();
   const tiles = await startTileServer();
-  const { child, ready } = startDemo(port, dataDir, tiles);
+  const inbox = await startInbox();
+  const { child, ready } = startDemo(port, dataDir, tiles, inbox);
   let browser;
   try {
     const demo = await ready;
@@ -513,7 +625,7 @@ async function main() {
         "--disable-component-update", "--disable-sync", "--no-first-run"],
     });
     const base = `http://127.0.0.1:${port}/`;
-    const others = await operator(browser, base, demo, tiles);
+    const others = await operator(browser, base, demo, tiles, inbox, dataDir);
     await plane(browser, base, demo, tiles);
     await patient(browser, base, demo, others);
     await doctor(browser, base, demo);
@@ -522,6 +634,8 @@ async function main() {
   } finally {
     await browser?.close();
     tiles.server.close();
+    inbox.webhook.close();
+    inbox.smtp.close();
     child.kill("SIGINT");
     await new Promise((ok) => { child.once("exit", ok); setTimeout(ok, 15_000); });
     if (child.exitCode === null) child.kill("SIGKILL");

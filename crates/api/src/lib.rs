@@ -4,7 +4,7 @@
 //! crate; the binary wires the two ([`start`], or [`serve`] over a started node).
 //!
 //! One module per resource (packs, people, devices, instances, alerts, ledger, map, queries,
-//! and the service routes), each depending only on [`shared`] (state, errors, the caller,
+//! notifications, and the service routes), each depending only on [`shared`] (state, errors, the caller,
 //! the role sets), never on another resource. Health-record work (SQLite, decryption) runs
 //! on blocking threads, reads on a second handle of the record behind a small gate ([`shared::Api::ehr_read`]), so that a patient's read
 //! storm neither blocks the async executor nor holds the record's lock for long.
@@ -14,6 +14,7 @@ mod devices;
 mod instances;
 mod ledger;
 mod map;
+mod notifications;
 mod openapi;
 mod packs;
 mod people;
@@ -57,6 +58,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .merge(ledger::routes())
         .merge(map::routes())
         .merge(queries::routes())
+        .merge(notifications::routes())
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(Arc::new(Api::new(node)))

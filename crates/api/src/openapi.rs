@@ -378,6 +378,23 @@ fn operations() -> Vec<Operation> {
         .path_param("seq", uint64(), "The record's sequence number")
         .answers(200, "The proof and its outcome", schema("RecordVerification"))
         .refuses(&[400, 403, 404, 410, 429, 503]),
+        Operation::new(
+            "get",
+            "/api/notifications/deliveries",
+            "The notification channels (no address or secret) and their delivery log, one row per attempt, newest first",
+        )
+        .roles("admin")
+        .query("channel", string(), "Only this channel's attempts")
+        .query("event", string(), "Only attempts for this event (an alert's id, or `<alert>.escalation.<step>`)")
+        .query(
+            "status",
+            json!({"type": "string", "enum": ["delivered", "retrying", "failed", "dropped"]}),
+            "Only attempts with this outcome",
+        )
+        .query("before", uint64(), "Only attempts older than this `seq` (the previous page's `next_before`)")
+        .query("limit", uint64(), "Attempts at most (default 50, at most 500)")
+        .answers(200, "The channels and attempts", schema("Deliveries"))
+        .refuses(&[400, 403]),
         Operation::new("get", "/api/map", "Every person's pseudonym, open-alert level and last position fix")
             .roles("cdcp-operator, admin")
             .answers(200, "The map", schema("Map"))
@@ -737,6 +754,32 @@ fn schemas() -> Value {
                 json!({"tip": count(), "blocks": {"type": "array", "items": schema("BlockSummary")}}),
             ),
         ),
+        (
+            "Deliveries",
+            open(
+                &["configured", "channels", "deliveries", "next_before"],
+                json!({
+                    "configured": {"type": "boolean", "description": "Whether this node has a [service.notify] table"},
+                    "channels": {"type": "array", "items": open(&["name", "kind", "min_level", "allow_health_data"], json!({
+                        "name": text(),
+                        "kind": {"type": "string", "enum": ["webhook", "email"]},
+                        "min_level": {"type": "string", "enum": ["warning", "critical"]},
+                        "allow_health_data": {"type": "boolean"},
+                    }))},
+                    "deliveries": {"type": "array", "items": open(
+                        &["seq", "time_ms", "channel", "event", "event_id", "attempt", "status", "detail"],
+                        json!({
+                            "seq": count(), "time_ms": int64(), "channel": text(),
+                            "event": {"type": "string", "enum": ["alert", "escalation"]},
+                            "event_id": text(), "attempt": count(),
+                            "status": {"type": "string", "enum": ["delivered", "retrying", "failed", "dropped"]},
+                            "detail": text(),
+                        }),
+                    )},
+                    "next_before": nullable(count()),
+                }),
+            ),
+        ),
         ("Block", block_schema()),
         (
             "BlockVerification",
@@ -975,6 +1018,7 @@ mod tests {
         include_str!("instances.rs"),
         include_str!("ledger.rs"),
         include_str!("map.rs"),
+        include_str!("notifications.rs"),
         include_str!("packs.rs"),
         include_str!("people.rs"),
         include_str!("queries.rs"),

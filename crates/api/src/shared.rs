@@ -366,6 +366,8 @@ pub const RECORD_READERS: &[Role] = &[Role::CdcpOperator, Role::Doctor];
 pub const LEDGER_READERS: &[Role] = &[Role::CdcpOperator, Role::Auditor, Role::Admin, Role::Doctor];
 /// Who sees positions and zones: those who act on geofence alerts.
 pub const MAP_READERS: &[Role] = &[Role::CdcpOperator, Role::Admin];
+/// Who reads the notification channels and their delivery log.
+pub const NOTIFICATION_READERS: &[Role] = &[Role::Admin];
 /// Who asks private-statistics queries.
 pub const QUERIERS: &[Role] = &[Role::Doctor];
 

@@ -70,6 +70,7 @@ fn a_batch_sealed_before_a_crash_is_anchored_after_the_restart() {
             users: Users::default(),
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
             map_tiles: None,
+            notify: None,
         };
         let (node, _api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

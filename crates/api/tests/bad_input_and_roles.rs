@@ -52,6 +52,7 @@ fn bad_input_is_refused_with_its_reason_and_roles_are_enforced_route_by_route() 
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
             map_tiles: None,
+            notify: None,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK).await.expect("node starts");
         let ledger = node.ledger().clone();

@@ -71,6 +71,7 @@ fn map_and_verification_routes_answer_the_roles_they_admit() {
             map_tiles: Some(
                 vigil_node::MapTiles::new(TILES, "© Test tiles contributors").expect("valid"),
             ),
+            notify: None,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

@@ -76,6 +76,7 @@ fn readings_survive_cut_and_refused_connections_exactly_once() {
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
             map_tiles: None,
+            notify: None,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

@@ -49,6 +49,7 @@ fn readings_to_finalized_alerts_to_resolution_with_a_verified_health_record() {
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
             map_tiles: None,
+            notify: None,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

@@ -114,6 +114,7 @@ fn packs_through_an_external_mosquitto_are_stored_once_and_answered() {
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
             map_tiles: None,
+            notify: None,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await

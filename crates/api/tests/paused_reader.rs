@@ -101,6 +101,7 @@ fn a_reader_paused_past_the_bound_applies_every_block_and_alerts_after_it() {
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
             map_tiles: None,
+            notify: None,
         };
         let ledger = cluster.ledgers[0].clone();
         let (node, api, node_runtime) = start_node_apart(ledger.clone(), config).await;

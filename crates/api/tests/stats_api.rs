@@ -56,6 +56,7 @@ fn doctor_queries_are_on_the_ledger_and_answered_only_after_verdicts() {
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
             map_tiles: None,
+            notify: None,
         };
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, common::LOOPBACK)
             .await
@@ -237,6 +238,7 @@ fn a_restarted_node_still_shows_a_doctors_result() {
                 users,
                 future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
                 map_tiles: None,
+                notify: None,
             }
         };
         // The first node runs on a tokio runtime of its own, so that the restart stops it for

@@ -15,7 +15,16 @@
 //! [service.mqtt]
 //! mode = "embedded"                  # or "external" (host, port) or "disabled"
 //! listen = "127.0.0.1:1883"
+//! [service.notify]                   # optional: webhooks and e-mail for finalized alerts
+//! dashboard_url = "https://vigil.example.org/"
+//! [[service.notify.webhook]]
+//! name = "on-call"
+//! url = "https://hooks.example.org/vigil"
+//! secret_file = "on-call.secret"
+//! min_level = "critical"
 //! ```
+//!
+//! `[service.notify]` is `vigil_notify::config`'s (every key is documented there).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +55,9 @@ pub struct ServiceFile {
     /// The dashboard map's tile server ([`NodeConfig::map_tiles`]).
     #[serde(default)]
     pub map_tiles: Option<MapTilesFile>,
+    /// Webhooks and e-mail ([`vigil_notify::NotifyFile`]).
+    #[serde(default)]
+    pub notify: Option<vigil_notify::NotifyFile>,
 }
 
 /// `map_tiles = { url, attribution, max_zoom }` as written; checked by [`MapTiles::new`].
@@ -114,6 +126,8 @@ pub enum ServiceConfigError {
     Users(#[from] UsersError),
     #[error("[service] {0}")]
     MapTiles(#[from] MapTilesError),
+    #[error(transparent)]
+    Notify(#[from] vigil_notify::config::ConfigError),
 }
 
 impl ServiceFile {
@@ -145,6 +159,10 @@ impl ServiceFile {
             .map_tiles
             .map(|t| MapTiles::with_max_zoom(&t.url, &t.attribution, t.max_zoom))
             .transpose()?;
+        let notify = self
+            .notify
+            .map(|file| file.into_config(|path| resolve(config_path, path)))
+            .transpose()?;
         Ok(NodeConfig {
             data_dir,
             map_tiles,
@@ -153,6 +171,7 @@ impl ServiceFile {
             gateway: Signer::new(gateway),
             users,
             future_skew: std::time::Duration::from_secs(self.future_skew_s),
+            notify,
         })
     }
 }
@@ -276,6 +295,34 @@ mod tests {
             service("http_listen = \"127.0.0.1:8080\"\nsurprise = 1\n"),
             Err(ServiceConfigError::Table(_))
         ));
+    }
+
+    #[test]
+    fn the_notify_table_reads_its_secrets_next_to_the_configuration() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let gateway = vigil_ledger::keys::os_random_key();
+        keys::write_key_file(&dir.path().join("gw.key"), &gateway).expect("key file");
+        std::fs::write(dir.path().join("hook.secret"), "k".repeat(32)).expect("secret");
+        let table = "http_listen = \"127.0.0.1:8080\"\ngateway_key_file = \"gw.key\"\n\
+             ehr_key_file = \"ehr.key\"\n[notify]\n[[notify.webhook]]\nname = \"on-call\"\n\
+             url = \"https://hooks.example.org/vigil\"\nsecret_file = \"hook.secret\"\n\
+             min_level = \"critical\"\n";
+        let config = service(table)
+            .expect("valid table")
+            .into_config(&dir.path().join("node.toml"), dir.path().join("data"))
+            .expect("config");
+        let notify = config.notify.expect("notifications configured");
+        assert_eq!(notify.webhooks.len(), 1);
+        assert_eq!(
+            notify.webhooks[0].route.min_level,
+            vigil_core::AlertLevel::Critical
+        );
+        // A plaintext webhook to another machine is refused before the node starts.
+        let plaintext = table.replace("https://hooks.example.org", "http://hooks.example.org");
+        let refused = service(&plaintext)
+            .expect("valid table")
+            .into_config(&dir.path().join("node.toml"), dir.path().join("data2"));
+        assert!(matches!(refused, Err(ServiceConfigError::Notify(_))));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod map_tiles;
 pub mod metrics;
 pub mod monitor;
+pub mod notify;
 mod reason_text;
 pub mod stats;
 pub mod users;
@@ -75,6 +76,10 @@ pub enum NodeError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("notifications: {0}")]
+    Notify(#[from] vigil_notify::NotifyError),
+    #[error("notifications: {0}")]
+    DeliveryLog(#[from] vigil_notify::log::LogError),
 }
 
 /// Where the node's MQTT side lives.
@@ -105,6 +110,9 @@ pub struct NodeConfig {
     /// The tile server of the dashboard's map; `None`: the map is a local plane with no tiles
     /// (nothing fetched from outside the node).
     pub map_tiles: Option<MapTiles>,
+    /// Webhooks and e-mail for finalized alerts (`[service.notify]`); `None`: the dashboard
+    /// and the person's MQTT topic only.
+    pub notify: Option<vigil_notify::NotifyConfig>,
 }
 
 /// The default of [`NodeConfig::future_skew`]: five minutes.
@@ -213,6 +221,8 @@ pub struct Node {
     pub(crate) stats: std::sync::OnceLock<Arc<stats::Stats>>,
     /// [`NodeConfig::map_tiles`].
     map_tiles: Option<MapTiles>,
+    /// The notification channels, when configured ([`NodeConfig::notify`]).
+    notifier: Option<Arc<vigil_notify::Notifier>>,
 }
 
 pub fn now_ms() -> TimestampMs {
@@ -239,13 +249,25 @@ impl Node {
         monitor.load_active(&loaded);
         let follower = ledger.follow(loaded.height() + 1);
         let (events, _) = broadcast::channel(LIVE_EVENTS_QUEUE_MAX);
+        let metrics = NodeMetrics::new();
+        // Subscribed before the follower starts, so no finalized alert escapes the channels.
+        let notifier = match config.notify {
+            Some(notify) => Some(notify::start(
+                notify,
+                &config.data_dir,
+                ledger.clone(),
+                events.subscribe(),
+                metrics.notify_counters(),
+            )?),
+            None => None,
+        };
         let node = Arc::new(Node {
             ledger,
             gateway: config.gateway,
             ehr: Mutex::new(ehr),
             ehr_reader: Mutex::new(ehr_reader),
             monitor: Mutex::new(monitor),
-            metrics: NodeMetrics::new(),
+            metrics,
             events,
             users: RwLock::new(config.users),
             pending: Mutex::new(LruCache::new(PENDING_ALERTS_MAX)),
@@ -258,6 +280,7 @@ impl Node {
             genesis: std::sync::OnceLock::new(),
             future_skew: config.future_skew,
             map_tiles: config.map_tiles,
+            notifier,
         });
 
         let handler_node = node.clone();
@@ -396,6 +419,11 @@ impl Node {
     /// The private statistics deployment, if one is attached ([`Node::enable_stats`]).
     pub fn stats(&self) -> Option<&Arc<stats::Stats>> {
         self.stats.get()
+    }
+
+    /// The notification channels and their delivery log, when configured.
+    pub fn notifications(&self) -> Option<&Arc<vigil_notify::Notifier>> {
+        self.notifier.as_ref()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<LiveEvent> {

@@ -13,6 +13,12 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// A notification channel, by its configured name (the configuration bounds the set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TransportLabel {
     pub transport: &'static str,
@@ -35,6 +41,12 @@ pub struct NodeMetrics {
     pub alert_latency: Histogram,
     pub ledger_height: Gauge,
     pub ehr_records_anchored: Counter,
+    /// Notifications a channel's receiver took, by channel.
+    pub notifications_delivered: Family<ChannelLabel, Counter>,
+    /// Attempts that failed and will be retried, by channel.
+    pub notifications_retried: Family<ChannelLabel, Counter>,
+    /// Notifications given up (refused, out of attempts, or dropped by a full queue).
+    pub notifications_failed: Family<ChannelLabel, Counter>,
 }
 
 impl NodeMetrics {
@@ -53,6 +65,9 @@ impl NodeMetrics {
         let alert_latency = Histogram::new(buckets);
         let ledger_height = Gauge::default();
         let ehr_records_anchored = Counter::default();
+        let notifications_delivered = Family::<ChannelLabel, Counter>::default();
+        let notifications_retried = Family::<ChannelLabel, Counter>::default();
+        let notifications_failed = Family::<ChannelLabel, Counter>::default();
         registry.register(
             "readings_accepted",
             "Readings accepted and stored",
@@ -103,6 +118,21 @@ impl NodeMetrics {
             "Health records anchored on the ledger",
             ehr_records_anchored.clone(),
         );
+        registry.register(
+            "notifications_delivered",
+            "Notifications taken by a channel's receiver (webhook 2xx, SMTP 250)",
+            notifications_delivered.clone(),
+        );
+        registry.register(
+            "notifications_retried",
+            "Notification attempts that failed and are tried again",
+            notifications_retried.clone(),
+        );
+        registry.register(
+            "notifications_failed",
+            "Notifications given up: refused, out of attempts, or dropped by a full queue",
+            notifications_failed.clone(),
+        );
         // Every reason appears from the start, so a dashboard sees zeros rather than gaps.
         for reason in Rejection::ALL {
             let _ = packs_rejected.get_or_create(&ReasonLabel {
@@ -121,6 +151,18 @@ impl NodeMetrics {
             alert_latency,
             ledger_height,
             ehr_records_anchored,
+            notifications_delivered,
+            notifications_retried,
+            notifications_failed,
+        }
+    }
+
+    /// The notification counters, for the notifier to count into.
+    pub(crate) fn notify_counters(&self) -> crate::notify::Counters {
+        crate::notify::Counters {
+            delivered: self.notifications_delivered.clone(),
+            retried: self.notifications_retried.clone(),
+            failed: self.notifications_failed.clone(),
         }
     }
 

@@ -40,6 +40,20 @@ const FORBIDDEN_DEPENDENCIES: &[(&str, &[&str])] = &[
     ("vigil-stats-service", &["vigil-node", "vigil-api"]),
     // The node's core never knows its HTTP layer: the binary wires them.
     ("vigil-node", &["vigil-api"]),
+    // Notifications know events, not where they come from: no ledger, node, health record
+    // or gateway (the node converts its live events), and they serve no HTTP.
+    (
+        "vigil-notify",
+        &[
+            "vigil-ledger",
+            "vigil-contracts",
+            "vigil-ehr",
+            "vigil-gateway",
+            "vigil-node",
+            "vigil-api",
+            "axum",
+        ],
+    ),
 ];
 
 /// Direct dependencies a crate must not declare, for what its tree brings in anyway (axum

@@ -57,6 +57,7 @@ pub fn node_config(
         users,
         future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
         map_tiles: None,
+        notify: None,
     }
 }
 

@@ -63,6 +63,7 @@ where
             users,
             future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
             map_tiles: None,
+            notify: None,
         };
         let loopback = ([127, 0, 0, 1], 0).into();
         let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, loopback).await?;

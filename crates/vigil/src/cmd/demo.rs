@@ -89,6 +89,100 @@ pub struct DemoArgs {
         default_value = "© OpenStreetMap contributors"
     )]
     pub map_attribution: String,
+    /// POST every finalized alert to this webhook (`https://…`, or `http://` on loopback),
+    /// signed with the secret the demo keeps in `notify-webhook.secret` (off by default).
+    #[arg(long)]
+    pub notify_webhook: Option<String>,
+    /// Send e-mail through this SMTP relay (`HOST:PORT`): plaintext to a loopback relay,
+    /// STARTTLS to any other (off by default). Needs --notify-email.
+    #[arg(long, requires = "notify_email")]
+    pub notify_smtp: Option<String>,
+    /// Who gets the alerts by e-mail (repeatable). Needs --notify-smtp.
+    #[arg(long, requires = "notify_smtp")]
+    pub notify_email: Vec<String>,
+    /// Let the demo's notifications carry health values (the alerts' reasons); without it
+    /// they carry the pseudonym, level, kind, time and a dashboard link only.
+    #[arg(long)]
+    pub notify_health_data: bool,
+}
+
+const WEBHOOK_SECRET_FILE: &str = "notify-webhook.secret";
+
+/// The channels the demo's `--notify-*` flags ask for, or `None` (the offline demo).
+fn notify_config(
+    args: &DemoArgs,
+    data_dir: &Path,
+    dashboard: SocketAddr,
+) -> anyhow::Result<Option<vigil_notify::NotifyConfig>> {
+    use vigil_notify::config::{
+        EmailChannel, SmtpServer, SmtpTls, WebhookChannel, is_loopback_host,
+    };
+    if args.notify_webhook.is_none() && args.notify_smtp.is_none() {
+        return Ok(None);
+    }
+    let route = vigil_notify::route::Route::at_least(vigil_core::AlertLevel::Warning);
+    let mut config = vigil_notify::NotifyConfig::empty();
+    config.dashboard_url = Some(format!("http://{dashboard}/"));
+    if let Some(url) = &args.notify_webhook {
+        let path = data_dir.join(WEBHOOK_SECRET_FILE);
+        let secret = match std::fs::read_to_string(&path) {
+            Ok(text) => text.trim_end().to_owned(),
+            Err(_) => {
+                let secret = new_token();
+                write_private(&path, secret.as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?;
+                secret
+            }
+        };
+        config.webhooks.push(WebhookChannel {
+            name: "webhook".into(),
+            url: url
+                .parse()
+                .with_context(|| format!("--notify-webhook {url}"))?,
+            secret: vigil_notify::signature::Secret::new(secret.into_bytes())
+                .with_context(|| format!("the secret in {}", path.display()))?,
+            route: route.clone(),
+            allow_health_data: args.notify_health_data,
+        });
+        step(&format!(
+            "alerts go to the webhook {url}, signed with the secret in {}",
+            path.display()
+        ));
+    }
+    if let Some(relay) = &args.notify_smtp {
+        let (host, port) = relay
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+            .with_context(|| format!("--notify-smtp {relay}: HOST:PORT"))?;
+        let tls = if is_loopback_host(&host) {
+            SmtpTls::None
+        } else {
+            SmtpTls::Starttls
+        };
+        config.smtp = Some(SmtpServer {
+            host,
+            port,
+            tls,
+            from: "Vigil demo <vigil@localhost>".into(),
+            credentials: None,
+            hello_name: "localhost".into(),
+            timeout: vigil_notify::config::SMTP_TIMEOUT_DEFAULT,
+        });
+        for to in &args.notify_email {
+            config.emails.push(EmailChannel {
+                name: format!("email:{to}"),
+                to: to.clone(),
+                route: route.clone(),
+                allow_health_data: args.notify_health_data,
+            });
+        }
+        step(&format!(
+            "alerts go by e-mail to {} through {relay}",
+            args.notify_email.join(", ")
+        ));
+    }
+    config.check().context("the --notify-* options")?;
+    Ok(Some(config))
 }
 
 /// What a restart reuses.
@@ -277,6 +371,7 @@ async fn run_in_runtime(
         gateway: Signer::new(cluster.keys.gateways[0].clone()),
         users,
         future_skew: vigil_node::FUTURE_SKEW_DEFAULT,
+        notify: notify_config(&args, &data_dir, http_listen)?,
     };
     step(&format!(
         "starting the node: HTTP on {http_listen}, MQTT on 127.0.0.1:{mqtt_port}"
