@@ -191,6 +191,26 @@ impl ConnectAuth {
         })
     }
 
+    /// The person `device` is enrolled for, unless it is unknown or revoked.
+    pub fn enrolled_person(&self, device: &DeviceId) -> Option<PersonId> {
+        self.directory
+            .device(device)
+            .filter(|enrolled| !enrolled.revoked)
+            .map(|enrolled| enrolled.person)
+    }
+
+    /// Whether a client admitted earlier still may be connected: a device must still be
+    /// enrolled and not revoked (staff logins are not looked up again).
+    pub fn still_admitted(&self, principal: &Principal) -> bool {
+        match principal {
+            Principal::Device { person, device } => self
+                .directory
+                .device(device)
+                .is_some_and(|enrolled| !enrolled.revoked && enrolled.person == *person),
+            Principal::Service(_) => true,
+        }
+    }
+
     fn check_service(&self, name: &str, password: &str) -> Result<Principal, LoginRefused> {
         let given: [u8; 32] = Sha256::digest(password.as_bytes()).into();
         // Comparing digests, not passwords, keeps the comparison's time independent of how

@@ -7,11 +7,14 @@
 //!   [`http_upload`] its HTTP one.
 //! - [`topic`]: the topic layout.
 //! - [`auth`]: who may connect to the embedded broker (device tokens, service users, the
-//!   node's reserved client ids).
+//!   node's reserved client ids); [`acl`]: what each may publish and subscribe to (pure);
+//!   [`front`]: the MQTT front that enforces both before the broker sees a packet.
 //! - [`signed`]: replies and alerts signed by the node, checked by the device.
 
+pub mod acl;
 pub mod admit;
 pub mod auth;
+pub mod front;
 pub mod http_upload;
 pub mod mqtt;
 pub mod outbox;

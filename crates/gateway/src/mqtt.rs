@@ -3,13 +3,14 @@
 //! every uplink topic, hands each pack to the node and publishes the verdict on the device's
 //! reply topic; alerts are published on the person's alert topic.
 //!
-//! What holds where rumqttd 0.20 cannot enforce it: the embedded broker authenticates every
-//! client at CONNECT ([`crate::auth`]; the node's own client ids are refused to the network),
-//! but it has no per-client rule on what a client publishes or subscribes to. So the node
-//! enforces the rest itself: an uplink is handled only when the device its topic names is the
-//! one that signed the pack (else no reply at all, so that no reply lands on a topic the
-//! publisher chose), its person is checked against the enrollment by admission, and every
-//! reply and alert is signed by the node ([`crate::signed`]) for the device to check.
+//! rumqttd 0.20 authenticates a CONNECT but has no per-client rule on topics, so the embedded
+//! broker listens only on a loopback port of its own, admitting nothing but the MQTT front
+//! ([`crate::front`]): the front listens where devices connect, authenticates every CONNECT
+//! ([`crate::auth`]; the node's own client ids are refused) and holds every PUBLISH,
+//! SUBSCRIBE and will message to [`crate::acl`]. Behind it the node still checks what it
+//! handles: an uplink only when the device its topic names is the one that signed the pack
+//! (else no reply at all), its person against the enrollment by admission; and every reply
+//! and alert is signed by the node ([`crate::signed`]) for the device to check.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, mpsc};
@@ -25,9 +26,8 @@ use crate::auth::ConnectAuth;
 use crate::signed::NodeKey;
 use crate::topic;
 
-/// The broker refuses larger MQTT payloads by closing the connection. It is above the pack
-/// limit on purpose, so that a pack somewhat too large still gets a reply naming the reason.
-pub const MQTT_PAYLOAD_BYTES_MAX: usize = 256 * 1024;
+/// The largest MQTT payload (the front's limit, [`crate::front::MQTT_PAYLOAD_BYTES_MAX`]).
+pub use crate::front::MQTT_PAYLOAD_BYTES_MAX;
 /// Concurrent MQTT connections to the embedded broker.
 pub const MQTT_CONNECTIONS_MAX: usize = 200_000;
 /// Requests queued towards an external broker before publishing blocks.
@@ -44,6 +44,66 @@ pub enum MqttError {
     Link(String),
     #[error("MQTT client: {0}")]
     Client(#[from] rumqttc::ClientError),
+}
+
+/// A free port on 127.0.0.1 for the broker behind the front (the broker binds it itself).
+fn internal_port() -> Result<SocketAddr, MqttError> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map_err(|e| MqttError::Broker(format!("no loopback port for the broker: {e}")))
+}
+
+/// How long the broker may take to listen on its internal port once started.
+const BROKER_START_MAX: Duration = Duration::from_secs(10);
+
+/// Returns once the broker accepts connections on `internal`, so that the first client the
+/// front admits is never closed for a broker still starting.
+fn wait_until_listening(internal: SocketAddr) -> Result<(), MqttError> {
+    let deadline = Instant::now() + BROKER_START_MAX;
+    loop {
+        if std::net::TcpStream::connect_timeout(&internal, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(MqttError::Broker(format!(
+                "the embedded broker is not listening on {internal} after {BROKER_START_MAX:?}"
+            )));
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs the MQTT front on a runtime of its own, as rumqttd runs on its own threads.
+fn start_front(
+    listener: std::net::TcpListener,
+    upstream: SocketAddr,
+    auth: Arc<ConnectAuth>,
+    secret: crate::front::InternalSecret,
+) -> Result<(), MqttError> {
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| MqttError::Broker(e.to_string()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("mqtt-front")
+        .enable_all()
+        .build()
+        .map_err(|e| MqttError::Broker(format!("MQTT front runtime: {e}")))?;
+    thread::Builder::new()
+        .name("mqtt-front".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => {
+                        crate::front::serve(listener, upstream, auth, secret, MQTT_CONNECTIONS_MAX)
+                            .await
+                    }
+                    Err(error) => tracing::error!(%error, "MQTT front could not listen"),
+                }
+            });
+        })
+        .map_err(|e| MqttError::Broker(e.to_string()))?;
+    Ok(())
 }
 
 /// Packs handed to the node at once, at most: what the ingestion loop found waiting.
@@ -74,14 +134,24 @@ pub struct MqttGateway {
 }
 
 impl MqttGateway {
-    /// Starts the embedded broker on `listen` (MQTT 3.1.1) and the ingestion loop. Every
-    /// CONNECT is checked by `auth`; replies and alerts are signed with `key`.
+    /// Starts the MQTT front on `listen` (MQTT 3.1.1; port 0 picks a free one, which
+    /// [`MqttGateway::listen_addr`] then names), the embedded broker behind it on a loopback
+    /// port of its own, and the ingestion loop. Every CONNECT is checked by `auth` and every
+    /// packet by [`crate::acl`]; replies and alerts are signed with `key`.
     pub fn embedded(
         listen: SocketAddr,
         handler: PackHandler,
         auth: ConnectAuth,
         key: NodeKey,
     ) -> Result<Self, MqttError> {
+        let front_listener = std::net::TcpListener::bind(listen)
+            .map_err(|e| MqttError::Broker(format!("{listen}: {e}")))?;
+        let listen = front_listener
+            .local_addr()
+            .map_err(|e| MqttError::Broker(e.to_string()))?;
+        let internal = internal_port()?;
+        let secret = crate::front::InternalSecret::generate()
+            .map_err(|e| MqttError::Broker(format!("no random secret: {e}")))?;
         let config = format!(
             r#"
             id = 0
@@ -93,7 +163,7 @@ impl MqttGateway {
             max_segment_count = 10
             [v4.1]
             name = "vigil-v4"
-            listen = "{listen}"
+            listen = "{internal}"
             next_connection_delay_ms = 0
             [v4.1.connections]
             connection_timeout_ms = 60000
@@ -104,21 +174,23 @@ impl MqttGateway {
         );
         let mut config: rumqttd::Config =
             toml::from_str(&config).map_err(|e| MqttError::Broker(e.to_string()))?;
-        let auth = Arc::new(auth);
         for server in config
             .v4
             .iter_mut()
             .flat_map(|servers| servers.values_mut())
         {
-            let auth = auth.clone();
-            server.set_auth_handler(move |client_id: String, username: String, password| {
-                let verdict = auth.check(&client_id, &username, &password, now_ms());
-                if let Err(reason) = &verdict {
-                    tracing::info!(%client_id, %reason, "MQTT CONNECT refused");
-                }
-                std::future::ready(verdict.is_ok())
-            });
+            let secret = secret.clone();
+            // Only the front knows the secret: a process that finds the internal port cannot
+            // log in, and the node's reserved client ids stay the node's.
+            server.set_auth_handler(
+                move |client_id: String, _username: String, password: String| {
+                    std::future::ready(
+                        !crate::auth::is_reserved_client_id(&client_id) && secret.admits(&password),
+                    )
+                },
+            );
         }
+        start_front(front_listener, internal, Arc::new(auth), secret)?;
         let key = Arc::new(key);
         let mut broker = rumqttd::Broker::new(config);
         let (mut ingest_tx, mut ingest_rx) = broker
@@ -135,6 +207,7 @@ impl MqttGateway {
                 }
             })
             .map_err(|e| MqttError::Broker(e.to_string()))?;
+        wait_until_listening(internal)?;
 
         ingest_tx
             .subscribe(topic::UPLINK_FILTER)
@@ -336,10 +409,4 @@ fn topic_device_matches(device: &DeviceId, payload: &[u8]) -> bool {
         Ok(pack) => pack.device() == device,
         Err(_) => true,
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -252,17 +252,20 @@ fn garbage_on_the_uplink_gets_a_reply_naming_the_reason() {
     let person = PersonId::from_bytes([8; 16]);
     let device: DeviceId = "thermo-3".parse().expect("valid");
     let addr = free_port();
-    // The prober logs in as an enrolled device of the person; its garbage names thermo-3.
+    // The prober logs in as an enrolled device of the person; its garbage goes on the uplink
+    // of thermo-3, another of the person's devices (the broker admits that), whose admission
+    // then refuses every pack with its reason.
     let prober: DeviceId = "oxi-8".parse().expect("valid");
     let key = DeviceKey::from_seed([8; 32]);
-    let directory = Directory(HashMap::from([(
-        prober.clone(),
-        EnrolledDevice {
-            person,
-            key: key.public(),
-            revoked: false,
-        },
-    )]));
+    let enrolled = EnrolledDevice {
+        person,
+        key: key.public(),
+        revoked: false,
+    };
+    let directory = Directory(HashMap::from([
+        (prober.clone(), enrolled),
+        (device.clone(), enrolled),
+    ]));
     let ehr = Ehr::open_in_memory(SecretKey::random()).expect("health record");
     let handler = handler(Directory(HashMap::new()), Arc::new(Mutex::new(ehr)));
     let _gateway = gateway(addr, directory, handler);

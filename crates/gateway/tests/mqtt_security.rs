@@ -122,8 +122,8 @@ fn start(answer: bool) -> (SocketAddr, MqttGateway, Stored) {
     (addr, gateway, stored)
 }
 
-/// Connects and reports the broker's verdict: `Ok` on a CONNACK that accepts, `Err` when the
-/// connection ends first (rumqttd 0.20 closes it without a CONNACK on a refused login).
+/// Connects and reports the broker's verdict: `Ok` on a CONNACK that accepts, `Err` naming the
+/// CONNACK's return code (or how the connection ended) otherwise.
 fn connect(addr: SocketAddr, client_id: &str, login: Option<Login>) -> Result<(), String> {
     let mut options = MqttOptions::new(client_id, "127.0.0.1", addr.port());
     options.set_keep_alive(Duration::from_secs(5));
@@ -206,7 +206,12 @@ fn alice_pack(outbox: &mut Outbox, spo2: i32) -> u64 {
 fn anonymous_wrong_token_and_stale_clients_are_refused_at_connect() {
     let (addr, _gateway, _) = start(true);
     let key = DeviceKey::from_seed(ALICE_SEED);
-    assert!(connect(addr, "anon", None).is_err(), "anonymous accepted");
+    let refused_with =
+        |verdict: Result<(), String>, code: &str| verdict.is_err_and(|e| e.contains(code));
+    assert!(
+        refused_with(connect(addr, "anon", None), "BadUserNamePassword"),
+        "anonymous accepted, or refused without its CONNACK"
+    );
     let forged = device_login(
         &DeviceKey::from_seed([99; 32]),
         PERSON,
@@ -215,17 +220,17 @@ fn anonymous_wrong_token_and_stale_clients_are_refused_at_connect() {
         now_ms(),
     );
     assert!(
-        connect(addr, "f", Some(forged)).is_err(),
+        refused_with(connect(addr, "f", Some(forged)), "BadUserNamePassword"),
         "wrong key accepted"
     );
     let stale = device_login(&key, PERSON, &alice(), "s", now_ms() - 3_600_000);
     assert!(
-        connect(addr, "s", Some(stale)).is_err(),
+        refused_with(connect(addr, "s", Some(stale)), "BadUserNamePassword"),
         "stale token accepted"
     );
     let unknown = device_login(&key, PERSON, &"oxi-9".parse().expect("ok"), "u", now_ms());
     assert!(
-        connect(addr, "u", Some(unknown)).is_err(),
+        refused_with(connect(addr, "u", Some(unknown)), "NotAuthorized"),
         "unknown accepted"
     );
     let good = device_login(&key, PERSON, &alice(), "g", now_ms());
@@ -322,10 +327,70 @@ fn a_pack_on_another_devices_topic_is_neither_stored_nor_answered() {
     assert!(stored.lock().expect("lock").contains(&(alice(), 1)));
 }
 
+/// A rumqttd broker with no authentication and no rules, as an external broker configured
+/// carelessly would be: anyone may publish anything on it.
+fn open_broker() -> SocketAddr {
+    let addr = free_port();
+    let config = format!(
+        r#"
+        id = 0
+        [router]
+        id = 0
+        max_connections = 64
+        max_outgoing_packet_count = 200
+        max_segment_size = 1048576
+        max_segment_count = 10
+        [v4.1]
+        name = "open"
+        listen = "{addr}"
+        next_connection_delay_ms = 0
+        [v4.1.connections]
+        connection_timeout_ms = 60000
+        max_payload_size = 262144
+        max_inflight_count = 100
+        dynamic_filters = true
+        "#
+    );
+    let config: rumqttd::Config = toml::from_str(&config).expect("broker config");
+    let mut broker = rumqttd::Broker::new(config);
+    thread::spawn(move || {
+        let _ = broker.start();
+    });
+    let listening_by = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < listening_by,
+            "the open broker never listened"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    addr
+}
+
+/// Publishes one message at QoS 1 on `addr` and waits for its acknowledgement.
+fn publish_once(addr: SocketAddr, client_id: &str, topic: &str, payload: Vec<u8>) {
+    let (client, mut connection) =
+        rumqttc::Client::new(MqttOptions::new(client_id, "127.0.0.1", addr.port()), 16);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .expect("queues");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Ok(Event::Incoming(Packet::PubAck(_)))) =
+            connection.recv_timeout(Duration::from_millis(100))
+        {
+            return;
+        }
+    }
+    panic!("no PUBACK for {topic}");
+}
+
+/// On a broker that lets anyone publish (an external broker without rules), the device still
+/// takes nothing the node did not sign: forged replies and alerts are counted and dropped, a
+/// genuine alert is taken once and its replay is not.
 #[test]
 fn forged_replies_and_alerts_are_refused_by_the_device() {
-    // The node only ever answers "busy": any acceptance the device sees is forged.
-    let (addr, gateway, _) = start(false);
+    let addr = open_broker();
     let mut outbox = Outbox::open_in_memory().expect("opens");
     let sequence = alice_pack(&mut outbox, 961);
     let pack = outbox.pending(1).expect("reads").remove(0).payload;
@@ -356,7 +421,8 @@ fn forged_replies_and_alerts_are_refused_by_the_device() {
             wrong_key.seal_alert(&alert_topic, br#"{"type":"alert","level":3}"#),
         ),
     ];
-    let (client, mut connection) = mallory_client(addr, "mallory-forger");
+    let (client, mut connection) =
+        rumqttc::Client::new(MqttOptions::new("forger", "127.0.0.1", addr.port()), 64);
     let forger = thread::spawn(move || {
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
@@ -390,9 +456,8 @@ fn forged_replies_and_alerts_are_refused_by_the_device() {
     assert!(uploader.take_alerts().is_empty(), "a forged alert got in");
     assert!(forged >= 4, "only {forged} forgeries seen");
     // The node's own alert gets through.
-    gateway
-        .publish_alert(PERSON, br#"{"level":1}"#.to_vec())
-        .expect("publishes");
+    let genuine = |payload: &[u8]| node_key().seal_alert(&alert_topic, payload);
+    publish_once(addr, "node", &alert_topic, genuine(br#"{"level":1}"#));
     uploader
         .flush(
             &mut outbox,
@@ -405,29 +470,10 @@ fn forged_replies_and_alerts_are_refused_by_the_device() {
         [serde_json::json!({"level": 1})],
         "the node's alert"
     );
-    // Mallory replays that genuine signed alert: it is not taken a second time.
-    let (client, mut connection) = mallory_client(addr, "mallory-replayer");
-    let mut captured = None;
-    client
-        .subscribe(&alert_topic, QoS::AtLeastOnce)
-        .expect("subscribes");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while captured.is_none() && Instant::now() < deadline {
-        match connection.recv_timeout(Duration::from_millis(100)) {
-            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => gateway
-                .publish_alert(PERSON, br#"{"level":2}"#.to_vec())
-                .expect("publishes"),
-            Ok(Ok(Event::Incoming(Packet::Publish(publish)))) => captured = Some(publish.payload),
-            _ => {}
-        }
-    }
-    let captured = captured.expect("Mallory saw the alert");
-    client
-        .publish(&alert_topic, QoS::AtLeastOnce, false, captured.to_vec())
-        .expect("publishes");
-    for _ in 0..10 {
-        let _ = connection.recv_timeout(Duration::from_millis(20));
-    }
+    // A genuine signed alert, then its replay: it is not taken a second time.
+    let second = genuine(br#"{"level":2}"#);
+    publish_once(addr, "node", &alert_topic, second.clone());
+    publish_once(addr, "replayer", &alert_topic, second);
     let report = uploader
         .flush(
             &mut outbox,
@@ -441,4 +487,259 @@ fn forged_replies_and_alerts_are_refused_by_the_device() {
         "taken once"
     );
     assert!(report.forged >= 1, "{report:?}");
+}
+
+const OTHER_PERSON: PersonId = PersonId::from_bytes([4; 16]);
+const EVE_SEED: [u8; 32] = [13; 32];
+
+fn eve() -> DeviceId {
+    "oxi-eve".parse().expect("valid")
+}
+
+/// Alice and Mallory's person, plus Eve, a device enrolled for another person; the directory
+/// can be changed while the broker runs (a revocation).
+#[derive(Clone)]
+struct LiveDirectory(Arc<Mutex<HashMap<DeviceId, EnrolledDevice>>>);
+
+impl DeviceDirectory for LiveDirectory {
+    fn device(&self, id: &DeviceId) -> Option<EnrolledDevice> {
+        self.0.lock().expect("lock").get(id).copied()
+    }
+}
+
+fn client_as(
+    addr: SocketAddr,
+    client_id: &str,
+    seed: [u8; 32],
+    person: PersonId,
+    device: &DeviceId,
+) -> (rumqttc::Client, rumqttc::Connection) {
+    let login = device_login(
+        &DeviceKey::from_seed(seed),
+        person,
+        device,
+        client_id,
+        now_ms(),
+    );
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", addr.port());
+    options
+        .set_keep_alive(Duration::from_secs(5))
+        .set_credentials(login.username, login.password);
+    rumqttc::Client::new(options, 64)
+}
+
+/// Drives `connection` until `pick` returns something or it ends; `None` on either end.
+fn next_event<T>(
+    connection: &mut rumqttc::Connection,
+    within: Duration,
+    mut pick: impl FnMut(&Event) -> Option<T>,
+) -> Result<Option<T>, String> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        match connection.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok(event)) => {
+                if let Some(found) = pick(&event) {
+                    return Ok(Some(found));
+                }
+            }
+            Ok(Err(error)) => return Err(error.to_string()),
+            Err(_) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Issue 13 item 1 on the embedded broker: a device is held to its person's topics. Eve, a
+/// device of another person, is refused every filter but her own in the SUBACK, and is
+/// disconnected when she publishes on Alice's uplink; Mallory, a device of Alice's own
+/// person, is disconnected when she publishes a forged alert, which never reaches Alice; a
+/// revoked device is disconnected while connected; an MQTT 5 client gets an MQTT 5 refusal.
+#[test]
+fn the_broker_holds_each_device_to_its_persons_topics() {
+    let mut devices = directory().0;
+    devices.insert(
+        eve(),
+        EnrolledDevice {
+            person: OTHER_PERSON,
+            key: DeviceKey::from_seed(EVE_SEED).public(),
+            revoked: false,
+        },
+    );
+    let live = LiveDirectory(Arc::new(Mutex::new(devices)));
+    let stored: Stored = Arc::default();
+    let store = stored.clone();
+    let admission = live.clone();
+    let handler: PackHandler = Arc::new(move |uplinks: &[Uplink<'_>]| {
+        uplinks
+            .iter()
+            .map(|uplink| {
+                match admit::admit(
+                    &admission,
+                    uplink.payload,
+                    Some(uplink.person),
+                    admit::Horizon::UNBOUNDED,
+                ) {
+                    Ok(admitted) => {
+                        let pack = admitted.pack;
+                        store
+                            .lock()
+                            .expect("lock")
+                            .insert((pack.device.clone(), pack.sequence));
+                        Reply::accepted(pack.sequence, pack.readings.len())
+                    }
+                    Err(error) => Reply::rejected(admit::peek_sequence(uplink.payload), error),
+                }
+            })
+            .collect()
+    });
+    let gateway = MqttGateway::embedded(
+        ([127, 0, 0, 1], 0).into(),
+        handler,
+        ConnectAuth::new(Arc::new(live.clone())),
+        node_key(),
+    )
+    .expect("broker starts");
+    let addr = gateway.listen_addr().expect("listens");
+
+    // Eve subscribes to everything she can name: only her own person's alerts are granted.
+    let (eve_client, mut eve_connection) = client_as(addr, "eve", EVE_SEED, OTHER_PERSON, &eve());
+    let filters = [
+        "#".to_owned(),
+        "vigil/+/+/up".to_owned(),
+        "vigil/+/alerts".to_owned(),
+        topic::reply(PERSON, &alice()),
+        topic::alerts(PERSON),
+        topic::alerts(OTHER_PERSON),
+    ];
+    for filter in &filters {
+        eve_client
+            .subscribe(filter, QoS::AtLeastOnce)
+            .expect("queues");
+    }
+    let mut granted = Vec::new();
+    while granted.len() < filters.len() {
+        let ack = next_event(
+            &mut eve_connection,
+            Duration::from_secs(5),
+            |event| match event {
+                Event::Incoming(Packet::SubAck(ack)) => Some(ack.return_codes.clone()),
+                _ => None,
+            },
+        )
+        .expect("connected")
+        .expect("a SUBACK");
+        granted.extend(ack);
+    }
+    let failure = rumqttc::SubscribeReasonCode::Failure;
+    assert_eq!(
+        granted,
+        [
+            failure,
+            failure,
+            failure,
+            failure,
+            failure,
+            rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce)
+        ],
+        "Eve's SUBACKs, filter by filter"
+    );
+    // Eve publishes a pack on Alice's uplink: the broker closes her connection, nothing is
+    // stored or answered.
+    let mut outbox = Outbox::open_in_memory().expect("opens");
+    alice_pack(&mut outbox, 950);
+    let pack = outbox.pending(1).expect("reads").remove(0).payload;
+    eve_client
+        .publish(
+            topic::uplink(PERSON, &alice()),
+            QoS::AtLeastOnce,
+            false,
+            pack,
+        )
+        .expect("queues");
+    let ended = next_event(
+        &mut eve_connection,
+        Duration::from_secs(5),
+        |event| match event {
+            Event::Incoming(Packet::PubAck(_)) => Some(()),
+            _ => None,
+        },
+    );
+    assert!(
+        ended.is_err(),
+        "Eve's publish on Alice's uplink was taken: {ended:?}"
+    );
+    assert!(stored.lock().expect("lock").is_empty(), "stored");
+
+    // Mallory, a device of Alice's own person, forges an alert: disconnected, never delivered.
+    let mut uploader = alice_uploader(addr);
+    uploader.watch_alerts(PERSON);
+    uploader
+        .flush(
+            &mut outbox,
+            Instant::now() + Duration::from_secs(5),
+            Duration::from_millis(500),
+        )
+        .expect("flushes");
+    let (mallory_client, mut mallory_connection) =
+        client_as(addr, "mallory", MALLORY_SEED, PERSON, &mallory());
+    mallory_client
+        .publish(
+            topic::alerts(PERSON),
+            QoS::AtLeastOnce,
+            false,
+            br#"{"type":"alert","level":3}"#.to_vec(),
+        )
+        .expect("queues");
+    let ended = next_event(
+        &mut mallory_connection,
+        Duration::from_secs(5),
+        |event| match event {
+            Event::Incoming(Packet::PubAck(_)) => Some(()),
+            _ => None,
+        },
+    );
+    assert!(ended.is_err(), "Mallory's alert was taken: {ended:?}");
+    let report = uploader
+        .flush(
+            &mut outbox,
+            Instant::now() + Duration::from_secs(1),
+            Duration::from_millis(500),
+        )
+        .expect("flushes");
+    assert_eq!(
+        report.forged, 0,
+        "a forgery reached Alice's device: {report:?}"
+    );
+    assert!(uploader.take_alerts().is_empty());
+
+    // Eve's device is revoked while she is connected: the broker disconnects her.
+    let (_eve_again, mut eve_connection) = client_as(addr, "eve-2", EVE_SEED, OTHER_PERSON, &eve());
+    next_event(
+        &mut eve_connection,
+        Duration::from_secs(5),
+        |event| match event {
+            Event::Incoming(Packet::ConnAck(_)) => Some(()),
+            _ => None,
+        },
+    )
+    .expect("connected")
+    .expect("a CONNACK");
+    if let Some(enrolled) = live.0.lock().expect("lock").get_mut(&eve()) {
+        enrolled.revoked = true;
+    }
+    let kept = next_event(&mut eve_connection, Duration::from_secs(6), |_| None::<()>);
+    assert!(kept.is_err(), "a revoked device stayed connected");
+
+    // An MQTT 5 CONNECT gets an MQTT 5 CONNACK: 0x84, unsupported protocol version.
+    let mut raw = std::net::TcpStream::connect(addr).expect("connects");
+    raw.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let connect_v5 = [
+        0x10, 0x10, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x05, 0x02, 0x00, 0x3c, 0x00, 0x00, 0x03,
+        b'v', b'5', b'c',
+    ];
+    std::io::Write::write_all(&mut raw, &connect_v5).expect("writes");
+    let mut answer = [0u8; 5];
+    std::io::Read::read_exact(&mut raw, &mut answer).expect("a CONNACK");
+    assert_eq!(answer, [0x20, 0x03, 0x00, 0x84, 0x00]);
 }

@@ -1,8 +1,12 @@
 //! Re-check a validator's whole stored chain from genesis (`vigil ledger verify DIR`):
 //! every block present from height 1 to the last, hash links and heights, transaction roots,
 //! every transaction signature, state replay with the state root of every header, and every
-//! stored finalization certificate against the genesis validator set; the whole chain must be
-//! covered by certificates (a certified block vouches for its ancestors through the hash links).
+//! stored finalization certificate against the genesis validator set; the chain must be covered
+//! by certificates (a certified block vouches for its ancestors through the hash links) up to
+//! its tail. A crash between storing a finalized block and its certificate leaves the last
+//! blocks uncovered: they are replayed and checked like the others and reported as the
+//! uncertified tail (the next certified block the validator stores covers them), never as
+//! verified by a certificate.
 //!
 //! The store is copied to a scratch directory first and the copy is opened, so verification
 //! never modifies the validator's files (opening a store may repair a torn tail).
@@ -32,6 +36,11 @@ pub struct VerifyReport {
     pub certificates: u64,
     pub tip_digest: Option<Digest>,
     pub state_root: Hash,
+    /// The highest block a stored certificate vouches for (itself and its ancestors).
+    pub certified_height: u64,
+    /// Blocks above [`VerifyReport::certified_height`], stored without a certificate yet:
+    /// `(first, last)`.
+    pub uncertified_tail: Option<(u64, u64)>,
 }
 
 /// The first problem found.
@@ -246,11 +255,8 @@ where
         }
         parent = block;
     }
-    if covered < last {
-        return Err(VerifyError::Uncertified {
-            from: covered + 1,
-            to: last,
-        });
+    if covered == 0 && last > 0 {
+        return Err(VerifyError::Uncertified { from: 1, to: last });
     }
     Ok(VerifyReport {
         chain_id: genesis.chain_id,
@@ -260,6 +266,8 @@ where
         certificates,
         tip_digest: (last > 0).then(|| parent.digest()),
         state_root: state.root(),
+        certified_height: covered,
+        uncertified_tail: (covered < last).then_some((covered + 1, last)),
     })
 }
 

@@ -44,6 +44,7 @@ use vigil_gateway::signed::{NodeKey, NodePublicKey};
 use vigil_gateway::{Rejected, Rejection, Reply};
 use vigil_ledger::block::Block;
 use vigil_ledger::finalized::{Finalized, Followed, Follower};
+use vigil_ledger::mempool::DropReason;
 use vigil_ledger::node::Ledger;
 use vigil_ledger::signer::Signer;
 use vigil_ledger::tx::{TxBody, TxId};
@@ -497,9 +498,9 @@ impl Node {
         }
     }
 
-    /// Follows every alert in flight: one that the mempool dropped with a reason is logged and
-    /// counted as refused; one that vanished without one (neither pending, nor finalized, nor
-    /// dropped here) is submitted again, at most [`ALERT_RESUBMITS_MAX`] times. Runs every
+    /// Follows every alert in flight: one that the mempool dropped for what it says is logged
+    /// and counted as refused; one that lost its nonce to another transaction, or vanished
+    /// without a reason (neither pending, nor finalized, nor dropped here), is submitted again, at most [`ALERT_RESUBMITS_MAX`] times. Runs every
     /// contract tick ([`TICK_PERIOD`]).
     fn recheck_alerts(&self) {
         let ids: Vec<TxId> = self.pending.lock().iter().map(|(id, _)| *id).collect();
@@ -515,13 +516,22 @@ impl Node {
             let Some(pending) = self.pending.lock().pop(&id) else {
                 continue;
             };
-            if let Some(dropped) = self.ledger.dropped(&id) {
-                self.metrics.alerts_refused.inc();
-                tracing::warn!(alert = %hex::encode(id.0), reason = %dropped.reason,
-                    "alert dropped by the ledger; not finalized");
-                continue;
+            match self.ledger.dropped(&id).map(|dropped| dropped.reason) {
+                // Another transaction of this identity took its nonce (a copy signed before a
+                // restart, still pending at another validator, or a nonce chosen from a state
+                // not yet caught up): the alert itself is sound, so it goes again, re-signed.
+                Some(DropReason::Nonce(rejection)) => {
+                    tracing::warn!(alert = %hex::encode(id.0), %rejection,
+                        "alert lost its nonce; submitting it again");
+                    self.resubmit_alert(id, pending);
+                }
+                Some(reason) => {
+                    self.metrics.alerts_refused.inc();
+                    tracing::warn!(alert = %hex::encode(id.0), %reason,
+                        "alert dropped by the ledger; not finalized");
+                }
+                None => self.resubmit_alert(id, pending),
             }
-            self.resubmit_alert(id, pending);
         }
     }
 

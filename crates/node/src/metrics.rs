@@ -1,5 +1,6 @@
 //! Prometheus metrics at `/metrics`.
 
+pub use crate::notify::ChannelLabel;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -11,12 +12,6 @@ use vigil_gateway::Rejection;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
-}
-
-/// A notification channel, by its configured name (the configuration bounds the set).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ChannelLabel {
-    pub channel: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -20,7 +20,6 @@ use vigil_notify::{
 };
 
 use crate::LiveEvent;
-use crate::metrics::ChannelLabel;
 
 /// The delivery log in a node's data directory.
 pub fn log_path(data_dir: &Path) -> PathBuf {
@@ -84,6 +83,12 @@ fn parse_instance(hex_id: &str) -> Option<InstanceId> {
     let mut bytes = [0u8; 32];
     hex::decode_to_slice(hex_id, &mut bytes).ok()?;
     Some(InstanceId(bytes))
+}
+
+/// A notification channel, by its configured name (the configuration bounds the set).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub channel: String,
 }
 
 /// Counts each channel's outcomes in the node's metrics.

@@ -54,6 +54,20 @@ const FORBIDDEN_DEPENDENCIES: &[(&str, &[&str])] = &[
             "axum",
         ],
     ),
+    // Certificates know nothing of Vigil: no domain model, no ledger, no MQTT, no HTTP.
+    (
+        "vigil-tls",
+        &[
+            "vigil-core",
+            "vigil-ledger",
+            "vigil-gateway",
+            "vigil-node",
+            "rumqttc",
+            "rumqttd",
+            "axum",
+            "rusqlite",
+        ],
+    ),
 ];
 
 /// Direct dependencies a crate must not declare, for what its tree brings in anyway (axum

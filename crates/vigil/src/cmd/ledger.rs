@@ -149,13 +149,31 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         "certificates {} (each 2f+1 valid signatures)",
         report.certificates
     );
+    println!(
+        "certified to {} (a certificate vouches for every block up to it)",
+        report.certified_height
+    );
+    if let Some((first, last)) = report.uncertified_tail {
+        println!(
+            "uncertified  {first}..={last}: stored with no certificate yet (a crash came between \
+             the block and its certificate); replayed like the others, vouched for by none until \
+             the validator stores the next certified block"
+        );
+    }
     if let Some(tip) = report.tip_digest {
         println!("tip          {tip}");
     }
     println!("state root   {}", hex::encode(report.state_root));
+    let uncertified = report
+        .uncertified_tail
+        .map_or(0, |(first, last)| last - first + 1);
     println!(
-        "ok=true blocks={} transactions={} certificates={}",
-        report.blocks, report.transactions, report.certificates
+        "ok=true blocks={} transactions={} certificates={} certified_height={} uncertified={}",
+        report.blocks,
+        report.transactions,
+        report.certificates,
+        report.certified_height,
+        uncertified
     );
     Ok(())
 }
