@@ -34,6 +34,7 @@ import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:f
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { createRequire } from "node:module";
 import { createServer as createHttpServer } from "node:http";
+import { get as httpsGet } from "node:https";
 import { createServer } from "node:net";
 import { deflateSync } from "node:zlib";
 import { tmpdir } from "node:os";
@@ -64,13 +65,42 @@ function portFree(port) {
   });
 }
 
-/** A port P with P and P+1 free on 127.0.0.1 (HTTP and MQTT). */
+/** A port P with P … P+3 free on 127.0.0.1 (HTTP, MQTT, HTTPS, MQTT over TLS). */
 async function freePorts() {
   for (let i = 0; i < 50; i++) {
     const port = 20_000 + Math.floor(Math.random() * 30_000);
-    if ((await portFree(port)) && (await portFree(port + 1))) return port;
+    let free = true;
+    for (let k = 0; k < 4 && free; k++) free = await portFree(port + k);
+    if (free) return port;
   }
-  throw new Error("no free port pair");
+  throw new Error("no four free ports in a row");
+}
+
+/** GET over HTTPS trusting only `ca` (PEM): the status and body, or the TLS error. */
+function httpsFetch(url, ca) {
+  return new Promise((ok) => {
+    const request = httpsGet(url, { ca, timeout: 10_000 }, (response) => {
+      let body = "";
+      response.on("data", (c) => { body += c; });
+      response.on("end", () => ok({ status: response.statusCode, body }));
+    });
+    request.on("error", (error) => ok({ error: error.code ?? error.message }));
+    request.on("timeout", () => request.destroy(new Error("timeout")));
+  });
+}
+
+/** The dashboard and API over HTTPS with the demo's CA, by name and by address; refused to a
+ * client that trusts only another authority (the system's). */
+async function overTls(port, dataDir) {
+  const ca = readFileSync(join(dataDir, "tls", "ca.pem"));
+  for (const host of ["localhost", "127.0.0.1"]) {
+    const page = await httpsFetch(`https://${host}:${port + 2}/`, ca);
+    check(page.status === 200 && /<html/i.test(page.body), `the dashboard over HTTPS at ${host} with the demo's CA`);
+  }
+  const health = await httpsFetch(`https://localhost:${port + 2}/api/health`, ca);
+  check(health.status === 200, "the API over HTTPS");
+  const stranger = await httpsFetch(`https://localhost:${port + 2}/`, undefined);
+  check(stranger.error !== undefined, `a client without the demo's CA refuses the certificate (${stranger.error})`);
 }
 
 /** CRC-32 (ISO 3309), as PNG chunks carry it. */
@@ -625,6 +655,7 @@ async function main() {
         "--disable-component-update", "--disable-sync", "--no-first-run"],
     });
     const base = `http://127.0.0.1:${port}/`;
+    await overTls(port, dataDir);
     const others = await operator(browser, base, demo, tiles, inbox, dataDir);
     await plane(browser, base, demo, tiles);
     await patient(browser, base, demo, others);

@@ -21,6 +21,7 @@ mod people;
 mod queries;
 mod service;
 pub mod shared;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -102,6 +103,34 @@ pub async fn serve(node: Arc<Node>, listen: SocketAddr) -> Result<SocketAddr, Se
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "HTTP server stopped");
+        }
+    });
+    Ok(addr)
+}
+
+/// Binds `listen` and serves the API over `node` with HTTPS (`server`'s certificate) in the
+/// background. Returns the bound address once the listener is bound.
+pub async fn serve_tls(
+    node: Arc<Node>,
+    listen: SocketAddr,
+    server: Arc<vigil_tls::rustls::ServerConfig>,
+) -> Result<SocketAddr, ServeError> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let listener =
+        tls::TlsListener::start(listener, server).map_err(|source| ServeError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr;
+    let app = router(node);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "HTTPS server stopped");
         }
     });
     Ok(addr)

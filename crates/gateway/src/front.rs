@@ -31,7 +31,7 @@ use rumqttc::mqttbytes::v4::{
     ConnAck, ConnectReturnCode, Login, Packet, SubAck, Subscribe, SubscribeReasonCode,
 };
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
@@ -197,16 +197,22 @@ pub fn merge_suback(pkid: u16, allowed: &[bool], broker: &[SubscribeReasonCode])
     SubAck::new(pkid, return_codes)
 }
 
+/// A client's stream, in clear (loopback) or TLS.
+trait ClientStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> ClientStream for S {}
+
 /// Serves the front on `listener` until the runtime stops, forwarding to the broker at
-/// `upstream`.
+/// `upstream`; with `tls`, every connection first completes a TLS handshake (within
+/// [`CONNECT_TIMEOUT`]) and speaks MQTT inside it. `slots` bounds the connections of every
+/// listener that shares it.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<vigil_tls::TlsAcceptor>,
     upstream: SocketAddr,
     auth: Arc<ConnectAuth>,
     secret: InternalSecret,
-    connections_max: usize,
+    slots: Arc<Semaphore>,
 ) {
-    let slots = Arc::new(Semaphore::new(connections_max));
     loop {
         let (client, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -220,10 +226,21 @@ pub async fn serve(
             tracing::warn!(%peer, "MQTT front: connection limit reached; closed");
             continue;
         };
-        let (auth, secret) = (auth.clone(), secret.clone());
+        let (auth, secret, tls) = (auth.clone(), secret.clone(), tls.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            if let Err(reason) = connection(client, upstream, &auth, &secret).await {
+            let _ = client.set_nodelay(true);
+            let closed = match tls {
+                None => connection(client, upstream, &auth, &secret).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, acceptor.accept(client)).await {
+                        Ok(Ok(stream)) => connection(stream, upstream, &auth, &secret).await,
+                        Ok(Err(error)) => Err(Closed::Handshake(error.to_string())),
+                        Err(_) => Err(Closed::Handshake("timed out".into())),
+                    }
+                }
+            };
+            if let Err(reason) = closed {
                 tracing::info!(%peer, %reason, "MQTT connection closed");
             }
         });
@@ -235,6 +252,8 @@ pub async fn serve(
 enum Closed {
     #[error("no CONNECT within the timeout")]
     ConnectTimeout,
+    #[error("TLS handshake: {0}")]
+    Handshake(String),
     #[error("CONNECT refused: {0}")]
     Refused(String),
     #[error("malformed packet: {0}")]
@@ -280,7 +299,7 @@ async fn write_packet(
     Ok(())
 }
 
-async fn refuse(client: &mut TcpStream, refusal: Refusal, why: String) -> Closed {
+async fn refuse(client: &mut impl ClientStream, refusal: Refusal, why: String) -> Closed {
     let _ = client.write_all(&refusal.bytes()).await;
     let _ = client.shutdown().await;
     Closed::Refused(why)
@@ -288,7 +307,7 @@ async fn refuse(client: &mut TcpStream, refusal: Refusal, why: String) -> Closed
 
 /// Reads and checks the CONNECT; on success the principal and the CONNECT to forward.
 async fn admit(
-    client: &mut TcpStream,
+    client: &mut impl ClientStream,
     auth: &ConnectAuth,
     secret: &InternalSecret,
 ) -> Result<Admitted, Closed> {
@@ -360,7 +379,7 @@ struct Admitted {
 }
 
 async fn connection(
-    mut client: TcpStream,
+    mut client: impl ClientStream,
     upstream: SocketAddr,
     auth: &ConnectAuth,
     secret: &InternalSecret,
@@ -368,20 +387,19 @@ async fn connection(
     let admitted = admit(&mut client, auth, secret).await?;
     let mut broker = TcpStream::connect(upstream).await?;
     let _ = broker.set_nodelay(true);
-    let _ = client.set_nodelay(true);
     write_packet(&mut broker, &admitted.connect).await?;
     relay(client, broker, &admitted.principal, auth, admitted.buffer).await
 }
 
 /// Moves packets both ways until either side closes, checking what the client sends.
 async fn relay(
-    client: TcpStream,
+    client: impl ClientStream,
     broker: TcpStream,
     principal: &Principal,
     auth: &ConnectAuth,
     mut from_client: BytesMut,
 ) -> Result<(), Closed> {
-    let (mut client_rx, mut client_tx) = client.into_split();
+    let (mut client_rx, mut client_tx) = tokio::io::split(client);
     let (mut broker_rx, mut broker_tx) = broker.into_split();
     let mut from_broker = BytesMut::new();
     // Packet id → which filters were allowed, for the SUBACKs to merge.

@@ -73,16 +73,36 @@ fn wait_until_listening(internal: SocketAddr) -> Result<(), MqttError> {
     }
 }
 
-/// Runs the MQTT front on a runtime of its own, as rumqttd runs on its own threads.
+/// Where the MQTT front listens: in clear (for loopback), over TLS, or both.
+#[derive(Clone, Debug, Default)]
+pub struct FrontListeners {
+    pub plain: Option<SocketAddr>,
+    pub tls: Option<(SocketAddr, Arc<vigil_tls::rustls::ServerConfig>)>,
+}
+
+/// A bound front listener and, for TLS, its acceptor.
+type BoundListener = (std::net::TcpListener, Option<vigil_tls::TlsAcceptor>);
+
+fn bind(addr: SocketAddr) -> Result<(std::net::TcpListener, SocketAddr), MqttError> {
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| MqttError::Broker(format!("{addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| MqttError::Broker(e.to_string()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| MqttError::Broker(e.to_string()))?;
+    Ok((listener, bound))
+}
+
+/// Runs the MQTT front on a runtime of its own, as rumqttd runs on its own threads: one accept
+/// loop per listener, all under one connection limit.
 fn start_front(
-    listener: std::net::TcpListener,
+    listeners: Vec<BoundListener>,
     upstream: SocketAddr,
     auth: Arc<ConnectAuth>,
     secret: crate::front::InternalSecret,
 ) -> Result<(), MqttError> {
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| MqttError::Broker(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("mqtt-front")
@@ -93,13 +113,25 @@ fn start_front(
         .name("mqtt-front".into())
         .spawn(move || {
             runtime.block_on(async move {
-                match tokio::net::TcpListener::from_std(listener) {
-                    Ok(listener) => {
-                        crate::front::serve(listener, upstream, auth, secret, MQTT_CONNECTIONS_MAX)
-                            .await
+                let slots = Arc::new(tokio::sync::Semaphore::new(MQTT_CONNECTIONS_MAX));
+                let mut served = tokio::task::JoinSet::new();
+                for (listener, tls) in listeners {
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            let serve = crate::front::serve(
+                                listener,
+                                tls,
+                                upstream,
+                                auth.clone(),
+                                secret.clone(),
+                                slots.clone(),
+                            );
+                            served.spawn(serve);
+                        }
+                        Err(error) => tracing::error!(%error, "MQTT front could not listen"),
                     }
-                    Err(error) => tracing::error!(%error, "MQTT front could not listen"),
                 }
+                while served.join_next().await.is_some() {}
             });
         })
         .map_err(|e| MqttError::Broker(e.to_string()))?;
@@ -130,6 +162,7 @@ enum Publisher {
 pub struct MqttGateway {
     publisher: Publisher,
     listen: Option<SocketAddr>,
+    tls_listen: Option<SocketAddr>,
     key: Arc<NodeKey>,
 }
 
@@ -144,11 +177,37 @@ impl MqttGateway {
         auth: ConnectAuth,
         key: NodeKey,
     ) -> Result<Self, MqttError> {
-        let front_listener = std::net::TcpListener::bind(listen)
-            .map_err(|e| MqttError::Broker(format!("{listen}: {e}")))?;
-        let listen = front_listener
-            .local_addr()
-            .map_err(|e| MqttError::Broker(e.to_string()))?;
+        let listeners = FrontListeners {
+            plain: Some(listen),
+            tls: None,
+        };
+        Self::embedded_on(listeners, handler, auth, key)
+    }
+
+    /// [`MqttGateway::embedded`] with the front on `listeners`: in clear, over TLS (MQTT
+    /// inside TLS 1.2 or 1.3, the same rules), or both.
+    pub fn embedded_on(
+        listeners: FrontListeners,
+        handler: PackHandler,
+        auth: ConnectAuth,
+        key: NodeKey,
+    ) -> Result<Self, MqttError> {
+        let mut bound = Vec::new();
+        let mut listen = None;
+        let mut tls_listen = None;
+        if let Some(addr) = listeners.plain {
+            let (listener, addr) = bind(addr)?;
+            listen = Some(addr);
+            bound.push((listener, None));
+        }
+        if let Some((addr, config)) = listeners.tls {
+            let (listener, addr) = bind(addr)?;
+            tls_listen = Some(addr);
+            bound.push((listener, Some(vigil_tls::TlsAcceptor::from(config))));
+        }
+        if bound.is_empty() {
+            return Err(MqttError::Broker("the MQTT front has no listener".into()));
+        }
         let internal = internal_port()?;
         let secret = crate::front::InternalSecret::generate()
             .map_err(|e| MqttError::Broker(format!("no random secret: {e}")))?;
@@ -190,7 +249,7 @@ impl MqttGateway {
                 },
             );
         }
-        start_front(front_listener, internal, Arc::new(auth), secret)?;
+        start_front(bound, internal, Arc::new(auth), secret)?;
         let key = Arc::new(key);
         let mut broker = rumqttd::Broker::new(config);
         let (mut ingest_tx, mut ingest_rx) = broker
@@ -247,7 +306,8 @@ impl MqttGateway {
             .map_err(|e| MqttError::Link(e.to_string()))?;
         Ok(Self {
             publisher: Publisher::Embedded(Mutex::new(push_tx)),
-            listen: Some(listen),
+            listen,
+            tls_listen,
             key,
         })
     }
@@ -326,13 +386,20 @@ impl MqttGateway {
         Ok(Self {
             publisher: Publisher::External(client),
             listen: None,
+            tls_listen: None,
             key,
         })
     }
 
-    /// Where the embedded broker listens; `None` for an external broker.
+    /// Where the embedded broker's front listens in clear; `None` for an external broker or
+    /// a front on TLS only.
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.listen
+    }
+
+    /// Where the embedded broker's front listens over TLS, if it does.
+    pub fn tls_listen_addr(&self) -> Option<SocketAddr> {
+        self.tls_listen
     }
 
     /// Publishes a finalized alert (or any node message) to a person's alert topic, signed.

@@ -288,7 +288,25 @@ impl Uploader {
         credential: DeviceCredential,
         node_key: NodePublicKey,
     ) -> Self {
+        Self::connect_with(host, port, client_id, credential, node_key, None)
+    }
+
+    /// [`Uploader::connect`], over TLS when `tls` is given: the broker's certificate must
+    /// chain to the configuration's roots and name `host`.
+    pub fn connect_with(
+        host: &str,
+        port: u16,
+        client_id: &str,
+        credential: DeviceCredential,
+        node_key: NodePublicKey,
+        tls: Option<Arc<vigil_tls::rustls::ClientConfig>>,
+    ) -> Self {
         let mut options = MqttOptions::new(client_id, host, port);
+        if let Some(config) = tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(config),
+            ));
+        }
         let login = credential.login(client_id);
         let client_id = client_id.to_owned();
         options

@@ -72,9 +72,33 @@ type Stored = Arc<Mutex<HashSet<(DeviceId, u64)>>>;
 /// that only a forger could make the device drop it.
 fn start(answer: bool) -> (SocketAddr, MqttGateway, Stored) {
     let stored: Stored = Arc::default();
-    let store = stored.clone();
+    let handler = storing_handler(answer, stored.clone());
+    let addr = free_port();
+    let gateway = MqttGateway::embedded(
+        addr,
+        handler,
+        ConnectAuth::new(Arc::new(directory())),
+        node_key(),
+    )
+    .expect("broker starts");
+    // The broker binds on its own thread: wait until it listens, so that a refusal below is
+    // the broker's verdict on a login, never a connection to a port nobody listens on yet.
+    let listening_by = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < listening_by,
+            "the broker never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (addr, gateway, stored)
+}
+
+/// Admission, then an exactly-once store into `stored` (see [`start`]).
+fn storing_handler(answer: bool, stored: Stored) -> PackHandler {
+    let store = stored;
     let enrolled = directory();
-    let handler: PackHandler = Arc::new(move |uplinks: &[Uplink<'_>]| {
+    Arc::new(move |uplinks: &[Uplink<'_>]| {
         uplinks
             .iter()
             .map(|uplink| {
@@ -100,26 +124,7 @@ fn start(answer: bool) -> (SocketAddr, MqttGateway, Stored) {
                 }
             })
             .collect()
-    });
-    let addr = free_port();
-    let gateway = MqttGateway::embedded(
-        addr,
-        handler,
-        ConnectAuth::new(Arc::new(directory())),
-        node_key(),
-    )
-    .expect("broker starts");
-    // The broker binds on its own thread: wait until it listens, so that a refusal below is
-    // the broker's verdict on a login, never a connection to a port nobody listens on yet.
-    let listening_by = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < listening_by,
-            "the broker never listened on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (addr, gateway, stored)
+    })
 }
 
 /// Connects and reports the broker's verdict: `Ok` on a CONNACK that accepts, `Err` naming the
@@ -175,17 +180,27 @@ fn mallory_client(addr: SocketAddr, client_id: &str) -> (rumqttc::Client, rumqtt
 }
 
 fn alice_uploader(addr: SocketAddr) -> Uploader {
+    alice_uploader_over(addr, "127.0.0.1", None)
+}
+
+/// Alice's phone connecting to `host` at `addr`'s port, over TLS with `tls`.
+fn alice_uploader_over(
+    addr: SocketAddr,
+    host: &str,
+    tls: Option<Arc<vigil_tls::rustls::ClientConfig>>,
+) -> Uploader {
     let credential = DeviceCredential {
         person: PERSON,
         device: alice(),
         key: DeviceKey::from_seed(ALICE_SEED),
     };
-    Uploader::connect(
-        "127.0.0.1",
+    Uploader::connect_with(
+        host,
         addr.port(),
         "alice-phone",
         credential,
         node_key().public(),
+        tls,
     )
 }
 
@@ -742,4 +757,74 @@ fn the_broker_holds_each_device_to_its_persons_topics() {
     let mut answer = [0u8; 5];
     std::io::Read::read_exact(&mut raw, &mut answer).expect("a CONNACK");
     assert_eq!(answer, [0x20, 0x03, 0x00, 0x84, 0x00]);
+}
+
+/// MQTT over TLS at the front: a device trusting the deployment's CA is stored and answered
+/// under the same rules; a client in clear on the TLS port, or one that trusts another CA, never
+/// reaches a CONNACK.
+#[test]
+fn over_tls_only_a_client_of_the_deployments_ca_gets_in_and_the_rules_still_hold() {
+    let dir = tempfile::tempdir().expect("scratch");
+    let names = ["localhost", "127.0.0.1"];
+    let ours = vigil_tls::LocalAuthority::create(&dir.path().join("ours"), &names).expect("ca");
+    let theirs = vigil_tls::LocalAuthority::create(&dir.path().join("theirs"), &names).expect("ca");
+    let stored: Stored = Arc::default();
+    let listeners = vigil_gateway::mqtt::FrontListeners {
+        plain: None,
+        tls: Some((
+            ([127, 0, 0, 1], 0).into(),
+            ours.server_config().expect("server config"),
+        )),
+    };
+    let gateway = MqttGateway::embedded_on(
+        listeners,
+        storing_handler(true, stored.clone()),
+        ConnectAuth::new(Arc::new(directory())),
+        node_key(),
+    )
+    .expect("broker starts");
+    assert_eq!(
+        gateway.listen_addr(),
+        None,
+        "no listener in clear was asked for"
+    );
+    let addr = gateway.tls_listen_addr().expect("listens over TLS");
+
+    // Alice's phone over TLS, by name: stored once and answered.
+    let mut outbox = Outbox::open_in_memory().expect("opens");
+    let sequence = alice_pack(&mut outbox, 968);
+    let client = ours.client_config().expect("client config");
+    let report = alice_uploader_over(addr, "localhost", Some(client))
+        .flush(
+            &mut outbox,
+            Instant::now() + Duration::from_secs(10),
+            Duration::from_millis(500),
+        )
+        .expect("flushes");
+    assert_eq!((report.delivered, report.remaining), (1, 0), "{report:?}");
+    assert!(stored.lock().expect("lock").contains(&(alice(), sequence)));
+
+    // The same login in clear on the TLS port: the handshake fails, no CONNACK.
+    let login = device_login(
+        &DeviceKey::from_seed(ALICE_SEED),
+        PERSON,
+        &alice(),
+        "clear",
+        now_ms(),
+    );
+    let verdict = connect(addr, "clear", Some(login));
+    assert!(verdict.is_err(), "a client in clear got in: {verdict:?}");
+
+    // A phone that trusts another authority refuses the node's certificate: nothing sent.
+    alice_pack(&mut outbox, 969);
+    let stranger = theirs.client_config().expect("client config");
+    let report = alice_uploader_over(addr, "localhost", Some(stranger))
+        .flush(
+            &mut outbox,
+            Instant::now() + Duration::from_secs(2),
+            Duration::from_millis(500),
+        )
+        .expect("flushes");
+    assert_eq!((report.delivered, report.remaining), (0, 1), "{report:?}");
+    assert_eq!(stored.lock().expect("lock").len(), 1);
 }

@@ -12,9 +12,14 @@
 //! # optional: the dashboard map's tile server (OpenStreetMap-style template); without it the
 //! # map is a local plane and the dashboard fetches nothing from elsewhere
 //! map_tiles = { url = "https://tile.example/{z}/{x}/{y}.png", attribution = "© OpenStreetMap contributors" }
+//! https_listen = "0.0.0.0:8443"      # optional: the API and dashboard over HTTPS
+//! [service.tls]                      # needed by https_listen and mqtt.tls_listen
+//! cert_file = "server.pem"           # the chain, leaf first (PEM)
+//! key_file = "server.key"            # its private key (PEM, 0600)
 //! [service.mqtt]
 //! mode = "embedded"                  # or "external" (host, port) or "disabled"
 //! listen = "127.0.0.1:1883"
+//! tls_listen = "0.0.0.0:8883"        # optional: MQTT over TLS
 //! [service.notify]                   # optional: webhooks and e-mail for finalized alerts
 //! dashboard_url = "https://vigil.example.org/"
 //! [[service.notify.webhook]]
@@ -25,9 +30,15 @@
 //! ```
 //!
 //! `[service.notify]` is `vigil_notify::config`'s (every key is documented there).
+//!
+//! Listeners in clear (`http_listen`, `mqtt.listen`) must be on a loopback address: traffic
+//! that leaves the machine goes over TLS (`https_listen`, `mqtt.tls_listen`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vigil_tls::rustls::ServerConfig;
 
 use serde::Deserialize;
 use vigil_ehr::SecretKey;
@@ -58,6 +69,22 @@ pub struct ServiceFile {
     /// Webhooks and e-mail ([`vigil_notify::NotifyFile`]).
     #[serde(default)]
     pub notify: Option<vigil_notify::NotifyFile>,
+    /// The API and dashboard over HTTPS, with `[service.tls]`'s certificate.
+    #[serde(default)]
+    pub https_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub tls: Option<TlsFile>,
+}
+
+/// Where HTTPS is served and the certificate it presents.
+pub type HttpsListener = (SocketAddr, Arc<ServerConfig>);
+
+/// `[service.tls]`: the certificate chain and key the node's TLS listeners present.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// `map_tiles = { url, attribution, max_zoom }` as written; checked by [`MapTiles::new`].
@@ -85,6 +112,9 @@ pub enum MqttFile {
     /// The broker embedded in the node (rumqttd): nothing to install.
     Embedded {
         listen: SocketAddr,
+        /// MQTT over TLS, with `[service.tls]`'s certificate.
+        #[serde(default)]
+        tls_listen: Option<SocketAddr>,
     },
     /// An external broker (e.g. mosquitto), the node being one of its clients.
     External {
@@ -98,17 +128,40 @@ impl Default for MqttFile {
     fn default() -> Self {
         MqttFile::Embedded {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            tls_listen: None,
         }
     }
 }
 
-impl From<MqttFile> for MqttMode {
-    fn from(file: MqttFile) -> MqttMode {
-        match file {
-            MqttFile::Embedded { listen } => MqttMode::Embedded(listen),
+impl MqttFile {
+    fn into_mode(self, tls: Option<&Arc<ServerConfig>>) -> Result<MqttMode, ServiceConfigError> {
+        Ok(match self {
+            MqttFile::Embedded {
+                listen,
+                tls_listen: None,
+            } => MqttMode::Embedded(listen),
+            MqttFile::Embedded {
+                listen,
+                tls_listen: Some(tls_listen),
+            } => {
+                let server = tls.ok_or(ServiceConfigError::NoCertificate("mqtt.tls_listen"))?;
+                MqttMode::EmbeddedOn(vigil_gateway::mqtt::FrontListeners {
+                    plain: Some(listen),
+                    tls: Some((tls_listen, server.clone())),
+                })
+            }
             MqttFile::External { host, port } => MqttMode::External { host, port },
             MqttFile::Disabled => MqttMode::Disabled,
-        }
+        })
+    }
+}
+
+/// A listener in clear must be on loopback.
+fn loopback_only(key: &'static str, addr: SocketAddr) -> Result<(), ServiceConfigError> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(ServiceConfigError::PlaintextOffLoopback { key, addr })
     }
 }
 
@@ -128,6 +181,15 @@ pub enum ServiceConfigError {
     MapTiles(#[from] MapTilesError),
     #[error(transparent)]
     Notify(#[from] vigil_notify::config::ConfigError),
+    #[error(
+        "[service] {key} = {addr}: a listener in clear must be on a loopback address; \
+         serve other addresses over TLS (https_listen, mqtt.tls_listen)"
+    )]
+    PlaintextOffLoopback { key: &'static str, addr: SocketAddr },
+    #[error("[service] {0} needs [service.tls] (cert_file, key_file)")]
+    NoCertificate(&'static str),
+    #[error("[service.tls]: {0}")]
+    Tls(#[from] vigil_tls::TlsError),
 }
 
 impl ServiceFile {
@@ -138,11 +200,48 @@ impl ServiceFile {
 
     /// The service's configuration: key files and the users file read from where the
     /// configuration file at `config_path` names them, the health record kept in `data_dir`.
+    /// The TLS server configuration of `[service.tls]`, if given, files read from where the
+    /// configuration file at `config_path` names them.
+    pub fn tls_server(
+        &self,
+        config_path: &Path,
+    ) -> Result<Option<Arc<ServerConfig>>, ServiceConfigError> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        let cert = resolve(config_path, &tls.cert_file);
+        let key = resolve(config_path, &tls.key_file);
+        Ok(Some(vigil_tls::server_config(&cert, &key)?))
+    }
+
+    /// Where the API is served: in clear on `http_listen` (loopback only), and over HTTPS on
+    /// `https_listen` with the certificate of `[service.tls]`.
+    pub fn api_listeners(
+        &self,
+        config_path: &Path,
+    ) -> Result<(SocketAddr, Option<HttpsListener>), ServiceConfigError> {
+        loopback_only("http_listen", self.http_listen)?;
+        let https = match self.https_listen {
+            None => None,
+            Some(addr) => {
+                let server = self
+                    .tls_server(config_path)?
+                    .ok_or(ServiceConfigError::NoCertificate("https_listen"))?;
+                Some((addr, server))
+            }
+        };
+        Ok((self.http_listen, https))
+    }
+
     pub fn into_config(
         self,
         config_path: &Path,
         data_dir: PathBuf,
     ) -> Result<NodeConfig, ServiceConfigError> {
+        if let MqttFile::Embedded { listen, .. } = &self.mqtt {
+            loopback_only("mqtt.listen", *listen)?;
+        }
+        let tls_server = self.tls_server(config_path)?;
         let gateway_path = resolve(config_path, &self.gateway_key_file);
         let gateway = keys::read_key_file(&gateway_path).map_err(|source| {
             ServiceConfigError::GatewayKey {
@@ -166,7 +265,7 @@ impl ServiceFile {
         Ok(NodeConfig {
             data_dir,
             map_tiles,
-            mqtt: self.mqtt.into(),
+            mqtt: self.mqtt.into_mode(tls_server.as_ref())?,
             ehr_master_key,
             gateway: Signer::new(gateway),
             users,
@@ -219,6 +318,75 @@ mod tests {
         ServiceFile::from_toml(toml::Value::Table(
             toml::from_str(text).map_err(|e| ServiceConfigError::Table(e.to_string()))?,
         ))
+    }
+
+    /// Plaintext only on loopback; TLS listeners only with a certificate, which is then what
+    /// the MQTT front and the HTTPS listener present.
+    #[test]
+    fn listeners_in_clear_stay_on_loopback_and_tls_needs_a_certificate() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let gateway = vigil_ledger::keys::os_random_key();
+        keys::write_key_file(&dir.path().join("gw.key"), &gateway).expect("key file");
+        let config_path = dir.path().join("node.toml");
+        let keys = "gateway_key_file = \"gw.key\"\nehr_key_file = \"ehr.key\"\n";
+        let open = |text: String| {
+            let file = service(&format!("{keys}{text}")).expect("valid table");
+            let api = file
+                .api_listeners(&config_path)
+                .map(|(_, https)| https.is_some());
+            let node = file.into_config(&config_path, dir.path().join("data"));
+            (api, node)
+        };
+        let (api, _) = open("http_listen = \"0.0.0.0:8080\"\n".into());
+        assert!(
+            matches!(
+                api,
+                Err(ServiceConfigError::PlaintextOffLoopback {
+                    key: "http_listen",
+                    ..
+                })
+            ),
+            "{api:?}"
+        );
+        let (_, node) = open(
+            "http_listen = \"127.0.0.1:8080\"\n[mqtt]\nmode = \"embedded\"\nlisten = \"10.0.0.1:1883\"\n"
+                .into(),
+        );
+        assert!(matches!(
+            node.err(),
+            Some(ServiceConfigError::PlaintextOffLoopback {
+                key: "mqtt.listen",
+                ..
+            })
+        ));
+        let (api, _) =
+            open("http_listen = \"[::1]:8080\"\nhttps_listen = \"0.0.0.0:8443\"\n".into());
+        assert!(
+            matches!(api, Err(ServiceConfigError::NoCertificate("https_listen"))),
+            "{api:?}"
+        );
+
+        let authority =
+            vigil_tls::LocalAuthority::create(&dir.path().join("tls"), &["localhost"]).expect("ca");
+        let tls = format!(
+            "[tls]\ncert_file = {:?}\nkey_file = {:?}\n",
+            authority.server_cert, authority.server_key
+        );
+        let (api, node) = open(format!(
+            "http_listen = \"127.0.0.1:8080\"\nhttps_listen = \"0.0.0.0:8443\"\n{tls}\
+             [mqtt]\nmode = \"embedded\"\nlisten = \"127.0.0.1:1883\"\ntls_listen = \"0.0.0.0:8883\"\n"
+        ));
+        assert!(api.expect("listeners"), "HTTPS configured");
+        let mqtt = node
+            .expect("config")
+            .mqtt
+            .front_listeners()
+            .expect("embedded");
+        assert_eq!(mqtt.plain, Some(([127, 0, 0, 1], 1883).into()));
+        assert_eq!(
+            mqtt.tls.map(|(addr, _)| addr),
+            Some(([0, 0, 0, 0], 8883).into())
+        );
     }
 
     #[test]

@@ -88,12 +88,28 @@ pub enum NodeError {
 pub enum MqttMode {
     /// The embedded broker, listening here (127.0.0.1 by default).
     Embedded(SocketAddr),
+    /// The embedded broker with its front on these listeners (in clear, over TLS, or both).
+    EmbeddedOn(vigil_gateway::mqtt::FrontListeners),
     /// An external broker such as mosquitto, as a client.
     External {
         host: String,
         port: u16,
     },
     Disabled,
+}
+
+impl MqttMode {
+    /// Where the embedded broker's front listens; `None` when the broker is not embedded.
+    pub fn front_listeners(&self) -> Option<vigil_gateway::mqtt::FrontListeners> {
+        match self {
+            MqttMode::Embedded(addr) => Some(vigil_gateway::mqtt::FrontListeners {
+                plain: Some(*addr),
+                tls: None,
+            }),
+            MqttMode::EmbeddedOn(listeners) => Some(listeners.clone()),
+            MqttMode::External { .. } | MqttMode::Disabled => None,
+        }
+    }
 }
 
 pub struct NodeConfig {
@@ -296,7 +312,8 @@ impl Node {
             handler_node.ingest_batch(&packs, "mqtt")
         });
         let mqtt = match &config.mqtt {
-            MqttMode::Embedded(addr) => {
+            MqttMode::Embedded(_) | MqttMode::EmbeddedOn(_) => {
+                let listeners = config.mqtt.front_listeners().unwrap_or_default();
                 let directory = Arc::new(ingest::SharedLedgerDirectory(node.ledger.clone()));
                 // Devices log in with tokens signed by their enrolled key; staff as
                 // `service:<name>` with their API token. Never patients: the broker cannot
@@ -313,8 +330,8 @@ impl Node {
                         )
                     },
                 ));
-                Some(MqttGateway::embedded(
-                    *addr,
+                Some(MqttGateway::embedded_on(
+                    listeners,
                     handler,
                     auth,
                     node.message_key(),
@@ -433,6 +450,11 @@ impl Node {
 
     pub fn mqtt_addr(&self) -> Option<SocketAddr> {
         self.mqtt.lock().as_ref().and_then(|m| m.listen_addr())
+    }
+
+    /// Where the embedded broker's front listens over TLS, if it does.
+    pub fn mqtt_tls_addr(&self) -> Option<SocketAddr> {
+        self.mqtt.lock().as_ref().and_then(|m| m.tls_listen_addr())
     }
 
     /// Adds an API user at run time (the demo creates its logins this way).

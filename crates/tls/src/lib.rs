@@ -17,6 +17,9 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+pub use rustls;
+pub use rustls_pki_types::ServerName;
+pub use tokio_rustls::server::TlsStream as TlsStreamServer;
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 #[derive(Debug, thiserror::Error)]

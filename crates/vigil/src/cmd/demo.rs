@@ -50,7 +50,8 @@ pub struct DemoArgs {
     /// Simulated seconds per real second (vital signs and episodes evolve this much faster).
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
-    /// HTTP port of the dashboard and API on 127.0.0.1; the MQTT broker takes the next one.
+    /// HTTP port of the dashboard and API on 127.0.0.1; MQTT takes the next one, HTTPS and
+    /// MQTT over TLS the two after (with the demo's own certificate authority, `tls/ca.pem`).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
     /// Where the ledger, the health record and the demo's state are kept.
@@ -277,8 +278,12 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     if args.people == 0 || args.people > PEOPLE_MAX {
         bail!("--people must be between 1 and {PEOPLE_MAX}");
     }
-    let Some(mqtt_port) = args.port.checked_add(1) else {
-        bail!("--port must leave room for the MQTT port after it");
+    let Some(mqtt_port) = args
+        .port
+        .checked_add(1)
+        .filter(|p| p.checked_add(2).is_some())
+    else {
+        bail!("--port must leave room for the MQTT, HTTPS and MQTT-over-TLS ports after it");
     };
     // Checked before anything starts: the origin goes into the dashboard's policy header.
     let map_tiles = args
@@ -363,10 +368,20 @@ async fn run_in_runtime(
     hex::decode_to_slice(&state.ehr_master_key, &mut ehr_key)
         .context("the health record key in the state file is damaged")?;
     let http_listen: SocketAddr = ([127, 0, 0, 1], args.port).into();
+    // A fresh certificate authority per run, as mkcert would make one: devices and browsers
+    // given `tls/ca.pem` reach the node over TLS by `localhost` or `127.0.0.1`.
+    let authority =
+        vigil_tls::LocalAuthority::create(&data_dir.join("tls"), &["localhost", "127.0.0.1"])
+            .context("creating the demo's certificate authority")?;
+    let tls_server = authority.server_config()?;
+    let (https_port, mqtts_port) = (mqtt_port + 1, mqtt_port + 2);
     let config = NodeConfig {
         map_tiles,
         data_dir: data_dir.join("node"),
-        mqtt: MqttMode::Embedded(([127, 0, 0, 1], mqtt_port).into()),
+        mqtt: MqttMode::EmbeddedOn(vigil_gateway::mqtt::FrontListeners {
+            plain: Some(([127, 0, 0, 1], mqtt_port).into()),
+            tls: Some((([127, 0, 0, 1], mqtts_port).into(), tls_server.clone())),
+        }),
         ehr_master_key: vigil_ehr::SecretKey::from_bytes(ehr_key),
         gateway: Signer::new(cluster.keys.gateways[0].clone()),
         users,
@@ -374,11 +389,19 @@ async fn run_in_runtime(
         notify: notify_config(&args, &data_dir, http_listen)?,
     };
     step(&format!(
-        "starting the node: HTTP on {http_listen}, MQTT on 127.0.0.1:{mqtt_port}"
+        "starting the node: HTTP on {http_listen}, MQTT on 127.0.0.1:{mqtt_port}, HTTPS on \
+         127.0.0.1:{https_port}, MQTT over TLS on 127.0.0.1:{mqtts_port}"
     ));
     let (node, api) = vigil_api::start(cluster.ledgers[0].clone(), config, http_listen)
         .await
         .context("starting the node (is the port free? try --port)")?;
+    let https = vigil_api::serve_tls(
+        node.clone(),
+        ([127, 0, 0, 1], https_port).into(),
+        tls_server,
+    )
+    .await
+    .context("starting HTTPS (is the port free? try --port)")?;
     node.set_genesis(cluster.genesis.clone());
     // What `vigil device --node-key` needs to accept the node's replies and alerts.
     let node_key = node.message_public_key().to_string();
@@ -490,6 +513,11 @@ async fn run_in_runtime(
 
     println!();
     println!("  Vigil demo is running. Dashboard: http://{api}/");
+    println!(
+        "  Over TLS: https://localhost:{}/ and MQTT on 127.0.0.1:{mqtts_port}, with the CA in {}",
+        https.port(),
+        authority.ca_cert.display()
+    );
     match node.map_tiles() {
         Some(tiles) => println!("  Map tiles from {}", tiles.origin()),
         None => println!("  Map: a local plane, no tiles (--map-tiles URL to add a tile server)"),

@@ -46,6 +46,11 @@ pub struct DeviceArgs {
     /// The node's MQTT broker (embedded or external), `HOST:PORT`.
     #[arg(long, conflicts_with = "node")]
     pub mqtt: Option<String>,
+    /// With `--mqtt`: MQTT over TLS, trusting only the CA certificates in this PEM file (`vigil
+    /// demo` writes its CA to `tls/ca.pem` in its data directory); the broker's certificate
+    /// must name HOST.
+    #[arg(long, value_name = "PEM", requires = "mqtt")]
+    pub ca: Option<PathBuf>,
     /// The node's public key (64 hex digits; `vigil demo` prints it and writes it to
     /// `node-key.pub` in its data directory). With `--mqtt`, replies and alerts count only
     /// when this key signed them: anyone on the broker can publish on a device's topics.
@@ -155,7 +160,14 @@ pub fn run(args: DeviceArgs) -> anyhow::Result<()> {
                 device: args.device.clone(),
                 key: DeviceKey::from_seed(key.seed()),
             };
-            let mut uploader = Uploader::connect(&host, port, &client_id, credential, node_key);
+            let tls = args
+                .ca
+                .as_deref()
+                .map(vigil_tls::client_config)
+                .transpose()
+                .context("--ca")?;
+            let mut uploader =
+                Uploader::connect_with(&host, port, &client_id, credential, node_key, tls);
             uploader.watch_alerts(args.person);
             Link::Mqtt(Box::new(uploader))
         }

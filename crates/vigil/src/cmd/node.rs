@@ -98,7 +98,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         );
         // Kept alive for the life of the process: it owns the API and ingestion tasks.
         let _service = match service {
-            Some((service, http_listen)) => {
+            Some((service, http_listen, https)) => {
                 let mqtt = service.mqtt.clone();
                 let started = vigil_api::start(running.ledger.clone(), service, http_listen).await;
                 let (node, api) = match started {
@@ -109,12 +109,30 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
                     }
                 };
                 println!("node API on http://{api}");
+                if let Some((listen, server)) = https {
+                    match vigil_api::serve_tls(node.clone(), listen, server).await {
+                        Ok(addr) => println!("node API on https://{addr}"),
+                        Err(error) => {
+                            eprintln!("error: starting HTTPS: {error}");
+                            std::process::exit(1);
+                        }
+                    }
+                }
                 println!(
                     "node key for devices (vigil device --node-key): {}",
                     node.message_public_key()
                 );
                 match mqtt {
                     MqttMode::Embedded(addr) => println!("MQTT: embedded broker on {addr}"),
+                    MqttMode::EmbeddedOn(_) => {
+                        let plain = node.mqtt_addr().map(|a| a.to_string());
+                        let tls = node.mqtt_tls_addr().map(|a| a.to_string());
+                        println!(
+                            "MQTT: embedded broker on {} (in clear), {} (TLS)",
+                            plain.as_deref().unwrap_or("-"),
+                            tls.as_deref().unwrap_or("-")
+                        );
+                    }
                     MqttMode::External { host, port } => {
                         println!("MQTT: external broker at {host}:{port}")
                     }
@@ -149,13 +167,20 @@ fn load(path: &Path) -> anyhow::Result<(NodeConfig, Option<ServiceFile>)> {
     Ok((config, service))
 }
 
+/// The node service, its HTTP listener (loopback) and its HTTPS listener with its certificate.
+type ServiceParts = (
+    ServiceConfig,
+    SocketAddr,
+    Option<vigil_node::config::HttpsListener>,
+);
+
 /// The node service's configuration from `[service]` and the command line.
 fn service_config(
     service: ServiceFile,
     args: &NodeArgs,
     data_dir: PathBuf,
-) -> anyhow::Result<(ServiceConfig, SocketAddr)> {
-    let http_listen = service.http_listen;
+) -> anyhow::Result<ServiceParts> {
+    let (http_listen, https) = service.api_listeners(&args.config)?;
     let mut config = service.into_config(&args.config, data_dir)?;
     if args.no_mqtt {
         config.mqtt = MqttMode::Disabled;
@@ -171,7 +196,12 @@ fn service_config(
             port,
         };
     } else if let Some(listen) = args.mqtt_listen {
+        anyhow::ensure!(
+            listen.ip().is_loopback(),
+            "--mqtt-listen {listen}: MQTT in clear only on a loopback address (use \
+             [service.mqtt] tls_listen for others)"
+        );
         config.mqtt = MqttMode::Embedded(listen);
     }
-    Ok((config, http_listen))
+    Ok((config, http_listen, https))
 }
