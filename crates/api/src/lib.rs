@@ -121,6 +121,7 @@ pub async fn serve_tls(
             addr: listen,
             source,
         })?;
+    let server = vigil_tls::for_http(&server);
     let listener =
         tls::TlsListener::start(listener, server).map_err(|source| ServeError::Listen {
             addr: listen,

@@ -118,6 +118,8 @@ struct Entry {
     state: State,
     alert: Option<Alert>,
     alerts_raised: u64,
+    /// The level its last step left it at: a tick raises only above it (see [`step_entry`]).
+    level: AlertLevel,
     /// The signed packs its next alert may need.
     window: EvidenceWindow,
 }
@@ -191,6 +193,7 @@ impl Catalog {
                 state,
                 alert: None,
                 alerts_raised: 0,
+                level: AlertLevel::Ok,
                 window: EvidenceWindow::default(),
             },
         );
@@ -423,6 +426,16 @@ fn step_entry(
     at_ms: TimestampMs,
 ) -> Evaluation {
     let kind = entry.contract.kind();
+    // A reading may open an alert at any level it reaches (after a resolution, an excursion
+    // that goes on raises anew). A tick brings no new data: it may open one only where time
+    // itself raised the level (silence, a duration); otherwise resolving an alert whose last
+    // reading is still out of range re-raised it at the next tick, stamped with a time no
+    // reading has, and the excursion's next reading found it open.
+    let may_open = match input {
+        Input::Reading(_) => true,
+        Input::Tick { .. } => false,
+    };
+    let before = entry.level;
     let (next, outcome) = match entry.contract.step(&entry.state, input) {
         Ok(stepped) => stepped,
         Err(error) => {
@@ -436,7 +449,9 @@ fn step_entry(
         }
     };
     entry.state = next;
-    let alert = update_alert(id, entry, &outcome, at_ms);
+    entry.level = outcome.level;
+    let may_open = may_open || outcome.level > before;
+    let alert = update_alert(id, entry, &outcome, at_ms, may_open);
     Evaluation {
         instance: id,
         kind,
@@ -451,10 +466,11 @@ fn update_alert(
     entry: &mut Entry,
     outcome: &Outcome,
     at_ms: TimestampMs,
+    may_open: bool,
 ) -> Option<AlertUpdate> {
     let level = outcome.level;
     let Some(alert) = entry.alert.as_mut() else {
-        if level == AlertLevel::Ok {
+        if level == AlertLevel::Ok || !may_open {
             return None;
         }
         entry.alerts_raised = entry.alerts_raised.saturating_add(1);

@@ -309,3 +309,59 @@ fn alert_lifecycle() {
         Some((AlertChange::Raised, AlertStatus::Raised, 2, 3))
     );
 }
+
+/// Resolving an alert whose last reading is still out of range: no tick re-raises it (a tick
+/// brings no reading, and its alert would carry a time no reading has); the excursion's next
+/// reading does. A no-signal alert resolved while the device is still silent is not re-raised
+/// by the next tick either, only by a new silence.
+#[test]
+fn a_resolved_alert_is_raised_again_by_a_reading_never_by_a_tick() {
+    let mut catalog = Catalog::new();
+    let id = catalog.deploy(temperature(person(1), 0)).expect("deploy");
+    let raised = catalog.evaluate(&person(1), &temp(1, 3900));
+    assert_eq!(raised[0].alert.map(|u| u.change), Some(AlertChange::Raised));
+    catalog.resolve(&id, 2).expect("resolve");
+    let ticked = catalog.tick(3).expect("tick");
+    assert!(
+        ticked.iter().all(|e| e.alert.is_none()),
+        "a tick re-raised the resolved alert: {ticked:?}"
+    );
+    let again = catalog.evaluate(&person(1), &temp(4, 3900));
+    assert_eq!(
+        again[0].alert.map(|u| (u.change, u.alert.raised_ms)),
+        Some((AlertChange::Raised, 4))
+    );
+
+    let mut silent = Catalog::new();
+    let watch = silent
+        .deploy(Deployment {
+            person: person(2),
+            device: Some(device("phone-1")),
+            nonce: 0,
+            params: Params::NoSignal(NoSignalParams {
+                interval_ms: 60_000,
+                grace_ms: 60_000,
+            }),
+        })
+        .expect("deploy");
+    silent.tick(0).expect("tick");
+    assert_eq!(
+        levels(&silent.tick(60_001).expect("tick")),
+        vec![(watch, 1)]
+    );
+    silent.resolve(&watch, 60_002).expect("resolve");
+    assert!(
+        silent
+            .tick(120_000)
+            .expect("tick")
+            .iter()
+            .all(|e| e.alert.is_none()),
+        "still silent: not raised again"
+    );
+    silent.evaluate(&person(2), &fix(130_000, 0));
+    let new_silence = silent.tick(260_000).expect("tick");
+    assert_eq!(
+        new_silence[0].alert.map(|u| u.change),
+        Some(AlertChange::Raised)
+    );
+}

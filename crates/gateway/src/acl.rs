@@ -32,8 +32,12 @@ pub fn may_publish(
 ) -> bool {
     match principal {
         Principal::Device { person, .. } => {
+            // Compared with the canonical form too: a pseudonym in upper case parses, but
+            // is not the topic the node answers on.
             topic::parse_uplink(topic).is_some_and(|(topic_person, device)| {
-                topic_person == *person && enrolled_person(&device) == Some(*person)
+                topic_person == *person
+                    && topic == topic::uplink(*person, &device)
+                    && enrolled_person(&device) == Some(*person)
             })
         }
         Principal::Service(_) => false,
@@ -50,7 +54,9 @@ pub fn may_subscribe(
         Principal::Device { person, .. } => {
             filter == topic::alerts(*person)
                 || topic::parse_reply(filter).is_some_and(|(topic_person, device)| {
-                    topic_person == *person && enrolled_person(&device) == Some(*person)
+                    topic_person == *person
+                        && filter == topic::reply(*person, &device)
+                        && enrolled_person(&device) == Some(*person)
                 })
         }
         Principal::Service(_) => filter == ALL_ALERTS_FILTER || is_one_persons_alerts(filter),
@@ -63,7 +69,9 @@ fn is_one_persons_alerts(filter: &str) -> bool {
     matches!(
         (parts.next(), parts.next(), parts.next(), parts.next()),
         (Some(topic::ROOT), Some(person), Some("alerts"), None)
-            if person.parse::<vigil_core::PersonId>().is_ok()
+            if person
+                .parse::<vigil_core::PersonId>()
+                .is_ok_and(|p| filter == topic::alerts(p))
     )
 }
 

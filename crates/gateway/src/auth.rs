@@ -211,6 +211,14 @@ impl ConnectAuth {
         }
     }
 
+    /// Whether a staff login (`service:<name>`, its token) still authenticates: what the front
+    /// checks again while a staff client stays connected.
+    pub fn check_service_login(&self, username: &str, token: &str) -> bool {
+        username
+            .strip_prefix(SERVICE_PREFIX)
+            .is_some_and(|name| self.check_service(name, token).is_ok())
+    }
+
     fn check_service(&self, name: &str, password: &str) -> Result<Principal, LoginRefused> {
         let given: [u8; 32] = Sha256::digest(password.as_bytes()).into();
         // Comparing digests, not passwords, keeps the comparison's time independent of how

@@ -15,7 +15,12 @@
 //!   §4.1: a server that does not authorize a publish must acknowledge it or close).
 //! - SUBSCRIBE: each filter the client may not use is answered 0x80 (failure) in the SUBACK;
 //!   the broker sees only the allowed ones, and its SUBACK is merged back in order.
-//! - A device revoked on the ledger is disconnected within [`REVOCATION_CHECK`].
+//! - A device revoked on the ledger, or a staff login whose token no longer authenticates, is
+//!   disconnected within [`REVOCATION_CHECK`] (plus [`WRITE_TIMEOUT`] for a client that stopped
+//!   reading); the broker is sent a DISCONNECT first, so its will is not published.
+//! - The client id is the client's own only inside its principal's namespace (the broker sees
+//!   a digest of the principal and the id) and every session is clean: no client can take over
+//!   another's session, or inherit subscriptions the front never checked.
 //!
 //! Everything else passes through unchanged. The broker's answers are parsed only to merge
 //! SUBACKs; each direction is bounded by [`PACKET_BYTES_MAX`] per packet.
@@ -40,8 +45,12 @@ use vigil_core::{DeviceId, PersonId};
 use crate::acl;
 use crate::auth::{ConnectAuth, LoginRefused, Principal};
 
-/// How long a new connection has to send its CONNECT.
+/// How long a new connection has to send its CONNECT (and, over TLS, to finish its handshake
+/// before that).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one packet may take to leave toward either side: a client that stops reading is
+/// closed after this, so it holds no slot and escapes no revocation check for longer.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often a connected device's enrollment is looked up again.
 pub const REVOCATION_CHECK: Duration = Duration::from_secs(2);
 /// The broker refuses larger MQTT payloads by closing the connection. It is above the pack
@@ -264,6 +273,8 @@ enum Closed {
     Revoked,
     #[error("a second CONNECT")]
     SecondConnect,
+    #[error("a write took longer than {WRITE_TIMEOUT:?}")]
+    WriteTimeout,
     #[error("too many subscribes waiting for the broker")]
     TooManyPending,
     #[error("{0}")]
@@ -295,7 +306,9 @@ async fn write_packet(
     packet
         .write(&mut out, PACKET_BYTES_MAX)
         .map_err(Closed::Malformed)?;
-    stream.write_all(&out).await?;
+    tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&out))
+        .await
+        .map_err(|_| Closed::WriteTimeout)??;
     Ok(())
 }
 
@@ -362,10 +375,15 @@ async fn admit(
         let code = Refusal::Login(ConnectReturnCode::NotAuthorized);
         return Err(refuse(client, code, why).await);
     }
+    connect.client_id = namespaced_client_id(&principal, &connect.client_id);
+    connect.clean_session = true;
+    // A staff token is checked again on every revocation tick (it may be withdrawn).
+    let relogin = matches!(principal, Principal::Service(_)).then(|| (username.clone(), password));
     connect.login = Some(Login::new(username, secret.password.clone()));
     // Whatever the client sent right behind its CONNECT stays in `buffer` for the relay.
     Ok(Admitted {
         principal,
+        relogin,
         connect: Packet::Connect(connect),
         buffer,
     })
@@ -374,6 +392,8 @@ async fn admit(
 /// A client past its CONNECT: who it is, the CONNECT to forward, and the bytes it sent after.
 struct Admitted {
     principal: Principal,
+    /// A staff client's username and token, to check again while it stays connected.
+    relogin: Option<(String, String)>,
     connect: Packet,
     buffer: BytesMut,
 }
@@ -388,7 +408,22 @@ async fn connection(
     let mut broker = TcpStream::connect(upstream).await?;
     let _ = broker.set_nodelay(true);
     write_packet(&mut broker, &admitted.connect).await?;
-    relay(client, broker, &admitted.principal, auth, admitted.buffer).await
+    let admitted_still = || {
+        auth.still_admitted(&admitted.principal)
+            && admitted
+                .relogin
+                .as_ref()
+                .is_none_or(|(username, token)| auth.check_service_login(username, token))
+    };
+    relay(
+        client,
+        broker,
+        &admitted.principal,
+        auth,
+        &admitted_still,
+        admitted.buffer,
+    )
+    .await
 }
 
 /// Moves packets both ways until either side closes, checking what the client sends.
@@ -397,6 +432,7 @@ async fn relay(
     broker: TcpStream,
     principal: &Principal,
     auth: &ConnectAuth,
+    still_admitted: &impl Fn() -> bool,
     mut from_client: BytesMut,
 ) -> Result<(), Closed> {
     let (mut client_rx, mut client_tx) = tokio::io::split(client);
@@ -413,9 +449,11 @@ async fn relay(
                     Packet::Publish(publish)
                         if !acl::may_publish(principal, &publish.topic, |d| auth.enrolled_person(d)) =>
                     {
+                        disconnect(&mut broker_tx).await;
                         return Err(Closed::Forbidden(publish.topic));
                     }
-                    Packet::Publish(_) if !auth.still_admitted(principal) => {
+                    Packet::Publish(_) if !still_admitted() => {
+                        disconnect(&mut broker_tx).await;
                         return Err(Closed::Revoked);
                     }
                     Packet::Subscribe(subscribe) => {
@@ -452,12 +490,31 @@ async fn relay(
                 write_packet(&mut client_tx, &packet).await?;
             }
             _ = revocation.tick() => {
-                if !auth.still_admitted(principal) {
+                if !still_admitted() {
+                    disconnect(&mut broker_tx).await;
                     return Err(Closed::Revoked);
                 }
             }
         }
     }
+}
+
+/// Ends the client's session at the broker as a clean DISCONNECT, so that a client closed for
+/// what it did does not get its will published.
+async fn disconnect(broker: &mut (impl AsyncWriteExt + Unpin)) {
+    let _ = write_packet(broker, &Packet::Disconnect).await;
+}
+
+/// The client id the broker sees: the client's own, inside its principal's namespace, so that
+/// no principal can reach another's session (rumqttd keys sessions and takeovers by client id).
+/// A digest in hex: rumqttd 0.20 fails a connection whose id holds `/` or `:` (its will handler
+/// then panics on the next one with the same id).
+pub fn namespaced_client_id(principal: &Principal, client_id: &str) -> String {
+    let scoped = match principal {
+        Principal::Device { person, device } => format!("d:{person}/{device}:{client_id}"),
+        Principal::Service(name) => format!("s:{name}:{client_id}"),
+    };
+    format!("c{}", hex::encode(&Sha256::digest(scoped.as_bytes())[..16]))
 }
 
 fn now_ms() -> i64 {

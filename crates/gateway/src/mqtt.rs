@@ -211,12 +211,15 @@ impl MqttGateway {
         let internal = internal_port()?;
         let secret = crate::front::InternalSecret::generate()
             .map_err(|e| MqttError::Broker(format!("no random secret: {e}")))?;
+        // Above the front's own limit: rumqttd 0.20 mishandles a connection it cannot
+        // register, so the front must run out of slots first.
+        let broker_connections = MQTT_CONNECTIONS_MAX + 64;
         let config = format!(
             r#"
             id = 0
             [router]
             id = 0
-            max_connections = {MQTT_CONNECTIONS_MAX}
+            max_connections = {broker_connections}
             max_outgoing_packet_count = 200
             max_segment_size = 104857600
             max_segment_count = 10

@@ -828,3 +828,45 @@ fn over_tls_only_a_client_of_the_deployments_ca_gets_in_and_the_rules_still_hold
     assert_eq!((report.delivered, report.remaining), (0, 1), "{report:?}");
     assert_eq!(stored.lock().expect("lock").len(), 1);
 }
+
+/// A client id is its client's only inside its own login: Mallory, a device of Alice's own
+/// person, connecting under the client id of Alice's phone neither takes over Alice's session
+/// (rumqttd drops the older of two connections with one id) nor inherits its subscriptions.
+#[test]
+fn a_client_id_cannot_be_taken_over_by_another_login() {
+    let (addr, gateway, _) = start(true);
+    let (alice_client, mut alice_connection) =
+        client_as(addr, "alice-phone", ALICE_SEED, PERSON, &alice());
+    let connected =
+        |event: &Event| matches!(event, Event::Incoming(Packet::ConnAck(_))).then_some(());
+    next_event(&mut alice_connection, Duration::from_secs(5), connected)
+        .expect("Alice connects")
+        .expect("a CONNACK");
+    alice_client
+        .subscribe(topic::reply(PERSON, &alice()), QoS::AtLeastOnce)
+        .expect("queues");
+    let (_mallory_client, mut mallory_connection) =
+        client_as(addr, "alice-phone", MALLORY_SEED, PERSON, &mallory());
+    next_event(&mut mallory_connection, Duration::from_secs(5), connected)
+        .expect("Mallory connects")
+        .expect("a CONNACK");
+    // Alice's connection is still hers: her SUBACK arrives and nothing closes it.
+    let suback = |event: &Event| matches!(event, Event::Incoming(Packet::SubAck(_))).then_some(());
+    next_event(&mut alice_connection, Duration::from_secs(5), suback)
+        .expect("Alice's connection stays open")
+        .expect("her SUBACK");
+    alice_client
+        .subscribe(topic::alerts(PERSON), QoS::AtLeastOnce)
+        .expect("queues");
+    next_event(&mut alice_connection, Duration::from_secs(5), suback)
+        .expect("Alice's connection stays open")
+        .expect("her second SUBACK");
+    // And the node's alerts still reach her on it.
+    gateway
+        .publish_alert(PERSON, br#"{"level":2}"#.to_vec())
+        .expect("publishes");
+    let alert = |event: &Event| matches!(event, Event::Incoming(Packet::Publish(_))).then_some(());
+    next_event(&mut alice_connection, Duration::from_secs(5), alert)
+        .expect("Alice's connection stays open")
+        .expect("the alert reaches Alice");
+}

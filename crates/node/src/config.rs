@@ -150,10 +150,25 @@ impl MqttFile {
                     tls: Some((tls_listen, server.clone())),
                 })
             }
-            MqttFile::External { host, port } => MqttMode::External { host, port },
+            MqttFile::External { host, port } => {
+                if !is_loopback_host(&host) {
+                    return Err(ServiceConfigError::ExternalBrokerOffLoopback { host });
+                }
+                MqttMode::External { host, port }
+            }
             MqttFile::Disabled => MqttMode::Disabled,
         })
     }
+}
+
+/// Whether `host` names this machine: the node's link to an external broker is in clear and
+/// without credentials, so it may only go to a broker on the same host.
+pub fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_matches(['[', ']']);
+    bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A listener in clear must be on loopback.
@@ -186,6 +201,11 @@ pub enum ServiceConfigError {
          serve other addresses over TLS (https_listen, mqtt.tls_listen)"
     )]
     PlaintextOffLoopback { key: &'static str, addr: SocketAddr },
+    #[error(
+        "[service.mqtt] host = {host:?}: the link to an external broker is in clear and without \
+         credentials, so only a broker on this host (127.0.0.1, ::1, localhost)"
+    )]
+    ExternalBrokerOffLoopback { host: String },
     #[error("[service] {0} needs [service.tls] (cert_file, key_file)")]
     NoCertificate(&'static str),
     #[error("[service.tls]: {0}")]

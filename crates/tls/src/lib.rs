@@ -1,9 +1,9 @@
 //! Certificates and rustls configurations for Vigil's listeners and clients.
 //!
 //! A node serves MQTT and HTTP over TLS with a certificate chain and key read from PEM files
-//! ([`server_config`]); a device or the node's external-broker link trusts exactly the CA
-//! certificates it is given ([`client_config`]), never the system store, so it talks only to its
-//! own deployment. [`LocalAuthority`] creates such a CA and a server certificate for the names a
+//! ([`server_config`]); a device trusts exactly the CA certificates it is given
+//! ([`client_config`]), never the system store, so it talks only to its own deployment.
+//! [`LocalAuthority`] creates such a CA and a server certificate for the names a
 //! node answers on: what `vigil demo` runs with, and what a small deployment may start from (a
 //! province's brings its own PKI). Everything uses the aws-lc-rs provider that rustls already
 //! uses in the tree, TLS 1.2 and 1.3 only.
@@ -38,6 +38,8 @@ pub enum TlsError {
     },
     #[error("{path}: holds no {what}")]
     Empty { path: PathBuf, what: &'static str },
+    #[error("{path}: a private key readable by others (mode {mode:o}); chmod 600 it")]
+    KeyReadable { path: PathBuf, mode: u32 },
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
     #[error("TLS configuration: {0}")]
@@ -52,14 +54,21 @@ pub fn provider() -> Arc<CryptoProvider> {
 /// A server configuration from a PEM certificate chain (leaf first) and its PEM private key.
 pub fn server_config(cert_chain: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let chain = certificates(cert_chain)?;
+    owner_only(key)?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| pem_error(key, "a private key", e))?;
-    let mut config = ServerConfig::builder_with_provider(provider())
+    let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_no_client_auth()
         .with_single_cert(chain, key)?;
-    // The dashboard and API speak HTTP/1.1; MQTT clients send no ALPN.
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// `server` for HTTPS: the same certificate, offering HTTP/1.1 by ALPN (the MQTT listener
+/// offers none, so neither negotiates the other's protocol).
+pub fn for_http(server: &ServerConfig) -> Arc<ServerConfig> {
+    let mut config = server.clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 /// A client configuration that trusts the CA certificates in `ca` and nothing else.
@@ -73,6 +82,25 @@ pub fn client_config(ca: &Path) -> Result<Arc<ClientConfig>, TlsError> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Refuses a private key file that others than its owner may read (as ssh does).
+fn owner_only(path: &Path) -> Result<(), TlsError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(path)
+        .map_err(|source| TlsError::Io {
+            path: path.to_owned(),
+            source,
+        })?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(TlsError::KeyReadable {
+            path: path.to_owned(),
+            mode: mode & 0o777,
+        });
+    }
+    Ok(())
 }
 
 /// Every certificate in a PEM file, in order; at least one.
@@ -107,6 +135,9 @@ fn pem_error(path: &Path, what: &'static str, error: rustls_pki_types::pem::Erro
         },
     }
 }
+
+/// Days a [`LocalAuthority`]'s certificates are valid.
+pub const VALIDITY_DAYS: i64 = 398;
 
 /// A certificate authority and one server certificate it signed, written as PEM files.
 #[derive(Clone, Debug)]
@@ -143,6 +174,11 @@ impl LocalAuthority {
             rcgen::DnType::CommonName,
             "Vigil local certificate authority",
         );
+        // Bounded validity: the CA's key is gone once this returns, so nothing can revoke a
+        // leaked server key; it expires instead (398 days, the longest browsers accept).
+        let now = time::OffsetDateTime::now_utc();
+        ca_params.not_before = now - time::Duration::days(1);
+        ca_params.not_after = now + time::Duration::days(VALIDITY_DAYS);
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate()?)?;
 
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
@@ -151,6 +187,8 @@ impl LocalAuthority {
             .distinguished_name
             .push(rcgen::DnType::CommonName, "Vigil node");
         server_params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        server_params.not_before = now - time::Duration::days(1);
+        server_params.not_after = now + time::Duration::days(VALIDITY_DAYS);
         server_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
         let server_key = rcgen::KeyPair::generate()?;
         let server = server_params.signed_by(&server_key, &ca)?;
@@ -301,6 +339,16 @@ mod tests {
         let missing = dir.join("missing.pem");
         assert!(matches!(client_config(&missing), Err(TlsError::Io { .. })));
         assert!(server_config(&garbage, &missing).is_err());
+        let authority = LocalAuthority::create(&dir.join("ca"), &["localhost"]).expect("ca");
+        std::fs::set_permissions(
+            &authority.server_key,
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        assert!(matches!(
+            authority.server_config(),
+            Err(TlsError::KeyReadable { mode: 0o644, .. })
+        ));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -191,6 +191,11 @@ fn service_config(
         let port = port
             .parse()
             .with_context(|| format!("--mqtt-broker {broker}: bad port"))?;
+        anyhow::ensure!(
+            vigil_node::config::is_loopback_host(host),
+            "--mqtt-broker {broker}: the link to an external broker is in clear and without \
+             credentials, so only a broker on this host (127.0.0.1, ::1, localhost)"
+        );
         config.mqtt = MqttMode::External {
             host: host.trim_matches(['[', ']']).to_owned(),
             port,
