@@ -89,22 +89,12 @@ async fn security_headers(
 /// Binds `listen` and serves the API over `node` in the background, on the caller's tokio
 /// runtime. Returns the bound address once the listener is bound.
 pub async fn serve(node: Arc<Node>, listen: SocketAddr) -> Result<SocketAddr, ServeError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: listen,
-            source,
-        })?;
+    let listener = bind(listen).await?;
     let addr = listener.local_addr().map_err(|source| ServeError::Listen {
         addr: listen,
         source,
     })?;
-    let app = router(node);
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "HTTP server stopped");
-        }
-    });
+    spawn_serve(listener, router(node), "HTTP");
     Ok(addr)
 }
 
@@ -115,26 +105,35 @@ pub async fn serve_tls(
     listen: SocketAddr,
     server: Arc<vigil_tls::rustls::ServerConfig>,
 ) -> Result<SocketAddr, ServeError> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = tls::TlsListener::start(bind(listen).await?, vigil_tls::for_http(&server))
         .map_err(|source| ServeError::Listen {
             addr: listen,
             source,
         })?;
-    let server = vigil_tls::for_http(&server);
-    let listener =
-        tls::TlsListener::start(listener, server).map_err(|source| ServeError::Listen {
+    let addr = listener.local_addr;
+    spawn_serve(listener, router(node), "HTTPS");
+    Ok(addr)
+}
+
+async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener, ServeError> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| ServeError::Listen {
             addr: listen,
             source,
-        })?;
-    let addr = listener.local_addr;
-    let app = router(node);
+        })
+}
+
+fn spawn_serve<L>(listener: L, app: Router, what: &'static str)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "HTTPS server stopped");
+            tracing::error!(%error, "{what} server stopped");
         }
     });
-    Ok(addr)
 }
 
 /// [`Node::start`], then [`serve`] on `listen`: the node with its API.

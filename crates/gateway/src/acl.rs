@@ -31,15 +31,10 @@ pub fn may_publish(
     enrolled_person: impl Fn(&DeviceId) -> Option<PersonId>,
 ) -> bool {
     match principal {
-        Principal::Device { person, .. } => {
-            // Compared with the canonical form too: a pseudonym in upper case parses, but
-            // is not the topic the node answers on.
-            topic::parse_uplink(topic).is_some_and(|(topic_person, device)| {
-                topic_person == *person
-                    && topic == topic::uplink(*person, &device)
-                    && enrolled_person(&device) == Some(*person)
-            })
-        }
+        Principal::Device { person, .. } => topic::parse_uplink(topic).is_some_and(|parsed| {
+            persons_device(*person, &parsed, enrolled_person)
+                && topic == topic::uplink(parsed.0, &parsed.1)
+        }),
         Principal::Service(_) => false,
     }
 }
@@ -53,14 +48,24 @@ pub fn may_subscribe(
     match principal {
         Principal::Device { person, .. } => {
             filter == topic::alerts(*person)
-                || topic::parse_reply(filter).is_some_and(|(topic_person, device)| {
-                    topic_person == *person
-                        && filter == topic::reply(*person, &device)
-                        && enrolled_person(&device) == Some(*person)
+                || topic::parse_reply(filter).is_some_and(|parsed| {
+                    persons_device(*person, &parsed, enrolled_person)
+                        && filter == topic::reply(parsed.0, &parsed.1)
                 })
         }
         Principal::Service(_) => filter == ALL_ALERTS_FILTER || is_one_persons_alerts(filter),
     }
+}
+
+/// Whether a topic's `(person, device)` is a device enrolled for `person` itself. The caller
+/// also compares the topic with its canonical form: a pseudonym in upper case parses, but is
+/// not the topic the node answers on.
+fn persons_device(
+    person: PersonId,
+    (topic_person, device): &(PersonId, DeviceId),
+    enrolled_person: impl Fn(&DeviceId) -> Option<PersonId>,
+) -> bool {
+    *topic_person == person && enrolled_person(device) == Some(person)
 }
 
 /// `vigil/<pseudonym>/alerts` with a well-formed pseudonym (no wildcard).
@@ -124,6 +129,37 @@ mod tests {
         ] {
             assert!(!may_publish(&me, &topic, enrolled), "{topic}");
         }
+    }
+
+    /// A pseudonym in upper case parses as the same person, but is not the topic the node
+    /// answers on: refused everywhere.
+    #[test]
+    fn only_the_canonical_spelling_of_a_topic_passes() {
+        let person = PersonId::from_bytes([0xab; 16]);
+        let device: DeviceId = "thermo-1".parse().expect("valid");
+        let me = Principal::Device {
+            person,
+            device: device.clone(),
+        };
+        let ours = |_: &DeviceId| Some(person);
+        let staff = Principal::Service("operator".into());
+        let shout =
+            |topic: String| topic.replace(&person.to_string(), &person.to_string().to_uppercase());
+        assert!(may_publish(&me, &topic::uplink(person, &device), ours));
+        assert!(!may_publish(
+            &me,
+            &shout(topic::uplink(person, &device)),
+            ours
+        ));
+        assert!(may_subscribe(&me, &topic::reply(person, &device), ours));
+        assert!(!may_subscribe(
+            &me,
+            &shout(topic::reply(person, &device)),
+            ours
+        ));
+        assert!(!may_subscribe(&me, &shout(topic::alerts(person)), ours));
+        assert!(may_subscribe(&staff, &topic::alerts(person), ours));
+        assert!(!may_subscribe(&staff, &shout(topic::alerts(person)), ours));
     }
 
     #[test]

@@ -72,32 +72,27 @@ type Stored = Arc<Mutex<HashSet<(DeviceId, u64)>>>;
 /// that only a forger could make the device drop it.
 fn start(answer: bool) -> (SocketAddr, MqttGateway, Stored) {
     let stored: Stored = Arc::default();
-    let handler = storing_handler(answer, stored.clone());
-    let addr = free_port();
+    let handler = storing_handler(answer, stored.clone(), directory());
+    // The front is bound, and the broker behind it listening, once `embedded` returns: a
+    // refusal below is always the broker's verdict on a login.
     let gateway = MqttGateway::embedded(
-        addr,
+        ([127, 0, 0, 1], 0).into(),
         handler,
         ConnectAuth::new(Arc::new(directory())),
         node_key(),
     )
     .expect("broker starts");
-    // The broker binds on its own thread: wait until it listens, so that a refusal below is
-    // the broker's verdict on a login, never a connection to a port nobody listens on yet.
-    let listening_by = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < listening_by,
-            "the broker never listened on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let addr = gateway.listen_addr().expect("listens");
     (addr, gateway, stored)
 }
 
-/// Admission, then an exactly-once store into `stored` (see [`start`]).
-fn storing_handler(answer: bool, stored: Stored) -> PackHandler {
+/// Admission against `enrolled`, then an exactly-once store into `stored` (see [`start`]).
+fn storing_handler(
+    answer: bool,
+    stored: Stored,
+    enrolled: impl DeviceDirectory + Send + Sync + 'static,
+) -> PackHandler {
     let store = stored;
-    let enrolled = directory();
     Arc::new(move |uplinks: &[Uplink<'_>]| {
         uplinks
             .iter()
@@ -582,31 +577,7 @@ fn the_broker_holds_each_device_to_its_persons_topics() {
     );
     let live = LiveDirectory(Arc::new(Mutex::new(devices)));
     let stored: Stored = Arc::default();
-    let store = stored.clone();
-    let admission = live.clone();
-    let handler: PackHandler = Arc::new(move |uplinks: &[Uplink<'_>]| {
-        uplinks
-            .iter()
-            .map(|uplink| {
-                match admit::admit(
-                    &admission,
-                    uplink.payload,
-                    Some(uplink.person),
-                    admit::Horizon::UNBOUNDED,
-                ) {
-                    Ok(admitted) => {
-                        let pack = admitted.pack;
-                        store
-                            .lock()
-                            .expect("lock")
-                            .insert((pack.device.clone(), pack.sequence));
-                        Reply::accepted(pack.sequence, pack.readings.len())
-                    }
-                    Err(error) => Reply::rejected(admit::peek_sequence(uplink.payload), error),
-                }
-            })
-            .collect()
-    });
+    let handler = storing_handler(true, stored.clone(), live.clone());
     let gateway = MqttGateway::embedded(
         ([127, 0, 0, 1], 0).into(),
         handler,
@@ -778,7 +749,7 @@ fn over_tls_only_a_client_of_the_deployments_ca_gets_in_and_the_rules_still_hold
     };
     let gateway = MqttGateway::embedded_on(
         listeners,
-        storing_handler(true, stored.clone()),
+        storing_handler(true, stored.clone(), directory()),
         ConnectAuth::new(Arc::new(directory())),
         node_key(),
     )
@@ -869,4 +840,58 @@ fn a_client_id_cannot_be_taken_over_by_another_login() {
     next_event(&mut alice_connection, Duration::from_secs(5), alert)
         .expect("Alice's connection stays open")
         .expect("the alert reaches Alice");
+}
+
+/// A staff client stays connected only while its token still authenticates: once the token is
+/// withdrawn (here the node's check starts refusing it), the front disconnects it within the
+/// revocation check, with the alert subscription it held.
+#[test]
+fn a_staff_client_is_disconnected_once_its_token_is_withdrawn() {
+    let valid = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let still = valid.clone();
+    let auth = ConnectAuth::new(Arc::new(directory())).with_service_check(Arc::new(
+        move |name: &str, token: &str| {
+            still.load(std::sync::atomic::Ordering::SeqCst) && name == "ops" && token == "tok"
+        },
+    ));
+    let gateway = MqttGateway::embedded(
+        ([127, 0, 0, 1], 0).into(),
+        storing_handler(true, Stored::default(), directory()),
+        auth,
+        node_key(),
+    )
+    .expect("broker starts");
+    let addr = gateway.listen_addr().expect("listens");
+    let mut options = MqttOptions::new("console", "127.0.0.1", addr.port());
+    options
+        .set_keep_alive(Duration::from_secs(30))
+        .set_credentials("service:ops", "tok");
+    let (client, mut connection) = rumqttc::Client::new(options, 16);
+    client
+        .subscribe("vigil/+/alerts", QoS::AtLeastOnce)
+        .expect("queues");
+    let granted = next_event(
+        &mut connection,
+        Duration::from_secs(5),
+        |event| match event {
+            Event::Incoming(Packet::SubAck(ack)) => Some(ack.return_codes.clone()),
+            _ => None,
+        },
+    )
+    .expect("connected")
+    .expect("a SUBACK");
+    assert_ne!(granted, [rumqttc::SubscribeReasonCode::Failure]);
+    // Still admitted: nothing closes the connection while the token holds.
+    let quiet = next_event(
+        &mut connection,
+        Duration::from_millis(2_500),
+        |_| None::<()>,
+    );
+    assert_eq!(quiet, Ok(None), "disconnected with a valid token");
+    valid.store(false, std::sync::atomic::Ordering::SeqCst);
+    let closed = next_event(&mut connection, Duration::from_secs(5), |_| None::<()>);
+    assert!(
+        closed.is_err(),
+        "still connected after the token was withdrawn"
+    );
 }

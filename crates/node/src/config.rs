@@ -386,6 +386,23 @@ mod tests {
             "{api:?}"
         );
 
+        let (_, node) = open(
+            "http_listen = \"127.0.0.1:8080\"\n[mqtt]\nmode = \"external\"\nhost = \"broker.example\"\nport = 1883\n"
+                .into(),
+        );
+        assert!(matches!(
+            node.err(),
+            Some(ServiceConfigError::ExternalBrokerOffLoopback { .. })
+        ));
+        let (_, node) = open(
+            "http_listen = \"127.0.0.1:8080\"\n[mqtt]\nmode = \"external\"\nhost = \"localhost\"\nport = 1883\n"
+                .into(),
+        );
+        assert!(matches!(
+            node.map(|c| c.mqtt),
+            Ok(MqttMode::External { .. })
+        ));
+
         let authority =
             vigil_tls::LocalAuthority::create(&dir.path().join("tls"), &["localhost"]).expect("ca");
         let tls = format!(
